@@ -1,0 +1,66 @@
+"""The activity ledger: when each app was last used and what it is serving now.
+
+One writer: the data plane (`begin`/`end` around every forwarded or held request,
+`tunnel_opened`/`tunnel_closed` around WebSocket and other upgraded connections).
+Readers: the sweeper and the admin API. A request counts as in flight from its head
+until its response is complete, so a long download or SSE stream keeps its app awake.
+"""
+
+from __future__ import annotations
+
+from wakeproxy.model.clock import Clock
+
+
+class AppActivity:
+    __slots__ = ("in_flight", "last_access", "requests", "tunnels")
+
+    def __init__(self) -> None:
+        self.last_access: float | None = None
+        self.in_flight = 0
+        self.tunnels = 0
+        self.requests = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.in_flight > 0 or self.tunnels > 0
+
+
+class ActivityLedger:
+    def __init__(self, clock: Clock) -> None:
+        self._now = clock.monotonic
+        self._apps: dict[str, AppActivity] = {}
+
+    def get(self, app: str) -> AppActivity:
+        a = self._apps.get(app)
+        if a is None:
+            a = self._apps[app] = AppActivity()
+        return a
+
+    def begin(self, app: str) -> AppActivity:
+        a = self._apps.get(app) or self.get(app)
+        a.in_flight += 1
+        a.requests += 1
+        a.last_access = self._now()
+        return a
+
+    def end(self, app: str) -> None:
+        a = self._apps.get(app) or self.get(app)
+        a.in_flight -= 1
+        a.last_access = self._now()
+
+    def touch(self, app: str) -> None:
+        """Count as access without a request in flight (e.g. an ignored health path)."""
+        self.get(app).last_access = self._now()
+
+    def tunnel_opened(self, app: str) -> None:
+        a = self.get(app)
+        a.tunnels += 1
+        a.last_access = self._now()
+
+    def tunnel_closed(self, app: str) -> None:
+        a = self.get(app)
+        a.tunnels -= 1
+        a.last_access = self._now()
+
+    def forget(self, app: str) -> None:
+        self._apps.pop(app, None)

@@ -1,0 +1,38 @@
+"""What every plane needs to know about an app, whatever the platform runs it on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AppPolicy:
+    """Per-app rules. Built once from config (or a platform's annotations), never mutated."""
+
+    name: str
+    hosts: tuple[str, ...]
+    idle_after: float = 300.0
+    wake_timeout: float = 60.0
+    max_held_requests: int = 1000
+    # Serve browsers a self-refreshing "waking up" page instead of holding them.
+    waiting_page: bool = False
+    # Held requests released at once when the app becomes ready; the rest follow one
+    # by one as earlier ones get their response head (the app proved it can serve).
+    release_concurrency: int = 16
+    # Paths whose requests do not count as activity (health checks must not keep an app awake).
+    ignored_paths: tuple[str, ...] = ()
+    # How often a waking app is probed, and what: a TCP connect, or an HTTP GET of this
+    # path answered below 500 when set.
+    probe_interval: float = 0.005
+    readiness_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A ready address of an app."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"

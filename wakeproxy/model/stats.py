@@ -1,0 +1,91 @@
+"""Request counters kept as plain integers on the hot path; exported at scrape time.
+
+One writer: the data plane. The metrics exporter reads a consistent-enough snapshot
+when Prometheus scrapes; nothing here costs more than a dict update per request.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+# Proxying latencies: 100 µs … 10 s.
+REQUEST_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+# Wakes and holds: 10 ms … 120 s.
+WAKE_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+)
+
+
+class Histogram:
+    """Cumulative-at-export histogram: per-bucket counts (last slot is +Inf) and a sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[int]:
+        out, total = [], 0
+        for c in self.counts:
+            total += c
+            out.append(total)
+        return out
+
+
+class AppRequestStats:
+    __slots__ = ("by_code", "duration", "held", "held_duration", "rejected_held")
+
+    def __init__(self) -> None:
+        self.by_code: dict[int, int] = {}
+        self.duration = Histogram(REQUEST_BUCKETS)
+        self.held = 0  # currently held
+        self.held_duration = Histogram(WAKE_BUCKETS)
+        self.rejected_held = 0  # turned away because the hold queue was full
+
+
+class RequestStats:
+    """Per-app request figures. Requests for unknown hosts count under app ""."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, AppRequestStats] = {}
+
+    def app(self, name: str) -> AppRequestStats:
+        s = self.apps.get(name)
+        if s is None:
+            s = self.apps[name] = AppRequestStats()
+        return s
+
+    def record(self, app: str, status: int, seconds: float) -> None:
+        s = self.apps.get(app) or self.app(app)
+        s.by_code[status] = s.by_code.get(status, 0) + 1
+        s.duration.observe(seconds)
+
+
+class WakeStats:
+    """Control-plane figures: one writer, the control plane."""
+
+    def __init__(self) -> None:
+        self.wakes: dict[tuple[str, str], int] = {}  # (app, result) → count
+        self.wake_duration: dict[str, Histogram] = {}
+        self.sleeps: dict[str, int] = {}
+
+    def wake_finished(self, app: str, result: str, seconds: float) -> None:
+        key = (app, result)
+        self.wakes[key] = self.wakes.get(key, 0) + 1
+        if result == "ready":
+            h = self.wake_duration.get(app)
+            if h is None:
+                h = self.wake_duration[app] = Histogram(WAKE_BUCKETS)
+            h.observe(seconds)
+
+    def slept(self, app: str) -> None:
+        self.sleeps[app] = self.sleeps.get(app, 0) + 1

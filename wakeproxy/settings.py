@@ -1,0 +1,454 @@
+"""The cluster config file → frozen, grouped settings. Reads that one file; nothing else.
+
+Every mistake is collected and reported together, each naming the file, the key path
+and what was expected, e.g.::
+
+    config/cluster.yaml: apps[2].idle_after: expected a duration like 30s or 5m, got 'five'
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from wakeproxy.model.apps import AppPolicy
+from wakeproxy.model.routes import HostConflict, RouteTable
+
+T = TypeVar("T")
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_APP_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file; `str()` lists them one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_duration(value: object) -> float:
+    """`300`, `300s`, `5m`, `1h`, `250ms`, `1m30s` → seconds. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(value)
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(value)
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            raise ValueError(value)
+        total += float(m.group(1)) * _UNIT[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(value)
+    return total
+
+
+def parse_address(value: object) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port). Raises ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not host or not port_s.isdigit():
+        raise ValueError(value)
+    port = int(port_s)
+    if not 0 <= port <= 65535:
+        raise ValueError(value)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Protection of the data plane. Every value is a config key under `limits:`."""
+
+    max_head_bytes: int = 65536
+    max_headers: int = 100
+    max_connections: int = 10000
+    connect_timeout: float = 5.0
+    response_header_timeout: float = 60.0
+    client_idle_timeout: float = 75.0
+    client_head_timeout: float = 30.0
+    upstream_idle_timeout: float = 30.0
+    upstream_pool_size: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class LocalApp:
+    """How the local platform runs an app: `command` with `/bin/sh -c`, `PORT` in env."""
+
+    policy: AppPolicy
+    command: str
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    stop_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: str
+    cluster: str
+    platform: str
+    listen: tuple[str, int]
+    admin_listen: tuple[str, int]
+    admin_token: str | None
+    log_format: str
+    log_level: str
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    sweep_interval: float
+    drain_grace: float
+    limits: Limits
+    apps: tuple[LocalApp, ...]
+
+    @property
+    def policies(self) -> tuple[AppPolicy, ...]:
+        return tuple(a.policy for a in self.apps)
+
+
+_TOP_KEYS = {
+    "cluster", "platform", "listen", "admin_listen", "admin_token", "admin_token_file",
+    "log", "trusted_proxies", "sweep_interval", "drain_grace", "limits", "defaults",
+    "apps", "kubernetes", "review_apps",
+}
+_POLICY_KEYS = {
+    "idle_after", "wake_timeout", "max_held_requests", "waiting_page",
+    "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
+}
+_APP_KEYS = _POLICY_KEYS | {"name", "hosts", "command", "cwd", "env"}
+_PLATFORMS = ("local", "kubernetes")
+
+
+class _Reader:
+    """Collects problems while walking the YAML tree, so all are reported at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def fail(self, path: str, expected: str, got: object = ...) -> None:
+        tail = "" if got is ... else f", got {got!r}"
+        self.problems.append(f"{self.source}: {path}: expected {expected}{tail}")
+
+    def mapping(self, value: object, path: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(path, "a mapping of keys to values", value)
+            return {}
+        return value
+
+    def unknown_keys(self, m: Mapping[str, Any], allowed: set[str], path: str) -> None:
+        for key in m:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                self.fail(where, "one of: " + ", ".join(sorted(allowed)), f"unknown key {key}")
+
+    def get(
+        self, m: Mapping[str, Any], key: str, path: str, conv: Callable[[object], T],
+        expected: str, default: T,
+    ) -> T:
+        if key not in m or m[key] is None:
+            return default
+        try:
+            return conv(m[key])
+        except (ValueError, TypeError):
+            self.fail(f"{path}{key}", expected, m[key])
+            return default
+
+
+def _positive_int(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(v)
+    return v
+
+
+def _bool(v: object) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(v)
+    return v
+
+
+def _str(v: object) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(v)
+    return v
+
+
+def _positive_duration(v: object) -> float:
+    d = parse_duration(v)
+    if d <= 0:
+        raise ValueError(v)
+    return d
+
+
+def _str_list(v: object) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError(v)
+    return tuple(v)
+
+
+def _path_list(v: object) -> tuple[str, ...]:
+    paths = _str_list(v)
+    if not all(p.startswith("/") for p in paths):
+        raise ValueError(v)
+    return paths
+
+
+def _readiness_path(v: object) -> str:
+    s = _str(v)
+    if not s.startswith("/"):
+        raise ValueError(v)
+    return s
+
+
+def _host_pattern(v: str) -> str:
+    p = v.strip().lower().rstrip(".")
+    labels = p[2:].split(".") if p.startswith("*.") else p.split(".")
+    if not p or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(v)
+    return p
+
+
+_DURATION = "a duration like 30s or 5m"
+_POSITIVE_DURATION = "a duration above zero like 30s or 5m"
+
+
+def _policy_fields(r: _Reader, m: Mapping[str, Any], path: str, base: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    out["idle_after"] = r.get(m, "idle_after", path, _positive_duration, _POSITIVE_DURATION, base["idle_after"])
+    out["wake_timeout"] = r.get(m, "wake_timeout", path, _positive_duration, _POSITIVE_DURATION, base["wake_timeout"])
+    out["max_held_requests"] = r.get(
+        m, "max_held_requests", path, _positive_int, "a whole number above 0", base["max_held_requests"])
+    out["waiting_page"] = r.get(m, "waiting_page", path, _bool, "true or false", base["waiting_page"])
+    out["release_concurrency"] = r.get(
+        m, "release_concurrency", path, _positive_int, "a whole number above 0", base["release_concurrency"])
+    out["ignored_paths"] = r.get(
+        m, "ignored_paths", path, _path_list, "a list of paths starting with /", base["ignored_paths"])
+    out["probe_interval"] = r.get(
+        m, "probe_interval", path, _positive_duration, "a duration above zero like 5ms", base["probe_interval"])
+    out["readiness_path"] = r.get(
+        m, "readiness_path", path, _readiness_path, "a path starting with /", base["readiness_path"])
+    out["stop_grace"] = r.get(m, "stop_grace", path, parse_duration, _DURATION, base["stop_grace"])
+    return out
+
+
+def _read_limits(r: _Reader, raw: object) -> Limits:
+    m = r.mapping(raw, "limits")
+    d = Limits()
+    r.unknown_keys(m, set(Limits.__dataclass_fields__), "limits")
+    ints = ("max_head_bytes", "max_headers", "max_connections", "upstream_pool_size")
+    kw: dict[str, Any] = {}
+    for name in Limits.__dataclass_fields__:
+        if name in ints:
+            kw[name] = r.get(m, name, "limits.", _positive_int, "a whole number above 0", getattr(d, name))
+        else:
+            kw[name] = r.get(m, name, "limits.", _positive_duration, _POSITIVE_DURATION, getattr(d, name))
+    return Limits(**kw)
+
+
+def _read_networks(r: _Reader, raw: object) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        r.fail("trusted_proxies", "a list of addresses or CIDR ranges", raw)
+        return ()
+    nets = []
+    for i, item in enumerate(raw):
+        try:
+            nets.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            r.fail(f"trusted_proxies[{i}]", "an address or CIDR range like 10.0.0.0/8", item)
+    return tuple(nets)
+
+
+def _read_token(r: _Reader, top: Mapping[str, Any], base_dir: Path) -> str | None:
+    token = top.get("admin_token")
+    token_file = top.get("admin_token_file")
+    if token is not None and token_file is not None:
+        r.fail("admin_token_file", "either admin_token or admin_token_file, not both")
+        return None
+    if token is not None:
+        if not isinstance(token, str) or len(token) < 16:
+            r.fail("admin_token", "a string of at least 16 characters", "<hidden>")
+            return None
+        return token
+    if token_file is not None:
+        if not isinstance(token_file, str):
+            r.fail("admin_token_file", "a file path", token_file)
+            return None
+        path = base_dir / token_file
+        try:
+            text = path.read_text().strip()
+        except OSError as e:
+            r.fail("admin_token_file", "a readable file", f"{path}: {e.strerror}")
+            return None
+        if len(text) < 16:
+            r.fail("admin_token_file", "a file holding a token of at least 16 characters", str(path))
+            return None
+        return text
+    return None
+
+
+def _read_app(
+    r: _Reader, raw: object, i: int, base: dict[str, Any], platform: str,
+) -> LocalApp | None:
+    path = f"apps[{i}]"
+    m = r.mapping(raw, path)
+    if not m:
+        if raw is not None and isinstance(raw, dict):
+            r.fail(path, "an app with at least name and hosts")
+        return None
+    r.unknown_keys(m, _APP_KEYS, path)
+    name = m.get("name")
+    ok = True
+    if not isinstance(name, str) or not _APP_NAME.match(name):
+        r.fail(f"{path}.name", "a lowercase name of letters, digits and '-' (at most 63)", name)
+        ok = False
+    hosts_raw = m.get("hosts")
+    hosts: list[str] = []
+    if not isinstance(hosts_raw, list) or not hosts_raw:
+        r.fail(f"{path}.hosts", "a non-empty list of host names or *.domain wildcards", hosts_raw)
+        ok = False
+    else:
+        for j, h in enumerate(hosts_raw):
+            try:
+                if not isinstance(h, str):
+                    raise ValueError(h)
+                hosts.append(_host_pattern(h))
+            except ValueError:
+                r.fail(f"{path}.hosts[{j}]", "a host name like app.example.com or *.example.com", h)
+                ok = False
+    command = m.get("command")
+    if platform == "local" and (not isinstance(command, str) or not command.strip()):
+        r.fail(f"{path}.command", "a shell command that listens on $PORT", command)
+        ok = False
+    cwd = m.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        r.fail(f"{path}.cwd", "a directory path", cwd)
+        ok = False
+    env_raw = r.mapping(m.get("env"), f"{path}.env")
+    env: dict[str, str] = {}
+    for k, v in env_raw.items():
+        if not isinstance(k, str) or isinstance(v, dict | list) or v is None:
+            r.fail(f"{path}.env.{k}", "a string value", v)
+            ok = False
+        else:
+            env[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    fields = _policy_fields(r, m, f"{path}.", base)
+    if not ok:
+        return None
+    stop_grace = fields.pop("stop_grace")
+    policy = AppPolicy(name=str(name), hosts=tuple(hosts), **fields)
+    return LocalApp(policy=policy, command=str(command or ""), cwd=cwd, env=env, stop_grace=stop_grace)
+
+
+def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Settings:
+    """Parse config text; `source` names the file in every error. Raises ConfigError."""
+    r = _Reader(source)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError([f"{source}: {where}: expected valid YAML ({getattr(e, 'problem', e)})"]) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{source}: (top level): expected a mapping of keys to values, got {doc!r}"])
+    top: dict[str, Any] = doc
+    r.unknown_keys(top, _TOP_KEYS, "")
+
+    cluster = r.get(top, "cluster", "", _str, "a cluster name", "default")
+    platform = top.get("platform", "local")
+    if platform not in _PLATFORMS:
+        r.fail("platform", "one of: " + ", ".join(_PLATFORMS), platform)
+        platform = "local"
+    listen = r.get(top, "listen", "", parse_address, "an address like 127.0.0.1:8080", ("127.0.0.1", 8080))
+    admin = r.get(top, "admin_listen", "", parse_address, "an address like 127.0.0.1:9090", ("127.0.0.1", 9090))
+    token = _read_token(r, top, base_dir or Path("."))
+
+    log = r.mapping(top.get("log"), "log")
+    r.unknown_keys(log, {"format", "level"}, "log")
+    log_format = log.get("format", "json")
+    if log_format not in ("json", "console"):
+        r.fail("log.format", "json or console", log_format)
+        log_format = "json"
+    log_level = str(log.get("level", "info")).lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        r.fail("log.level", "one of: debug, info, warning, error", log.get("level"))
+        log_level = "info"
+
+    trusted = _read_networks(r, top.get("trusted_proxies"))
+    sweep_interval = r.get(top, "sweep_interval", "", _positive_duration, _POSITIVE_DURATION, 1.0)
+    drain_grace = r.get(top, "drain_grace", "", parse_duration, _DURATION, 30.0)
+    limits = _read_limits(r, top.get("limits"))
+
+    d = AppPolicy(name="-", hosts=())
+    base: dict[str, Any] = {
+        "idle_after": d.idle_after, "wake_timeout": d.wake_timeout,
+        "max_held_requests": d.max_held_requests, "waiting_page": d.waiting_page,
+        "release_concurrency": d.release_concurrency, "ignored_paths": d.ignored_paths,
+        "probe_interval": d.probe_interval, "readiness_path": d.readiness_path,
+        "stop_grace": 10.0,
+    }
+    defaults = r.mapping(top.get("defaults"), "defaults")
+    r.unknown_keys(defaults, _POLICY_KEYS, "defaults")
+    base = _policy_fields(r, defaults, "defaults.", base)
+
+    apps_raw = top.get("apps")
+    apps: list[LocalApp] = []
+    if apps_raw is not None and not isinstance(apps_raw, list):
+        r.fail("apps", "a list of apps", apps_raw)
+    for i, raw in enumerate(apps_raw or []):
+        app = _read_app(r, raw, i, base, platform)
+        if app is not None:
+            apps.append(app)
+    seen: dict[str, int] = {}
+    for i, app in enumerate(apps):
+        if app.policy.name in seen:
+            r.fail(f"apps[{i}].name", "a name no other app has", app.policy.name)
+        seen[app.policy.name] = i
+    try:
+        RouteTable.build((a.policy.name, a.policy.hosts) for a in apps)
+    except HostConflict as e:
+        r.fail("apps[].hosts", "each host claimed by one app", str(e))
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Settings(
+        source=source, cluster=cluster, platform=platform, listen=listen, admin_listen=admin,
+        admin_token=token, log_format=log_format, log_level=log_level, trusted_proxies=trusted,
+        sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=tuple(apps),
+    )
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and parse one config file. Raises ConfigError naming the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"{p}: expected a readable config file ({e.strerror})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{p}: expected UTF-8 text"]) from None
+    return parse_settings(text, str(p), base_dir=p.parent)
