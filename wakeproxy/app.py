@@ -1,0 +1,186 @@
+"""Composition root: builds every part from Settings, runs them, drains on SIGTERM.
+
+The only module that knows every concrete class. Nothing below it reads files,
+environment variables or globals; it hands each part exactly what that part needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from wakeproxy import __version__
+from wakeproxy.controlplane.apps import install_apps
+from wakeproxy.controlplane.lifecycle import Lifecycle
+from wakeproxy.controlplane.platform import Platform
+from wakeproxy.controlplane.sweeper import Sweeper
+from wakeproxy.dataplane.server import DataPlane
+from wakeproxy.model.activity import ActivityLedger
+from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.clock import Clock, SystemClock
+from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.routes import Routes
+from wakeproxy.model.stats import RequestStats, WakeStats
+from wakeproxy.obs.admin import build_admin_app
+from wakeproxy.obs.logging import AccessLogSink, configure_logging
+from wakeproxy.obs.metrics import build_registry
+from wakeproxy.settings import Settings
+
+log = structlog.get_logger("wakeproxy")
+
+
+class StartupError(Exception):
+    """wakeproxy cannot start (a port is taken, a platform cannot be reached)."""
+
+
+def _build_platform(settings: Settings) -> Platform:
+    if settings.platform == "local":
+        from wakeproxy.platforms.local.platform import LocalPlatform
+
+        return LocalPlatform(settings.apps)
+    raise StartupError(f"{settings.source}: platform: {settings.platform!r} is not available yet")
+
+
+@dataclass
+class Daemon:
+    """Every long-lived part of one running wakeproxy."""
+
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    ready: bool = False
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.routes = Routes()
+        self.board = ReadinessBoard(self.clock)
+        self.ledger = ActivityLedger(self.clock)
+        self.demand = WakeDemand()
+        self.request_stats = RequestStats()
+        self.wake_stats = WakeStats()
+        self.platform = _build_platform(s)
+        install_apps(s.policies, self.board, self.routes)
+        self.lifecycle = Lifecycle(
+            board=self.board, demand=self.demand, platform=self.platform,
+            stats=self.wake_stats, clock=self.clock,
+        )
+        self.sweeper = Sweeper(
+            board=self.board, ledger=self.ledger, lifecycle=self.lifecycle,
+            clock=self.clock, interval=s.sweep_interval,
+        )
+        self.access_log = AccessLogSink()
+        self.dataplane = DataPlane(
+            routes=self.routes, board=self.board, ledger=self.ledger, demand=self.demand,
+            stats=self.request_stats, access_log=self.access_log, limits=s.limits,
+            trusted_proxies=s.trusted_proxies, clock=self.clock,
+        )
+        self.registry = build_registry(
+            board=self.board, ledger=self.ledger, request_stats=self.request_stats,
+            wake_stats=self.wake_stats, clock=self.clock, cluster=s.cluster, version=__version__,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._admin_runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.platform.start()
+        admin = build_admin_app(
+            board=self.board, ledger=self.ledger, commands=self.lifecycle,
+            registry=self.registry, cluster=s.cluster, token=s.admin_token,
+            ready=lambda: self.ready, clock=self.clock,
+        )
+        runner = web.AppRunner(admin, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._admin_runner = runner
+        try:
+            await web.TCPSite(runner, s.admin_listen[0], s.admin_listen[1]).start()
+        except OSError as e:
+            raise StartupError(f"cannot listen on admin_listen {_fmt(s.admin_listen)}: {e.strerror}") from None
+        try:
+            bound = await self.dataplane.start(*s.listen)
+        except OSError as e:
+            raise StartupError(f"cannot listen on listen {_fmt(s.listen)}: {e.strerror}") from None
+        self._spawn(self.lifecycle.run(), "lifecycle")
+        self._spawn(self.sweeper.run(), "sweeper")
+        self.ready = True
+        log.info(
+            "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(s.admin_listen),
+            apps=len(s.apps), platform=s.platform, version=__version__,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def wait_for_failure(self) -> None:
+        """Return when a background part died: the daemon cannot do its job without it."""
+        if not self._tasks:
+            await asyncio.Event().wait()
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = None if task.cancelled() else task.exception()
+            log.error("background task stopped", task=task.get_name(), error=repr(exc))
+
+    async def stop(self) -> None:
+        """Stop accepting, drain in-flight requests, stop the apps, close the admin port."""
+        self.ready = False
+        self.dataplane.stop_accepting()
+        log.info("draining", in_flight=self.dataplane.open_connections, grace=self.settings.drain_grace)
+        await self.dataplane.drain(self.settings.drain_grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.lifecycle.close()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        log.info("stopped")
+
+
+def _fmt(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(settings: Settings) -> int:
+    daemon = Daemon(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        try:
+            await daemon.start()
+        except StartupError as e:
+            log.error("cannot start", reason=str(e))
+            code = 1
+            return code
+        stopped = loop.create_task(stop.wait(), name="signal")
+        failed = loop.create_task(daemon.wait_for_failure(), name="watchdog")
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            code = 1
+        stopped.cancel()
+        failed.cancel()
+    finally:
+        await daemon.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return code
+
+
+def run(settings: Settings) -> int:
+    """Run wakeproxy until SIGTERM/SIGINT; returns the process exit code."""
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; the default loop still works
+        return asyncio.run(serve(settings))
+    return uvloop.run(serve(settings))
