@@ -60,7 +60,7 @@ class RouteTable:
                 target, key = (wildcard, p[2:]) if p.startswith("*.") else (exact, p)
                 owner = target.get(key)
                 if owner is not None and owner != app:
-                    raise HostConflict(f"host {pattern!r} is claimed by both {owner!r} and {app!r}")
+                    raise HostConflict(f"host {p!r} is claimed by both {owner!r} and {app!r}")
                 target[key] = app
         return cls(exact, wildcard)
 

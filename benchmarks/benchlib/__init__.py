@@ -1,0 +1,5 @@
+"""The benchmark harness behind `benchmarks/run.py`: processes, nginx, wrk, wakeproxy, report.
+
+Stdlib only, so it runs wherever the project's virtualenv runs. Nothing here imports
+wakeproxy: it is measured from the outside, as a user would run it.
+"""
