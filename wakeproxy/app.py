@@ -106,11 +106,12 @@ class Daemon:
             bound = await self.dataplane.start(*s.listen)
         except OSError as e:
             raise StartupError(f"cannot listen on listen {_fmt(s.listen)}: {e.strerror}") from None
+        admin_bound = runner.addresses[0][:2] if runner.addresses else s.admin_listen
         self._spawn(self.lifecycle.run(), "lifecycle")
         self._spawn(self.sweeper.run(), "sweeper")
         self.ready = True
         log.info(
-            "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(s.admin_listen),
+            "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(admin_bound),
             apps=len(s.apps), platform=s.platform, version=__version__,
         )
 
@@ -178,7 +179,7 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     """Run wakeproxy until SIGTERM/SIGINT; returns the process exit code."""
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, cluster=settings.cluster)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; the default loop still works

@@ -9,6 +9,7 @@ and what was expected, e.g.::
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,7 +20,8 @@ from typing import Any, TypeVar
 import yaml
 
 from wakeproxy.model.apps import AppPolicy
-from wakeproxy.model.routes import HostConflict, RouteTable
+from wakeproxy.model.limits import Limits
+from wakeproxy.model.routes import normalize_pattern
 
 T = TypeVar("T")
 
@@ -42,21 +44,24 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, int | float):
-        if value < 0:
+        if value < 0 or not math.isfinite(value):
             raise ValueError(value)
         return float(value)
     if not isinstance(value, str):
         raise ValueError(value)
     text = value.strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
+        total = float(text)
+        if not math.isfinite(total):
+            raise ValueError(value)
+        return total
     pos, total = 0, 0.0
     for m in _DURATION_PART.finditer(text):
         if m.start() != pos:
             raise ValueError(value)
         total += float(m.group(1)) * _UNIT[m.group(2)]
         pos = m.end()
-    if pos != len(text) or pos == 0:
+    if pos != len(text) or pos == 0 or not math.isfinite(total):
         raise ValueError(value)
     return total
 
@@ -74,21 +79,6 @@ def parse_address(value: object) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, port
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Protection of the data plane. Every value is a config key under `limits:`."""
-
-    max_head_bytes: int = 65536
-    max_headers: int = 100
-    max_connections: int = 10000
-    connect_timeout: float = 5.0
-    response_header_timeout: float = 60.0
-    client_idle_timeout: float = 75.0
-    client_head_timeout: float = 30.0
-    upstream_idle_timeout: float = 30.0
-    upstream_pool_size: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,22 +223,25 @@ _DURATION = "a duration like 30s or 5m"
 _POSITIVE_DURATION = "a duration above zero like 30s or 5m"
 
 
-def _policy_fields(r: _Reader, m: Mapping[str, Any], path: str, base: dict[str, Any]) -> dict[str, Any]:
+_POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
+    ("idle_after", _positive_duration, _POSITIVE_DURATION),
+    ("wake_timeout", _positive_duration, _POSITIVE_DURATION),
+    ("max_held_requests", _positive_int, "a whole number above 0"),
+    ("waiting_page", _bool, "true or false"),
+    ("release_concurrency", _positive_int, "a whole number above 0"),
+    ("ignored_paths", _path_list, "a list of paths starting with /"),
+    ("probe_interval", _positive_duration, "a duration above zero like 5ms"),
+    ("readiness_path", _readiness_path, "a path starting with /"),
+    ("stop_grace", parse_duration, _DURATION),
+)
+
+
+def _policy_fields(
+    r: _Reader, m: Mapping[str, Any], path: str, base: dict[str, Any],
+) -> dict[str, Any]:
     out = dict(base)
-    out["idle_after"] = r.get(m, "idle_after", path, _positive_duration, _POSITIVE_DURATION, base["idle_after"])
-    out["wake_timeout"] = r.get(m, "wake_timeout", path, _positive_duration, _POSITIVE_DURATION, base["wake_timeout"])
-    out["max_held_requests"] = r.get(
-        m, "max_held_requests", path, _positive_int, "a whole number above 0", base["max_held_requests"])
-    out["waiting_page"] = r.get(m, "waiting_page", path, _bool, "true or false", base["waiting_page"])
-    out["release_concurrency"] = r.get(
-        m, "release_concurrency", path, _positive_int, "a whole number above 0", base["release_concurrency"])
-    out["ignored_paths"] = r.get(
-        m, "ignored_paths", path, _path_list, "a list of paths starting with /", base["ignored_paths"])
-    out["probe_interval"] = r.get(
-        m, "probe_interval", path, _positive_duration, "a duration above zero like 5ms", base["probe_interval"])
-    out["readiness_path"] = r.get(
-        m, "readiness_path", path, _readiness_path, "a path starting with /", base["readiness_path"])
-    out["stop_grace"] = r.get(m, "stop_grace", path, parse_duration, _DURATION, base["stop_grace"])
+    for key, conv, expected in _POLICY_FIELDS:
+        out[key] = r.get(m, key, path, conv, expected, base[key])
     return out
 
 
@@ -259,14 +252,18 @@ def _read_limits(r: _Reader, raw: object) -> Limits:
     ints = ("max_head_bytes", "max_headers", "max_connections", "upstream_pool_size")
     kw: dict[str, Any] = {}
     for name in Limits.__dataclass_fields__:
+        default = getattr(d, name)
         if name in ints:
-            kw[name] = r.get(m, name, "limits.", _positive_int, "a whole number above 0", getattr(d, name))
+            kw[name] = r.get(m, name, "limits.", _positive_int, "a whole number above 0", default)
         else:
-            kw[name] = r.get(m, name, "limits.", _positive_duration, _POSITIVE_DURATION, getattr(d, name))
+            kw[name] = r.get(m, name, "limits.", _positive_duration, _POSITIVE_DURATION, default)
     return Limits(**kw)
 
 
-def _read_networks(r: _Reader, raw: object) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _read_networks(r: _Reader, raw: object) -> tuple[_Network, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -303,7 +300,8 @@ def _read_token(r: _Reader, top: Mapping[str, Any], base_dir: Path) -> str | Non
             r.fail("admin_token_file", "a readable file", f"{path}: {e.strerror}")
             return None
         if len(text) < 16:
-            r.fail("admin_token_file", "a file holding a token of at least 16 characters", str(path))
+            expected = "a file holding a token of at least 16 characters"
+            r.fail("admin_token_file", expected, str(path))
             return None
         return text
     return None
@@ -313,10 +311,11 @@ def _read_app(
     r: _Reader, raw: object, i: int, base: dict[str, Any], platform: str,
 ) -> LocalApp | None:
     path = f"apps[{i}]"
+    if raw is None or raw == {}:
+        r.fail(path, "an app with at least name and hosts", raw)
+        return None
     m = r.mapping(raw, path)
     if not m:
-        if raw is not None and isinstance(raw, dict):
-            r.fail(path, "an app with at least name and hosts")
         return None
     r.unknown_keys(m, _APP_KEYS, path)
     name = m.get("name")
@@ -359,7 +358,46 @@ def _read_app(
         return None
     stop_grace = fields.pop("stop_grace")
     policy = AppPolicy(name=str(name), hosts=tuple(hosts), **fields)
-    return LocalApp(policy=policy, command=str(command or ""), cwd=cwd, env=env, stop_grace=stop_grace)
+    return LocalApp(
+        policy=policy, command=str(command or ""), cwd=cwd, env=env, stop_grace=stop_grace,
+    )
+
+
+def _check_unique(r: _Reader, entries: list[tuple[int, LocalApp]]) -> None:
+    """Each name used once, each host or wildcard claimed by one app (as RouteTable needs).
+
+    `entries` pair each valid app with its index in the file, so errors point at the
+    right `apps[i]` even when an earlier app was invalid.
+    """
+    names: dict[str, int] = {}
+    claims: dict[str, tuple[int, str]] = {}
+    for i, app in entries:
+        name = app.policy.name
+        if name in names:
+            r.fail(f"apps[{i}].name", f"a name not already used by apps[{names[name]}]", name)
+        else:
+            names[name] = i
+        for j, host in enumerate(app.policy.hosts):
+            key = normalize_pattern(host)
+            owner = claims.get(key)
+            if owner is None:
+                claims[key] = (i, name)
+            elif owner[0] != i:
+                r.fail(
+                    f"apps[{i}].hosts[{j}]",
+                    f"a host not already claimed by apps[{owner[0]}] ({owner[1]})", host,
+                )
+
+
+def _same_socket(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether two listen addresses would collide on bind (port 0 never does)."""
+    (host_a, port_a), (host_b, port_b) = a, b
+    if port_a != port_b or port_a == 0:
+        return False
+    if host_a == host_b or "::" in (host_a, host_b):
+        return True
+    v4 = ":" not in host_a and ":" not in host_b
+    return v4 and "0.0.0.0" in (host_a, host_b)
 
 
 def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Settings:
@@ -370,11 +408,13 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise ConfigError([f"{source}: {where}: expected valid YAML ({getattr(e, 'problem', e)})"]) from None
+        problem = getattr(e, "problem", None) or e
+        raise ConfigError([f"{source}: {where}: expected valid YAML ({problem})"]) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError([f"{source}: (top level): expected a mapping of keys to values, got {doc!r}"])
+        raise ConfigError(
+            [f"{source}: (top level): expected a mapping of keys to values, got {doc!r}"])
     top: dict[str, Any] = doc
     r.unknown_keys(top, _TOP_KEYS, "")
 
@@ -383,8 +423,14 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
     if platform not in _PLATFORMS:
         r.fail("platform", "one of: " + ", ".join(_PLATFORMS), platform)
         platform = "local"
-    listen = r.get(top, "listen", "", parse_address, "an address like 127.0.0.1:8080", ("127.0.0.1", 8080))
-    admin = r.get(top, "admin_listen", "", parse_address, "an address like 127.0.0.1:9090", ("127.0.0.1", 9090))
+    listen = r.get(
+        top, "listen", "", parse_address, "an address like 127.0.0.1:8080", ("127.0.0.1", 8080))
+    admin = r.get(
+        top, "admin_listen", "", parse_address, "an address like 127.0.0.1:9090",
+        ("127.0.0.1", 9090))
+    if _same_socket(listen, admin):
+        given = top.get("admin_listen") or f"{admin[0]}:{admin[1]} (the default)"
+        r.fail("admin_listen", "an address other than listen's", given)
     token = _read_token(r, top, base_dir or Path("."))
 
     log = r.mapping(top.get("log"), "log")
@@ -416,22 +462,16 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
     base = _policy_fields(r, defaults, "defaults.", base)
 
     apps_raw = top.get("apps")
-    apps: list[LocalApp] = []
+    entries: list[tuple[int, LocalApp]] = []
     if apps_raw is not None and not isinstance(apps_raw, list):
         r.fail("apps", "a list of apps", apps_raw)
-    for i, raw in enumerate(apps_raw or []):
-        app = _read_app(r, raw, i, base, platform)
-        if app is not None:
-            apps.append(app)
-    seen: dict[str, int] = {}
-    for i, app in enumerate(apps):
-        if app.policy.name in seen:
-            r.fail(f"apps[{i}].name", "a name no other app has", app.policy.name)
-        seen[app.policy.name] = i
-    try:
-        RouteTable.build((a.policy.name, a.policy.hosts) for a in apps)
-    except HostConflict as e:
-        r.fail("apps[].hosts", "each host claimed by one app", str(e))
+    elif apps_raw:
+        for i, raw in enumerate(apps_raw):
+            app = _read_app(r, raw, i, base, platform)
+            if app is not None:
+                entries.append((i, app))
+    _check_unique(r, entries)
+    apps = [app for _, app in entries]
 
     if r.problems:
         raise ConfigError(r.problems)

@@ -113,7 +113,9 @@ def write_instance(base: Path, name: str, conf_text: str) -> tuple[Path, Path]:
     return prefix, conf
 
 
-def write_app_script(base: Path, binary: str, www: Path, pid_dir: Path, pin_core: int | None) -> Path:
+def write_app_script(
+    base: Path, binary: str, www: Path, pid_dir: Path, pin_core: int | None,
+) -> Path:
     """`/bin/sh SCRIPT NAME`: an nginx upstream on $PORT in the foreground, as an app command.
 
     It records its PID (which `exec` hands on to nginx) in `pid_dir` for end-of-run

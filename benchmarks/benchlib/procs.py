@@ -63,9 +63,9 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of `pid`, found by scanning /proc (works without CONFIG_PROC_CHILDREN)."""
-    found = []
+def _stats() -> list[tuple[int, list[str]]]:
+    """(pid, fields after the command name) of every process: state, ppid, pgrp, ..."""
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -74,10 +74,18 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
         # The command name may hold spaces or parentheses; fields resume after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            found.append(int(entry))
-    return found
+        out.append((int(entry), stat[stat.rfind(")") + 2 :].split()))
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, found by scanning /proc (works without CONFIG_PROC_CHILDREN)."""
+    return [p for p, f in _stats() if len(f) > 1 and f[1] == str(pid)]
+
+
+def group_running(pgid: int) -> bool:
+    """True while a process of group `pgid` still runs (zombies awaiting a reaper don't count)."""
+    return any(len(f) > 2 and f[2] == str(pgid) and f[0] not in ("Z", "X") for _, f in _stats())
 
 
 def is_running(pid: int) -> bool:
@@ -91,9 +99,10 @@ def is_running(pid: int) -> bool:
 
 def cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def wait_for_port(host: str, port: int, timeout: float, owner: Started | None = None) -> None:
@@ -111,6 +120,15 @@ def wait_for_port(host: str, port: int, timeout: float, owner: Started | None = 
     who = owner.name if owner else "nothing"
     tail = f"; last lines of {owner.log_path}:\n{log_tail(owner.log_path)}" if owner else ""
     raise StartFailed(f"{who} did not listen on {host}:{port} within {timeout:.0f}s{tail}")
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Signal a process group we created; False when it no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 class Processes:
@@ -145,18 +163,19 @@ class Processes:
 
     def stop(self, started: Started, grace: float = 10.0) -> None:
         """SIGTERM the process's group (its own session, so only what it spawned), then SIGKILL."""
+        deadline = time.monotonic() + grace
         if started.alive():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(started.pid, signal.SIGTERM)
+            _signal_group(started.pid, signal.SIGTERM)
             try:
                 started.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(started.pid, signal.SIGKILL)
+                _signal_group(started.pid, signal.SIGKILL)
                 started.proc.wait(timeout=5)
-        # The group may outlive its leader (a worker of a killed nginx master).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(started.pid, signal.SIGKILL)
+        # The group may outlive its leader (an nginx master under a `sh -c` that exited
+        # first): give it the rest of the grace period, then kill what is left.
+        while group_running(started.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _signal_group(started.pid, signal.SIGKILL)
         if started in self._started:
             self._started.remove(started)
 

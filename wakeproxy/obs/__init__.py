@@ -1,0 +1,9 @@
+"""Observability and operation: logs, metrics and the admin server.
+
+    data plane ──AccessRecord──► logging.AccessLogSink ──► one JSON line per request
+    model (board, ledger, stats) ──read at scrape──► metrics ──► GET /metrics
+    admin API ──wake/sleep──► control plane (AppCommands); reads ──► views ◄── model
+
+Everything here reads the shared model; nothing here writes it. App state changes only
+through the control plane's commands.
+"""

@@ -1,0 +1,32 @@
+"""The emulator's knobs, fixed when it starts.
+
+Owns the one frozen settings object; every other module receives the values it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    # Schemas of this Kubernetes version validate every stored object (None: no validation).
+    kube_version: str | None = "1.36"
+    # Events kept per resource type for watch resumes; older ones are compacted (410 Gone).
+    history_size: int = 1000
+    bookmark_interval: float = 1.0
+    # A watch without timeoutSeconds ends after this long (the real server: 30-60 minutes).
+    watch_timeout: float = 1800.0
+    # HTTPS with a throwaway CA (needed for in-cluster config) instead of plain HTTP.
+    tls: bool = False
+    # Requests without the bearer token are 401 Unauthorized.
+    require_token: bool = True
+    namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
+    node_name: str = "emulator-node"
+    # Pod and Service changes show in EndpointSlices this long after they happen.
+    endpoint_publish_delay: float = 0.0
+    probe_interval: float = 0.05
+    ready_probe_interval: float = 0.5
+    restart_backoff: float = 0.2
+    # terminationGracePeriodSeconds is honoured up to this many seconds (keeps tests fast).
+    max_grace_seconds: float = 2.0

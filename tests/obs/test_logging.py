@@ -1,0 +1,221 @@
+"""Log output: JSON lines, the per-request access line, stdlib routing, the console format."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.obs import logging as obs_logging
+from wakeproxy.obs.logging import AccessLogSink, JsonLines, configure_logging
+
+ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
+
+
+def access_record(**overrides: Any) -> AccessRecord:
+    """The data plane's own record, with typical values for a held request."""
+    fields: dict[str, Any] = {
+        "app": "hello", "host": "hello.localhost", "method": "GET",
+        "path": "/index.html?page=2", "status": 200, "duration": 0.0123456, "held": 1.23456,
+        "request_id": "4bf92f3577b34da6", "client": "127.0.0.1", "upstream": "127.0.0.1:41000",
+        "bytes_in": 12, "bytes_out": 3456, "reason": None,
+    }
+    return AccessRecord(**{**fields, **overrides})
+
+
+@pytest.fixture(autouse=True)
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(obs_logging, "_output", None)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").disabled = False
+
+
+def lines(buf: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
+def test_access_line_is_one_json_object_with_every_field() -> None:
+    buf = io.StringIO()
+    configure_logging("json", "info", cluster="dev", stream=buf)
+    AccessLogSink()(access_record())
+    assert buf.getvalue().count("\n") == 1
+    [line] = lines(buf)
+    assert list(line)[:4] == ["timestamp", "level", "event", "cluster"]
+    assert re.match(ISO_UTC, line["timestamp"])
+    assert line["event"] == "request"
+    assert line["level"] == "info"
+    assert line["cluster"] == "dev"
+    expected = {
+        "app": "hello", "host": "hello.localhost", "method": "GET",
+        "path": "/index.html?page=2", "status": 200, "duration_ms": 12.35, "held_ms": 1234.56,
+        "request_id": "4bf92f3577b34da6", "client": "127.0.0.1", "upstream": "127.0.0.1:41000",
+        "bytes_in": 12, "bytes_out": 3456, "reason": None,
+    }
+    assert {k: line[k] for k in expected} == expected
+
+
+def test_a_request_not_held_has_no_held_ms_and_unknown_hosts_have_no_app() -> None:
+    buf = io.StringIO()
+    sink = AccessLogSink(JsonLines(buf))
+    sink(access_record(app="", host="nowhere.example", status=404, held=None, upstream=None,
+                reason="unknown host"))
+    [line] = lines(buf)
+    assert "held_ms" not in line
+    assert "cluster" not in line
+    assert line["app"] is None
+    assert line["status"] == 404
+    assert line["upstream"] is None
+    assert line["reason"] == "unknown host"
+
+
+def test_hostile_paths_stay_on_one_line() -> None:
+    buf = io.StringIO()
+    AccessLogSink(JsonLines(buf))(access_record(path='/a\nb"c\\d\u2028\x00'))
+    assert buf.getvalue().count("\n") == 1
+    assert lines(buf)[0]["path"] == '/a\nb"c\\d\u2028\x00'
+
+
+def test_access_lines_are_off_above_info() -> None:
+    buf = io.StringIO()
+    configure_logging("json", "warning", stream=buf)
+    AccessLogSink()(access_record())
+    structlog.get_logger().info("not shown")
+    structlog.get_logger().warning("shown")
+    assert [e["event"] for e in lines(buf)] == ["shown"]
+
+
+def test_structlog_events_are_json_lines_with_timestamp_level_event_cluster() -> None:
+    buf = io.StringIO()
+    configure_logging("json", "debug", cluster="prod", stream=buf)
+    structlog.get_logger("wakeproxy").info("started", listen="127.0.0.1:8080", apps=2)
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        structlog.get_logger().exception("wake failed", app="hello")
+    first, second = lines(buf)
+    assert list(first)[:3] == ["timestamp", "level", "event"]
+    assert first["event"] == "started"
+    assert first["level"] == "info"
+    assert first["cluster"] == "prod"
+    assert first["listen"] == "127.0.0.1:8080"
+    assert first["timestamp"].endswith("Z")
+    assert second["level"] == "error"
+    assert "ValueError: broken" in second["exception"]
+
+
+def test_stdlib_logging_is_routed_and_aiohttp_access_logs_are_off() -> None:
+    buf = io.StringIO()
+    configure_logging("json", "info", cluster="dev", stream=buf)
+    logging.getLogger("asyncio").warning("Task was destroyed but it is pending: %s", "t1")
+    logging.getLogger("aiohttp.access").info('127.0.0.1 "GET / HTTP/1.1" 200')
+    logging.getLogger("some.lib").debug("below the level")
+    [line] = lines(buf)
+    assert line["event"] == "Task was destroyed but it is pending: t1"
+    assert line["level"] == "warning"
+    assert line["logger"] == "asyncio"
+    assert line["cluster"] == "dev"
+
+
+def test_reconfiguring_replaces_the_handler_instead_of_doubling_lines() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("json", "info", stream=first)
+    configure_logging("json", "info", stream=second)
+    logging.getLogger("x").warning("once")
+    assert first.getvalue() == ""
+    assert len(lines(second)) == 1
+
+
+def test_console_format_is_for_humans() -> None:
+    buf = io.StringIO()
+    configure_logging("console", "info", stream=buf)
+    AccessLogSink()(access_record())
+    structlog.get_logger().info("started", listen="127.0.0.1:8080")
+    text = buf.getvalue()
+    assert not text.startswith("{")
+    assert "request" in text and "app=hello" in text and "status=200" in text
+    assert "started" in text and "listen=127.0.0.1:8080" in text
+    assert "\x1b[" not in text  # no colours when the stream is not a terminal
+
+
+def test_bad_format_or_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="log format"):
+        configure_logging("xml", "info", stream=io.StringIO())
+    with pytest.raises(ValueError, match="log level"):
+        configure_logging("json", "loud", stream=io.StringIO())
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+async def test_inside_the_loop_lines_are_flushed_on_a_timer_not_per_line() -> None:
+    stream = CountingStream()
+    sink = AccessLogSink(JsonLines(stream, flush_interval=0.05))
+    for _ in range(100):
+        sink(access_record())
+    assert stream.flushes == 0
+    await asyncio.sleep(0.15)
+    assert stream.flushes == 1
+    assert len(stream.getvalue().splitlines()) == 100
+    sink(access_record())
+    await asyncio.sleep(0.15)
+    assert stream.flushes == 2
+
+
+def test_a_loop_that_ended_before_its_flush_does_not_stall_later_lines() -> None:
+    stream = CountingStream()
+    out = JsonLines(stream, flush_interval=0.01)
+
+    async def write(wait: float) -> None:
+        out.emit("event", {"n": 1})
+        await asyncio.sleep(wait)
+
+    asyncio.run(write(0))  # this loop closes with its flush still pending
+    asyncio.run(write(0.05))
+    assert stream.flushes == 1
+
+
+def test_outside_a_loop_every_line_is_flushed() -> None:
+    stream = CountingStream()
+    sink = AccessLogSink(JsonLines(stream))
+    sink(access_record())
+    sink(access_record())
+    assert stream.flushes == 2
+
+
+async def test_access_line_costs_microseconds(tmp_path: Path) -> None:
+    """Per-request budget: the target is < 5 µs a line; this guards against regressions.
+
+    Runs inside a loop, as in production, so the stream is flushed on the timer."""
+    with (tmp_path / "access.log").open("w") as out:
+        sink = AccessLogSink(JsonLines(out, cluster="dev"))
+        record = access_record()
+        n = 20000
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(n):
+                sink(record)
+            best = min(best, (time.perf_counter() - started) / n)
+    assert best < 15e-6, f"{best * 1e6:.2f} µs per access line"

@@ -1,0 +1,300 @@
+"""The `wakeproxy` command: serve, check-config, and a small client of the admin API.
+
+`serve` is the only command that imports the daemon; the client commands (status, wake,
+sleep) use only the standard library so they start fast. Exit codes: 0 success, 1 a
+problem the user has to fix (bad config, unreachable admin server, refused command),
+2 bad usage.
+
+Must never: print a traceback for an expected failure, or send the admin token anywhere
+but the admin server it was given for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from wakeproxy import __version__
+from wakeproxy.settings import ConfigError, load_settings
+
+DEFAULT_ADMIN = "http://127.0.0.1:9090"
+_TIMEOUTS = {"status": 10.0, "sleep": 120.0, "wake": 300.0}
+
+
+class CliError(Exception):
+    """A failure to report on stderr as one message, exit code 1."""
+
+
+class Unreachable(CliError): ...
+
+
+class Refused(CliError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- admin API client ------------------------------------------------------------------
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AdminClient:
+    def __init__(self, base: str, token: str | None, timeout: float) -> None:
+        self.base = base.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        # An HTTP proxy from the environment must not see (or break) loopback admin traffic.
+        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.base) else []
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def call(self, method: str, path: str) -> Any:
+        url = self.base + path
+        req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+        req.add_header("Accept", "application/json")
+        if self.token and method != "GET":
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as e:
+            raise Refused(_error_message(e), e.code) from None
+        except urllib.error.URLError as e:
+            raise Unreachable(self._unreachable(e.reason)) from None
+        except (OSError, TimeoutError) as e:
+            raise Unreachable(self._unreachable(e)) from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise CliError(f"{url} answered something that is not JSON; is it wakeproxy's "
+                           "admin server?") from None
+
+    def _unreachable(self, reason: object) -> str:
+        text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+        return (f"cannot reach the admin server at {self.base} ({text}); is "
+                "`wakeproxy serve` running? Point to it with --admin URL, --config FILE "
+                "or WAKEPROXY_ADMIN")
+
+
+def _error_message(e: urllib.error.HTTPError) -> str:
+    try:
+        raw = e.read()
+        doc = json.loads(raw)
+        message = str(doc["error"]) if isinstance(doc, dict) and "error" in doc else raw.decode()
+    except (ValueError, OSError, UnicodeDecodeError):
+        message = e.reason if isinstance(e.reason, str) else ""
+    message = message.strip() or "no explanation"
+    hint = "; pass --token or set WAKEPROXY_TOKEN" if e.code == 401 else ""
+    return f"{message} (HTTP {e.code}{hint})"
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """300 → 5m, 90 → 1m30s, 0.25 → 250ms, 3600 → 1h."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    total = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return "".join(parts[:2])
+
+
+def _last_access(app: dict[str, Any]) -> str:
+    idle = app.get("idle_seconds")
+    if isinstance(idle, int | float):
+        return "just now" if idle < 1 else f"{format_duration(idle)} ago"
+    return "never"
+
+
+def format_table(apps: list[dict[str, Any]]) -> str:
+    header = ("APP", "STATE", "HOSTS", "IN-FLIGHT", "LAST ACCESS", "IDLE AFTER")
+    rows = [header] + [
+        (
+            str(a.get("name", "?")),
+            str(a.get("state", "?")),
+            ",".join(a.get("hosts") or []) or "-",
+            # Open tunnels (WebSocket, SSE upgrades) keep an app awake like requests do.
+            str(a.get("in_flight", 0) + a.get("tunnels", 0)),
+            _last_access(a),
+            format_duration(float(a.get("idle_after", 0))),
+        )
+        for a in apps
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for a in apps:
+        if a.get("last_failure"):
+            lines.append(f"{a.get('name')}: last wake failed: {a['last_failure']}")
+    return "\n".join(lines)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def _fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def _admin_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    token: str | None = args.token or os.environ.get("WAKEPROXY_TOKEN") or None
+    url: str | None = args.admin
+    if args.config:
+        settings = load_settings(args.config)
+        if url is None and settings.admin_listen[1] == 0:
+            _fail(f"{args.config}: admin_listen: port 0 is chosen at start-up; "
+                  "pass the admin server's address with --admin URL")
+        url = url or _admin_url(*settings.admin_listen)
+        token = token or settings.admin_token
+    url = url or os.environ.get("WAKEPROXY_ADMIN") or DEFAULT_ADMIN
+    if "://" not in url:
+        url = "http://" + url
+    timeout = args.timeout if args.timeout is not None else _TIMEOUTS[args.command]
+    return AdminClient(url, token, timeout)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    from wakeproxy.app import run  # the daemon's imports are paid only by `serve`
+
+    return run(settings)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    code = 0
+    for path in args.files:
+        try:
+            settings = load_settings(path)
+        except ConfigError as e:
+            for problem in e.problems:
+                print(problem, file=sys.stderr)
+            code = 1
+            continue
+        n = len(settings.apps)
+        print(f"{path}: ok ({n} app{'' if n == 1 else 's'})")
+    return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    apps = _client(args).call("GET", "/api/v1/apps")
+    if not isinstance(apps, list):
+        _fail("the admin server answered an unexpected app list")
+    if args.json:
+        print(json.dumps(apps, indent=2))
+    elif not apps:
+        print("no apps configured")
+    else:
+        print(format_table(apps))
+    return 0
+
+
+def _command(args: argparse.Namespace, verb: str) -> int:
+    client = _client(args)
+    path = f"/api/v1/apps/{urllib.parse.quote(args.app, safe='')}/{verb}"
+    started = time.monotonic()
+    try:
+        app = client.call("POST", path)
+    except Refused as e:
+        _fail(f"{verb} {args.app}: {e}")
+    took = time.monotonic() - started
+    if args.json:
+        print(json.dumps(app, indent=2))
+        return 0
+    state = app.get("state", "?") if isinstance(app, dict) else "?"
+    endpoints = ", ".join(app.get("endpoints") or []) if isinstance(app, dict) else ""
+    at = f" at {endpoints}" if endpoints else ""
+    print(f"{args.app}: {state}{at} ({format_duration(took)})")
+    return 0
+
+
+def cmd_wake(args: argparse.Namespace) -> int:
+    return _command(args, "wake")
+
+
+def cmd_sleep(args: argparse.Namespace) -> int:
+    return _command(args, "sleep")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wakeproxy", description="Scale-to-zero front door for HTTP apps.")
+    parser.add_argument("--version", action="version", version=f"wakeproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", required=True, metavar="FILE", help="cluster config file")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate config files and exit")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--admin", metavar="URL",
+                        help=f"admin server (default: $WAKEPROXY_ADMIN or {DEFAULT_ADMIN})")
+    client.add_argument("--config", metavar="FILE",
+                        help="read admin_listen and the admin token from this config file")
+    client.add_argument("--token", help="admin token for writes (default: $WAKEPROXY_TOKEN)")
+    client.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="give up waiting for the admin server after this long")
+    client.add_argument("--json", action="store_true", help="print the server's JSON")
+
+    status = sub.add_parser("status", parents=[client], help="show every app's state")
+    status.set_defaults(func=cmd_status)
+    for verb, func, text in (("wake", cmd_wake, "wake an app and wait until it is ready"),
+                             ("sleep", cmd_sleep, "scale an app to zero now")):
+        p = sub.add_parser(verb, parents=[client], help=text)
+        p.add_argument("app", metavar="APP")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except CliError as e:
+        print(f"wakeproxy: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,310 @@
+"""The lifecycle: the one writer of wake and sleep transitions on the readiness board.
+
+Data flow::
+
+    data plane --request(app)--> WakeDemand --take()--> Lifecycle --wake/sleep--> Platform
+    Platform --next_event() (AppExited)--> Lifecycle
+    Lifecycle --mark_waking/ready/wake_failed/stopping/asleep--> ReadinessBoard --> readers
+
+Single flight per app: at most one wake or sleep runs for an app at a time. Demand for
+an app that is waking or awake is already being served; demand for a stopping app is
+remembered and served the moment the stop completes, so a request never reaches a
+stopping process and is never forgotten. Every board transition happens in the same loop
+step as the operation's bookkeeping, so readers never see a phase that disagrees with
+what is running. It never decides *when* an app should sleep (the sweeper does) and never
+reads the activity ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from wakeproxy.controlplane.errors import ShuttingDown, UnknownApp, WakeError, WakeTimedOut
+from wakeproxy.controlplane.platform import AppExited, Platform, WakeFailed
+from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.board import AppState, Phase, ReadinessBoard
+from wakeproxy.model.clock import Clock
+from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.stats import WakeStats
+
+T = TypeVar("T")
+
+log = structlog.get_logger("wakeproxy.lifecycle")
+
+# How long past wake_timeout the platform may take to honour its own deadline (and stop
+# what it started) before the lifecycle cancels the call.
+_PLATFORM_DEADLINE_SLACK = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WakeOutcome:
+    result: str  # "ready" | "failed" | "timeout": the label of WakeStats.wakes
+    reason: str = ""
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        *,
+        board: ReadinessBoard,
+        demand: WakeDemand,
+        platform: Platform,
+        stats: WakeStats,
+        clock: Clock,
+    ) -> None:
+        self._board = board
+        self._demand = demand
+        self._platform = platform
+        self._stats = stats
+        self._clock = clock
+        self._wakes: dict[str, asyncio.Task[WakeOutcome]] = {}
+        self._sleeps: dict[str, asyncio.Task[None]] = {}
+        self._rewake: set[str] = set()  # demand that arrived while the app was stopping
+        self._tasks: set[asyncio.Task[Any]] = set()  # every operation, for close()
+        self._loops: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # -- the background loops --------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve wake demand and unexpected exits until cancelled or closed."""
+        self._loops = [
+            spawn(self._serve_demand(), name="lifecycle:demand"),
+            spawn(self._serve_exits(), name="lifecycle:exits"),
+        ]
+        try:
+            done, _ = await asyncio.wait(self._loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if not task.cancelled() and (exc := task.exception()) is not None:
+                    raise exc
+        finally:
+            for task in self._loops:
+                task.cancel()
+            await asyncio.gather(*self._loops, return_exceptions=True)
+
+    async def _serve_demand(self) -> None:
+        while True:
+            for app in await self._demand.take():
+                self._on_demand(app)
+
+    async def _serve_exits(self) -> None:
+        while True:
+            self._on_exit(await self._platform.next_event())
+
+    def _on_demand(self, app: str) -> None:
+        if self._closed:
+            return
+        state = self._board.get(app)
+        if state is None:
+            log.warning("wake demanded for an unknown app", app=app)
+            return
+        if app in self._sleeps:
+            self._rewake.add(app)
+        elif app not in self._wakes and state.phase is not Phase.AWAKE:
+            self._start_wake(state)
+
+    def _on_exit(self, event: AppExited) -> None:
+        app = event.app
+        state = self._board.get(app)
+        if (
+            state is None
+            or state.phase is not Phase.AWAKE
+            or app in self._wakes
+            or app in self._sleeps
+        ):
+            log.info("exit of an app not awake ignored", app=app, reason=event.reason)
+            return
+        self._board.mark_asleep(app)
+        log.warning("app exited while awake; the next request wakes it", app=app,
+                    reason=event.reason)
+
+    # -- commands (admin API, sweeper) -----------------------------------------------
+
+    async def wake(self, app: str) -> None:
+        """Wake `app` now (or join the wake in progress) and return once it is ready.
+
+        Raises UnknownApp, WakeError, WakeTimedOut or ShuttingDown.
+        """
+        state = self._state(app)
+        while True:
+            if self._closed:
+                raise ShuttingDown()
+            stopping = self._sleeps.get(app)
+            if stopping is not None:
+                self._rewake.add(app)
+                await self._join(stopping)
+                continue
+            waking = self._wakes.get(app)
+            if waking is None:
+                if state.phase is Phase.AWAKE:
+                    return
+                waking = self._start_wake(state)
+            outcome = await self._join(waking)
+            if outcome.result == "ready":
+                return
+            if outcome.result == "timeout":
+                raise WakeTimedOut(app, outcome.reason)
+            raise WakeError(app, outcome.reason)
+
+    def begin_sleep(self, app: str) -> asyncio.Future[None]:
+        """Take `app` out of rotation now; the returned future is done once it is asleep.
+
+        An awake app is marked STOPPING before this returns, so a caller that decided to
+        sleep it (the sweeper) acts in the same loop step as its decision. A waking app
+        is put to sleep once its wake ends; a stopping app's stop is joined.
+        Raises UnknownApp or ShuttingDown.
+        """
+        state = self._state(app)
+        if self._closed:
+            raise ShuttingDown()
+        task: asyncio.Task[None] | None = self._sleeps.get(app)
+        if task is None:
+            if app in self._wakes:
+                task = self._track(spawn(self._sleep_after_wake(app), name=f"sleep:{app}"))
+            elif state.phase is Phase.ASLEEP:
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return done
+            else:
+                task = self._start_sleep(state)
+        # Shielded: a caller giving up must not abort a stop half-way.
+        return asyncio.shield(task)
+
+    async def sleep(self, app: str) -> None:
+        """Put `app` to sleep now and return once it is stopped. Raises UnknownApp."""
+        await self.begin_sleep(app)
+
+    async def close(self) -> None:
+        """Stop serving demand, cancel running operations, and stop every app."""
+        self._closed = True
+        for task in self._loops:
+            task.cancel()
+        ops = list(self._tasks)
+        for task in ops:
+            task.cancel()
+        await asyncio.gather(*self._loops, *ops, return_exceptions=True)
+        await self._platform.close()
+
+    # -- operations ------------------------------------------------------------------
+
+    def _start_wake(self, state: AppState) -> asyncio.Task[WakeOutcome]:
+        attempt = self._board.mark_waking(state.name)
+        task = self._track(spawn(self._wake(state, attempt), name=f"wake:{state.name}"))
+        self._wakes[state.name] = task
+        return task
+
+    async def _wake(self, state: AppState, attempt: int) -> WakeOutcome:
+        app = state.name
+        timeout = state.policy.wake_timeout
+        started = self._clock.monotonic()
+        me = asyncio.current_task()
+        log.info("waking app", app=app, attempt=attempt)
+        try:
+            try:
+                async with asyncio.timeout(timeout + _PLATFORM_DEADLINE_SLACK):
+                    endpoints = await self._platform.wake(app, timeout=timeout)
+                if not endpoints:
+                    raise WakeFailed("the platform reported no endpoint")
+            except WakeFailed as e:
+                return self._wake_failed(app, attempt, "failed", e.reason, started)
+            except TimeoutError:
+                # Leave no half-started app behind: the next demand starts clean.
+                await self._stop_quietly(app)
+                return self._wake_failed(
+                    app, attempt, "timeout", f"not ready within {timeout:g}s", started)
+            except asyncio.CancelledError:
+                if self._board.get(app) is not None:
+                    self._board.mark_wake_failed(app, "wakeproxy is shutting down")
+                raise
+            except Exception as e:
+                log.exception("platform error while waking", app=app, attempt=attempt)
+                return self._wake_failed(app, attempt, "failed", f"platform error: {e}", started)
+            seconds = self._clock.monotonic() - started
+            if self._board.get(app) is not None:
+                self._board.mark_ready(app, endpoints)
+            self._stats.wake_finished(app, "ready", seconds)
+            log.info("app ready", app=app, attempt=attempt, seconds=round(seconds, 4),
+                     endpoints=[str(e) for e in endpoints])
+            return WakeOutcome("ready")
+        finally:
+            if self._wakes.get(app) is me:
+                del self._wakes[app]
+
+    def _wake_failed(
+        self, app: str, attempt: int, result: str, reason: str, started: float,
+    ) -> WakeOutcome:
+        seconds = self._clock.monotonic() - started
+        if self._board.get(app) is not None:
+            self._board.mark_wake_failed(app, reason)
+        self._stats.wake_finished(app, result, seconds)
+        log.warning("app failed to wake", app=app, attempt=attempt, result=result,
+                    reason=reason, seconds=round(seconds, 4))
+        return WakeOutcome(result, reason)
+
+    def _start_sleep(self, state: AppState) -> asyncio.Task[None]:
+        self._board.mark_stopping(state.name)
+        task = self._track(spawn(self._sleep(state.name), name=f"sleep:{state.name}"))
+        self._sleeps[state.name] = task
+        return task
+
+    async def _sleep(self, app: str) -> None:
+        me = asyncio.current_task()
+        started = self._clock.monotonic()
+        log.info("putting app to sleep", app=app)
+        try:
+            await self._stop_quietly(app)
+        finally:
+            # Bookkeeping, board and any re-wake in one step: a reader sees ASLEEP only
+            # when nothing is running, and demand that came while stopping is not lost.
+            if self._sleeps.get(app) is me:
+                del self._sleeps[app]
+            state = self._board.get(app)
+            if state is not None:
+                self._board.mark_asleep(app)
+                self._stats.slept(app)
+                log.info("app asleep", app=app,
+                         seconds=round(self._clock.monotonic() - started, 4))
+                if app in self._rewake:
+                    self._rewake.discard(app)
+                    if not self._closed:
+                        self._start_wake(state)
+
+    async def _sleep_after_wake(self, app: str) -> None:
+        waking = self._wakes.get(app)
+        if waking is not None:
+            await asyncio.wait([waking])
+        await self.begin_sleep(app)
+
+    async def _stop_quietly(self, app: str) -> None:
+        try:
+            await self._platform.sleep(app)
+        except Exception:
+            log.exception("platform failed to stop app", app=app)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _state(self, app: str) -> AppState:
+        state = self._board.get(app)
+        if state is None:
+            raise UnknownApp(app)
+        return state
+
+    def _track(self, task: asyncio.Task[T]) -> asyncio.Task[T]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    async def _join(task: asyncio.Task[T]) -> T:
+        """Await an operation without letting our own cancellation cancel it."""
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if task.cancelled() and (me is None or not me.cancelling()):
+                raise ShuttingDown() from None
+            raise

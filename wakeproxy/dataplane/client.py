@@ -1,0 +1,370 @@
+"""The client side of the proxy: one asyncio Protocol per accepted connection.
+
+Owns the client socket: the httptools request parser, turning each complete head into
+an Exchange, answering pipelined requests in order, the reasons reading is paused, the
+head / idle / response-head deadlines (checked by the server's tick) and closing. It
+never talks to an upstream itself and never decides routing or holding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+from wakeproxy.dataplane.errors import (
+    BadRequest,
+    HeadTimeout,
+    HeadTooLarge,
+    InternalError,
+    ProxyError,
+)
+from wakeproxy.dataplane.exchange import Exchange
+from wakeproxy.dataplane.headers import read_request_head
+
+if TYPE_CHECKING:
+    from wakeproxy.dataplane.context import Context
+    from wakeproxy.dataplane.tunnel import Tunnel
+
+# What a deadline means when it passes.
+IDLE, HEAD, RESPONSE = 1, 2, 3
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop parsing; the reason is already recorded."""
+
+
+class ClientConnection(asyncio.Protocol):
+    # Reasons reading from the client is paused (a bit each; reading resumes when none is left).
+    PIPELINE = 1  # a further request arrived while one is in progress
+    BACKPRESSURE = 2  # the upstream's write buffer is full
+    HELD = 4  # the request is held and its body stays in the kernel
+    BUFFERED = 8  # body waiting for an upstream connection
+    UPGRADE = 16  # an upgrade request awaits the upstream's answer
+    STOPPED = 32  # the request stream is broken; we only finish what is queued
+
+    __slots__ = (
+        "_headers",
+        "_in_head",
+        "_parser",
+        "_parsing",
+        "_partial",
+        "_paused",
+        "_queue",
+        "_start_pending",
+        "_stopped",
+        "_url",
+        "active",
+        "closing",
+        "ctx",
+        "deadline",
+        "deadline_kind",
+        "peer",
+        "peer_bytes",
+        "transport",
+        "trusted",
+        "tunnel",
+        "writing_paused",
+    )  # fmt: skip
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self._parser = HttpRequestParser(self)
+        self.peer = ""
+        self.peer_bytes = b""
+        self.trusted = False
+        self.active: Exchange | None = None
+        self._queue: deque[Exchange] = deque()
+        self._parsing: Exchange | None = None
+        self._start_pending = False
+        self._stopped = False
+        self._paused = 0
+        self._in_head = False
+        self._partial = 0
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self.tunnel: Tunnel | None = None
+        self.writing_paused = False
+        self.closing = False
+        self.deadline = 0.0
+        self.deadline_kind = 0
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        t = self.transport = cast(asyncio.Transport, transport)
+        ctx = self.ctx
+        if len(ctx.connections) >= ctx.max_connections or ctx.draining:
+            self.closing = True
+            t.abort()
+            return
+        ctx.connections.add(self)
+        peer = t.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
+        self.peer = ip
+        self.peer_bytes = ip.encode("latin-1")
+        self.trusted = ctx.is_trusted(ip)
+        self._set_deadline(IDLE, ctx.head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        if self._stopped:
+            return
+        in_head = self._in_head
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            self._upgrade_data(data[e.args[0] :])
+        except HttpParserCallbackError as e:
+            self._parse_failed(e.__context__)
+        except HttpParserError as e:
+            self._parse_failed(BadRequest(f"malformed request: {e}"))
+        except Exception as e:
+            self._parse_failed(e)
+        if in_head and self._in_head and not self._stopped:
+            # A head spread over reads: bound what llhttp may be accumulating for it.
+            self._partial += len(data)
+            if self._partial > self.ctx.max_head_bytes:
+                self._parse_failed(HeadTooLarge("the request head is too large"))
+        if self._start_pending:
+            self._start_pending = False
+            ex = self.active
+            if ex is not None:
+                self._run(ex)
+
+    def eof_received(self) -> bool | None:
+        return None  # a client that stops sending is gone; connection_lost cleans up
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.ctx.connections.discard(self)
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.client_closed()
+        active = self.active
+        if active is not None:
+            active.client_gone()
+        for ex in self._queue:
+            ex.client_gone()
+        self._queue.clear()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        if self.tunnel is not None:
+            self.tunnel.client_full(True)
+        elif self.active is not None and self.active.upstream is not None:
+            self.active.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.tunnel is not None:
+            self.tunnel.client_full(False)
+        elif self.active is not None and self.active.upstream is not None:
+            self.active.upstream.resume_reading()
+
+    # -- httptools request callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._url = b""
+        self._in_head = True
+        self._partial = 0
+        if self.active is None:
+            self._set_deadline(HEAD, self.ctx.head_timeout)
+        else:
+            self.pause(self.PIPELINE)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # trailer fields of a chunked body: not forwarded
+        headers = self._headers
+        headers.append((name, value))
+        if len(headers) > self.ctx.max_headers:
+            raise HeadTooLarge("the request has too many header fields")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        p = self._parser
+        method = p.get_method()
+        url = self._url
+        try:
+            head = read_request_head(
+                method, url, self._headers, p.get_http_version(),
+                p.should_keep_alive(), p.should_upgrade(),
+            )  # fmt: skip
+            if head.size > self.ctx.max_head_bytes:
+                raise HeadTooLarge("the request head is too large")
+        except ProxyError as error:
+            self._fail(Exchange(self, None, error, method=method, target=url))
+            raise _Stop from None
+        ex = Exchange(self, head, head_size=head.size)
+        self._parsing = ex
+        self._enqueue(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self._parsing
+        if ex is not None:
+            ex.request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self._parsing
+        self._parsing = None
+        if ex is not None:
+            ex.request_complete()
+
+    # -- request flow ------------------------------------------------------------------
+
+    def _enqueue(self, ex: Exchange) -> None:
+        if self.active is None:
+            self.active = ex
+            self.deadline_kind = 0
+            self._start_pending = True
+        else:
+            self._queue.append(ex)
+
+    def _run(self, ex: Exchange) -> None:
+        try:
+            ex.start()
+        except Exception:
+            self.ctx.log.exception("request handling failed", app=ex.app)
+            ex.internal_error()
+            self.close()
+
+    def _fail(self, ex: Exchange) -> None:
+        """Queue an error answer after which the connection closes."""
+        self._stopped = True
+        self.pause(self.STOPPED)
+        self._enqueue(ex)
+
+    def _parse_failed(self, cause: BaseException | None) -> None:
+        if isinstance(cause, _Stop):
+            return
+        if isinstance(cause, ProxyError):
+            error = cause
+        else:
+            self.ctx.log.error("request parsing failed", exc_info=cause)
+            error = InternalError("internal proxy error")
+        target = self._parsing
+        self._parsing = None
+        if target is not None:
+            self._stopped = True
+            self.pause(self.STOPPED)
+            target.request_failed(error)
+        else:
+            self._fail(Exchange(self, None, error, method=self._method_or_empty()))
+
+    def _method_or_empty(self) -> bytes:
+        try:
+            return self._parser.get_method() if self._url else b""
+        except Exception:
+            return b""
+
+    def _upgrade_data(self, rest: bytes) -> None:
+        """Bytes after an upgrade request's head wait for the upstream's answer."""
+        ex = self._queue[-1] if self._queue else self.active
+        if ex is None:
+            return
+        if rest:
+            ex.leftover = rest
+        self.pause(self.UPGRADE)
+
+    def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
+        """`ex` has answered; go on with the next request, or close."""
+        if ex is not self.active:
+            return
+        self.active = None
+        if self.closing:
+            return
+        if not keep_alive or self.ctx.draining:
+            self.close()
+            return
+        leftover = ex.leftover
+        ex.leftover = None
+        if self._queue:
+            nxt = self.active = self._queue.popleft()
+            if not self._queue:
+                self.resume(self.PIPELINE)
+            self._run(nxt)
+            return
+        if self._stopped:
+            self.close()
+            return
+        if self._in_head:
+            self._set_deadline(HEAD, self.ctx.head_timeout)
+        else:
+            self._set_deadline(IDLE, self.ctx.idle_timeout)
+        self.resume(self.PIPELINE)
+        if self._paused & self.UPGRADE:
+            # The upgrade was declined: what followed its head is the next request.
+            self.resume(self.UPGRADE)
+            if leftover:
+                self.data_received(leftover)
+
+    # -- deadlines (checked by the server's tick) --------------------------------------
+
+    def _set_deadline(self, kind: int, seconds: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = self.ctx.loop.time() + seconds
+
+    def await_response(self) -> None:
+        self._set_deadline(RESPONSE, self.ctx.response_header_timeout)
+
+    def response_arrived(self) -> None:
+        if self.deadline_kind == RESPONSE:
+            self.deadline_kind = 0
+
+    def deadline_passed(self) -> None:
+        kind = self.deadline_kind
+        self.deadline_kind = 0
+        if kind == IDLE:
+            self.close()
+        elif kind == HEAD:
+            if self.active is None and not self.closing:
+                t = self.ctx.head_timeout
+                ex = Exchange(self, None, HeadTimeout(f"no complete request head in {t:g}s"))
+                self._fail(ex)
+                self._start_pending = False
+                self._run(ex)
+        elif kind == RESPONSE and self.active is not None:
+            self.active.response_timeout()
+
+    # -- output and reading ------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if not self.closing:
+            self.transport.write(data)
+
+    def pause(self, reason: int) -> None:
+        if not self._paused and not self.closing:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and not self.closing:
+                self.transport.resume_reading()
+
+    @property
+    def busy(self) -> bool:
+        """Serving a request or a tunnel (an idle keep-alive connection is not busy)."""
+        return self.active is not None or bool(self._queue) or self.tunnel is not None
+
+    def close(self) -> None:
+        """Close after pending output is written."""
+        if not self.closing:
+            self.closing = True
+            self.transport.close()

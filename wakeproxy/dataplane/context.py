@@ -1,0 +1,90 @@
+"""What every connection of one running DataPlane shares, built once when it starts.
+
+Config values are copied here once so the hot path reads plain attributes and never
+re-reads settings. It holds references only; it never does I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.dataplane.headers import RequestIds
+from wakeproxy.model.activity import ActivityLedger
+from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.clock import Clock
+from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.routes import Routes
+from wakeproxy.model.stats import RequestStats
+from wakeproxy.settings import Limits
+
+if TYPE_CHECKING:
+    from wakeproxy.dataplane.activator import Activator
+    from wakeproxy.dataplane.client import ClientConnection
+    from wakeproxy.dataplane.upstream import UpstreamPool
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Context:
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        routes: Routes,
+        board: ReadinessBoard,
+        ledger: ActivityLedger,
+        demand: WakeDemand,
+        stats: RequestStats,
+        access_log: Callable[[AccessRecord], None],
+        limits: Limits,
+        trusted_proxies: tuple[Network, ...],
+        clock: Clock,
+        pool: UpstreamPool,
+        activator: Activator,
+    ) -> None:
+        self.loop = loop
+        self.routes = routes
+        self.board = board
+        self.ledger = ledger
+        self.demand = demand
+        self.stats = stats
+        self.access_log = access_log
+        self.clock = clock
+        self.pool = pool
+        self.activator = activator
+        self.max_head_bytes = limits.max_head_bytes
+        self.max_headers = limits.max_headers
+        self.max_connections = limits.max_connections
+        self.head_timeout = limits.client_head_timeout
+        self.idle_timeout = limits.client_idle_timeout
+        self.response_header_timeout = limits.response_header_timeout
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
+        self.ids = RequestIds()
+        self.log = structlog.get_logger("wakeproxy.dataplane")
+        self._trusted = trusted_proxies
+        self._trust_cache: dict[str, bool] = {}
+
+    def is_trusted(self, ip: str) -> bool:
+        """Whether a peer address is a proxy whose forwarded headers we believe."""
+        if not self._trusted:
+            return False
+        known = self._trust_cache.get(ip)
+        if known is not None:
+            return known
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            trusted = False
+        else:
+            trusted = any(addr in net for net in self._trusted)
+        if len(self._trust_cache) > 4096:
+            self._trust_cache.clear()
+        self._trust_cache[ip] = trusted
+        return trusted

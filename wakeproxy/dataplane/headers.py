@@ -1,0 +1,318 @@
+"""Header rules of a proxy: hop-by-hop removal, forwarded headers and message framing.
+
+Owns reading a parsed request head into a `RequestHead` (checking what llhttp leaves to
+us), writing the head sent upstream, and writing the response head sent to the client.
+It never touches sockets, routes or app state.
+"""
+
+from __future__ import annotations
+
+import os
+
+from wakeproxy.dataplane.errors import BadRequest, MethodNotAllowed
+
+# Headers that describe one connection, never the message: not forwarded either way
+# (RFC 9110 §7.6.1). Every header named in `Connection` is dropped as well.
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+# Connection tokens that are options, not header names.
+_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+
+# Request headers the reader looks at; anything else is copied as it came.
+_SPECIAL = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-request-id",
+    b"accept",
+}
+
+IDEMPOTENT: frozenset[bytes] = frozenset(
+    {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"}
+)
+
+# Message body framing. Requests use NONE, LENGTH, CHUNKED; responses may also be CLOSE
+# (delimited by the upstream closing, so the client connection closes after it).
+NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
+
+CRLF = b"\r\n"
+
+
+class RequestHead:
+    """A validated request head. `kept` are the header lines forwarded as they came."""
+
+    __slots__ = (
+        "accept_html",
+        "body",
+        "host",
+        "http10",
+        "keep_alive",
+        "kept",
+        "method",
+        "request_id",
+        "size",
+        "target",
+        "te",
+        "upgrade",
+        "xff",
+        "xfh",
+        "xfp",
+    )
+
+    def __init__(self) -> None:
+        self.method = b""
+        self.target = b""
+        self.host = b""
+        self.http10 = False
+        self.keep_alive = True
+        self.upgrade: bytes | None = None  # the Upgrade value of a valid upgrade request
+        self.body = NONE
+        self.te = b""
+        self.accept_html = False
+        self.kept: list[bytes] = []
+        self.xff: bytes | None = None
+        self.xfp: bytes | None = None
+        self.xfh: bytes | None = None
+        self.request_id: bytes | None = None
+        self.size = 0
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+def _absolute_form(url: bytes) -> tuple[bytes, bytes] | None:
+    """`http://authority/path?q` → (authority, origin-form target); None if not absolute."""
+    lower = url[:8].lower()
+    if lower.startswith(b"http://"):
+        rest = url[7:]
+    elif lower.startswith(b"https://"):
+        rest = url[8:]
+    else:
+        return None
+    end = len(rest)
+    for sep in (b"/", b"?", b"#"):
+        i = rest.find(sep)
+        if i != -1 and i < end:
+            end = i
+    authority, target = rest[:end], rest[end:]
+    if not authority or b"@" in authority:
+        raise BadRequest("the request target has no usable authority")
+    if not target.startswith(b"/"):
+        target = b"/" + target
+    return authority, target
+
+
+def read_request_head(
+    method: bytes,
+    url: bytes,
+    headers: list[tuple[bytes, bytes]],
+    version: str,
+    keep_alive: bool,
+    upgrade: bool,
+) -> RequestHead:
+    """Check a head llhttp accepted against the rules a proxy must add. Raises ProxyError."""
+    if version != "1.1" and version != "1.0":
+        raise BadRequest(f"HTTP/{version} is not supported")
+    if method == b"CONNECT":
+        raise MethodNotAllowed("CONNECT is not supported")
+    h = RequestHead()
+    h.method = method
+    h.http10 = version == "1.0"
+    h.keep_alive = keep_alive
+    size = len(method) + len(url) + 12
+    kept = h.kept
+    host: bytes | None = None
+    content_length: bytes | None = None
+    te: bytes | None = None
+    upgrade_value: bytes | None = None
+    named: list[bytes] = []
+    xff: list[bytes] = []
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+        lname = name.lower()
+        if lname not in _SPECIAL:
+            kept.append(name + b": " + value + CRLF)
+            continue
+        if lname == b"host":
+            if host is not None:
+                raise BadRequest("more than one Host header")
+            host = value.strip()
+        elif lname == b"content-length":
+            if content_length is not None and content_length != value:
+                raise BadRequest("Content-Length values differ")
+            content_length = value
+            kept.append(name + b": " + value + CRLF)
+        elif lname == b"transfer-encoding":
+            te = value if te is None else te + b", " + value
+        elif lname == b"connection":
+            named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
+        elif lname == b"upgrade":
+            upgrade_value = value
+        elif lname == b"x-forwarded-for":
+            xff.append(value)
+        elif lname == b"x-forwarded-proto":
+            h.xfp = value
+        elif lname == b"x-forwarded-host":
+            h.xfh = value
+        elif lname == b"x-request-id":
+            h.request_id = value
+        elif lname == b"accept":
+            h.accept_html = b"text/html" in value.lower()
+            kept.append(name + b": " + value + CRLF)
+        # keep-alive, proxy-connection, te, trailer: hop-by-hop, dropped
+    h.size = size
+    if xff:
+        h.xff = b", ".join(xff)
+
+    if te is not None:
+        if content_length is not None:
+            raise BadRequest("both Transfer-Encoding and Content-Length")
+        codings = _tokens(te)
+        if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+            raise BadRequest("Transfer-Encoding must end with chunked")
+        if h.http10:
+            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+        h.body = CHUNKED
+        h.te = te
+    elif content_length is not None and content_length.strip(b" \t") != b"0":
+        h.body = LENGTH
+
+    absolute = _absolute_form(url) if not url.startswith(b"/") else None
+    if absolute is not None:
+        host, h.target = absolute
+    elif url.startswith(b"/") or (url == b"*" and method == b"OPTIONS"):
+        h.target = url
+    else:
+        raise BadRequest("the request target is not a path or an absolute URL")
+    if not host:
+        if not h.http10:
+            raise BadRequest("the Host header is missing")
+        host = b""
+    h.host = host
+
+    if upgrade and upgrade_value is not None:
+        h.upgrade = upgrade_value
+    if named:
+        drop = set(named)
+        h.kept = [line for line in kept if line[: line.index(b":")].lower() not in drop]
+    return h
+
+
+def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes) -> bytes:
+    """The request head sent upstream: origin-form, HTTP/1.1, our forwarded headers."""
+    parts = [h.method, b" ", h.target, b" HTTP/1.1\r\nHost: ", h.host, CRLF]
+    parts.extend(h.kept)
+    if h.body == CHUNKED:
+        parts.append(b"Transfer-Encoding: " + h.te + CRLF)
+    if h.upgrade is not None:
+        parts.append(b"Connection: upgrade\r\nUpgrade: " + h.upgrade + CRLF)
+    if trusted:
+        xff = h.xff + b", " + peer if h.xff else peer
+        xfp = h.xfp or b"http"
+        xfh = h.xfh or h.host
+    else:
+        xff, xfp, xfh = peer, b"http", h.host
+    parts += (
+        b"X-Forwarded-For: ", xff,
+        b"\r\nX-Forwarded-Proto: ", xfp,
+        b"\r\nX-Forwarded-Host: ", xfh,
+        b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
+    )  # fmt: skip
+    return b"".join(parts)
+
+
+def response_head(
+    status: int,
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    no_body: bool,
+    http10: bool,
+    keep_alive: bool,
+) -> tuple[bytes, int, bool]:
+    """The head sent to the client → (bytes, framing, whether the client connection stays).
+
+    The body keeps the upstream's framing: Content-Length passes through, chunked is
+    re-encoded chunk by chunk (or delimited by close for an HTTP/1.0 client), and a body
+    delimited by the upstream closing is delimited by closing the client connection too.
+    A 1xx head (interim) never carries framing or `Connection`.
+    """
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    has_length = False
+    te: bytes | None = None
+    named: list[bytes] = []
+    upgrade_value: bytes | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                te = value if te is None else te + b", " + value
+            elif lname == b"connection":
+                named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
+            elif lname == b"upgrade":
+                upgrade_value = value
+            continue
+        if lname == b"content-length":
+            has_length = True
+        lines.append(name + b": " + value + CRLF)
+    if named:
+        drop = set(named)
+        lines = [lines[0]] + [
+            line for line in lines[1:] if line[: line.index(b":")].lower() not in drop
+        ]
+
+    if status < 200:
+        if status == 101 and upgrade_value is not None:
+            lines.append(b"Connection: upgrade\r\nUpgrade: " + upgrade_value + CRLF)
+        lines.append(CRLF)
+        return b"".join(lines), NONE, keep_alive
+
+    chunked = te is not None and _tokens(te)[-1:] == [b"chunked"]
+    if no_body or status == 204 or status == 304:
+        framing = NONE
+        if te is not None and not http10:
+            lines.append(b"Transfer-Encoding: " + te + CRLF)
+    elif te is not None:
+        framing = CHUNKED if chunked and not http10 else CLOSE
+        if not http10 and (framing == CHUNKED or not chunked):
+            # chunked is re-encoded as it came; another final coding is close-delimited
+            lines.append(b"Transfer-Encoding: " + te + CRLF)
+    elif has_length:
+        framing = LENGTH
+    else:
+        framing = CLOSE
+    if framing == CLOSE:
+        keep_alive = False
+    if not keep_alive:
+        lines.append(b"Connection: close\r\n")
+    elif http10:
+        lines.append(b"Connection: keep-alive\r\n")
+    lines.append(CRLF)
+    return b"".join(lines), framing, keep_alive
+
+
+class RequestIds:
+    """Short ids unique per process start: a random prefix and a counter."""
+
+    __slots__ = ("_n", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(5).hex().encode()
+        self._n = 0
+
+    def next(self) -> bytes:
+        self._n += 1
+        return b"%s-%x" % (self._prefix, self._n)

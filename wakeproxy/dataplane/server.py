@@ -1,0 +1,163 @@
+"""The data plane's public face: listen, keep the connection set, tick deadlines, drain.
+
+Owns the listening socket, the once-built Context every connection shares, the tick
+that enforces client and pool timeouts without a timer per request, and shutdown.
+It never handles a request itself (ClientConnection and Exchange do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.dataplane.activator import Activator
+from wakeproxy.dataplane.client import ClientConnection
+from wakeproxy.dataplane.context import Context, Network
+from wakeproxy.dataplane.errors import RETRY_AFTER, ShuttingDown
+from wakeproxy.dataplane.upstream import UpstreamPool
+from wakeproxy.model.activity import ActivityLedger
+from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.clock import Clock, SystemClock
+from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.routes import Routes
+from wakeproxy.model.stats import RequestStats
+from wakeproxy.settings import Limits
+
+
+class DataPlane:
+    def __init__(
+        self,
+        *,
+        routes: Routes,
+        board: ReadinessBoard,
+        ledger: ActivityLedger,
+        demand: WakeDemand,
+        stats: RequestStats,
+        access_log: Callable[[AccessRecord], None],
+        limits: Limits,
+        trusted_proxies: tuple[Network, ...] = (),
+        clock: Clock = SystemClock(),  # noqa: B008 - stateless, shared on purpose
+    ) -> None:
+        self._routes = routes
+        self._board = board
+        self._ledger = ledger
+        self._demand = demand
+        self._stats = stats
+        self._access_log = access_log
+        self._limits = limits
+        self._trusted = trusted_proxies
+        self._clock = clock
+        self._ctx: Context | None = None
+        self._server: asyncio.Server | None = None
+        self._tick: asyncio.Task[None] | None = None
+        # Deadlines are checked this often: a fraction of the shortest timeout.
+        shortest = min(
+            limits.client_head_timeout,
+            limits.client_idle_timeout,
+            limits.response_header_timeout,
+            limits.upstream_idle_timeout,
+        )
+        self._tick_interval = min(max(shortest / 8, 0.005), 0.5)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._ctx.connections) if self._ctx is not None else 0
+
+    @property
+    def held_requests(self) -> int:
+        return self._ctx.activator.held if self._ctx is not None else 0
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on host:port (0 picks a free port); returns the bound address."""
+        loop = asyncio.get_running_loop()
+        limits = self._limits
+        pool = UpstreamPool(
+            max_idle=limits.upstream_pool_size,
+            idle_timeout=limits.upstream_idle_timeout,
+            connect_timeout=limits.connect_timeout,
+        )
+        activator = Activator(
+            board=self._board,
+            demand=self._demand,
+            stats=self._stats,
+            clock=self._clock,
+            retry_after=RETRY_AFTER,
+        )
+        ctx = self._ctx = Context(
+            loop=loop,
+            routes=self._routes,
+            board=self._board,
+            ledger=self._ledger,
+            demand=self._demand,
+            stats=self._stats,
+            access_log=self._access_log,
+            limits=limits,
+            trusted_proxies=self._trusted,
+            clock=self._clock,
+            pool=pool,
+            activator=activator,
+        )
+        self._server = await loop.create_server(
+            lambda: ClientConnection(ctx), host, port, backlog=2048, reuse_address=True
+        )
+        self._tick = loop.create_task(self._ticker(ctx), name="wakeproxy-dataplane-tick")
+        sockname = self._server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def drain(self, grace: float) -> None:
+        """Finish in-flight requests for up to `grace` seconds, then close everything.
+
+        Idle keep-alive connections close at once; busy ones close after their current
+        response. Requests still held at the end get 503 "shutting down".
+        """
+        ctx = self._ctx
+        if ctx is None:
+            return
+        self.stop_accepting()
+        ctx.draining = True
+        for conn in list(ctx.connections):
+            if not conn.busy:
+                conn.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        # Polling a handful of times per second costs nothing during a shutdown and keeps
+        # the hot path free of "am I the last one" bookkeeping.
+        while loop.time() < deadline and any(c.busy for c in ctx.connections):  # noqa: ASYNC110
+            await asyncio.sleep(min(0.02, max(deadline - loop.time(), 0)))
+        ctx.activator.fail_all(
+            ShuttingDown("the proxy is shutting down; try again", retry_after=RETRY_AFTER)
+        )
+        for conn in list(ctx.connections):
+            if conn.tunnel is not None:
+                conn.tunnel.close()
+            conn.close()
+        ctx.pool.close()
+        if self._tick is not None:
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
+            self._tick = None
+        # Let the transports run their connection_lost callbacks.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def _ticker(self, ctx: Context) -> None:
+        loop = ctx.loop
+        interval = self._tick_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in list(ctx.connections):
+                if conn.deadline_kind and conn.deadline <= now:
+                    try:
+                        conn.deadline_passed()
+                    except Exception:
+                        ctx.log.exception("deadline handling failed")
+                        conn.close()
+            ctx.pool.sweep(now)

@@ -1,0 +1,70 @@
+"""The raw byte relay after a `101 Switching Protocols` (WebSocket and other upgrades).
+
+Owns both connections once the upgrade is agreed: bytes flow unchanged each way, each
+side's write buffer pausing the other side's reading, until either side closes; then
+the other is closed after its pending bytes are written. It never parses the bytes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wakeproxy.dataplane.client import ClientConnection
+    from wakeproxy.dataplane.exchange import Exchange
+    from wakeproxy.dataplane.upstream import UpstreamConnection
+
+# The client-side pause reason a tunnel uses (see ClientConnection.pause).
+TUNNEL_BACKPRESSURE = 64
+
+
+class Tunnel:
+    __slots__ = ("client", "ended", "exchange", "upstream")
+
+    def __init__(
+        self, exchange: Exchange, client: ClientConnection, upstream: UpstreamConnection
+    ) -> None:
+        self.exchange = exchange
+        self.client = client
+        self.upstream = upstream
+        self.ended = False
+
+    def from_client(self, data: bytes) -> None:
+        if not self.upstream.closing:
+            self.exchange.bytes_in += len(data)
+            self.upstream.transport.write(data)
+
+    def from_upstream(self, data: bytes) -> None:
+        if not self.client.closing:
+            self.exchange.bytes_out += len(data)
+            self.client.transport.write(data)
+
+    def client_full(self, full: bool) -> None:
+        if full:
+            self.upstream.pause_reading()
+        else:
+            self.upstream.resume_reading()
+
+    def upstream_full(self, full: bool) -> None:
+        if full:
+            self.client.pause(TUNNEL_BACKPRESSURE)
+        else:
+            self.client.resume(TUNNEL_BACKPRESSURE)
+
+    def client_closed(self) -> None:
+        self.upstream.close()
+        self._end()
+
+    def upstream_closed(self) -> None:
+        self.client.close()
+        self._end()
+
+    def close(self) -> None:
+        self.client.close()
+        self.upstream.close()
+        self._end()
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.exchange.tunnel_ended()

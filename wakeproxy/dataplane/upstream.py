@@ -1,0 +1,212 @@
+"""Connections to app endpoints and the keep-alive pool that reuses them.
+
+Owns upstream sockets: connecting (with a timeout), the idle pool per endpoint (most
+recently used first, bounded, swept after `upstream_idle_timeout`), and handing each
+connection's events to the exchange or tunnel using it. It never parses or rewrites
+HTTP itself (the exchange does) and never decides which endpoint to use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol, cast
+
+import structlog
+
+from wakeproxy.model.apps import Endpoint
+
+if TYPE_CHECKING:
+    from wakeproxy.dataplane.exchange import Exchange
+    from wakeproxy.dataplane.tunnel import Tunnel
+
+log = structlog.get_logger("wakeproxy.dataplane")
+
+
+class ConnectWaiter(Protocol):
+    def connected(self, conn: UpstreamConnection) -> None: ...
+
+    def connect_failed(self, reason: str) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "closing",
+        "endpoint",
+        "exchange",
+        "idle_since",
+        "pool",
+        "reading_paused",
+        "transport",
+        "tunnel",
+    )
+
+    def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
+        self.pool = pool
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self.exchange: Exchange | None = None
+        self.tunnel: Tunnel | None = None
+        self.idle_since = 0.0
+        self.closing = False
+        self.reading_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.upstream_data(data)
+        elif self.tunnel is not None:
+            self.tunnel.from_upstream(data)
+        else:
+            # Bytes nobody asked for on an idle connection: its framing is unknown.
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost does the rest
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        ex = self.exchange
+        if ex is not None:
+            self.exchange = None
+            ex.upstream_lost(self)
+        elif self.tunnel is not None:
+            self.tunnel.upstream_closed()
+        else:
+            self.pool.discard(self)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_full(True)
+        elif self.tunnel is not None:
+            self.tunnel.upstream_full(True)
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_full(False)
+        elif self.tunnel is not None:
+            self.tunnel.upstream_full(False)
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and not self.closing:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.exchange = None
+            self.transport.close()
+
+
+class UpstreamPool:
+    def __init__(
+        self,
+        *,
+        max_idle: int,
+        idle_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self._max_idle = max_idle
+        self._idle_timeout = idle_timeout
+        self._connect_timeout = connect_timeout
+        self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def idle_connections(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def acquire(self, endpoint: Endpoint) -> UpstreamConnection | None:
+        """A live idle connection to `endpoint`, the most recently used first."""
+        idle = self._idle.get(endpoint)
+        while idle:
+            conn = idle.pop()
+            if not conn.closing:
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Back to the pool after a complete exchange (or unused after connecting)."""
+        conn.exchange = None
+        if self._closed or conn.closing:
+            conn.close()
+            return
+        idle = self._idle.get(conn.endpoint)
+        if idle is None:
+            idle = self._idle[conn.endpoint] = []
+        if len(idle) >= self._max_idle:
+            conn.close()
+            return
+        # An idle connection must read, or we would never notice the app closing it.
+        conn.resume_reading()
+        conn.idle_since = asyncio.get_running_loop().time()
+        idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.endpoint)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def connect(self, endpoint: Endpoint, waiter: ConnectWaiter) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._connect(endpoint, waiter), name=f"wakeproxy-connect-{endpoint}"
+        )
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, endpoint: Endpoint, waiter: ConnectWaiter) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                _, conn = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: UpstreamConnection(self, endpoint), endpoint.host, endpoint.port
+                    ),
+                    self._connect_timeout,
+                )
+            except TimeoutError:
+                waiter.connect_failed(
+                    f"no connection to {endpoint} within {self._connect_timeout:g}s"
+                )
+                return
+            except ConnectionRefusedError:
+                waiter.connect_failed(f"connection refused at {endpoint}")
+                return
+            except OSError as e:
+                waiter.connect_failed(f"cannot connect to {endpoint}: {e.strerror or e}")
+                return
+            if self._closed:
+                conn.close()
+                waiter.connect_failed("the proxy is shutting down")
+                return
+            waiter.connected(conn)
+        except asyncio.CancelledError:
+            waiter.connect_failed("the proxy is shutting down")
+            raise
+        except Exception:
+            log.exception("upstream connect handling failed", endpoint=str(endpoint))
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for longer than the idle timeout (oldest are first)."""
+        limit = now - self._idle_timeout
+        for idle in self._idle.values():
+            while idle and idle[0].idle_since < limit:
+                idle.pop(0).close()
+
+    def close(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+            idle.clear()
+        for task in list(self._connecting):
+            task.cancel()

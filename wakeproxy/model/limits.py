@@ -1,0 +1,20 @@
+"""Protection limits of the data plane, built from the `limits:` config section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Protection of the data plane. Every value is a config key under `limits:`."""
+
+    max_head_bytes: int = 65536
+    max_headers: int = 100
+    max_connections: int = 10000
+    connect_timeout: float = 5.0
+    response_header_timeout: float = 60.0
+    client_idle_timeout: float = 75.0
+    client_head_timeout: float = 30.0
+    upstream_idle_timeout: float = 30.0
+    upstream_pool_size: int = 256

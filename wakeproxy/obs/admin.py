@@ -1,0 +1,237 @@
+"""The admin server: health, readiness, /metrics and the app API (list, wake, sleep).
+
+Every error leaves as JSON `{"error": "..."}` with its status from `api_errors.STATUS`.
+Writes need `Authorization: Bearer <token>` when a token is configured.
+
+Must never: send a traceback, let an admin timeout or a client hang-up cancel a wake or
+sleep that is under way, or change app state other than through `commands`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from wakeproxy import __version__
+from wakeproxy.controlplane.errors import ShuttingDown
+from wakeproxy.model.activity import ActivityLedger
+from wakeproxy.model.board import AppState, ReadinessBoard
+from wakeproxy.model.clock import Clock
+from wakeproxy.model.routes import Routes, normalize_host
+from wakeproxy.obs.api_errors import (
+    BadRequest,
+    CommandFailed,
+    CommandTimedOut,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    error_middleware,
+)
+from wakeproxy.obs.views import Now, app_view
+
+# A wake is bounded by the app's own wake_timeout in the control plane; this margin only
+# keeps an admin request from waiting forever if that bound were ever missing.
+WAKE_GRACE = 5.0
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class AppCommands(Protocol):
+    """What the admin API asks of the control plane.
+
+    `wake` returns once the app is ready; both raise LookupError (or a subclass) for an
+    unknown app and ShuttingDown once wakeproxy is stopping; `wake` raises TimeoutError
+    when the app did not get ready in time and any other exception, whose message is the
+    reason, when the wake failed.
+    """
+
+    async def wake(self, app: str) -> None: ...
+
+    async def sleep(self, app: str) -> None: ...
+
+
+def _auth_middleware(token: str | None) -> Middleware:
+    expected = None if token is None else token.encode()
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if expected is not None and request.method not in _READ_METHODS:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not given.strip():
+                raise Unauthorized(
+                    "this admin action needs Authorization: Bearer <token>",
+                    {"WWW-Authenticate": 'Bearer realm="wakeproxy"'},
+                )
+            if not hmac.compare_digest(given.strip().encode(), expected):
+                raise Unauthorized(
+                    "the bearer token is not valid",
+                    {"WWW-Authenticate": 'Bearer realm="wakeproxy", error="invalid_token"'},
+                )
+        return await handler(request)
+
+    return middleware
+
+
+class _Api:
+    def __init__(
+        self,
+        *,
+        board: ReadinessBoard,
+        ledger: ActivityLedger,
+        routes: Routes | None,
+        commands: AppCommands,
+        registry: CollectorRegistry,
+        ready: Callable[[], bool],
+        clock: Clock,
+    ) -> None:
+        self.board = board
+        self.ledger = ledger
+        self.routes = routes
+        self.commands = commands
+        self.registry = registry
+        self.ready = ready
+        self.clock = clock
+
+    def _state(self, request: web.Request) -> AppState:
+        name = request.match_info["name"]
+        state = self.board.get(name)
+        if state is None:
+            raise NotFound(f"no app named {name!r}")
+        return state
+
+    def _view(self, name: str) -> web.Response:
+        state = self.board.get(name)
+        if state is None:  # removed while the command ran
+            raise NotFound(f"no app named {name!r}")
+        return web.json_response(app_view(state, self.ledger, Now(self.clock)))
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.ready():
+            return web.Response(text="ready\n")
+        return web.Response(text="not ready\n", status=503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(self.registry), headers={"Content-Type": content_type})
+
+    async def list_apps(self, request: web.Request) -> web.Response:
+        now = Now(self.clock)
+        apps = sorted(self.board, key=lambda s: s.name)
+        return web.json_response([app_view(s, self.ledger, now) for s in apps])
+
+    async def get_app(self, request: web.Request) -> web.Response:
+        return self._view(self._state(request).name)
+
+    async def wake(self, request: web.Request) -> web.Response:
+        state = self._state(request)
+        name, timeout = state.name, state.policy.wake_timeout
+        try:
+            await asyncio.wait_for(_shielded(self.commands.wake(name)), timeout + WAKE_GRACE)
+        except LookupError:
+            raise NotFound(f"no app named {name!r}") from None
+        except ShuttingDown as e:
+            raise Unavailable(f"{name}: {e}") from None
+        except asyncio.CancelledError:
+            if _cancelled_here():
+                raise
+            raise Unavailable(f"the wake of {name} was called off: wakeproxy stops") from None
+        except TimeoutError:
+            raise CommandTimedOut(
+                f"{name} did not become ready within its wake timeout ({timeout:g}s)"
+            ) from None
+        except Exception as e:
+            failure = state.failure.reason if state.failure is not None else None
+            reason = str(e) or failure or type(e).__name__
+            raise CommandFailed(f"{name} failed to wake: {reason}") from None
+        return self._view(name)
+
+    async def sleep(self, request: web.Request) -> web.Response:
+        name = self._state(request).name
+        try:
+            await _shielded(self.commands.sleep(name))
+        except LookupError:
+            raise NotFound(f"no app named {name!r}") from None
+        except ShuttingDown as e:
+            raise Unavailable(f"{name}: {e}") from None
+        except asyncio.CancelledError:
+            if _cancelled_here():
+                raise
+            raise Unavailable(f"the sleep of {name} was called off: wakeproxy stops") from None
+        except Exception as e:
+            raise CommandFailed(f"{name} failed to go to sleep: {e or type(e).__name__}") from None
+        return self._view(name)
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        raw = request.query.get("host")
+        if not raw:
+            raise BadRequest("pass the host to resolve: /api/v1/resolve?host=app.example.com")
+        assert self.routes is not None
+        host = normalize_host(raw)
+        return web.json_response({"host": host, "app": self.routes.table.resolve(host)})
+
+
+def _shielded(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    """Run `coro` as a task that outlives the request waiting on it; its outcome is always
+    retrieved, so a wake that fails after its admin request gave up logs no noise."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(_retrieve)
+    return asyncio.shield(task)
+
+
+def _cancelled_here() -> bool:
+    """Whether the handler itself is being cancelled (not the command's task)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def build_admin_app(
+    *,
+    board: ReadinessBoard,
+    ledger: ActivityLedger,
+    commands: AppCommands,
+    registry: CollectorRegistry,
+    cluster: str,
+    token: str | None,
+    ready: Callable[[], bool],
+    clock: Clock,
+    routes: Routes | None = None,
+) -> web.Application:
+    """The admin aiohttp application; run it with `access_log=None` (requests are not
+    app traffic)."""
+    api = _Api(
+        board=board, ledger=ledger, routes=routes, commands=commands, registry=registry,
+        ready=ready, clock=clock,
+    )
+    app = web.Application(middlewares=[error_middleware, _auth_middleware(token)])
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", api.metrics)
+    app.router.add_get("/api/v1/apps", api.list_apps)
+    app.router.add_get("/api/v1/apps/{name}", api.get_app)
+    app.router.add_post("/api/v1/apps/{name}/wake", api.wake)
+    app.router.add_post("/api/v1/apps/{name}/sleep", api.sleep)
+    if routes is not None:
+        app.router.add_get("/api/v1/resolve", api.resolve)
+
+    async def identify(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Wakeproxy-Cluster"] = cluster
+        response.headers["X-Wakeproxy-Version"] = __version__
+
+    app.on_response_prepare.append(identify)
+    return app

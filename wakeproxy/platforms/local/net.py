@@ -1,0 +1,60 @@
+"""Ports and readiness probes for local apps: cheap enough to run every few milliseconds.
+
+A probe answers "does the app serve yet?" and nothing else; it never raises for an app
+that is not ready, and never waits longer than the timeout it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on right now (the kernel's pick for an ephemeral bind)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def probe_tcp(host: str, port: int, *, within: float) -> bool:
+    """True once something accepts TCP connections on host:port."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(within):
+            await loop.sock_connect(sock, (host, port))
+        return True
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        sock.close()
+
+
+async def probe_http(host: str, port: int, path: str, *, within: float) -> bool:
+    """True once `GET path` on host:port is answered with a status below 500."""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(host, port)
+            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: wakeproxy-probe\r\n"
+                "Accept: */*\r\nConnection: close\r\n\r\n".encode("latin-1")
+            )
+            status_line = await reader.readline()
+    except (OSError, TimeoutError, ValueError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return False
+    return int(parts[1]) < 500

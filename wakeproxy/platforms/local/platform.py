@@ -1,0 +1,230 @@
+"""The local platform: each app is a process group on this host, started on demand.
+
+Wake = spawn the app's command with a fresh free `PORT`, then probe it every
+`probe_interval` (a TCP connect, or an HTTP GET of `readiness_path` answered below 500)
+until it answers; the wake costs little beyond the app's own start-up. Sleep = SIGTERM
+to the group, SIGKILL after `stop_grace`. A process that exits while awake is reported as
+AppExited. Nothing it starts outlives it: `close()` stops every group, and a watchdog
+process kills the groups left behind if wakeproxy dies without closing. It never touches
+the readiness board; the lifecycle turns its results into phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+
+import structlog
+
+from wakeproxy.controlplane.platform import AppExited, WakeFailed
+from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.apps import AppPolicy, Endpoint
+from wakeproxy.platforms.local.net import free_port, probe_http, probe_tcp
+from wakeproxy.platforms.local.process import AppProcess
+from wakeproxy.platforms.local.watchdog import GroupWatchdog
+from wakeproxy.settings import LocalApp
+
+log = structlog.get_logger("wakeproxy.local")
+
+_RING = 200  # recent stderr lines kept per app, across restarts
+_PROBE_TIMEOUT = 2.0  # one probe of an app that accepted but answers slowly
+_OUTPUT_DRAIN = 0.2  # after an exit, time allowed for its last output lines to arrive
+
+
+class LocalPlatform:
+    def __init__(self, apps: Sequence[LocalApp], *, host: str = "127.0.0.1") -> None:
+        self._apps = {a.policy.name: a for a in apps}
+        self._host = host
+        self._procs: dict[str, AppProcess] = {}  # the current process of each app
+        self._live: set[AppProcess] = set()  # every process not yet fully stopped
+        self._tasks: set[asyncio.Task[None]] = set()  # stops and supervisors, for close()
+        self._starting: set[asyncio.Task[AppProcess | str]] = set()  # spawns under way
+        self._rings: dict[str, deque[str]] = {}
+        self._events: asyncio.Queue[AppExited] = asyncio.Queue()
+        self._watchdog = GroupWatchdog()
+        self._closed = False
+
+    # -- Platform ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._watchdog.start()
+
+    async def close(self) -> None:
+        self._closed = True
+        # A spawn under way registers its process when it lands; wait for that, so the
+        # sweep below sees every process there is.
+        await asyncio.gather(*self._starting, return_exceptions=True)
+        self._procs.clear()
+        for p in list(self._live):
+            self._retire(p, self._grace(p.app))
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._watchdog.close()
+
+    async def wake(self, app: str, *, timeout: float) -> tuple[Endpoint, ...]:  # noqa: ASYNC109
+        local = self._apps.get(app)
+        if local is None:
+            raise WakeFailed(f"no local app named {app!r}")
+        if self._closed:
+            raise WakeFailed("the local platform is shut down")
+        current = self._procs.get(app)
+        if current is not None:
+            if current.ready and current.returncode is None:
+                return (Endpoint(self._host, current.port),)
+            del self._procs[app]
+            await asyncio.shield(self._retire(current, 0.0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if not self._watchdog.running:
+            await self._watchdog.start()
+        # The spawn runs in its own task so that, however the caller is interrupted,
+        # the process is registered (and so stopped) rather than lost.
+        starting = spawn(self._spawn(local), name=f"spawn:{app}")
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+        try:
+            started = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            starting.add_done_callback(self._stop_started)
+            raise
+        if isinstance(started, str):
+            raise WakeFailed(started)
+        p = started
+        try:
+            await self._until_ready(p, local.policy, deadline, timeout)
+        except asyncio.CancelledError:
+            self._drop(p)
+            self._retire(p, 0.0)
+            raise
+        except (WakeFailed, TimeoutError):
+            self._drop(p)
+            await asyncio.shield(self._retire(p, 0.0))
+            raise
+        p.ready = True
+        return (Endpoint(self._host, p.port),)
+
+    async def sleep(self, app: str) -> None:
+        p = self._procs.pop(app, None)
+        if p is not None:
+            await asyncio.shield(self._retire(p, self._grace(app)))
+
+    async def next_event(self) -> AppExited:
+        return await self._events.get()
+
+    # -- extras for the admin API --------------------------------------------------------
+
+    def recent_stderr(self, app: str) -> list[str]:
+        """The last lines the app wrote to stderr, across its runs (newest last)."""
+        return list(self._rings.get(app, ()))
+
+    def pid(self, app: str) -> int | None:
+        """The pid of the app's shell (its process group id) while it runs."""
+        p = self._procs.get(app)
+        return p.pid if p is not None else None
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _spawn(self, local: LocalApp) -> AppProcess | str:
+        """Start the app's process and register it; a reason instead when it cannot start."""
+        app = local.policy.name
+        try:
+            p = await AppProcess.start(local, free_port(self._host), self._ring(app))
+        except OSError as e:
+            log.warning("app could not be started", app=app, error=str(e))
+            return f"could not start the command: {e}"
+        self._live.add(p)
+        self._watchdog.add(p.pgid)
+        self._track(spawn(self._supervise(p), name=f"supervise:{app}"))
+        if not self._closed:
+            self._procs[app] = p
+        log.info("app process started", app=app, pid=p.pid, port=p.port)
+        return p
+
+    def _stop_started(self, starting: asyncio.Task[AppProcess | str]) -> None:
+        if not starting.cancelled() and starting.exception() is None:
+            p = starting.result()
+            if isinstance(p, AppProcess):
+                self._drop(p)
+                self._retire(p, 0.0)
+
+    async def _until_ready(
+        self, p: AppProcess, policy: AppPolicy, deadline: float, budget: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        host, port, path = self._host, p.port, policy.readiness_path
+        while True:
+            if p.stopping:
+                raise WakeFailed("the app was stopped while waking")
+            if p.returncode is not None:
+                await p.output_done(within=_OUTPUT_DRAIN)
+                tail = p.stderr_tail()
+                reason = f"process {p.describe_exit()} while waking"
+                if tail:
+                    reason += f": {tail[-1]}"
+                log.warning("app exited before it was ready", app=p.app, reason=reason,
+                            stderr_tail=tail)
+                raise WakeFailed(reason)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("app not ready in time; stopping it", app=p.app, timeout=budget,
+                            stderr_tail=p.stderr_tail())
+                raise TimeoutError(f"{p.app} not ready within {budget:g}s")
+            probe_timeout = min(remaining, _PROBE_TIMEOUT)
+            if path is None:
+                ok = await probe_tcp(host, port, within=probe_timeout)
+            else:
+                ok = await probe_http(host, port, path, within=probe_timeout)
+            if ok:
+                return
+            # Sleep one interval, but wake at once if the process exits meanwhile.
+            pause = min(policy.probe_interval, deadline - loop.time())
+            if pause > 0:
+                await asyncio.wait([p.exit_task], timeout=pause)
+
+    async def _supervise(self, p: AppProcess) -> None:
+        await asyncio.wait([p.exit_task])
+        if p.stopping or not p.ready:
+            return  # we stopped it, or the wake in progress reports the exit
+        await p.output_done(within=_OUTPUT_DRAIN)
+        if self._procs.get(p.app) is not p or p.stopping:
+            return
+        del self._procs[p.app]
+        tail = p.stderr_tail()
+        reason = f"process {p.describe_exit()}"
+        if tail:
+            reason += f": {tail[-1]}"
+        log.warning("app process exited on its own", app=p.app, reason=reason, stderr_tail=tail)
+        # Whatever it left running in its group goes too, the usual way.
+        self._retire(p, self._grace(p.app))
+        self._events.put_nowait(AppExited(p.app, reason))
+
+    def _retire(self, p: AppProcess, grace: float) -> asyncio.Task[None]:
+        """Stop `p`'s group in a task of its own, so no caller's cancellation cuts it short."""
+        p.stopping = True
+        return self._track(spawn(self._stop(p, grace), name=f"retire:{p.app}"))
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _stop(self, p: AppProcess, grace: float) -> None:
+        await p.stop(grace)
+        self._live.discard(p)
+        self._watchdog.remove(p.pgid)
+        log.info("app process stopped", app=p.app, pid=p.pid, how=p.describe_exit())
+
+    def _drop(self, p: AppProcess) -> None:
+        if self._procs.get(p.app) is p:
+            del self._procs[p.app]
+
+    def _ring(self, app: str) -> deque[str]:
+        ring = self._rings.get(app)
+        if ring is None:
+            ring = self._rings[app] = deque(maxlen=_RING)
+        return ring
+
+    def _grace(self, app: str) -> float:
+        local = self._apps.get(app)
+        return local.stop_grace if local is not None else 0.0

@@ -1,0 +1,210 @@
+"""One running local app: its process group, its output, and how it is stopped.
+
+The command runs as `/bin/sh -c COMMAND` in a new session, so the shell leads a process
+group holding everything the command starts; stopping signals the whole group and waits
+until no live member is left, not just the shell. Output lines become log lines tagged
+with the app and the stream. It never decides when to start or stop: the platform does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections import deque
+from collections.abc import Iterable
+
+import structlog
+
+from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.settings import LocalApp
+
+log = structlog.get_logger("wakeproxy.app")
+
+_STDERR_TAIL = 20  # lines of this process's stderr kept for failure reports
+_MAX_LINE = 64 * 1024  # a longer line is logged in pieces instead of buffered forever
+_KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the group to vanish
+
+
+class AppProcess:
+    __slots__ = (
+        "_exit", "_group_gone", "_proc", "_pumps", "_stop_task", "_tail", "app", "pgid",
+        "port", "ready", "stopping",
+    )
+
+    def __init__(
+        self, app: str, proc: asyncio.subprocess.Process, port: int, ring: deque[str],
+    ) -> None:
+        self.app = app
+        self.port = port
+        self.pgid = proc.pid  # a new session: the shell leads its own group
+        self.ready = False
+        self.stopping = False  # we asked it to exit, so its exit is not news
+        self._proc = proc
+        self._tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+        self._group_gone = False
+        self._stop_task: asyncio.Task[None] | None = None
+        assert proc.stdout is not None and proc.stderr is not None
+        self._pumps = (
+            spawn(_pump(proc.stdout, app, "stdout", ()), name=f"output:{app}:stdout"),
+            spawn(_pump(proc.stderr, app, "stderr", (self._tail, ring)),
+                  name=f"output:{app}:stderr"),
+        )
+        self._exit: asyncio.Task[int] = spawn(proc.wait(), name=f"exit:{app}")
+
+    @classmethod
+    async def start(cls, local: LocalApp, port: int, ring: deque[str]) -> AppProcess:
+        """Spawn `local.command` with PORT set. Raises OSError when it cannot be started."""
+        env = {**os.environ, **local.env, "PORT": str(port)}
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", local.command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=local.cwd,
+            env=env,
+            start_new_session=True,
+        )
+        return cls(local.policy.name, proc, port, ring)
+
+    @property
+    def pid(self) -> int:
+        return self.pgid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exit.result() if self._exit.done() and not self._exit.cancelled() else None
+
+    @property
+    def exit_task(self) -> asyncio.Task[int]:
+        return self._exit
+
+    def describe_exit(self) -> str:
+        code = self.returncode
+        if code is None:
+            return "is running"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"was killed by {name}"
+        return f"exited with code {code}"
+
+    def stderr_tail(self) -> list[str]:
+        return list(self._tail)
+
+    async def output_done(self, *, within: float) -> None:
+        """Wait (bounded) for the output pipes to reach EOF so the last lines are in."""
+        await asyncio.wait(self._pumps, timeout=within)
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM the group, SIGKILL what is left after `grace`; return once all are gone.
+
+        Concurrent callers share one stop; cancelling a caller does not abort it.
+        """
+        self.stopping = True
+        if self._stop_task is None:
+            self._stop_task = spawn(self._terminate(grace), name=f"stop:{self.app}")
+        await asyncio.shield(self._stop_task)
+
+    async def _terminate(self, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._signal(signal.SIGTERM)
+        if not await self._gone_by(loop.time() + grace):
+            if grace > 0:
+                log.warning("app did not stop within its grace period; killing it",
+                            app=self.app, grace=grace)
+            self._signal(signal.SIGKILL)
+            if not await self._gone_by(loop.time() + _KILL_WAIT):
+                log.error("app process group survived SIGKILL", app=self.app, pgid=self.pgid)
+        # Output still buffered in the pipes is worth logging; a grandchild that left the
+        # group could hold them open forever, so the wait is bounded.
+        await self.output_done(within=0.5)
+        for pump in self._pumps:
+            pump.cancel()
+
+    async def _gone_by(self, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        await asyncio.wait([self._exit], timeout=max(0.0, deadline - loop.time()))
+        if not self._exit.done():
+            return False
+        delay = 0.002
+        while _group_alive(self.pgid):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.1)
+        self._group_gone = True
+        return True
+
+    def _signal(self, sig: signal.Signals) -> None:
+        # Once the group is known to be gone its id may be reused: never signal it again.
+        if self._group_gone:
+            return
+        try:
+            os.killpg(self.pgid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            log.warning("not allowed to signal app process group", app=self.app,
+                        pgid=self.pgid, signal=sig.name)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of the group is alive (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Members whose parent died become zombies of init, and init does not reap promptly
+    # everywhere (containers); they are dead, so look for a member that is not a zombie.
+    return _has_live_member(pgid)
+
+
+def _has_live_member(pgid: int) -> bool:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc: trust killpg
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+async def _pump(
+    stream: asyncio.StreamReader, app: str, name: str, sinks: Iterable[deque[str]],
+) -> None:
+    sinks = tuple(sinks)
+
+    def emit(raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        log.info(text, app=app, stream=name)
+        for sink in sinks:
+            sink.append(text)
+
+    buf = b""
+    with contextlib.suppress(ConnectionError):
+        while chunk := await stream.read(65536):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                emit(line)
+            while len(buf) > _MAX_LINE:
+                emit(buf[:_MAX_LINE])
+                buf = buf[_MAX_LINE:]
+    if buf:
+        emit(buf)

@@ -1,0 +1,78 @@
+"""Kills our app process groups if wakeproxy itself dies without stopping them.
+
+A small shell process, started in its own session, reads "+ PGID" / "- PGID" lines from
+a pipe only wakeproxy holds open. When that pipe reaches end-of-file — wakeproxy exited,
+crashed, or was SIGKILLed — it sends SIGKILL to every group still listed, grandchildren
+included. This covers what PR_SET_PDEATHSIG cannot: `/bin/sh -c` does not exec its
+command here, so a death signal would reach only the shell and orphan the app.
+On a normal shutdown the platform stops every group itself first; the list is then empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+log = structlog.get_logger("wakeproxy.local")
+
+# Removal uses the `${x%% pat *}` / `${x#* pat }` split so no process is forked per line.
+_SCRIPT = r"""
+groups=" "
+while read -r op g; do
+  case "$op" in
+    +) groups="$groups$g " ;;
+    -) case "$groups" in *" $g "*) groups="${groups%% $g *} ${groups#* $g }" ;; esac ;;
+  esac
+done
+for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
+"""
+
+
+class GroupWatchdog:
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        if self._proc is not None:
+            return
+        self._proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", _SCRIPT, "wakeproxy-watchdog",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for wakeproxy must not kill it first
+        )
+
+    def add(self, pgid: int) -> None:
+        self._send(f"+ {pgid}\n")
+
+    def remove(self, pgid: int) -> None:
+        self._send(f"- {pgid}\n")
+
+    def _send(self, line: str) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None or proc.stdin is None:
+            return
+        if proc.stdin.is_closing():
+            return
+        proc.stdin.write(line.encode("ascii"))
+
+    async def close(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            log.warning("watchdog did not exit; killing it", pid=proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
