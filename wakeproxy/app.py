@@ -101,7 +101,8 @@ class Daemon:
         try:
             await web.TCPSite(runner, s.admin_listen[0], s.admin_listen[1]).start()
         except OSError as e:
-            raise StartupError(f"cannot listen on admin_listen {_fmt(s.admin_listen)}: {e.strerror}") from None
+            where = _fmt(s.admin_listen)
+            raise StartupError(f"cannot listen on admin_listen {where}: {e.strerror}") from None
         try:
             bound = await self.dataplane.start(*s.listen)
         except OSError as e:
@@ -131,7 +132,10 @@ class Daemon:
         """Stop accepting, drain in-flight requests, stop the apps, close the admin port."""
         self.ready = False
         self.dataplane.stop_accepting()
-        log.info("draining", in_flight=self.dataplane.open_connections, grace=self.settings.drain_grace)
+        log.info(
+            "draining", connections=self.dataplane.open_connections,
+            grace=self.settings.drain_grace,
+        )
         await self.dataplane.drain(self.settings.drain_grace)
         for task in self._tasks:
             task.cancel()

@@ -19,5 +19,5 @@ def status_of(exc: ApiException) -> dict[str, Any]:
 
 
 def expect_status(exc_info: pytest.ExceptionInfo[ApiException], code: int, reason: str) -> None:
-    assert exc_info.value.status == code
+    assert exc_info.value.status == code, exc_info.value.body
     assert status_of(exc_info.value)["reason"] == reason

@@ -53,10 +53,12 @@ async def test_missing_objects_and_namespaces_are_404(k8s_api: ApiClient) -> Non
         await core.read_namespaced_config_map("nope", "default")
     expect_status(exc, 404, "NotFound")
     with pytest.raises(ApiException) as exc:
-        await core.create_namespaced_config_map("nowhere", config_map("x", {}))
+        await core.create_namespaced_config_map("nowhere",
+                                               config_map("x", {}, namespace="nowhere"))
     expect_status(exc, 404, "NotFound")
     await core.create_namespace({"metadata": {"name": "elsewhere"}})
-    made = await core.create_namespaced_config_map("elsewhere", config_map("x", {}))
+    made = await core.create_namespaced_config_map("elsewhere",
+                                                   config_map("x", {}, namespace="elsewhere"))
     assert made.metadata.namespace == "elsewhere"
 
 
@@ -64,7 +66,7 @@ async def test_list_namespaced_and_across_namespaces(k8s_api: ApiClient) -> None
     core = client.CoreV1Api(k8s_api)
     await core.create_namespace({"metadata": {"name": "team"}})
     await core.create_namespaced_config_map("default", config_map("one", {}))
-    await core.create_namespaced_config_map("team", config_map("two", {}))
+    await core.create_namespaced_config_map("team", config_map("two", {}, namespace="team"))
     in_default = await core.list_namespaced_config_map("default")
     assert [c.metadata.name for c in in_default.items] == ["one"]
     everywhere = await core.list_config_map_for_all_namespaces()
@@ -161,7 +163,7 @@ async def test_namespace_deletion_removes_its_content(
 ) -> None:
     core = client.CoreV1Api(k8s_api)
     await core.create_namespace({"metadata": {"name": "temp"}})
-    await core.create_namespaced_config_map("temp", config_map("x", {}))
+    await core.create_namespaced_config_map("temp", config_map("x", {}, namespace="temp"))
     ns = await core.delete_namespace("temp")
     assert ns.status.phase == "Terminating"
     await k8s_emulator.store.wait_until(

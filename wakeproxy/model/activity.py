@@ -40,10 +40,6 @@ class ActivityLedger:
         """The app's activity if it has any, without creating an entry (for readers)."""
         return self._apps.get(app)
 
-    def peek(self, app: str) -> AppActivity | None:
-        """Read without creating an entry (readers must not write)."""
-        return self._apps.get(app)
-
     def begin(self, app: str) -> AppActivity:
         a = self._apps.get(app) or self.get(app)
         a.in_flight += 1
