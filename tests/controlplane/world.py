@@ -68,5 +68,10 @@ async def until(state: AppState, check: Callable[[AppState], bool], within: floa
             await state.changed().wait()
 
 
+def phase_of(state: AppState) -> Phase:
+    """The phase now (a call, so a type checker does not pin it after an assert)."""
+    return state.phase
+
+
 def phase_is(phase: Phase) -> Callable[[AppState], bool]:
     return lambda s: s.phase is phase

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass
 class RecordedRequest:
     method: str
     path: str
@@ -20,8 +20,9 @@ class RecordedRequest:
     subresource: str | None
     namespace: str | None
     name: str | None
-    status: int
     user_agent: str
+    # Filled in when the answer is known; 0 while a long request (a watch) is still open.
+    status: int = 0
 
     @property
     def rbac_resource(self) -> str | None:

@@ -172,11 +172,21 @@ class Emulator:
     # -- serving -------------------------------------------------------------------------------
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         parsed: ApiRequest | GroupVersionPath | None = None
+        record: RecordedRequest | None = None
         status = 500
         try:
             try:
-                self._authenticate(request)
-                parsed = routing.parse(request.method, request.path, request.query)
+                unroutable: ApiError | None = None
+                try:
+                    parsed = routing.parse(request.method, request.path, request.query)
+                except ApiError as err:
+                    unroutable = err
+                # Recorded on arrival so open watches show up while they last.
+                record = self._record(request, parsed)
+                self._authenticate(request)  # before anything else, as the real server does
+                if unroutable is not None:
+                    raise unroutable
+                assert parsed is not None
                 await self._apply_faults(parsed, request)
                 resp = await self._dispatch(parsed, request)
             except ApiError as err:
@@ -190,7 +200,8 @@ class Emulator:
             status = resp.status
             return resp
         finally:
-            self._record(request, parsed, status)
+            if record is not None:
+                record.status = status
 
     def _authenticate(self, request: web.Request) -> None:
         if not self.config.require_token:
@@ -214,16 +225,18 @@ class Emulator:
             else:
                 raise error_for_code(rule.status, rule.message, retry_after=rule.retry_after)
 
-    def _record(self, request: web.Request, parsed: ApiRequest | GroupVersionPath | None,
-                status: int) -> None:
+    def _record(self, request: web.Request,
+                parsed: ApiRequest | GroupVersionPath | None) -> RecordedRequest:
         api = parsed if isinstance(parsed, ApiRequest) else None
-        self.recorder.add(RecordedRequest(
+        record = RecordedRequest(
             method=request.method, path=request.path_qs,
             verb=api.verb if api else None, group=api.rt.group if api else None,
             resource=api.resource if api else None, subresource=api.subresource if api else None,
             namespace=api.namespace if api else None, name=api.name if api else None,
-            status=status, user_agent=request.headers.get("User-Agent", ""),
-        ))
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        self.recorder.add(record)
+        return record
 
     async def _dispatch(self, parsed: ApiRequest | GroupVersionPath,
                         request: web.Request) -> web.StreamResponse:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import new_client_from_config
+
+from tests.k8s_emulator import Emulator
 
 
 def status_of(exc: ApiException) -> dict[str, Any]:
@@ -21,3 +27,13 @@ def status_of(exc: ApiException) -> dict[str, Any]:
 def expect_status(exc_info: pytest.ExceptionInfo[ApiException], code: int, reason: str) -> None:
     assert exc_info.value.status == code, exc_info.value.body
     assert status_of(exc_info.value)["reason"] == reason
+
+
+@contextlib.asynccontextmanager
+async def api_for(emulator: Emulator) -> AsyncIterator[ApiClient]:
+    """A real client for an emulator made with a custom configuration."""
+    api = await new_client_from_config(config_file=str(emulator.kubeconfig))
+    try:
+        yield api
+    finally:
+        await api.close()

@@ -9,6 +9,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.manifests import config_map, deployment, service
+from tests.k8s_emulator.resources import DEPLOYMENTS, NAMESPACES
 
 from .helpers import expect_status
 
@@ -88,21 +89,35 @@ async def test_list_pages_with_limit_and_continue(k8s_api: ApiClient) -> None:
     assert names == [f"cm-{i}" for i in range(5)]
 
 
-async def test_replace_checks_resource_version_and_bumps_generation(k8s_api: ApiClient) -> None:
+async def test_replace_checks_resource_version_and_bumps_generation(
+    k8s_emulator: Emulator, k8s_api: ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_api)
-    created = await apps.create_namespaced_deployment("default", idle("web"))
-    stale = created.metadata.resource_version
-    created.metadata.labels["tier"] = "front"
-    relabelled = await apps.replace_namespaced_deployment("web", "default", created)
+    await apps.create_namespaced_deployment("default", idle("web"))
+    # The controller writes status right after creation (a new resourceVersion): read after it.
+    await settled(k8s_emulator, "web")
+    current = await apps.read_namespaced_deployment("web", "default")
+    stale = current.metadata.resource_version
+    current.metadata.labels["tier"] = "front"
+    relabelled = await apps.replace_namespaced_deployment("web", "default", current)
     assert relabelled.metadata.generation == 1  # metadata is not spec
     assert int(relabelled.metadata.resource_version) > int(stale)
-    created.metadata.resource_version = stale
+    current.metadata.resource_version = stale
     with pytest.raises(ApiException) as exc:
-        await apps.replace_namespaced_deployment("web", "default", created)
+        await apps.replace_namespaced_deployment("web", "default", current)
     expect_status(exc, 409, "Conflict")
     relabelled.spec.template.spec.containers[0].image = "emulated/app:2"
     changed = await apps.replace_namespaced_deployment("web", "default", relabelled)
     assert changed.metadata.generation == 2
+
+
+async def settled(emulator: Emulator, name: str) -> None:
+    def observed() -> bool:
+        dep = emulator.store.find(DEPLOYMENTS, "default", name)
+        return bool(dep and (dep.get("status") or {}).get("observedGeneration") ==
+                    dep["metadata"]["generation"])
+
+    await emulator.store.wait_until(observed, 5)
 
 
 async def test_unchanged_update_keeps_resource_version(k8s_api: ApiClient) -> None:
@@ -164,17 +179,13 @@ async def test_namespace_deletion_removes_its_content(
     core = client.CoreV1Api(k8s_api)
     await core.create_namespace({"metadata": {"name": "temp"}})
     await core.create_namespaced_config_map("temp", config_map("x", {}, namespace="temp"))
-    ns = await core.delete_namespace("temp")
-    assert ns.status.phase == "Terminating"
+    await core.delete_namespace("temp")
+    with pytest.raises(ApiException) as exc:
+        await core.create_namespaced_config_map("temp", config_map("y", {}, namespace="temp"))
+    assert exc.value.status in (403, 404)  # terminating, or already gone
     await k8s_emulator.store.wait_until(
         lambda: not any(n["metadata"]["name"] == "temp"
-                        for n in k8s_emulator.store.items(_namespaces())), 5)
+                        for n in k8s_emulator.store.items(NAMESPACES)), 5)
     with pytest.raises(ApiException) as exc:
         await core.read_namespaced_config_map("x", "temp")
     expect_status(exc, 404, "NotFound")
-
-
-def _namespaces():  # type: ignore[no-untyped-def]
-    from tests.k8s_emulator.resources import NAMESPACES
-
-    return NAMESPACES

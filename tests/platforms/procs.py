@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -30,8 +31,10 @@ def server_command(*args: str, count: Path | None = None) -> str:
     return f"{prefix}exec {PY} {shlex.quote(str(APPSERVER))} {quoted}"
 
 
-def local_app(name: str, command: str, *, stop_grace: float = 5.0, env: dict[str, str] | None = None,
-              cwd: str | None = None, **policy: object) -> LocalApp:
+def local_app(
+    name: str, command: str, *, stop_grace: float = 5.0, env: dict[str, str] | None = None,
+    cwd: str | None = None, **policy: object,
+) -> LocalApp:
     return LocalApp(
         policy=AppPolicy(name=name, hosts=(f"{name}.localhost",), **policy),  # type: ignore[arg-type]
         command=command, cwd=cwd, env=env or {}, stop_grace=stop_grace,
@@ -62,9 +65,16 @@ async def wait_dead(*pids: int, within: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def _has_text(path: Path) -> bool:
+    try:
+        return bool(path.read_text())
+    except FileNotFoundError:
+        return False
+
+
 async def wait_file(path: Path, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
-    while not path.exists() or not path.read_text():
+    while not _has_text(path):
         assert time.monotonic() < deadline, f"{path} never appeared"
         await asyncio.sleep(0.005)
 
@@ -103,12 +113,8 @@ def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         left = marked_pids(mark)
     described = {}
     for pid in left:
-        try:
+        with contextlib.suppress(OSError):
             described[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     assert not left, f"processes outlived the test: {described}"

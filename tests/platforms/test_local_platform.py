@@ -60,7 +60,7 @@ async def test_wake_returns_an_endpoint_that_answers(
 
 async def test_command_gets_port_env_and_cwd(make_platform: MakePlatform, tmp_path: Path) -> None:
     seen = tmp_path / "seen"
-    command = f'echo "$GREETING|$(pwd)|$PORT|$HOME" > seen; ' + server_command()
+    command = 'echo "$GREETING|$(pwd)|$PORT|$HOME" > seen; ' + server_command()
     platform = await make_platform(
         local_app("web", command, cwd=str(tmp_path), env={"GREETING": "hi there"}))
     (endpoint,) = await platform.wake("web", timeout=10)
@@ -75,9 +75,8 @@ async def test_exit_before_ready_fails_with_code_and_last_stderr_line(
     make_platform: MakePlatform,
 ) -> None:
     platform = await make_platform(local_app("boom", "echo first >&2; echo boom >&2; exit 3"))
-    with structlog.testing.capture_logs() as logs:
-        with pytest.raises(WakeFailed) as failed:
-            await platform.wake("boom", timeout=10)
+    with structlog.testing.capture_logs() as logs, pytest.raises(WakeFailed) as failed:
+        await platform.wake("boom", timeout=10)
     assert failed.value.reason == "process exited with code 3 while waking: boom"
     report = [e for e in logs if e["event"] == "app exited before it was ready"]
     assert report and report[0]["stderr_tail"] == ["first", "boom"]
@@ -103,7 +102,7 @@ async def test_readiness_path_waits_for_a_status_below_500(
     platform = await make_platform(app)
     waking = asyncio.create_task(platform.wake("web", timeout=20))
     async with asyncio.timeout(10):  # until a probe was answered 503
-        while "request /ready" not in platform.recent_stderr("web"):
+        while "request /ready" not in platform.recent_stderr("web"):  # noqa: ASYNC110
             await asyncio.sleep(0.005)
     await asyncio.sleep(0.05)  # and ten more probe intervals
     assert not waking.done()

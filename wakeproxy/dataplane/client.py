@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 # What a deadline means when it passes.
 IDLE, HEAD, RESPONSE = 1, 2, 3
+# After an error answer, unread input is drained this long before closing, so the
+# client reads our answer instead of a reset.
+LINGER_SECONDS = 2.0
 
 
 class _Stop(Exception):
@@ -58,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
         "_partial",
         "_paused",
         "_queue",
+        "_closed",
         "_start_pending",
         "_stopped",
         "_url",
@@ -93,7 +97,8 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self.tunnel: Tunnel | None = None
         self.writing_paused = False
-        self.closing = False
+        self.closing = False  # nothing more is written
+        self._closed = False  # the transport was told to close
         self.deadline = 0.0
         self.deadline_kind = 0
 
@@ -289,7 +294,7 @@ class ClientConnection(asyncio.Protocol):
         if self.closing:
             return
         if not keep_alive or self.ctx.draining:
-            self.close()
+            self.close(linger=self._stopped or not ex.request_done)
             return
         leftover = ex.leftover
         ex.leftover = None
@@ -300,7 +305,7 @@ class ClientConnection(asyncio.Protocol):
             self._run(nxt)
             return
         if self._stopped:
-            self.close()
+            self.close(linger=True)
             return
         if self._in_head:
             self._set_deadline(HEAD, self.ctx.head_timeout)
@@ -363,8 +368,24 @@ class ClientConnection(asyncio.Protocol):
         """Serving a request or a tunnel (an idle keep-alive connection is not busy)."""
         return self.active is not None or bool(self._queue) or self.tunnel is not None
 
-    def close(self) -> None:
-        """Close after pending output is written."""
-        if not self.closing:
+    def close(self, *, linger: bool = False) -> None:
+        """Close after pending output is written.
+
+        With `linger`, first half-close and discard what the client still sends for a
+        while: closing with unread input would reset the connection and could destroy
+        the answer we just wrote.
+        """
+        if self._closed:
+            return
+        t = self.transport
+        if linger and not self.closing and t.can_write_eof():
             self.closing = True
-            self.transport.close()
+            self._stopped = True
+            t.write_eof()
+            self._paused = 0
+            t.resume_reading()
+            self._set_deadline(IDLE, LINGER_SECONDS)
+            return
+        self.closing = True
+        self._closed = True
+        t.close()

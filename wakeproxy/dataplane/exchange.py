@@ -435,7 +435,8 @@ class Exchange:
         data, self.framing, self.client_keep_alive = response_head(
             status, self.resp_reason, self.resp_headers,
             no_body=no_body, http10=head.http10,
-            keep_alive=head.keep_alive and not self.ctx.draining,
+            # An answer before the whole request was read ends the connection.
+            keep_alive=head.keep_alive and self.request_done and not self.ctx.draining,
         )  # fmt: skip
         self.out.append(data)
         self.bytes_out += len(data)

@@ -33,14 +33,19 @@ for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
 class GroupWatchdog:
     def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
+        self._groups: set[int] = set()
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
-        if self._proc is not None:
+        """Start it, or start a new one if the last one died; it learns every known group."""
+        if self.running:
             return
+        if self._proc is not None:
+            log.warning("watchdog process died; starting a new one",
+                        returncode=self._proc.returncode)
         self._proc = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", _SCRIPT, "wakeproxy-watchdog",
             stdin=asyncio.subprocess.PIPE,
@@ -48,12 +53,17 @@ class GroupWatchdog:
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for wakeproxy must not kill it first
         )
+        for pgid in self._groups:
+            self._send(f"+ {pgid}\n")
 
     def add(self, pgid: int) -> None:
+        self._groups.add(pgid)
         self._send(f"+ {pgid}\n")
 
     def remove(self, pgid: int) -> None:
-        self._send(f"- {pgid}\n")
+        if pgid in self._groups:
+            self._groups.discard(pgid)
+            self._send(f"- {pgid}\n")
 
     def _send(self, line: str) -> None:
         proc = self._proc

@@ -1,0 +1,175 @@
+"""Upstream trouble: dead pooled connections, refusals, silence, garbage, early closes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+from tests.dataplane.conftest import (
+    Proxy,
+    ProxyFactory,
+    Upstream,
+    exchange_raw,
+    parse_responses,
+    read_head,
+    read_response,
+)
+from wakeproxy.model.apps import Endpoint
+from wakeproxy.settings import Limits
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_a_pooled_connection_closed_by_the_app_is_retried_once(proxy: Proxy, raw_upstream):
+    connections = 0
+
+    async def app(reader, writer):
+        # Each connection answers one request, then silently drops the next one: the
+        # race of an app closing an idle keep-alive connection as the proxy reuses it.
+        nonlocal connections
+        connections += 1
+        await read_head(reader)
+        writer.write(OK)
+        await writer.drain()
+        await read_head(reader)
+        writer.transport.abort()
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    for _ in range(3):
+        writer.write(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        resp = await asyncio.wait_for(read_response(reader), 2)
+        assert (resp.status, resp.body) == (200, b"ok")
+    writer.close()
+    assert connections == 3
+
+
+async def test_a_non_idempotent_request_is_not_retried(proxy: Proxy, raw_upstream):
+    async def app(reader, writer):
+        await read_head(reader)
+        writer.write(OK)
+        await writer.drain()
+        await read_head(reader)
+        writer.transport.abort()
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    assert (await read_response(reader)).status == 200
+    writer.write(b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 1\r\n\r\nx")
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert resp.status == 502 and b"shop" in resp.body
+    writer.close()
+
+
+async def test_idle_pooled_connections_closed_by_the_app_are_dropped(
+    proxy: Proxy, raw_upstream
+):
+    async def app(reader, writer):
+        await read_head(reader)
+        writer.write(OK)
+        await writer.drain()
+        writer.close()  # closes right after answering, while idle in the pool
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
+        for _ in range(3):
+            async with s.post(proxy.url("/"), data=b"not idempotent") as r:
+                assert r.status == 200
+            await asyncio.sleep(0.05)
+
+
+async def test_refused_connection_is_502_naming_the_app(proxy: Proxy):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    proxy.add_app("shop", ("shop.test",), Endpoint("127.0.0.1", port))
+    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
+        async with s.get(proxy.url("/")) as r:
+            assert r.status == 502
+            text = await r.text()
+            assert "shop" in text and "refused" in text
+    assert proxy.records[0].status == 502
+
+
+async def test_response_head_timeout_is_504(make_proxy: ProxyFactory, upstream: Upstream):
+    proxy = await make_proxy(Limits(response_header_timeout=0.2))
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint)
+    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
+        async with s.get(proxy.url("/slow?delay=1")) as r:
+            assert r.status == 504
+            assert "shop" in await r.text()
+        async with s.get(proxy.url("/")) as r:  # the connection is still fine
+            assert r.status == 200
+
+
+async def test_app_dying_mid_response_closes_the_client_connection(proxy: Proxy, raw_upstream):
+    async def app(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        await writer.drain()
+        writer.transport.abort()
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    data = await exchange_raw(proxy, b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"only part")
+    rec = (await proxy.wait_records(1))[0]
+    assert rec.status == 200 and "mid-response" in (rec.reason or "")
+
+
+async def test_garbage_from_the_app_is_502(proxy: Proxy, raw_upstream):
+    async def app(reader, writer):
+        await read_head(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    data = await exchange_raw(proxy, b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    [resp] = parse_responses(data)
+    assert resp.status == 502 and b"invalid response" in resp.body
+
+
+async def test_app_closing_before_answering_is_502(proxy: Proxy, raw_upstream):
+    async def app(reader, writer):
+        await read_head(reader)
+        writer.close()
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
+        async with s.get(proxy.url("/")) as r:
+            assert r.status == 502
+            assert "closed the connection" in await r.text()
+
+
+async def test_early_answer_to_an_upload_closes_cleanly(proxy: Proxy, raw_upstream):
+    async def app(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 1000000\r\n\r\nabc")
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert resp.status == 413 and resp.header("connection") == "close"
+    writer.close()
+
+
+async def test_upstream_connection_is_closed_when_the_client_leaves(proxy: Proxy, raw_upstream):
+    closed = asyncio.Event()
+
+    async def app(reader, writer):
+        await read_head(reader)
+        await reader.read()  # returns when the proxy closes its side
+        closed.set()
+
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.close()
+    await asyncio.wait_for(closed.wait(), 2)
+    assert (await proxy.wait_records(1))[0].status == 499
