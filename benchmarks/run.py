@@ -19,9 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from benchlib import nginx, procs, report, wake, wakeproxy, wrk
 from benchlib.procs import Processes, StartFailed
@@ -112,11 +112,14 @@ class Bench:
     def core(self, which: int) -> int | None:
         return which if self.pin else None
 
-    def start_nginx(self, name: str, conf_text_for: Any, core: int) -> tuple[int, procs.Started]:
+    def start_nginx(
+        self, name: str, conf_for: Callable[[str, int], str], core: int,
+    ) -> tuple[int, procs.Started]:
+        """An nginx from `conf_for(prefix, port)` on a free port; returns (port, process)."""
         port = procs.free_port()
         prefix = self.base / name
-        prefix_, conf = nginx.write_instance(self.base, name, conf_text_for(str(prefix), port))
-        started = self.procs.start(name, nginx.nginx_argv(self.nginx, prefix_, conf),
+        prefix, conf = nginx.write_instance(self.base, name, conf_for(str(prefix), port))
+        started = self.procs.start(name, nginx.nginx_argv(self.nginx, prefix, conf),
                                    core=self.core(core), log_path=self.base / f"{name}.log")
         procs.wait_for_port("127.0.0.1", port, 10, started)
         return port, started

@@ -17,6 +17,7 @@ from wakeproxy.model.apps import AppPolicy
 from wakeproxy.settings import (
     ConfigError,
     Limits,
+    Savings,
     Settings,
     load_settings,
     parse_address,
@@ -71,6 +72,7 @@ def test_an_empty_file_gives_the_documented_defaults() -> None:
     assert s.limits == Limits()
     assert s.apps == ()
     assert s.policies == ()
+    assert s.savings == Savings(cost_per_replica_hour=0.0, currency="USD")
 
 
 def test_an_app_with_only_the_required_keys_gets_policy_defaults() -> None:
@@ -594,3 +596,34 @@ def test_load_settings_file_problems(tmp_path: Path) -> None:
         load_settings(binary)
     assert info.value.problems == [f"{binary}: expected UTF-8 text"]
 
+
+# -- savings -------------------------------------------------------------------------------
+
+
+def test_savings_cost_and_currency_are_read() -> None:
+    s = parse({"savings": {"cost_per_replica_hour": 0.042, "currency": "EUR"}})
+    assert s.savings == Savings(cost_per_replica_hour=0.042, currency="EUR")
+    assert parse({"savings": {"cost_per_replica_hour": 2}}).savings.cost_per_replica_hour == 2.0
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"cost_per_replica_hour": -1},
+     "savings.cost_per_replica_hour: expected a cost of zero or more like 0.04, got -1"),
+    ({"cost_per_replica_hour": "cheap"},
+     "savings.cost_per_replica_hour: expected a cost of zero or more like 0.04, got 'cheap'"),
+    ({"cost_per_replica_hour": True},
+     "savings.cost_per_replica_hour: expected a cost of zero or more like 0.04, got True"),
+    ({"cost_per_replica_hour": float("inf")},
+     "savings.cost_per_replica_hour: expected a cost of zero or more like 0.04, got inf"),
+    ({"currency": "euro"},
+     "savings.currency: expected a three-letter currency code like USD or EUR, got 'euro'"),
+    ({"price": 1}, "savings.price: expected one of: cost_per_replica_hour, currency, "
+                   "got 'unknown key price'"),
+])
+def test_savings_errors_name_file_key_and_expectation(doc: dict[str, Any], message: str) -> None:
+    assert problem({"savings": doc}) == f"{SRC}: {message}"
+
+
+def test_savings_must_be_a_mapping() -> None:
+    assert problem({"savings": 3}) == (
+        f"{SRC}: savings: expected a mapping of keys to values, got 3")

@@ -27,7 +27,7 @@ from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.model.demand import WakeDemand
 from wakeproxy.model.routes import Routes
-from wakeproxy.model.stats import RequestStats, WakeStats
+from wakeproxy.model.stats import PlatformStats, RequestStats, WakeStats
 from wakeproxy.obs.admin import build_admin_app
 from wakeproxy.obs.logging import AccessLogSink, configure_logging
 from wakeproxy.obs.metrics import build_registry
@@ -64,6 +64,8 @@ class Daemon:
         self.demand = WakeDemand()
         self.request_stats = RequestStats()
         self.wake_stats = WakeStats()
+        # The local platform has no peers: it always holds the lead (and runs the sweeper).
+        self.platform_stats = PlatformStats(leader=True)
         self.platform = _build_platform(s)
         install_apps(s.policies, self.board, self.routes)
         self.lifecycle = Lifecycle(
@@ -83,6 +85,7 @@ class Daemon:
         self.registry = build_registry(
             board=self.board, ledger=self.ledger, request_stats=self.request_stats,
             wake_stats=self.wake_stats, clock=self.clock, cluster=s.cluster, version=__version__,
+            platform_stats=self.platform_stats, savings=s.savings,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._admin_runner: web.AppRunner | None = None
@@ -93,7 +96,7 @@ class Daemon:
         admin = build_admin_app(
             board=self.board, ledger=self.ledger, commands=self.lifecycle,
             registry=self.registry, cluster=s.cluster, token=s.admin_token,
-            ready=lambda: self.ready, clock=self.clock,
+            ready=lambda: self.ready, clock=self.clock, savings=s.savings,
         )
         runner = web.AppRunner(admin, access_log=None, handle_signals=False)
         await runner.setup()

@@ -24,7 +24,10 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from wakeproxy import __version__
-from wakeproxy.settings import ConfigError, load_settings
+from wakeproxy.console import format_duration, format_savings, format_table
+from wakeproxy.settings import ConfigError, load_settings, parse_duration
+
+__all__ = ["format_duration", "format_savings", "format_table", "main"]
 
 DEFAULT_ADMIN = "http://127.0.0.1:9090"
 _TIMEOUTS = {"status": 10.0, "sleep": 120.0, "wake": 300.0}
@@ -105,49 +108,15 @@ def _error_message(e: urllib.error.HTTPError) -> str:
     return f"{message} (HTTP {e.code}{hint})"
 
 
-# -- formatting -------------------------------------------------------------------------
-
-
-def format_duration(seconds: float) -> str:
-    """300 → 5m, 90 → 1m30s, 0.25 → 250ms, 3600 → 1h."""
+def _period(text: str) -> str:
+    """argparse type for --period: checked here so a typo costs no round trip."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        seconds = 0.0
     if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    total = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size:
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return "".join(parts[:2])
-
-
-def _last_access(app: dict[str, Any]) -> str:
-    idle = app.get("idle_seconds")
-    if isinstance(idle, int | float):
-        return "just now" if idle < 1 else f"{format_duration(idle)} ago"
-    return "never"
-
-
-def format_table(apps: list[dict[str, Any]]) -> str:
-    header = ("APP", "STATE", "HOSTS", "IN-FLIGHT", "LAST ACCESS", "IDLE AFTER")
-    rows = [header] + [
-        (
-            str(a.get("name", "?")),
-            str(a.get("state", "?")),
-            ",".join(a.get("hosts") or []) or "-",
-            # Open tunnels (WebSocket, SSE upgrades) keep an app awake like requests do.
-            str(a.get("in_flight", 0) + a.get("tunnels", 0)),
-            _last_access(a),
-            format_duration(float(a.get("idle_after", 0))),
-        )
-        for a in apps
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    for a in apps:
-        if a.get("last_failure"):
-            lines.append(f"{a.get('name')}: last wake failed: {a['last_failure']}")
-    return "\n".join(lines)
+        raise argparse.ArgumentTypeError(f"expected a duration like 24h or 90m, got {text!r}")
+    return text
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -205,6 +174,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.savings:
+        return _savings(args)
     apps = _client(args).call("GET", "/api/v1/apps")
     if not isinstance(apps, list):
         _fail("the admin server answered an unexpected app list")
@@ -214,6 +185,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no apps configured")
     else:
         print(format_table(apps))
+    return 0
+
+
+def _savings(args: argparse.Namespace) -> int:
+    query = urllib.parse.urlencode({"period": args.period})
+    try:
+        report = _client(args).call("GET", f"/api/v1/savings?{query}")
+    except Refused as e:
+        _fail(f"savings: {e}")
+    if not isinstance(report, dict):
+        _fail("the admin server answered an unexpected savings report")
+    print(json.dumps(report, indent=2) if args.json else format_savings(report))
     return 0
 
 
@@ -269,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--json", action="store_true", help="print the server's JSON")
 
     status = sub.add_parser("status", parents=[client], help="show every app's state")
+    status.add_argument("--savings", action="store_true",
+                        help="show time asleep and replica-hours saved per app instead")
+    status.add_argument("--period", type=_period, default="24h", metavar="DURATION",
+                        help="with --savings: how far back to look (default 24h, at most 168h)")
     status.set_defaults(func=cmd_status)
     for verb, func, text in (("wake", cmd_wake, "wake an app and wait until it is ready"),
                              ("sleep", cmd_sleep, "scale an app to zero now")):

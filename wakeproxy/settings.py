@@ -93,6 +93,38 @@ class LocalApp:
 
 
 @dataclass(frozen=True, slots=True)
+class Savings:
+    """How the savings report turns replica-hours saved into money (0: not set)."""
+
+    cost_per_replica_hour: float = 0.0
+    currency: str = "USD"
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesSettings:
+    """How the Kubernetes platform reaches the API and works with its peer replicas."""
+
+    # None: the in-cluster service account (KUBERNETES_SERVICE_HOST, mounted token and CA).
+    kubeconfig: str | None = None
+    # Namespaces whose Deployments are apps; empty: every namespace.
+    namespaces: tuple[str, ...] = ()
+    # This replica's name as Lease holder and activity publisher; None: POD_NAME from the
+    # downward API, else the host name plus a random suffix.
+    identity: str | None = None
+    lease_name: str = "wakeproxy"
+    # None: POD_NAMESPACE from the downward API, else "default".
+    lease_namespace: str | None = None
+    lease_duration: float = 15.0
+    # Every replica publishes its apps' activity once per interval (one write each).
+    activity_interval: float = 5.0
+    request_timeout: float = 10.0
+    # The API server ends each watch after this long; it is resumed where it stopped.
+    watch_timeout: float = 300.0
+    # A watch with neither an event nor a bookmark for this long is presumed dead.
+    watch_idle_timeout: float = 180.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     cluster: str
@@ -107,6 +139,8 @@ class Settings:
     drain_grace: float
     limits: Limits
     apps: tuple[LocalApp, ...]
+    savings: Savings = Savings()
+    kubernetes: KubernetesSettings | None = None
 
     @property
     def policies(self) -> tuple[AppPolicy, ...]:
@@ -116,7 +150,7 @@ class Settings:
 _TOP_KEYS = {
     "cluster", "platform", "listen", "admin_listen", "admin_token", "admin_token_file",
     "log", "trusted_proxies", "sweep_interval", "drain_grace", "limits", "defaults",
-    "apps", "kubernetes", "review_apps",
+    "apps", "kubernetes", "review_apps", "savings",
 }
 _POLICY_KEYS = {
     "idle_after", "wake_timeout", "max_held_requests", "waiting_page",
@@ -258,6 +292,101 @@ def _read_limits(r: _Reader, raw: object) -> Limits:
         else:
             kw[name] = r.get(m, name, "limits.", _positive_duration, _POSITIVE_DURATION, default)
     return Limits(**kw)
+
+
+def _cost(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
+        raise ValueError(v)
+    return float(v)
+
+
+def _currency(v: object) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Z]{3}", v):
+        raise ValueError(v)
+    return v
+
+
+def _read_savings(r: _Reader, raw: object) -> Savings:
+    m = r.mapping(raw, "savings")
+    d = Savings()
+    r.unknown_keys(m, set(Savings.__dataclass_fields__), "savings")
+    return Savings(
+        cost_per_replica_hour=r.get(
+            m, "cost_per_replica_hour", "savings.", _cost,
+            "a cost of zero or more like 0.04", d.cost_per_replica_hour),
+        currency=r.get(
+            m, "currency", "savings.", _currency,
+            "a three-letter currency code like USD or EUR", d.currency),
+    )
+
+
+_DNS_LABEL = _APP_NAME
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def _dns_label(v: object) -> str:
+    if not isinstance(v, str) or not _DNS_LABEL.match(v):
+        raise ValueError(v)
+    return v
+
+
+def _dns_subdomain(v: object) -> str:
+    if not isinstance(v, str) or not _DNS_SUBDOMAIN.match(v):
+        raise ValueError(v)
+    return v
+
+
+def _namespaces(v: object) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise ValueError(v)
+    names = tuple(_dns_label(x) for x in v)
+    if len(set(names)) != len(names):
+        raise ValueError(v)
+    return names
+
+
+def _lease_duration(v: object) -> float:
+    d = parse_duration(v)
+    if d < 1:  # the Lease stores whole seconds
+        raise ValueError(v)
+    return d
+
+
+def _read_kubernetes(
+    r: _Reader, raw: object, platform: str, base_dir: Path,
+) -> KubernetesSettings | None:
+    if raw is None and platform != "kubernetes":
+        return None
+    m = r.mapping(raw, "kubernetes")
+    d = KubernetesSettings()
+    r.unknown_keys(m, set(KubernetesSettings.__dataclass_fields__), "kubernetes")
+    p = "kubernetes."
+    kubeconfig = r.get(m, "kubeconfig", p, _str, "a kubeconfig file path", None)
+    if kubeconfig is not None:
+        path = base_dir / kubeconfig
+        if not path.is_file():
+            r.fail("kubernetes.kubeconfig", "a readable kubeconfig file", str(path))
+        kubeconfig = str(path)
+    label = "a lowercase DNS name of letters, digits and '-' (at most 63)"
+    durations: dict[str, Any] = {
+        key: r.get(m, key, p, _positive_duration, _POSITIVE_DURATION, getattr(d, key))
+        for key in ("activity_interval", "request_timeout", "watch_timeout",
+                    "watch_idle_timeout")
+    }
+    return KubernetesSettings(
+        kubeconfig=kubeconfig,
+        namespaces=r.get(m, "namespaces", p, _namespaces,
+                         "a non-empty list of distinct namespace names", d.namespaces),
+        identity=r.get(m, "identity", p, _dns_subdomain,
+                       "a lowercase DNS name like wakeproxy-0", d.identity),
+        lease_name=r.get(m, "lease_name", p, _dns_subdomain,
+                         "a lowercase DNS name like wakeproxy", d.lease_name),
+        lease_namespace=r.get(m, "lease_namespace", p, _dns_label, label, d.lease_namespace),
+        lease_duration=r.get(m, "lease_duration", p, _lease_duration,
+                             "a duration of at least 1s like 15s", d.lease_duration),
+        **durations,
+    )
 
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -448,6 +577,8 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
     sweep_interval = r.get(top, "sweep_interval", "", _positive_duration, _POSITIVE_DURATION, 1.0)
     drain_grace = r.get(top, "drain_grace", "", parse_duration, _DURATION, 30.0)
     limits = _read_limits(r, top.get("limits"))
+    savings = _read_savings(r, top.get("savings"))
+    kubernetes = _read_kubernetes(r, top.get("kubernetes"), platform, base_dir or Path("."))
 
     d = AppPolicy(name="-", hosts=())
     base: dict[str, Any] = {
@@ -479,6 +610,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         source=source, cluster=cluster, platform=platform, listen=listen, admin_listen=admin,
         admin_token=token, log_format=log_format, log_level=log_level, trusted_proxies=trusted,
         sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=tuple(apps),
+        savings=savings, kubernetes=kubernetes,
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +27,16 @@ from wakeproxy.model.apps import AppPolicy, Endpoint
 from wakeproxy.model.board import Phase, ReadinessBoard
 from wakeproxy.model.clock import SystemClock
 from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.limits import Limits
 from wakeproxy.model.routes import Routes, RouteTable
 from wakeproxy.model.stats import RequestStats
-from wakeproxy.settings import Limits
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
-    # The data plane runs on uvloop in production; test it there.
+    # The data plane runs on uvloop in production; test it there. WAKEPROXY_TEST_LOOP=asyncio
+    # runs the same tests on the standard loop.
+    if os.environ.get("WAKEPROXY_TEST_LOOP") == "asyncio":
+        return {"asyncio": asyncio.new_event_loop}
     return {"uvloop": uvloop.new_event_loop}
 
 
@@ -128,11 +132,16 @@ class Proxy:
         self.routes.table = RouteTable.build(self._apps.items())
         self.board.remove(name)
 
-    async def wait_records(self, n: int, timeout: float = 5.0) -> list[AccessRecord]:
-        async with asyncio.timeout(timeout):
-            while len(self.records) < n:
-                await asyncio.sleep(0.005)
+    async def wait_records(self, n: int) -> list[AccessRecord]:
+        await until(lambda: len(self.records) >= n)
         return self.records
+
+
+async def until(predicate: Callable[[], object], limit: float = 5.0) -> None:
+    """Wait until `predicate()` is true; the proxy's counters have no events to wait on."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 - polling state that has no event
+            await asyncio.sleep(0.005)
 
 
 ProxyFactory = Callable[..., Awaitable[Proxy]]
@@ -142,7 +151,11 @@ ProxyFactory = Callable[..., Awaitable[Proxy]]
 async def make_proxy() -> AsyncIterator[ProxyFactory]:
     made: list[tuple[Proxy, asyncio.Task[None]]] = []
 
-    async def make(limits: Limits | None = None, **kwargs: Any) -> Proxy:
+    async def make(
+        limits: Limits | None = None,
+        access_log: Callable[[AccessRecord], None] | None = None,
+        **kwargs: Any,
+    ) -> Proxy:
         clock = SystemClock()
         board = ReadinessBoard(clock)
         demand = WakeDemand()
@@ -152,7 +165,8 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
         records: list[AccessRecord] = []
         dp = DataPlane(
             routes=routes, board=board, ledger=ledger, demand=demand, stats=stats,
-            access_log=records.append, limits=limits or Limits(), clock=clock, **kwargs,
+            access_log=access_log or records.append, limits=limits or Limits(), clock=clock,
+            **kwargs,
         )  # fmt: skip
         host, port = await dp.start("127.0.0.1", 0)
         control = ControlPlane(board, demand)
@@ -206,12 +220,10 @@ class Upstream:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read() if request.path != "/upload" else b""
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.seen.append(
-            Seen(
-                request.method, request.path_qs, CIMultiDict(request.headers),
-                [(k, v) for k, v in request.headers.items()], body, peer[1] if peer else 0,
-            )  # fmt: skip
-        )
+        headers = CIMultiDict(request.headers)
+        seen = Seen(request.method, request.path_qs, headers, list(headers.items()), body,
+                    peer[1] if peer else 0)  # fmt: skip
+        self.seen.append(seen)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -263,8 +275,12 @@ class Upstream:
                 await ws.send_str("echo:" + msg.data)
             return ws
         return web.json_response(
-            {"method": request.method, "path": request.path_qs, "body": body.decode("latin-1"),
-             "headers": dict(request.headers)}  # fmt: skip
+            {
+                "method": request.method,
+                "path": request.path_qs,
+                "body": body.decode("latin-1"),
+                "headers": dict(request.headers),
+            }
         )
 
 
@@ -273,7 +289,7 @@ async def upstream() -> AsyncIterator[Upstream]:
     up = Upstream()
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/{tail:.*}", up.handle)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -376,15 +392,15 @@ def parse_responses(data: bytes) -> list[Response]:
     return collector.responses
 
 
-async def exchange_raw(proxy: Proxy, data: bytes, *, timeout: float = 3.0) -> bytes:
-    """Send `data`, read until the proxy closes the connection (or `timeout`)."""
+async def exchange_raw(proxy: Proxy, data: bytes, *, limit: float = 3.0) -> bytes:
+    """Send `data`, read until the proxy closes the connection (or `limit` seconds pass)."""
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     try:
         writer.write(data)
         await writer.drain()
         out = bytearray()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 while True:
                     chunk = await reader.read(65536)
                     if not chunk:

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.dataplane.conftest import Proxy, Upstream, read_response
+from tests.dataplane.conftest import Proxy, Upstream, read_response, until
 
 
 async def test_drain_lets_in_flight_requests_finish_and_closes_idle_ones(
@@ -20,8 +20,7 @@ async def test_drain_lets_in_flight_requests_finish_and_closes_idle_ones(
 
     busy_r, busy_w = await asyncio.open_connection(proxy.host, proxy.port)
     busy_w.write(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
-    while len(upstream.seen) < 2:
-        await asyncio.sleep(0.005)
+    await until(lambda: len(upstream.seen) >= 2)
     assert proxy.dataplane.open_connections == 2
 
     drain = asyncio.create_task(proxy.dataplane.drain(grace=5))
@@ -42,8 +41,7 @@ async def test_drain_answers_requests_still_held_with_503(proxy: Proxy, upstream
     proxy.control.gates["shop"] = asyncio.Event()  # the wake never finishes
     async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
         pending = asyncio.create_task(s.get(proxy.url("/")))
-        while proxy.dataplane.held_requests < 1:
-            await asyncio.sleep(0.005)
+        await until(lambda: proxy.dataplane.held_requests >= 1)
         await proxy.dataplane.drain(grace=0.2)
         async with await pending as r:
             assert r.status == 503
@@ -58,8 +56,7 @@ async def test_drain_cuts_requests_still_running_at_the_end_of_the_grace(
     proxy.add_app("shop", ("shop.test",), upstream.endpoint)
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     writer.write(b"GET /slow?delay=5 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
-    while not upstream.seen:
-        await asyncio.sleep(0.005)
+    await until(lambda: upstream.seen)
     await asyncio.wait_for(proxy.dataplane.drain(grace=0.1), 2)
     assert await asyncio.wait_for(reader.read(), 1) == b""
     writer.close()

@@ -14,6 +14,7 @@ from tests.dataplane.conftest import (
     exchange_raw,
     parse_responses,
     read_response,
+    until,
 )
 
 
@@ -72,11 +73,13 @@ async def test_wildcard_host(proxy: Proxy, upstream: Upstream):
 
 async def test_unknown_host_is_404_naming_the_host(proxy: Proxy, upstream: Upstream):
     proxy.add_app("shop", ("shop.test",), upstream.endpoint)
-    async with aiohttp.ClientSession() as s:
-        async with s.get(proxy.url("/"), headers={"Host": "nope.test"}) as r:
-            assert r.status == 404
-            assert "nope.test" in await r.text()
-            assert r.headers["Content-Type"].startswith("text/plain")
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(proxy.url("/"), headers={"Host": "nope.test"}) as r,
+    ):
+        assert r.status == 404
+        assert "nope.test" in await r.text()
+        assert r.headers["Content-Type"].startswith("text/plain")
     assert proxy.records[-1].app == "" and proxy.records[-1].status == 404
     assert proxy.stats.apps[""].by_code == {404: 1}
     assert upstream.seen == []
@@ -220,7 +223,9 @@ async def test_interim_responses_are_relayed_before_the_final_one(proxy: Proxy, 
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
-    data = await exchange_raw(proxy, b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+    data = await exchange_raw(
+        proxy, b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    )
     assert [r.status for r in parse_responses(data)] == [103, 102, 200]
     assert b"Link: </a.css>" in data
 
@@ -262,7 +267,7 @@ async def test_connection_close_from_the_client_closes_after_the_answer(
 
 async def test_http10_keeps_alive_only_when_asked(proxy: Proxy, upstream: Upstream):
     proxy.add_app("shop", ("shop.test",), upstream.endpoint)
-    data = await exchange_raw(proxy, b"GET / HTTP/1.0\r\nHost: shop.test\r\n\r\n", timeout=2)
+    data = await exchange_raw(proxy, b"GET / HTTP/1.0\r\nHost: shop.test\r\n\r\n", limit=2)
     assert parse_responses(data)[0].status == 200  # and the proxy closed: exchange_raw returned
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     for _ in range(2):
@@ -313,8 +318,7 @@ async def test_activity_is_counted_while_in_flight_but_not_for_ignored_paths(
     upstream.gate = asyncio.Event()
     async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
         pending = asyncio.create_task(s.get(proxy.url("/gated")))
-        while not upstream.seen:
-            await asyncio.sleep(0.005)
+        await until(lambda: upstream.seen)
         activity = proxy.ledger.get("shop")
         assert activity.in_flight == 1 and activity.busy
         upstream.gate.set()

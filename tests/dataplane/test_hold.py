@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from tests.dataplane.conftest import Proxy, Upstream, read_response
+from tests.dataplane.conftest import Proxy, Upstream, read_response, until
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.board import Phase
 
@@ -14,10 +14,12 @@ from wakeproxy.model.board import Phase
 async def test_held_request_is_served_once_the_app_wakes(proxy: Proxy, upstream: Upstream):
     proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False)
     proxy.control.delay = 0.1
-    async with aiohttp.ClientSession() as s:
-        async with s.post(proxy.url("/p"), data=b"held body", headers={"Host": "shop.test"}) as r:
-            assert r.status == 200
-            assert (await r.json())["body"] == "held body"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(proxy.url("/p"), data=b"held body", headers={"Host": "shop.test"}) as r,
+    ):
+        assert r.status == 200
+        assert (await r.json())["body"] == "held body"
     assert proxy.control.wakes["shop"] == 1
     rec = proxy.records[0]
     assert rec.status == 200 and rec.held is not None and rec.held >= 0.09
@@ -39,8 +41,7 @@ async def test_many_held_requests_share_one_wake(proxy: Proxy, upstream: Upstrea
                 return r.status
 
         tasks = [asyncio.create_task(one(i)) for i in range(200)]
-        while proxy.dataplane.held_requests < 200:
-            await asyncio.sleep(0.01)
+        await until(lambda: proxy.dataplane.held_requests >= 200)
         assert proxy.stats.apps["shop"].held == 200
         assert upstream.seen == []
         gate.set()
@@ -54,11 +55,13 @@ async def test_many_held_requests_share_one_wake(proxy: Proxy, upstream: Upstrea
 async def test_hold_times_out_with_504_naming_the_app(proxy: Proxy, upstream: Upstream):
     proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False, wake_timeout=0.2)
     proxy.control.gates["shop"] = asyncio.Event()  # never ready
-    async with aiohttp.ClientSession() as s:
-        async with s.get(proxy.url("/"), headers={"Host": "shop.test"}) as r:
-            assert r.status == 504
-            assert "shop" in await r.text()
-            assert int(r.headers["Retry-After"]) > 0
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(proxy.url("/"), headers={"Host": "shop.test"}) as r,
+    ):
+        assert r.status == 504
+        assert "shop" in await r.text()
+        assert int(r.headers["Retry-After"]) > 0
     assert proxy.records[0].status == 504 and proxy.records[0].held is not None
     assert proxy.stats.apps["shop"].held == 0
 
@@ -68,8 +71,7 @@ async def test_full_hold_queue_answers_503_with_retry_after(proxy: Proxy, upstre
     gate = proxy.control.gates["shop"] = asyncio.Event()
     async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
         held = [asyncio.create_task(s.get(proxy.url("/"))) for _ in range(2)]
-        while proxy.dataplane.held_requests < 2:
-            await asyncio.sleep(0.005)
+        await until(lambda: proxy.dataplane.held_requests >= 2)
         async with s.get(proxy.url("/")) as r:
             assert r.status == 503
             assert "shop" in await r.text()
@@ -101,20 +103,21 @@ async def test_client_leaving_while_held_is_logged_499_and_never_sent(
 ):
     proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False)
     gate = proxy.control.gates["shop"] = asyncio.Event()
-    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    _reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     writer.write(b"GET /gone HTTP/1.1\r\nHost: shop.test\r\n\r\n")
     await writer.drain()
-    while proxy.dataplane.held_requests < 1:
-        await asyncio.sleep(0.005)
+    await until(lambda: proxy.dataplane.held_requests >= 1)
     writer.close()
     records = await proxy.wait_records(1)
     assert records[0].status == 499 and records[0].held is not None
     assert proxy.dataplane.held_requests == 0
     assert proxy.stats.apps["shop"].held == 0
     gate.set()
-    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
-        async with s.get(proxy.url("/after")) as r:
-            assert r.status == 200
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+        s.get(proxy.url("/after")) as r,
+    ):
+        assert r.status == 200
     assert [s.path for s in upstream.seen] == ["/after"]
     assert proxy.ledger.get("shop").in_flight == 0
 
@@ -133,8 +136,7 @@ async def test_browsers_get_a_waiting_page_when_enabled(proxy: Proxy, upstream: 
         assert proxy.board.get("shop").phase is Phase.WAKING  # the page asked for the wake
         # An API client is held instead.
         api = asyncio.create_task(s.get(proxy.url("/"), headers={"Accept": "application/json"}))
-        while proxy.dataplane.held_requests < 1:
-            await asyncio.sleep(0.005)
+        await until(lambda: proxy.dataplane.held_requests >= 1)
         gate.set()
         async with await api as r:
             assert r.status == 200
@@ -147,10 +149,12 @@ async def test_waiting_page_mentions_a_failed_wake(proxy: Proxy, upstream: Upstr
     proxy.board.mark_waking("shop")
     proxy.board.mark_wake_failed("shop", "out of memory")
     proxy.control.gates["shop"] = asyncio.Event()
-    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
-        async with s.get(proxy.url("/"), headers={"Accept": "text/html"}) as r:
-            assert r.status == 503
-            assert "out of memory" in await r.text()
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+        s.get(proxy.url("/"), headers={"Accept": "text/html"}) as r,
+    ):
+        assert r.status == 503
+        assert "out of memory" in await r.text()
 
 
 async def test_release_is_in_step_with_capacity(proxy: Proxy, upstream: Upstream):
@@ -168,8 +172,7 @@ async def test_release_is_in_step_with_capacity(proxy: Proxy, upstream: Upstream
                 return r.status
 
         tasks = [asyncio.create_task(one()) for _ in range(12)]
-        while proxy.dataplane.held_requests < 12:
-            await asyncio.sleep(0.005)
+        await until(lambda: proxy.dataplane.held_requests >= 12)
         gate.set()
         assert await asyncio.gather(*tasks) == [200] * 12
     assert upstream.max_in_flight == 3
@@ -187,8 +190,7 @@ async def test_requests_arriving_once_awake_bypass_the_release_queue(
     ) as s:
         first = asyncio.create_task(s.get(proxy.url("/gated")))
         second = asyncio.create_task(s.get(proxy.url("/gated")))
-        while len(upstream.seen) < 1:
-            await asyncio.sleep(0.005)
+        await until(lambda: len(upstream.seen) >= 1)
         await asyncio.sleep(0.05)
         assert len(upstream.seen) == 1  # the second held one waits for the first's head
         async with s.get(proxy.url("/")) as r:  # not held: goes straight through
@@ -204,12 +206,10 @@ async def test_scale_down_racing_the_wake_asks_again(proxy: Proxy, upstream: Ups
     gate = proxy.control.gates["shop"] = asyncio.Event()
     async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
         pending = asyncio.create_task(s.get(proxy.url("/")))
-        while proxy.board.get("shop").phase is not Phase.WAKING:
-            await asyncio.sleep(0.005)
+        await until(lambda: proxy.board.get("shop").phase is Phase.WAKING)
         # The wake is abandoned without a failure (e.g. a sweep raced it).
         proxy.board.mark_asleep("shop")
-        while proxy.control.wakes["shop"] < 2:
-            await asyncio.sleep(0.005)
+        await until(lambda: proxy.control.wakes["shop"] >= 2)
         gate.set()
         async with await pending as r:
             assert r.status == 200
@@ -220,8 +220,7 @@ async def test_app_removed_while_held(proxy: Proxy, upstream: Upstream):
     proxy.control.gates["shop"] = asyncio.Event()
     async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
         pending = asyncio.create_task(s.get(proxy.url("/")))
-        while proxy.dataplane.held_requests < 1:
-            await asyncio.sleep(0.005)
+        await until(lambda: proxy.dataplane.held_requests >= 1)
         proxy.remove_app("shop")
         async with await pending as r:
             assert r.status == 503
@@ -237,8 +236,7 @@ async def test_held_upload_body_waits_in_the_kernel(proxy: Proxy, upstream: Upst
         b"POST /p HTTP/1.1\r\nHost: shop.test\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
     writer.write(body)
-    while proxy.dataplane.held_requests < 1:
-        await asyncio.sleep(0.005)
+    await until(lambda: proxy.dataplane.held_requests >= 1)
     await asyncio.sleep(0.1)
     # The client could not push the whole body: the proxy stopped reading it.
     assert writer.transport.get_write_buffer_size() > 0
@@ -254,7 +252,9 @@ async def test_held_request_for_an_unreachable_endpoint_is_502(proxy: Proxy, raw
 
     dead = await raw_upstream(refuse)
     proxy.add_app("shop", ("shop.test",), Endpoint(dead.host, dead.port), awake=False)
-    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
-        async with s.get(proxy.url("/")) as r:
-            assert r.status == 502
-            assert "shop" in await r.text()
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+        s.get(proxy.url("/")) as r,
+    ):
+        assert r.status == 502
+        assert "shop" in await r.text()

@@ -14,7 +14,7 @@ from tests.dataplane.conftest import (
     parse_responses,
     read_response,
 )
-from wakeproxy.settings import Limits
+from wakeproxy.model.limits import Limits
 
 
 def only_response(data: bytes):
@@ -182,7 +182,9 @@ async def test_errors_after_pipelined_requests_come_in_order(proxy: Proxy, upstr
 
 
 async def test_head_request_to_an_error_gets_no_body(proxy: Proxy):
-    data = await exchange_raw(proxy, b"HEAD / HTTP/1.1\r\nHost: nope.test\r\nConnection: close\r\n\r\n")
+    data = await exchange_raw(
+        proxy, b"HEAD / HTTP/1.1\r\nHost: nope.test\r\nConnection: close\r\n\r\n"
+    )
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 404 ")
     assert body == b""

@@ -11,14 +11,16 @@ from tests.dataplane.conftest import Proxy, Upstream, read_head, read_response
 
 async def test_websocket_echo_through_the_proxy(proxy: Proxy, upstream: Upstream):
     proxy.add_app("chat", ("chat.test",), upstream.endpoint)
-    async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(proxy.url("/ws"), headers={"Host": "chat.test"}) as ws:
-            for word in ("hello", "world", "x" * 100_000):
-                await ws.send_str(word)
-                msg = await ws.receive(timeout=2)
-                assert msg.data == "echo:" + word
-            activity = proxy.ledger.get("chat")
-            assert activity.tunnels == 1 and activity.in_flight == 0
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(proxy.url("/ws"), headers={"Host": "chat.test"}) as ws,
+    ):
+        for word in ("hello", "world", "x" * 100_000):
+            await ws.send_str(word)
+            msg = await ws.receive(timeout=2)
+            assert msg.data == "echo:" + word
+        activity = proxy.ledger.get("chat")
+        assert activity.tunnels == 1 and activity.in_flight == 0
     records = await proxy.wait_records(1)
     assert records[0].status == 101 and records[0].bytes_out > 100_000
     assert proxy.ledger.get("chat").tunnels == 0
@@ -28,10 +30,12 @@ async def test_websocket_to_a_sleeping_app_is_held_then_tunnelled(
     proxy: Proxy, upstream: Upstream
 ):
     proxy.add_app("chat", ("chat.test",), upstream.endpoint, awake=False)
-    async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(proxy.url("/ws"), headers={"Host": "chat.test"}) as ws:
-            await ws.send_str("wake")
-            assert (await ws.receive(timeout=2)).data == "echo:wake"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(proxy.url("/ws"), headers={"Host": "chat.test"}) as ws,
+    ):
+        await ws.send_str("wake")
+        assert (await ws.receive(timeout=2)).data == "echo:wake"
     assert proxy.control.wakes["chat"] == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import aiohttp
@@ -17,7 +18,7 @@ from tests.dataplane.conftest import (
     read_response,
 )
 from wakeproxy.model.apps import Endpoint
-from wakeproxy.settings import Limits
+from wakeproxy.model.limits import Limits
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -86,11 +87,13 @@ async def test_refused_connection_is_502_naming_the_app(proxy: Proxy):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens here once closed
     proxy.add_app("shop", ("shop.test",), Endpoint("127.0.0.1", port))
-    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
-        async with s.get(proxy.url("/")) as r:
-            assert r.status == 502
-            text = await r.text()
-            assert "shop" in text and "refused" in text
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+        s.get(proxy.url("/")) as r,
+    ):
+        assert r.status == 502
+        text = await r.text()
+        assert "shop" in text and "refused" in text
     assert proxy.records[0].status == 502
 
 
@@ -125,7 +128,9 @@ async def test_garbage_from_the_app_is_502(proxy: Proxy, raw_upstream):
         writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
 
     proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
-    data = await exchange_raw(proxy, b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    data = await exchange_raw(
+        proxy, b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    )
     [resp] = parse_responses(data)
     assert resp.status == 502 and b"invalid response" in resp.body
 
@@ -136,10 +141,12 @@ async def test_app_closing_before_answering_is_502(proxy: Proxy, raw_upstream):
         writer.close()
 
     proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
-    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
-        async with s.get(proxy.url("/")) as r:
-            assert r.status == 502
-            assert "closed the connection" in await r.text()
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+        s.get(proxy.url("/")) as r,
+    ):
+        assert r.status == 502
+        assert "closed the connection" in await r.text()
 
 
 async def test_early_answer_to_an_upload_closes_cleanly(proxy: Proxy, raw_upstream):
@@ -166,10 +173,40 @@ async def test_upstream_connection_is_closed_when_the_client_leaves(proxy: Proxy
         closed.set()
 
     proxy.add_app("shop", ("shop.test",), await raw_upstream(app))
-    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    _reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
     await writer.drain()
     await asyncio.sleep(0.05)
     writer.close()
     await asyncio.wait_for(closed.wait(), 2)
     assert (await proxy.wait_records(1))[0].status == 499
+
+
+async def test_connect_timeout_is_502(make_proxy: ProxyFactory):
+    # A listener that never accepts, with its backlog full: further SYNs go unanswered.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        await asyncio.sleep(0.05)
+        proxy = await make_proxy(Limits(connect_timeout=0.2))
+        proxy.add_app("shop", ("shop.test",), Endpoint("127.0.0.1", port))
+        async with (
+            aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+            s.get(proxy.url("/")) as r,
+        ):
+            assert r.status == 502
+            text = await r.text()
+            assert "shop" in text and "within 0.2s" in text
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()

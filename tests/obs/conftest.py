@@ -8,6 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.obs.world import ScriptedCommands, World, make_world
 from wakeproxy.obs.admin import build_admin_app
+from wakeproxy.settings import Savings
 
 TOKEN = "s3cret-admin-token-0123"
 
@@ -36,14 +37,16 @@ MakeAdmin = Callable[..., Awaitable[Admin]]
 
 @pytest.fixture
 def make_admin(aiohttp_client: Any) -> MakeAdmin:
-    async def make(token: str | None = None, world: World | None = None) -> Admin:
+    async def make(
+        token: str | None = None, world: World | None = None, savings: Savings | None = None,
+    ) -> Admin:
         world = world or make_world()
         commands = ScriptedCommands(world)
         holder: list[Admin] = []
         app = build_admin_app(
             board=world.board, ledger=world.ledger, routes=world.routes, commands=commands,
             registry=world.registry(), cluster="test", token=token,
-            ready=lambda: holder[0].is_ready(), clock=world.clock,
+            ready=lambda: holder[0].is_ready(), clock=world.clock, savings=savings,
         )
         client = await aiohttp_client(app)
         admin = Admin(world, commands, client)

@@ -13,9 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.obs.conftest import MakeAdmin
 from tests.obs.world import START, WALL_OFFSET, make_world
 from wakeproxy.model.board import Phase
-from wakeproxy.obs.metrics import FAMILIES
+from wakeproxy.model.stats import PlatformStats
+from wakeproxy.obs.metrics import FAMILIES, build_registry, status_class
+from wakeproxy.settings import Savings
 
-ALLOWED_LABELS = {"app", "code", "state", "result", "version", "cluster", "le"}
+ALLOWED_LABELS = {
+    "app", "code", "state", "result", "resource", "currency", "version", "cluster", "le",
+}
 
 
 def promtool() -> str:
@@ -92,9 +96,9 @@ async def test_values_users_care_about(make_admin: MakeAdmin) -> None:
     assert value(found, "wakeproxy_app_asleep_seconds_total", app="hello") == pytest.approx(130)
     assert value(found, "wakeproxy_app_asleep_seconds_total", app="api") == pytest.approx(120)
 
-    assert value(found, "wakeproxy_requests_total", app="api", code="200") == 3
-    assert value(found, "wakeproxy_requests_total", app="api", code="502") == 1
-    assert value(found, "wakeproxy_requests_total", app="(unknown)", code="404") == 1
+    assert value(found, "wakeproxy_requests_total", app="api", code="2xx") == 3
+    assert value(found, "wakeproxy_requests_total", app="api", code="5xx") == 1
+    assert value(found, "wakeproxy_requests_total", app="(unknown)", code="4xx") == 1
     assert value(found, "wakeproxy_request_duration_seconds_count", app="api") == 4
     assert value(found, "wakeproxy_request_duration_seconds_bucket", app="api", le="0.005") == 1
     assert value(found, "wakeproxy_request_duration_seconds_bucket", app="api", le="0.025") == 3
@@ -113,6 +117,10 @@ async def test_values_users_care_about(make_admin: MakeAdmin) -> None:
     assert ("wakeproxy_app_last_access_timestamp_seconds",
             frozenset({("app", "hello")})) not in found  # never accessed: no sample
 
+    assert value(found, "wakeproxy_app_awake_replicas", app="api") == 1
+    assert value(found, "wakeproxy_app_max_held_requests", app="hello") == 1000
+    assert value(found, "wakeproxy_savings_cost_per_replica_hour", currency="USD") == 0
+    assert value(found, "wakeproxy_leader") == 1  # no peers: it always leads
     assert value(found, "wakeproxy_build_info", version="9.9.9", cluster="test") == 1
     assert any(name == "process_resident_memory_bytes" for name, _ in found)
 
@@ -168,3 +176,76 @@ def test_registry_is_dedicated() -> None:
     global_names = {m.name for m in REGISTRY.collect()}
     assert not any(n.startswith("wakeproxy_") for n in global_names)
     assert registry.get_sample_value("wakeproxy_apps", {"state": "awake"}) == 1
+
+
+async def test_status_codes_are_counted_by_class_so_the_label_stays_bounded(
+    make_admin: MakeAdmin,
+) -> None:
+    admin = await make_admin()
+    for status in (101, 201, 204, 301, 404, 499, 503, 504, 999, 42):
+        admin.world.requests.record("api", status, 0.001)
+    found = samples((await scrape(admin.client))[0])
+    codes = {dict(labels)["code"]: v for (name, labels), v in found.items()
+             if name == "wakeproxy_requests_total" and ("app", "api") in labels}
+    assert codes == {"1xx": 1, "2xx": 5, "3xx": 1, "4xx": 2, "5xx": 3, "other": 2}
+
+
+def test_status_class() -> None:
+    assert [status_class(c) for c in (100, 200, 299, 404, 499, 599, 600, 0)] == [
+        "1xx", "2xx", "2xx", "4xx", "4xx", "5xx", "other", "other"]
+
+
+def test_platform_figures_are_exported_as_the_kubernetes_platform_writes_them() -> None:
+    from tests.obs.world import World
+
+    world = World()
+    platform = PlatformStats(leader=False)
+    registry = build_registry(
+        board=world.board, ledger=world.ledger, request_stats=world.requests,
+        wake_stats=world.wakes, clock=world.clock, cluster="test", version="1",
+        platform_stats=platform, savings=Savings(cost_per_replica_hour=0.05, currency="EUR"),
+    )
+    platform.watch_event("deployments", world.clock.monotonic())
+    world.clock.advance(30)
+    platform.watch_restarted("endpointslices")
+    platform.api_error(409)
+    platform.api_error(409)
+    platform.api_error(500)
+    platform.scale_called("ok")
+    get = registry.get_sample_value
+    assert get("wakeproxy_leader") == 0
+    assert get("wakeproxy_watch_last_event_timestamp_seconds",
+               {"resource": "deployments"}) == pytest.approx(WALL_OFFSET + START)
+    assert get("wakeproxy_watch_restarts_total", {"resource": "endpointslices"}) == 1
+    assert get("wakeproxy_api_errors_total", {"code": "409"}) == 2
+    assert get("wakeproxy_api_errors_total", {"code": "500"}) == 1
+    assert get("wakeproxy_scale_calls_total", {"result": "ok"}) == 1
+    assert get("wakeproxy_savings_cost_per_replica_hour", {"currency": "EUR"}) == 0.05
+    platform.leader = True
+    assert get("wakeproxy_leader") == 1
+
+
+async def test_families_without_samples_still_pass_promtool(make_admin: MakeAdmin) -> None:
+    from tests.obs.world import World
+
+    admin = await make_admin(world=World())  # no apps, no requests, no watches
+    text = (await scrape(admin.client))[0]
+    assert "# TYPE wakeproxy_watch_restarts_total counter" in text
+    code, output = await promtool_check(text)
+    assert code == 0, output
+
+
+def test_alerting_counters_start_at_zero_for_every_app() -> None:
+    """increase() cannot see a counter's first step, so an app's first failed wake or first
+    turned-away request must move a series that already exists at 0."""
+    from tests.obs.world import World
+    from wakeproxy.model.apps import AppPolicy
+
+    world = World()
+    world.board.put(AppPolicy("fresh", ("fresh.localhost",)))
+    get = world.registry().get_sample_value
+    for result in ("ready", "failed", "timeout"):
+        assert get("wakeproxy_wakes_total", {"app": "fresh", "result": result}) == 0
+    assert get("wakeproxy_hold_rejected_total", {"app": "fresh"}) == 0
+    world.wakes.wake_finished("fresh", "failed", 0.1)
+    assert get("wakeproxy_wakes_total", {"app": "fresh", "result": "failed"}) == 1

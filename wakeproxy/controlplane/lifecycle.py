@@ -3,16 +3,19 @@
 Data flow::
 
     data plane --request(app)--> WakeDemand --take()--> Lifecycle --wake/sleep--> Platform
-    Platform --next_event() (AppExited)--> Lifecycle
+    Platform --next_event() (AppsChanged, EndpointsChanged, AppExited)--> Lifecycle
     Lifecycle --mark_waking/ready/wake_failed/stopping/asleep--> ReadinessBoard --> readers
+    Lifecycle --replace_apps (AppsChanged)--> ReadinessBoard + Routes
 
 Single flight per app: at most one wake or sleep runs for an app at a time. Demand for
 an app that is waking or awake is already being served; demand for a stopping app is
 remembered and served the moment the stop completes, so a request never reaches a
 stopping process and is never forgotten. Every board transition happens in the same loop
 step as the operation's bookkeeping, so readers never see a phase that disagrees with
-what is running. It never decides *when* an app should sleep (the sweeper does) and never
-reads the activity ledger.
+what is running. Platform events about an app with a wake or sleep in progress are
+ignored: the operation's own outcome is the truth, and the platform reports any later
+change. It never decides *when* an app should sleep (the sweeper does) and never reads
+the activity ledger.
 """
 
 from __future__ import annotations
@@ -23,12 +26,21 @@ from typing import Any, TypeVar
 
 import structlog
 
+from wakeproxy.controlplane.apps import replace_apps
 from wakeproxy.controlplane.errors import ShuttingDown, UnknownApp, WakeError, WakeTimedOut
-from wakeproxy.controlplane.platform import AppExited, Platform, WakeFailed
+from wakeproxy.controlplane.platform import (
+    AppExited,
+    AppsChanged,
+    EndpointsChanged,
+    Platform,
+    PlatformEvent,
+    WakeFailed,
+)
 from wakeproxy.controlplane.tasks import spawn
-from wakeproxy.model.board import AppState, Phase, ReadinessBoard
+from wakeproxy.model.board import AppState, FailureKind, Phase, ReadinessBoard
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.routes import HostConflict, Routes
 from wakeproxy.model.stats import WakeStats
 
 T = TypeVar("T")
@@ -55,8 +67,10 @@ class Lifecycle:
         platform: Platform,
         stats: WakeStats,
         clock: Clock,
+        routes: Routes | None = None,
     ) -> None:
         self._board = board
+        self._routes = routes if routes is not None else Routes()
         self._demand = demand
         self._platform = platform
         self._stats = stats
@@ -67,14 +81,16 @@ class Lifecycle:
         self._tasks: set[asyncio.Task[Any]] = set()  # every operation, for close()
         self._loops: list[asyncio.Task[None]] = []
         self._closed = False
+        # Set once the platform's first app set is installed (platforms that discover apps).
+        self.apps_synced = asyncio.Event()
 
     # -- the background loops --------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve wake demand and unexpected exits until cancelled or closed."""
+        """Serve wake demand and platform events until cancelled or closed."""
         self._loops = [
             spawn(self._serve_demand(), name="lifecycle:demand"),
-            spawn(self._serve_exits(), name="lifecycle:exits"),
+            spawn(self._serve_events(), name="lifecycle:events"),
         ]
         try:
             done, _ = await asyncio.wait(self._loops, return_when=asyncio.FIRST_EXCEPTION)
@@ -91,9 +107,18 @@ class Lifecycle:
             for app in await self._demand.take():
                 self._on_demand(app)
 
-    async def _serve_exits(self) -> None:
+    async def _serve_events(self) -> None:
         while True:
-            self._on_exit(await self._platform.next_event())
+            self.apply(await self._platform.next_event())
+
+    def apply(self, event: PlatformEvent) -> None:
+        """Apply one platform event to the board (and routes), in this loop step."""
+        if isinstance(event, AppExited):
+            self._on_exit(event)
+        elif isinstance(event, AppsChanged):
+            self._on_apps(event)
+        else:
+            self._on_endpoints(event)
 
     def _on_demand(self, app: str) -> None:
         if self._closed:
@@ -121,6 +146,35 @@ class Lifecycle:
         self._board.mark_asleep(app)
         log.warning("app exited while awake; the next request wakes it", app=app,
                     reason=event.reason)
+
+    def _on_apps(self, event: AppsChanged) -> None:
+        try:
+            diff = replace_apps(event.policies, self._board, self._routes)
+        except HostConflict as e:
+            log.error("app set refused, the current one stays", reason=str(e))
+            return
+        for name in diff.removed:
+            self._rewake.discard(name)
+        if diff:
+            log.info("apps changed", added=list(diff.added), changed=list(diff.changed),
+                     removed=list(diff.removed), apps=len(event.policies))
+        self.apps_synced.set()
+
+    def _on_endpoints(self, event: EndpointsChanged) -> None:
+        app = event.app
+        state = self._board.get(app)
+        if state is None or app in self._wakes or app in self._sleeps:
+            return
+        if event.endpoints:
+            woke = state.phase is not Phase.AWAKE
+            self._board.mark_ready(app, event.endpoints)
+            if woke:
+                # Someone scaled it up by hand: it is awake and gets a full idle_after.
+                log.info("app became ready without a wake", app=app,
+                         endpoints=[str(e) for e in event.endpoints])
+        elif state.phase is Phase.AWAKE:
+            self._board.mark_asleep(app)
+            log.warning("app has no ready endpoint left; the next request wakes it", app=app)
 
     # -- commands (admin API, sweeper) -----------------------------------------------
 
@@ -210,7 +264,7 @@ class Lifecycle:
                 if not endpoints:
                     raise WakeFailed("the platform reported no endpoint")
             except WakeFailed as e:
-                return self._wake_failed(app, attempt, "failed", e.reason, started)
+                return self._wake_failed(app, attempt, "failed", e.reason, started, e.kind)
             except TimeoutError:
                 # Leave no half-started app behind: the next demand starts clean.
                 await self._stop_quietly(app)
@@ -236,13 +290,14 @@ class Lifecycle:
 
     def _wake_failed(
         self, app: str, attempt: int, result: str, reason: str, started: float,
+        kind: FailureKind = FailureKind.FAILED,
     ) -> WakeOutcome:
         seconds = self._clock.monotonic() - started
         if self._board.get(app) is not None:
-            self._board.mark_wake_failed(app, reason)
+            self._board.mark_wake_failed(app, reason, kind)
         self._stats.wake_finished(app, result, seconds)
         log.warning("app failed to wake", app=app, attempt=attempt, result=result,
-                    reason=reason, seconds=round(seconds, 4))
+                    kind=kind.value, reason=reason, seconds=round(seconds, 4))
         return WakeOutcome(result, reason)
 
     def _start_sleep(self, state: AppState) -> asyncio.Task[None]:

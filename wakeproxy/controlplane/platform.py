@@ -1,8 +1,10 @@
 """What the control plane needs from a platform: the interface its consumer owns.
 
 A platform turns "wake this app" and "put it to sleep" into real work (local processes,
-Kubernetes scale calls) and reports apps that went away on their own. It never touches
-the readiness board: the lifecycle is the one writer of phases.
+Kubernetes scale calls) and reports what changed on its side as events: the set of apps
+(a platform that discovers apps), the ready endpoints of an app, an app that went away
+on its own. It never touches the readiness board or the route table: the lifecycle is
+the one writer of both.
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from wakeproxy.model.apps import Endpoint
+from wakeproxy.model.apps import AppPolicy, Endpoint
+from wakeproxy.model.board import FailureKind
 
 
 class WakeFailed(Exception):
-    """The platform could not make the app ready (its process died, its image is gone…)."""
+    """The platform could not make the app ready (its process died, its image is gone…).
 
-    def __init__(self, reason: str) -> None:
+    `kind` UNAVAILABLE says the platform itself could not be reached (an API outage), so
+    held requests are told to retry later instead of being told the app is broken.
+    """
+
+    def __init__(self, reason: str, kind: FailureKind = FailureKind.FAILED) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,31 @@ class AppExited:
 
     app: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppsChanged:
+    """The whole current set of apps (added, changed and removed ones at once).
+
+    The platform has already settled host conflicts: no two policies claim one host.
+    """
+
+    policies: tuple[AppPolicy, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointsChanged:
+    """The ready endpoints of `app` are now exactly `endpoints` (empty: none serves).
+
+    Reported whenever the set changes outside a wake or sleep the lifecycle asked for:
+    a new replica became ready, all replicas went away, someone scaled the app by hand.
+    """
+
+    app: str
+    endpoints: tuple[Endpoint, ...]
+
+
+PlatformEvent = AppExited | AppsChanged | EndpointsChanged
 
 
 class Platform(Protocol):
@@ -51,6 +84,10 @@ class Platform(Protocol):
         """Stop or scale `app` to zero; return once it is stopped. Idempotent."""
         ...
 
-    async def next_event(self) -> AppExited:
-        """Wait for the next app that exited on its own (never one we stopped)."""
+    async def next_event(self) -> PlatformEvent:
+        """Wait for the next change on the platform's side (never one we caused)."""
+        ...
+
+    def leader(self) -> bool:
+        """Whether this replica decides sleeps now (a platform without peers always does)."""
         ...

@@ -6,12 +6,17 @@ later of the last access and the moment the app woke, so a freshly woken app get
 still swept. A sweep looks only at apps that are not asleep (the board keeps that set),
 so its cost grows with awake apps, not configured ones. It never writes the board
 itself: the lifecycle marks an app STOPPING in the same loop step as the decision.
+
+With several wakeproxy replicas, only the one the platform names `leader` sweeps, and it
+decides on cluster-wide activity: an app is busy if any fresh peer has a request open,
+and its last access is the latest over every replica (`PeerActivity`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 import structlog
 
@@ -19,6 +24,7 @@ from wakeproxy.controlplane.lifecycle import Lifecycle
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import Phase, ReadinessBoard
 from wakeproxy.model.clock import Clock
+from wakeproxy.model.peers import PeerActivity
 
 log = structlog.get_logger("wakeproxy.sweeper")
 
@@ -32,16 +38,23 @@ class Sweeper:
         lifecycle: Lifecycle,
         clock: Clock,
         interval: float,
+        leader: Callable[[], bool] = lambda: True,
+        peers: PeerActivity | None = None,
     ) -> None:
         self._board = board
         self._ledger = ledger
         self._lifecycle = lifecycle
         self._clock = clock
         self._interval = interval
+        self._leader = leader
+        self._peers = peers
 
     def due(self) -> list[str]:
-        """Apps to put to sleep now."""
+        """Apps to put to sleep now (none unless this replica leads)."""
+        if not self._leader():
+            return []
         now = self._clock.monotonic()
+        peers = self._peers
         out: list[str] = []
         for state in self._board.not_asleep():
             if state.phase is not Phase.AWAKE:
@@ -53,6 +66,13 @@ class Sweeper:
                     continue
                 if activity.last_access is not None and activity.last_access > since:
                     since = activity.last_access
+            if peers is not None:
+                seen = peers.merged(state.name, now)
+                if seen is not None:
+                    if seen.in_flight > 0:
+                        continue
+                    if seen.last_access is not None and seen.last_access > since:
+                        since = seen.last_access
             if now - since >= state.policy.idle_after:
                 out.append(state.name)
         return out

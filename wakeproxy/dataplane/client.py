@@ -54,6 +54,7 @@ class ClientConnection(asyncio.Protocol):
     STOPPED = 32  # the request stream is broken; we only finish what is queued
 
     __slots__ = (
+        "_closed",
         "_headers",
         "_in_head",
         "_parser",
@@ -61,7 +62,6 @@ class ClientConnection(asyncio.Protocol):
         "_partial",
         "_paused",
         "_queue",
-        "_closed",
         "_start_pending",
         "_stopped",
         "_url",
@@ -136,11 +136,15 @@ class ClientConnection(asyncio.Protocol):
             self._parse_failed(BadRequest(f"malformed request: {e}"))
         except Exception as e:
             self._parse_failed(e)
-        if in_head and self._in_head and not self._stopped:
-            # A head spread over reads: bound what llhttp may be accumulating for it.
-            self._partial += len(data)
-            if self._partial > self.ctx.max_head_bytes:
-                self._parse_failed(HeadTooLarge("the request head is too large"))
+        if self._in_head and not self._stopped:
+            if in_head:
+                # A head spread over reads: bound what llhttp may be accumulating for it.
+                self._partial += len(data)
+                if self._partial > self.ctx.max_head_bytes:
+                    self._parse_failed(HeadTooLarge("the request head is too large"))
+            if self.active is None and self.deadline_kind != HEAD:
+                # Only a head left incomplete by this read needs its deadline.
+                self._set_deadline(HEAD, self.ctx.head_timeout)
         if self._start_pending:
             self._start_pending = False
             ex = self.active
@@ -152,16 +156,22 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self._closed = True
         self.ctx.connections.discard(self)
         tunnel = self.tunnel
         if tunnel is not None:
             tunnel.client_closed()
         active = self.active
         if active is not None:
+            self.active = None
             active.client_gone()
         for ex in self._queue:
             ex.client_gone()
         self._queue.clear()
+        self._parsing = None
+        # The parser holds our bound methods; without it this connection is freed by
+        # refcounting rather than by the cyclic garbage collector.
+        del self._parser
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -184,9 +194,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._in_head = True
         self._partial = 0
-        if self.active is None:
-            self._set_deadline(HEAD, self.ctx.head_timeout)
-        else:
+        if self.active is not None:
             self.pause(self.PIPELINE)
 
     def on_url(self, url: bytes) -> None:

@@ -19,9 +19,9 @@ from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.demand import WakeDemand
-from wakeproxy.model.routes import Routes
+from wakeproxy.model.limits import Limits
+from wakeproxy.model.routes import Routes, normalize_host
 from wakeproxy.model.stats import RequestStats
-from wakeproxy.settings import Limits
 
 if TYPE_CHECKING:
     from wakeproxy.dataplane.activator import Activator
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from wakeproxy.dataplane.upstream import UpstreamPool
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Entries kept in each lookup cache before it starts afresh (bounds memory under junk).
+_CACHE_SIZE = 4096
 
 
 class Context:
@@ -70,6 +73,23 @@ class Context:
         self.log = structlog.get_logger("wakeproxy.dataplane")
         self._trusted = trusted_proxies
         self._trust_cache: dict[str, bool] = {}
+        self._route_table = routes.table
+        self._route_cache: dict[bytes, tuple[str, str | None]] = {}
+
+    def route(self, raw_host: bytes) -> tuple[str, str | None]:
+        """`Host` bytes → (normalized host, app or None), cached per route table."""
+        table = self.routes.table
+        if table is not self._route_table:
+            self._route_table = table  # swapped whole by the control plane: start afresh
+            self._route_cache.clear()
+        hit = self._route_cache.get(raw_host)
+        if hit is None:
+            host = normalize_host(raw_host.decode("latin-1"))
+            hit = (host, table.resolve(host))
+            if len(self._route_cache) >= _CACHE_SIZE:
+                self._route_cache.clear()
+            self._route_cache[raw_host] = hit
+        return hit
 
     def is_trusted(self, ip: str) -> bool:
         """Whether a peer address is a proxy whose forwarded headers we believe."""
@@ -84,7 +104,7 @@ class Context:
             trusted = False
         else:
             trusted = any(addr in net for net in self._trusted)
-        if len(self._trust_cache) > 4096:
+        if len(self._trust_cache) >= _CACHE_SIZE:
             self._trust_cache.clear()
         self._trust_cache[ip] = trusted
         return trusted

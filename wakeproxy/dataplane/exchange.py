@@ -1,23 +1,18 @@
-"""One request/response exchange: route, count, hold or forward, relay, log.
+"""One request/response exchange: route, count, hold or forward, answer, log.
 
 Owns a request from its complete head to its logged end: the activity it counts, the
-hold, the upstream connection it borrows, the request body going up, the response
-coming down (parsed by its own httptools response parser, head rewritten, body streamed
-with its own framing), the one retry a dead pooled connection allows, and the access
-record. It never reads the client socket (the ClientConnection feeds it) and never
-decides how long a connection lives beyond saying whether it may stay open.
+hold, the upstream connection it borrows, the request body going up (buffered only
+until an upstream is attached, kept for one replay only while small), the answers we
+make ourselves, and the access record. The response half lives in ResponseRelay. It
+never reads the client socket (the ClientConnection feeds it) and never decides how
+long a connection lives beyond saying whether it may stay open.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from httptools import (
-    HttpParserCallbackError,
-    HttpParserError,
-    HttpParserUpgrade,
-    HttpResponseParser,
-)
+from httptools import HttpResponseParser
 
 from wakeproxy.dataplane.access import AccessRecord
 from wakeproxy.dataplane.errors import (
@@ -27,7 +22,6 @@ from wakeproxy.dataplane.errors import (
     HoldQueueFull,
     InternalError,
     ProxyError,
-    ResponseTimeout,
     UnknownHost,
     UpstreamFailed,
     render,
@@ -35,18 +29,15 @@ from wakeproxy.dataplane.errors import (
 )
 from wakeproxy.dataplane.headers import (
     CHUNKED,
-    CLOSE,
     CRLF,
     IDEMPOTENT,
     NONE,
     RequestHead,
-    response_head,
     upstream_head,
 )
-from wakeproxy.dataplane.tunnel import Tunnel
+from wakeproxy.dataplane.relay import LAST_CHUNK, RESPONSE_SLOTS, ResponseRelay
 from wakeproxy.dataplane.waiting_page import render_waiting_page
 from wakeproxy.model.apps import Endpoint
-from wakeproxy.model.routes import normalize_host
 
 if TYPE_CHECKING:
     from wakeproxy.dataplane.activator import HoldQueue
@@ -57,36 +48,25 @@ if TYPE_CHECKING:
 BUFFER_LIMIT = 65536
 # Body bytes kept for replaying an idempotent request on a fresh connection.
 REPLAY_LIMIT = 65536
-_LAST_CHUNK = b"0\r\n\r\n"
 
 
-class _Unsolicited(Exception):
-    """The upstream sent a second response nobody asked for."""
-
-
-class Exchange:
+class Exchange(ResponseRelay):
     __slots__ = (
         "app",
         "bytes_in",
         "bytes_out",
-        "client_keep_alive",
         "conn",
         "counted",
         "ctx",
-        "dirty",
         "endpoint",
         "error",
         "finished",
-        "framing",
-        "got_response",
         "head",
         "held",
         "held_since",
         "host",
         "leftover",
         "method",
-        "out",
-        "parser",
         "path",
         "pending",
         "pending_size",
@@ -95,20 +75,15 @@ class Exchange:
         "replay_size",
         "request_done",
         "request_id",
-        "resp_done",
-        "resp_headers",
-        "resp_reason",
-        "resp_started",
         "retried",
         "reused",
         "running",
         "started",
-        "status",
         "ticket",
         "up_head",
-        "up_keep_alive",
         "upstream",
-    )  # fmt: skip
+        *RESPONSE_SLOTS,
+    )
 
     def __init__(
         self,
@@ -120,6 +95,7 @@ class Exchange:
         target: bytes = b"",
         head_size: int = 0,
     ) -> None:
+        super().__init__()
         ctx = conn.ctx
         self.conn = conn
         self.ctx = ctx
@@ -138,7 +114,6 @@ class Exchange:
         self.request_done = False
         self.upstream: UpstreamConnection | None = None
         self.endpoint: Endpoint | None = None
-        self.parser: HttpResponseParser | None = None
         self.pending: list[bytes] | None = None
         self.pending_size = 0
         self.up_head = b""
@@ -146,17 +121,6 @@ class Exchange:
         self.replay_size = 0
         self.reused = False
         self.retried = False
-        self.got_response = False
-        self.status = 0
-        self.resp_reason = b""
-        self.resp_headers: list[tuple[bytes, bytes]] = []
-        self.resp_started = False
-        self.resp_done = False
-        self.dirty = False
-        self.framing = NONE
-        self.client_keep_alive = False
-        self.up_keep_alive = False
-        self.out: list[bytes] = []
         self.held_since: float | None = None
         self.held: float | None = None
         self.queue: HoldQueue | None = None
@@ -174,10 +138,9 @@ class Exchange:
 
     def _route(self, head: RequestHead) -> None:
         ctx = self.ctx
-        host = self.host = normalize_host(head.host.decode("latin-1"))
-        app = ctx.routes.table.resolve(host)
+        self.host, app = ctx.route(head.host)
         if app is None:
-            self.error = UnknownHost(f"no app serves host {host!r}")
+            self.error = UnknownHost(f"no app serves host {self.host!r}")
             return
         self.app = app
         state = ctx.board.get(app)
@@ -318,7 +281,7 @@ class Exchange:
         self.request_done = True
         head = self.head
         if head is not None and head.body == CHUNKED:
-            self._send_up([_LAST_CHUNK], 5)
+            self._send_up([LAST_CHUNK], 5)
         if self.upstream is not None and not self.resp_started:
             self.conn.await_response()
 
@@ -354,220 +317,6 @@ class Exchange:
             self.conn.pause(self.conn.BACKPRESSURE)
         else:
             self.conn.resume(self.conn.BACKPRESSURE)
-
-    # -- response, parsed from the upstream's bytes -----------------------------------
-
-    def upstream_data(self, data: bytes) -> None:
-        try:
-            self._upstream_data(data)
-        except Exception:
-            self._crashed()
-
-    def _upstream_data(self, data: bytes) -> None:
-        self.got_response = True
-        parser = self.parser
-        assert parser is not None
-        try:
-            parser.feed_data(data)
-        except HttpParserUpgrade as e:
-            self._flush()
-            self._start_tunnel(data[e.args[0] :])
-            return
-        except HttpParserCallbackError as e:
-            cause = e.__context__
-            if isinstance(cause, _Unsolicited):
-                self.dirty = True
-            elif isinstance(cause, ProxyError):
-                self._flush()
-                self._upstream_broken(cause.message)
-                return
-            else:
-                self.ctx.log.error("response handling failed", exc_info=cause, app=self.app)
-                self._flush()
-                self._upstream_broken("the proxy failed handling its response")
-                return
-        except HttpParserError as e:
-            self._flush()
-            self._upstream_broken(f"sent an invalid response ({e})")
-            return
-        if self.out:
-            self._flush()
-        if self.resp_done:
-            self._complete()
-
-    def on_message_begin(self) -> None:
-        if self.resp_done:
-            raise _Unsolicited
-        self.resp_headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self.resp_reason = reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.resp_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        head = self.head
-        assert parser is not None and head is not None
-        status = parser.get_status_code()
-        if status < 200:
-            if status == 101:
-                if head.upgrade is None:
-                    raise UpstreamFailed("answered 101 to a request that asked for no upgrade")
-                self.status = 101
-                self.resp_started = True
-            elif head.http10:
-                return  # an HTTP/1.0 client does not expect interim responses
-            data = response_head(
-                status, self.resp_reason, self.resp_headers,
-                no_body=True, http10=head.http10, keep_alive=True,
-            )[0]  # fmt: skip
-            self.out.append(data)
-            self.bytes_out += len(data)
-            if status != 101 and self.request_done:
-                self.conn.await_response()  # more waiting is allowed after an interim one
-            return
-        self.conn.response_arrived()
-        self.status = status
-        self.up_keep_alive = parser.should_keep_alive()
-        no_body = head.method == b"HEAD"
-        data, self.framing, self.client_keep_alive = response_head(
-            status, self.resp_reason, self.resp_headers,
-            no_body=no_body, http10=head.http10,
-            # An answer before the whole request was read ends the connection.
-            keep_alive=head.keep_alive and self.request_done and not self.ctx.draining,
-        )  # fmt: skip
-        self.out.append(data)
-        self.bytes_out += len(data)
-        self.resp_started = True
-        self.replay = None
-        if self.ticket is not None:
-            self.ticket.step()
-            self.ticket = None
-        if no_body:
-            # llhttp cannot be told the request was HEAD; the message ends here and this
-            # parser is dropped with the exchange.
-            self.resp_done = True
-
-    def on_body(self, body: bytes) -> None:
-        if self.resp_done:
-            self.dirty = True  # bytes after a HEAD response's head
-            return
-        n = len(body)
-        self.bytes_out += n
-        if self.framing == CHUNKED:
-            self.out += (b"%x\r\n" % n, body, CRLF)
-        else:
-            self.out.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.status >= 200:
-            self.resp_done = True
-
-    def _flush(self) -> None:
-        out = self.out
-        if out:
-            conn = self.conn
-            if not conn.closing:
-                if len(out) == 1:
-                    conn.transport.write(out[0])
-                else:
-                    conn.transport.writelines(out)
-            out.clear()
-
-    def _complete(self) -> None:
-        if self.framing == CHUNKED:
-            self.out.append(_LAST_CHUNK)
-            self.bytes_out += 5
-            self._flush()
-        up = self.upstream
-        self.upstream = None
-        if up is not None:
-            if self.up_keep_alive and self.request_done and not self.dirty:
-                self.ctx.pool.release(up)
-            else:
-                up.close()
-        self._finish(self.status, None)
-        self.conn.exchange_done(self, self.client_keep_alive and self.request_done)
-
-    def upstream_lost(self, up: UpstreamConnection) -> None:
-        if up is not self.upstream or self.finished:
-            return
-        try:
-            self._upstream_lost(up)
-        except Exception:
-            self._crashed()
-
-    def _upstream_lost(self, up: UpstreamConnection) -> None:
-        self.upstream = None
-        if self.resp_started:
-            self._flush()
-            if self.framing == CLOSE:
-                self._finish(self.status, None)  # the body was delimited by the close
-                self.conn.exchange_done(self, False)
-            else:
-                self.conn.close()
-                self._finish(self.status, "the app closed the connection mid-response")
-            return
-        if self.reused and not self.got_response and self.replay is not None:
-            # The app closed a pooled connection as we reused it: one retry on a fresh one.
-            self.retried = True
-            self.pending = self.replay or None
-            self.replay = None
-            self.ctx.pool.connect(up.endpoint, self)
-            return
-        self._upstream_broken("closed the connection before responding")
-
-    def _upstream_broken(self, reason: str) -> None:
-        if self.resp_started:
-            self.conn.close()
-            up = self.upstream
-            if up is not None:
-                self.upstream = None
-                up.close()
-            self._finish(self.status, f"app {self.app!r} {reason}")
-            return
-        self.respond(UpstreamFailed(f"app {self.app!r} {reason}", app=self.app))
-
-    def response_timeout(self) -> None:
-        if not self.resp_started and not self.finished:
-            t = self.ctx.response_header_timeout
-            self.respond(
-                ResponseTimeout(f"app {self.app!r} sent no response within {t:g}s", app=self.app)
-            )
-
-    # -- upgrades ----------------------------------------------------------------------
-
-    def _start_tunnel(self, upstream_bytes: bytes) -> None:
-        up = self.upstream
-        assert up is not None
-        self.upstream = None
-        up.exchange = None
-        conn = self.conn
-        tunnel = Tunnel(self, conn, up)
-        up.tunnel = tunnel
-        conn.tunnel = tunnel
-        ledger = self.ctx.ledger
-        if self.counted:
-            ledger.end(self.app)
-            self.counted = False
-        ledger.tunnel_opened(self.app)
-        if self.ticket is not None:
-            self.ticket.step()
-            self.ticket = None
-        if upstream_bytes:
-            tunnel.from_upstream(upstream_bytes)
-        if self.leftover:
-            tunnel.from_client(self.leftover)
-            self.leftover = None
-        if conn.closing:
-            tunnel.close()
-        conn.resume(conn.UPGRADE)
-
-    def tunnel_ended(self) -> None:
-        self.ctx.ledger.tunnel_closed(self.app)
-        self._finish(101, None)
 
     # -- our own answers and the end ----------------------------------------------------
 
@@ -621,9 +370,12 @@ class Exchange:
     def internal_error(self) -> None:
         self.respond(InternalError(f"app {self.app!r}: internal proxy error", app=self.app))
 
-    def _crashed(self) -> None:
-        """An unexpected exception: log it, answer 502 if nothing went out, close."""
-        self.ctx.log.exception("request handling failed", app=self.app)
+    def _crashed(self, exc: BaseException | None = None) -> None:
+        """An unexpected exception: log it, answer 502 if nothing went out, close.
+
+        `exc` when it is not the exception being handled (one a parser callback raised).
+        """
+        self.ctx.log.error("request handling failed", app=self.app, exc_info=exc or True)
         try:
             up = self.upstream
             if up is not None:
@@ -642,6 +394,9 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        # The parser holds our bound methods: drop it so refcounting, not the cyclic
+        # garbage collector, frees the exchange.
+        self.parser = None
         ctx = self.ctx
         duration = ctx.clock.monotonic() - self.started
         if self.counted:
@@ -651,20 +406,21 @@ class Exchange:
             self.ticket.step()
             self.ticket = None
         ctx.stats.record(self.app, status, duration)
-        record = AccessRecord(
-            app=self.app,
-            host=self.host,
-            method=self.method.decode("latin-1"),
-            path=self.path.decode("latin-1"),
-            status=status,
-            duration=duration,
-            held=self.held,
-            request_id=self.request_id.decode("latin-1"),
-            client=self.conn.peer,
-            upstream=str(self.endpoint) if self.endpoint is not None else None,
-            bytes_in=self.bytes_in,
-            bytes_out=self.bytes_out,
-            reason=reason,
+        ep = self.endpoint
+        record = AccessRecord(  # positional: the hot path's one allocation of it
+            self.app,
+            self.host,
+            self.method.decode("latin-1"),
+            self.path.decode("latin-1"),
+            status,
+            duration,
+            self.held,
+            self.request_id.decode("latin-1"),
+            self.conn.peer,
+            f"{ep.host}:{ep.port}" if ep is not None else None,
+            self.bytes_in,
+            self.bytes_out,
+            reason,
         )
         try:
             ctx.access_log(record)

@@ -51,7 +51,8 @@ CRLF = b"\r\n"
 
 
 class RequestHead:
-    """A validated request head. `kept` are the header lines forwarded as they came."""
+    """A validated request head. `kept` holds the header fields forwarded as they came,
+    flat: name, b": ", value, CRLF for each (joined once, with the rest of the head)."""
 
     __slots__ = (
         "accept_html",
@@ -144,7 +145,7 @@ def read_request_head(
         size += len(name) + len(value) + 4
         lname = name.lower()
         if lname not in _SPECIAL:
-            kept.append(name + b": " + value + CRLF)
+            kept += (name, b": ", value, CRLF)
             continue
         if lname == b"host":
             if host is not None:
@@ -154,11 +155,12 @@ def read_request_head(
             if content_length is not None and content_length != value:
                 raise BadRequest("Content-Length values differ")
             content_length = value
-            kept.append(name + b": " + value + CRLF)
+            kept += (name, b": ", value, CRLF)
         elif lname == b"transfer-encoding":
             te = value if te is None else te + b", " + value
         elif lname == b"connection":
-            named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
+            if value.lower() not in _CONNECTION_OPTIONS:
+                named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
         elif lname == b"upgrade":
             upgrade_value = value
         elif lname == b"x-forwarded-for":
@@ -171,7 +173,7 @@ def read_request_head(
             h.request_id = value
         elif lname == b"accept":
             h.accept_html = b"text/html" in value.lower()
-            kept.append(name + b": " + value + CRLF)
+            kept += (name, b": ", value, CRLF)
         # keep-alive, proxy-connection, te, trailer: hop-by-hop, dropped
     h.size = size
     if xff:
@@ -206,9 +208,17 @@ def read_request_head(
     if upgrade and upgrade_value is not None:
         h.upgrade = upgrade_value
     if named:
-        drop = set(named)
-        h.kept = [line for line in kept if line[: line.index(b":")].lower() not in drop]
+        h.kept = _without(kept, set(named))
     return h
+
+
+def _without(fields: list[bytes], names: set[bytes]) -> list[bytes]:
+    """Flat header fields (4 parts each) without those whose name is in `names`."""
+    out: list[bytes] = []
+    for i in range(0, len(fields), 4):
+        if fields[i].lower() not in names:
+            out += fields[i : i + 4]
+    return out
 
 
 def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes) -> bytes:
@@ -250,7 +260,7 @@ def response_head(
     delimited by the upstream closing is delimited by closing the client connection too.
     A 1xx head (interim) never carries framing or `Connection`.
     """
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    fields: list[bytes] = []
     has_length = False
     te: bytes | None = None
     named: list[bytes] = []
@@ -261,18 +271,17 @@ def response_head(
             if lname == b"transfer-encoding":
                 te = value if te is None else te + b", " + value
             elif lname == b"connection":
-                named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
+                if value.lower() not in _CONNECTION_OPTIONS:
+                    named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
             elif lname == b"upgrade":
                 upgrade_value = value
             continue
         if lname == b"content-length":
             has_length = True
-        lines.append(name + b": " + value + CRLF)
+        fields += (name, b": ", value, CRLF)
     if named:
-        drop = set(named)
-        lines = [lines[0]] + [
-            line for line in lines[1:] if line[: line.index(b":")].lower() not in drop
-        ]
+        fields = _without(fields, set(named))
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason), *fields]
 
     if status < 200:
         if status == 101 and upgrade_value is not None:

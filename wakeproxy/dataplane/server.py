@@ -21,9 +21,9 @@ from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.limits import Limits
 from wakeproxy.model.routes import Routes
 from wakeproxy.model.stats import RequestStats
-from wakeproxy.settings import Limits
 
 
 class DataPlane:
@@ -74,6 +74,7 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         limits = self._limits
         pool = UpstreamPool(
+            loop=loop,
             max_idle=limits.upstream_pool_size,
             idle_timeout=limits.upstream_idle_timeout,
             connect_timeout=limits.connect_timeout,

@@ -110,10 +110,12 @@ class UpstreamPool:
     def __init__(
         self,
         *,
+        loop: asyncio.AbstractEventLoop,
         max_idle: int,
         idle_timeout: float,
         connect_timeout: float,
     ) -> None:
+        self._loop = loop
         self._max_idle = max_idle
         self._idle_timeout = idle_timeout
         self._connect_timeout = connect_timeout
@@ -148,7 +150,7 @@ class UpstreamPool:
             return
         # An idle connection must read, or we would never notice the app closing it.
         conn.resume_reading()
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self._loop.time()
         idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
@@ -157,14 +159,14 @@ class UpstreamPool:
             idle.remove(conn)
 
     def connect(self, endpoint: Endpoint, waiter: ConnectWaiter) -> None:
-        task = asyncio.get_running_loop().create_task(
+        task = self._loop.create_task(
             self._connect(endpoint, waiter), name=f"wakeproxy-connect-{endpoint}"
         )
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
     async def _connect(self, endpoint: Endpoint, waiter: ConnectWaiter) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         try:
             try:
                 _, conn = await asyncio.wait_for(

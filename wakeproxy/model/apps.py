@@ -25,6 +25,9 @@ class AppPolicy:
     # path answered below 500 when set.
     probe_interval: float = 0.005
     readiness_path: str | None = None
+    # Replicas the app runs when awake: each second asleep saves this many replica-seconds
+    # (the local platform runs one process per app).
+    awake_replicas: int = 1
 
 
 @dataclass(frozen=True, slots=True)

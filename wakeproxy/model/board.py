@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from wakeproxy.model.apps import AppPolicy, Endpoint
 from wakeproxy.model.clock import Clock
+from wakeproxy.model.sleeplog import SleepLog
 
 
 class Phase(enum.StrEnum):
@@ -24,12 +25,24 @@ class Phase(enum.StrEnum):
     STOPPING = "stopping"
 
 
+class FailureKind(enum.StrEnum):
+    """What kind of failure ended a wake: it decides what held requests are answered."""
+
+    # The app could not be made ready (it crashed, its image is gone): 502.
+    FAILED = "failed"
+    # The platform itself could not be reached (an API outage): 503 with Retry-After,
+    # since trying again later is the right thing for a client to do.
+    UNAVAILABLE = "unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class WakeFailure:
-    """Why wake attempt number `attempt` failed; held requests of that attempt get a 502."""
+    """Why wake attempt number `attempt` failed; held requests of that attempt get a 502
+    (or a 503 with Retry-After when `kind` is UNAVAILABLE)."""
 
     attempt: int
     reason: str
+    kind: FailureKind = FailureKind.FAILED
 
 
 class AppState:
@@ -38,6 +51,7 @@ class AppState:
     __slots__ = (
         "_changed",
         "_rr",
+        "added_at",
         "asleep_seconds",
         "attempts",
         "endpoints",
@@ -45,6 +59,7 @@ class AppState:
         "phase",
         "phase_since",
         "policy",
+        "sleeps",
         "woke_at",
     )
 
@@ -58,6 +73,9 @@ class AppState:
         self.woke_at: float | None = None
         # Time spent asleep before the current sleep began (the cost it saved).
         self.asleep_seconds = 0.0
+        # When the board learnt of the app: savings before it are unknown, not zero.
+        self.added_at = now
+        self.sleeps = SleepLog()  # recent sleeps that ended, for savings over a period
         self._changed = asyncio.Event()
         self._rr = 0
 
@@ -85,10 +103,22 @@ class AppState:
             return self.asleep_seconds + (now - self.phase_since)
         return self.asleep_seconds
 
+    def asleep_within(self, since: float, now: float) -> float:
+        """Seconds spent asleep between `since` and `now`, the current sleep included.
+
+        Exact for the app's recent sleeps (see SleepLog); nothing before `added_at` counts.
+        """
+        since = max(since, self.added_at)
+        total = self.sleeps.asleep_between(since, now)
+        if self.phase is Phase.ASLEEP:
+            total += max(0.0, now - max(since, self.phase_since))
+        return total
+
 
 class ReadinessBoard:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+        self.since = clock.monotonic()  # what a report over "the last N hours" can cover
         self._apps: dict[str, AppState] = {}
         self._awake: set[str] = set()
 
@@ -145,9 +175,11 @@ class ReadinessBoard:
         else:
             self._fire(state)
 
-    def mark_wake_failed(self, name: str, reason: str) -> None:
+    def mark_wake_failed(
+        self, name: str, reason: str, kind: FailureKind = FailureKind.FAILED,
+    ) -> None:
         state = self._apps[name]
-        state.failure = WakeFailure(state.attempts, reason)
+        state.failure = WakeFailure(state.attempts, reason, kind)
         state.endpoints = ()
         self._set_phase(state, Phase.ASLEEP)
 
@@ -166,6 +198,7 @@ class ReadinessBoard:
         now = self._clock.monotonic()
         if state.phase is Phase.ASLEEP and phase is not Phase.ASLEEP:
             state.asleep_seconds += now - state.phase_since
+            state.sleeps.add(state.phase_since, now)
         if phase is Phase.ASLEEP:
             self._awake.discard(state.name)
         else:

@@ -1,7 +1,8 @@
-"""Request counters kept as plain integers on the hot path; exported at scrape time.
+"""Counters kept as plain integers on the hot path; exported at scrape time.
 
-One writer: the data plane. The metrics exporter reads a consistent-enough snapshot
-when Prometheus scrapes; nothing here costs more than a dict update per request.
+Each object has one writer: RequestStats the data plane, WakeStats the control plane,
+PlatformStats the platform. The metrics exporter reads a consistent-enough snapshot when
+Prometheus scrapes; nothing here costs more than a dict update per event.
 """
 
 from __future__ import annotations
@@ -89,3 +90,32 @@ class WakeStats:
 
     def slept(self, app: str) -> None:
         self.sleeps[app] = self.sleeps.get(app, 0) + 1
+
+
+class PlatformStats:
+    """Platform figures: one writer, the platform (leases, watches, API and scale calls).
+
+    The local platform has no peers and no API server: it always leads and writes nothing
+    else. The Kubernetes platform flips `leader` with its lease, calls `watch_event` for
+    every event it receives (bookmarks included, so a quiet watch is not a stale one) and
+    counts restarts, API errors by HTTP status and scale calls by result.
+    """
+
+    def __init__(self, *, leader: bool) -> None:
+        self.leader = leader
+        self.watch_last_event: dict[str, float] = {}  # resource → monotonic time
+        self.watch_restarts: dict[str, int] = {}  # resource → count
+        self.api_errors: dict[int, int] = {}  # HTTP status → count
+        self.scale_calls: dict[str, int] = {}  # "ok" | "conflict" | "error" → count
+
+    def watch_event(self, resource: str, now: float) -> None:
+        self.watch_last_event[resource] = now
+
+    def watch_restarted(self, resource: str) -> None:
+        self.watch_restarts[resource] = self.watch_restarts.get(resource, 0) + 1
+
+    def api_error(self, status: int) -> None:
+        self.api_errors[status] = self.api_errors.get(status, 0) + 1
+
+    def scale_called(self, result: str) -> None:
+        self.scale_calls[result] = self.scale_calls.get(result, 0) + 1

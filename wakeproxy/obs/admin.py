@@ -1,4 +1,4 @@
-"""The admin server: health, readiness, /metrics and the app API (list, wake, sleep).
+"""The admin server: health, readiness, /metrics, the app API (list, wake, sleep), savings.
 
 Every error leaves as JSON `{"error": "..."}` with its status from `api_errors.STATUS`.
 Writes need `Authorization: Bearer <token>` when a token is configured.
@@ -34,7 +34,9 @@ from wakeproxy.obs.api_errors import (
     Unavailable,
     error_middleware,
 )
+from wakeproxy.obs.savings import BadPeriod, parse_period, savings_report
 from wakeproxy.obs.views import Now, app_view
+from wakeproxy.settings import Savings
 
 # A wake is bounded by the app's own wake_timeout in the control plane; this margin only
 # keeps an admin request from waiting forever if that bound were ever missing.
@@ -91,7 +93,9 @@ class _Api:
         registry: CollectorRegistry,
         ready: Callable[[], bool],
         clock: Clock,
+        savings: Savings,
     ) -> None:
+        self.savings = savings
         self.board = board
         self.ledger = ledger
         self.routes = routes
@@ -129,6 +133,13 @@ class _Api:
         now = Now(self.clock)
         apps = sorted(self.board, key=lambda s: s.name)
         return web.json_response([app_view(s, self.ledger, now) for s in apps])
+
+    async def get_savings(self, request: web.Request) -> web.Response:
+        try:
+            period = parse_period(request.query.get("period"))
+        except BadPeriod as e:
+            raise BadRequest(str(e)) from None
+        return web.json_response(savings_report(self.board, self.clock, period, self.savings))
 
     async def get_app(self, request: web.Request) -> web.Response:
         return self._view(self._state(request).name)
@@ -211,12 +222,13 @@ def build_admin_app(
     ready: Callable[[], bool],
     clock: Clock,
     routes: Routes | None = None,
+    savings: Savings | None = None,
 ) -> web.Application:
     """The admin aiohttp application; run it with `access_log=None` (requests are not
     app traffic)."""
     api = _Api(
         board=board, ledger=ledger, routes=routes, commands=commands, registry=registry,
-        ready=ready, clock=clock,
+        ready=ready, clock=clock, savings=savings or Savings(),
     )
     app = web.Application(middlewares=[error_middleware, _auth_middleware(token)])
     app.router.add_get("/healthz", api.healthz)
@@ -226,6 +238,7 @@ def build_admin_app(
     app.router.add_get("/api/v1/apps/{name}", api.get_app)
     app.router.add_post("/api/v1/apps/{name}/wake", api.wake)
     app.router.add_post("/api/v1/apps/{name}/sleep", api.sleep)
+    app.router.add_get("/api/v1/savings", api.get_savings)
     if routes is not None:
         app.router.add_get("/api/v1/resolve", api.resolve)
 

@@ -1,18 +1,15 @@
-"""Prometheus metrics: every `wakeproxy_*` family is defined once, in `FAMILIES`.
+"""Prometheus metrics: the collector that fills every family of `families.FAMILIES`.
 
 The collector reads the shared model objects when Prometheus scrapes (on the event
 loop, from the admin handler), so the hot path only ever bumps plain integers.
 
-Must never: label by path, client or anything else unbounded (labels are app, code,
-state, result, and version/cluster on build_info); register on prometheus_client's
-global registry; write to the model objects it reads.
+Must never: label by path, client or anything else unbounded (see `families`); register
+on prometheus_client's global registry; write to the model objects it reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Literal
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -27,83 +24,45 @@ from prometheus_client.utils import floatToGoString
 from wakeproxy.model.activity import ActivityLedger, AppActivity
 from wakeproxy.model.board import Phase, ReadinessBoard
 from wakeproxy.model.clock import Clock
-from wakeproxy.model.stats import Histogram, RequestStats, WakeStats
+from wakeproxy.model.stats import Histogram, PlatformStats, RequestStats, WakeStats
+from wakeproxy.obs.families import (
+    API_ERRORS,
+    APP_UP,
+    APPS,
+    ASLEEP_SECONDS,
+    AWAKE_REPLICAS,
+    BUILD_INFO,
+    COST,
+    FAMILIES,
+    HELD,
+    HELD_DURATION,
+    HOLD_REJECTED,
+    IN_FLIGHT,
+    LAST_ACCESS,
+    LEADER,
+    MAX_HELD,
+    REQUEST_DURATION,
+    REQUESTS,
+    SCALE_CALLS,
+    SLEEPS,
+    TUNNELS,
+    WAKE_DURATION,
+    WAKES,
+    WATCH_LAST_EVENT,
+    WATCH_RESTARTS,
+    Family,
+)
+from wakeproxy.settings import Savings
+
+__all__ = ["FAMILIES", "UNKNOWN_APP", "Family", "WakeproxyCollector", "build_registry",
+           "status_class"]
 
 UNKNOWN_APP = "(unknown)"
+# The results a wake ends with (controlplane.lifecycle.WakeOutcome). Every app exports all
+# of them from the start, at 0: an alert on increase() cannot see a counter's first step.
+WAKE_RESULTS = ("ready", "failed", "timeout")
 # Bucket bounds written the way every other Prometheus client writes them (`le="1.0"`).
 _go_float: Callable[[float], str] = floatToGoString
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    name: str
-    kind: Literal["counter", "gauge", "histogram"]
-    help: str
-    labels: tuple[str, ...]
-
-    def new(self) -> Metric:
-        labels = list(self.labels)
-        if self.kind == "counter":
-            return CounterMetricFamily(self.name, self.help, labels=labels)
-        if self.kind == "gauge":
-            return GaugeMetricFamily(self.name, self.help, labels=labels)
-        return HistogramMetricFamily(self.name, self.help, labels=labels)
-
-
-REQUESTS = Family(
-    "wakeproxy_requests_total", "counter",
-    "Requests answered, by app and HTTP status code; app=\"(unknown)\" is an unknown host.",
-    ("app", "code"))
-REQUEST_DURATION = Family(
-    "wakeproxy_request_duration_seconds", "histogram",
-    "Time from request head to the end of the response, held time included.", ("app",))
-HELD = Family(
-    "wakeproxy_held_requests", "gauge",
-    "Requests held right now while their app wakes up.", ("app",))
-HELD_DURATION = Family(
-    "wakeproxy_held_duration_seconds", "histogram",
-    "How long requests were held waiting for their app to wake.", ("app",))
-HOLD_REJECTED = Family(
-    "wakeproxy_hold_rejected_total", "counter",
-    "Requests turned away with 503 because the app's hold queue was full.", ("app",))
-WAKES = Family(
-    "wakeproxy_wakes_total", "counter",
-    "Wake attempts finished, by result (ready, failed, timeout, ...).", ("app", "result"))
-WAKE_DURATION = Family(
-    "wakeproxy_wake_duration_seconds", "histogram",
-    "Time from scale-up to the first ready endpoint, for successful wakes.", ("app",))
-SLEEPS = Family(
-    "wakeproxy_sleeps_total", "counter", "Times the app was scaled to zero.", ("app",))
-APPS = Family(
-    "wakeproxy_apps", "gauge", "Apps in each state (asleep, waking, awake, stopping).",
-    ("state",))
-APP_UP = Family(
-    "wakeproxy_app_up", "gauge", "1 when the app is awake with a ready endpoint, else 0.",
-    ("app",))
-ASLEEP_SECONDS = Family(
-    "wakeproxy_app_asleep_seconds_total", "counter",
-    "Seconds the app has spent scaled to zero since wakeproxy started: the cost it saved.",
-    ("app",))
-IN_FLIGHT = Family(
-    "wakeproxy_in_flight_requests", "gauge",
-    "Requests being served or held right now.", ("app",))
-TUNNELS = Family(
-    "wakeproxy_open_tunnels", "gauge",
-    "Open WebSocket and other upgraded connections.", ("app",))
-LAST_ACCESS = Family(
-    "wakeproxy_app_last_access_timestamp_seconds", "gauge",
-    "Unix time of the app's last request (absent until its first one).", ("app",))
-BUILD_INFO = Family(
-    "wakeproxy_build_info", "gauge", "Always 1; the labels name the version and cluster.",
-    ("version", "cluster"))
-
-FAMILIES: tuple[Family, ...] = (
-    REQUESTS, REQUEST_DURATION, HELD, HELD_DURATION, HOLD_REJECTED,
-    WAKES, WAKE_DURATION, SLEEPS,
-    APPS, APP_UP, ASLEEP_SECONDS,
-    IN_FLIGHT, TUNNELS, LAST_ACCESS,
-    BUILD_INFO,
-)
 
 
 def _app_label(app: str) -> str:
@@ -119,6 +78,11 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
     return out
 
 
+def status_class(code: int) -> str:
+    """200 → "2xx": five values at most per app, whatever statuses apps invent."""
+    return f"{code // 100}xx" if 100 <= code <= 599 else "other"
+
+
 class WakeproxyCollector(Collector):
     """Reads the model at scrape time and yields every family in `FAMILIES`."""
 
@@ -129,6 +93,8 @@ class WakeproxyCollector(Collector):
         ledger: ActivityLedger,
         request_stats: RequestStats,
         wake_stats: WakeStats,
+        platform_stats: PlatformStats,
+        savings: Savings,
         clock: Clock,
         cluster: str,
         version: str,
@@ -137,6 +103,8 @@ class WakeproxyCollector(Collector):
         self._ledger = ledger
         self._requests = request_stats
         self._wakes = wake_stats
+        self._platform = platform_stats
+        self._savings = savings
         self._clock = clock
         self._cluster = cluster
         self._version = version
@@ -149,21 +117,32 @@ class WakeproxyCollector(Collector):
         self._collect_requests(m)
         self._collect_wakes(m)
         self._collect_apps(m)
+        self._collect_platform(m)
+        _add(m[COST.name], [self._savings.currency], self._savings.cost_per_replica_hour)
         _add(m[BUILD_INFO.name], [self._version, self._cluster], 1)
         return iter(m.values())
 
     def _collect_requests(self, m: dict[str, Metric]) -> None:
+        for state in self._board:
+            if state.name not in self._requests.apps:  # 0 from the start, for alerts
+                _add(m[HOLD_REJECTED.name], [state.name], 0)
         for app, s in list(self._requests.apps.items()):
             label = _app_label(app)
-            for code, count in sorted(s.by_code.items()):
-                _add(m[REQUESTS.name], [label, str(code)], count)
+            by_class: dict[str, int] = {}
+            for code, count in list(s.by_code.items()):
+                key = status_class(code)
+                by_class[key] = by_class.get(key, 0) + count
+            for key, count in sorted(by_class.items()):
+                _add(m[REQUESTS.name], [label, key], count)
             _add_histogram(m[REQUEST_DURATION.name], [label], s.duration)
             _add(m[HELD.name], [label], s.held)
             _add_histogram(m[HELD_DURATION.name], [label], s.held_duration)
             _add(m[HOLD_REJECTED.name], [label], s.rejected_held)
 
     def _collect_wakes(self, m: dict[str, Metric]) -> None:
-        for (app, result), count in sorted(self._wakes.wakes.items()):
+        wakes = dict.fromkeys(((s.name, r) for s in self._board for r in WAKE_RESULTS), 0)
+        wakes.update(self._wakes.wakes)
+        for (app, result), count in sorted(wakes.items()):
             _add(m[WAKES.name], [_app_label(app), result], count)
         for app, h in sorted(self._wakes.wake_duration.items()):
             _add_histogram(m[WAKE_DURATION.name], [_app_label(app)], h)
@@ -180,6 +159,8 @@ class WakeproxyCollector(Collector):
             up = state.phase is Phase.AWAKE and bool(state.endpoints)
             _add(m[APP_UP.name], [name], 1 if up else 0)
             _add(m[ASLEEP_SECONDS.name], [name], state.total_asleep(mono))
+            _add(m[AWAKE_REPLICAS.name], [name], state.policy.awake_replicas)
+            _add(m[MAX_HELD.name], [name], state.policy.max_held_requests)
             activity = self._ledger.peek(name) or _IDLE
             _add(m[IN_FLIGHT.name], [name], activity.in_flight)
             _add(m[TUNNELS.name], [name], activity.tunnels)
@@ -187,6 +168,20 @@ class WakeproxyCollector(Collector):
                 _add(m[LAST_ACCESS.name], [name], wall - (mono - activity.last_access))
         for phase, count in per_phase.items():
             _add(m[APPS.name], [phase.value], count)
+
+    def _collect_platform(self, m: dict[str, Metric]) -> None:
+        p = self._platform
+        mono = self._clock.monotonic()
+        wall = self._clock.wall()
+        _add(m[LEADER.name], [], 1 if p.leader else 0)
+        for resource, at in sorted(p.watch_last_event.items()):
+            _add(m[WATCH_LAST_EVENT.name], [resource], wall - (mono - at))
+        for resource, count in sorted(p.watch_restarts.items()):
+            _add(m[WATCH_RESTARTS.name], [resource], count)
+        for code, count in sorted(p.api_errors.items()):
+            _add(m[API_ERRORS.name], [str(code)], count)
+        for result, count in sorted(p.scale_calls.items()):
+            _add(m[SCALE_CALLS.name], [result], count)
 
 
 _IDLE = AppActivity()  # what an app that never had a request reads as; never written
@@ -211,8 +206,13 @@ def build_registry(
     clock: Clock,
     cluster: str,
     version: str,
+    platform_stats: PlatformStats | None = None,
+    savings: Savings | None = None,
 ) -> CollectorRegistry:
-    """A dedicated registry: process, platform and GC defaults plus every wakeproxy family."""
+    """A dedicated registry: process, platform and GC defaults plus every wakeproxy family.
+
+    Without `platform_stats` the platform is one with no peers: it always leads.
+    """
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -220,7 +220,8 @@ def build_registry(
     registry.register(
         WakeproxyCollector(
             board=board, ledger=ledger, request_stats=request_stats, wake_stats=wake_stats,
-            clock=clock, cluster=cluster, version=version,
+            platform_stats=platform_stats or PlatformStats(leader=True),
+            savings=savings or Savings(), clock=clock, cluster=cluster, version=version,
         )
     )
     return registry

@@ -112,6 +112,9 @@ class LocalPlatform:
     async def next_event(self) -> AppExited:
         return await self._events.get()
 
+    def leader(self) -> bool:
+        return True  # no peers: this one process decides every sleep
+
     # -- extras for the admin API --------------------------------------------------------
 
     def recent_stderr(self, app: str) -> list[str]:
