@@ -329,3 +329,14 @@ async def test_activity_is_counted_while_in_flight_but_not_for_ignored_paths(
             assert r.status == 200
         assert activity.requests == 1  # the health check did not count
     assert proxy.stats.apps["shop"].by_code == {200: 2}
+
+
+async def test_chunked_response_to_an_http10_client_is_delimited_by_close(
+    proxy: Proxy, upstream: Upstream
+):
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint)
+    data = await exchange_raw(proxy, b"GET /chunked HTTP/1.0\r\nHost: shop.test\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"Connection: close" in head
+    assert body == b"part0;part1;part2;"

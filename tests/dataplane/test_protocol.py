@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.dataplane.conftest import (
     exchange_raw,
     parse_responses,
     read_response,
+    until,
 )
 from wakeproxy.model.limits import Limits
 
@@ -188,3 +190,22 @@ async def test_head_request_to_an_error_gets_no_body(proxy: Proxy):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 404 ")
     assert body == b""
+
+
+async def test_connections_beyond_the_limit_are_refused(
+    make_proxy: ProxyFactory, upstream: Upstream
+):
+    proxy = await make_proxy(Limits(max_connections=2))
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint)
+    kept = [await asyncio.open_connection(proxy.host, proxy.port) for _ in range(2)]
+    await until(lambda: proxy.dataplane.open_connections == 2)
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    with contextlib.suppress(ConnectionError):
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    r, w = kept[0]
+    w.write(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    assert (await read_response(r)).status == 200
+    for _, w in kept:
+        w.close()

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import yaml
 
 from tests.ops.monitoring import DASHBOARD, MONITORING, SERVICE_MONITOR, load_yaml
@@ -40,7 +41,9 @@ def test_kustomize_builds_rules_monitor_and_dashboard() -> None:
         ("ServiceMonitor", "wakeproxy"), ("PrometheusRule", "wakeproxy"),
         ("ConfigMap", "wakeproxy-dashboard"),
     }
+    assert {o["metadata"]["namespace"] for o in objects.values()} == {"wakeproxy"}
     dashboard = objects[("ConfigMap", "wakeproxy-dashboard")]
+    kubernetes_validate.validate(dashboard, kubernetes_validate.latest_version(), strict=True)
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["wakeproxy.json"]) == json.loads(DASHBOARD.read_text())
 
@@ -63,6 +66,8 @@ def test_scrape_annotations_component_annotates_the_pods_and_the_service(tmp_pat
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump(
         {"resources": ["base.yaml"], "components": ["../scrape-annotations"]}))
     objects = {o["kind"]: o for o in kustomize(overlay)}
+    for o in objects.values():
+        kubernetes_validate.validate(o, kubernetes_validate.latest_version(), strict=True)
     pod_annotations = objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert pod_annotations == SCRAPE
     assert objects["Service"]["metadata"]["annotations"] == SCRAPE

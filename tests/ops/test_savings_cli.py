@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import aiohttp
+import pytest
 
 from tests.e2e.harness import echo_command
 from wakeproxy.cli import format_savings
@@ -45,8 +46,9 @@ async def test_status_savings_on_a_running_wakeproxy(start_wakeproxy):
     assert idle["asleep_ratio"] > 0.9
     assert busy["asleep_seconds"] < idle["asleep_seconds"]
     assert idle["awake_replicas"] == 1
-    assert idle["replica_hours_saved"] == round(idle["asleep_seconds"] / 3600, 4)
-    assert idle["cost_saved"] == round(idle["replica_hours_saved"] * 3.6, 4)
+    hours = idle["asleep_seconds"] / 3600
+    assert idle["replica_hours_saved"] == pytest.approx(hours, abs=1e-4)
+    assert idle["cost_saved"] == pytest.approx(hours * 3.6, abs=1e-4)
     assert report["currency"] == "EUR"
     assert report["total"]["apps"] == 2
     assert report["total"]["asleep_seconds"] >= idle["asleep_seconds"]

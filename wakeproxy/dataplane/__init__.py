@@ -5,9 +5,15 @@ Data flow, per client connection::
     client bytes → ClientConnection (httptools request parser, pipelining, timeouts)
         → Exchange (route, count activity, hold or forward; one per request)
             → Activator (hold until the readiness board shows an endpoint, release in step)
-            → UpstreamPool → UpstreamConnection (httptools response parser)
-        ← Exchange (response head rewritten, body streamed with its own framing)
+            → UpstreamPool → UpstreamConnection (keep-alive, one retry of a dead one)
+        ← ResponseRelay, the response half of the Exchange (its own httptools response
+          parser; head rewritten, body streamed with its own framing)
     ← client;  a 101 turns both connections into a Tunnel of raw bytes.
+
+Backpressure: a full client write buffer pauses reading the upstream, a full upstream
+write buffer pauses reading the client; a held request's body stays in the kernel.
+DataPlane (server.py) listens, ticks the deadlines and drains; errors.py holds every
+answer we make ourselves and its status.
 
 The data plane reads the route table and readiness board, writes the activity ledger,
 request stats and wake demand, and never scales, probes or starts anything itself.

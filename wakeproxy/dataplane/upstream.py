@@ -132,7 +132,8 @@ class UpstreamPool:
         idle = self._idle.get(endpoint)
         while idle:
             conn = idle.pop()
-            if not conn.closing:
+            # The app may have closed it a moment ago (EOF seen, connection_lost not yet run).
+            if not conn.closing and not conn.transport.is_closing():
                 return conn
         return None
 

@@ -6,8 +6,9 @@ relist; any other failure reconnects with backoff (honouring Retry-After) from t
 version seen; a stream the server ends is reopened at once from there; a stream silent
 for `idle_timeout` (no event, no bookmark) is presumed dead and reopened. One watch per
 kind and namespace, however many apps. After every change of the cache it calls
-`on_change(keys)`; a relist reports every key it added, changed or dropped, so nothing
-that happened during an outage is missed. Never interprets the objects it holds.
+`on_change(keys)` — the first time once every namespace is listed, even with no keys; a
+relist reports every key it added, changed or dropped, so nothing that happened during
+an outage is missed. Never interprets the objects it holds.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Watcher:
         clock: Clock,
         watch_timeout: float,
         idle_timeout: float,
+        cache: dict[Key, JSON] | None = None,
         page_size: int = 500,
     ) -> None:
         self._api = api
@@ -75,7 +77,7 @@ class Watcher:
         self._watch_timeout = max(1, int(watch_timeout))
         self._idle_timeout = idle_timeout
         self._page_size = page_size
-        self.cache: dict[Key, JSON] = {}
+        self.cache: dict[Key, JSON] = cache if cache is not None else {}
         self._listed: set[str | None] = set()
         self._connected: dict[str | None, bool] = dict.fromkeys(self._scopes, False)
         self.synced = asyncio.Event()  # every namespace listed at least once
@@ -159,7 +161,8 @@ class Watcher:
         if first_sync and self._listed.issuperset(self._scopes):
             self.synced.set()
             changed = set(self.cache)
-        if changed and self.synced.is_set():
+        # The first complete sync is reported even when empty: "no objects" is news too.
+        if self.synced.is_set() and (changed or first_sync):
             self._notify(changed)
         return version
 
