@@ -182,7 +182,9 @@ http {{
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    found = shutil.which("nginx")
+    if found is None and Path("/usr/sbin/nginx").exists():
+        found = "/usr/sbin/nginx"
     if found is None:
         raise AssertionError("nginx is required for end-to-end tests: apt-get install nginx-light")
     return found

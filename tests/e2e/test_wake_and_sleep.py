@@ -73,7 +73,7 @@ async def test_idle_app_is_put_to_sleep_and_its_process_stopped(tmp_path, start_
     wp.wait_state("idle", "asleep", timeout=10)
     assert time.monotonic() - t0 >= 0.5  # not before its idle time
     deadline = time.monotonic() + 5
-    while pids_alive([pid]) and time.monotonic() < deadline:
+    while pids_alive([pid]) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a pid
         await asyncio.sleep(0.02)
     assert pids_alive([pid]) == []
 
@@ -150,7 +150,8 @@ async def test_sigterm_drains_in_flight_requests_and_stops_the_apps(tmp_path, st
     async with aiohttp.ClientSession() as s:
         async with s.get(wp.url + "/", headers={"Host": "drain.localhost"}) as r:
             assert r.status == 200
-        slow = asyncio.ensure_future(s.get(wp.url + "/slow?s=1", headers={"Host": "drain.localhost"}))
+        slow = asyncio.ensure_future(
+            s.get(wp.url + "/slow?s=1", headers={"Host": "drain.localhost"}))
         await asyncio.sleep(0.3)
         assert wp.proc is not None
         wp.proc.terminate()

@@ -50,7 +50,7 @@ def test_a_wildcard_does_not_match_its_bare_domain_or_other_domains():
 
 
 def test_two_apps_claiming_one_host_is_refused():
-    with pytest.raises(HostConflict, match="shop.example.com"):
+    with pytest.raises(HostConflict, match=r"shop\.example\.com"):
         RouteTable.build([("a", ["shop.example.com"]), ("b", ["Shop.Example.com."])])
 
 
