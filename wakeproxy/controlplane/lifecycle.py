@@ -258,16 +258,20 @@ class Lifecycle:
         me = asyncio.current_task()
         log.info("waking app", app=app, attempt=attempt)
         try:
+            cutoff = asyncio.timeout(timeout + _PLATFORM_DEADLINE_SLACK)
             try:
-                async with asyncio.timeout(timeout + _PLATFORM_DEADLINE_SLACK):
+                async with cutoff:
                     endpoints = await self._platform.wake(app, timeout=timeout)
                 if not endpoints:
                     raise WakeFailed("the platform reported no endpoint")
             except WakeFailed as e:
                 return self._wake_failed(app, attempt, "failed", e.reason, started, e.kind)
             except TimeoutError:
-                # Leave no half-started app behind: the next demand starts clean.
-                await self._stop_quietly(app)
+                if cutoff.expired():
+                    # The platform overran its own deadline, so it may not have stopped
+                    # what it started: leave no half-started app behind. (A platform that
+                    # timed out by itself has; stopping again could undo a peer's wake.)
+                    await self._stop_quietly(app)
                 return self._wake_failed(
                     app, attempt, "timeout", f"not ready within {timeout:g}s", started)
             except asyncio.CancelledError:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from wakeproxy.model.apps import AppPolicy
 from wakeproxy.platforms.kubernetes.api import JSON
@@ -107,7 +108,7 @@ def parse_deployment(obj: JSON, defaults: AppPolicy) -> AppSpec | str:
     service = str(notes.get(SERVICE) or name).strip()
     if not _DNS_LABEL.match(service):
         bad(SERVICE, "a Service name")
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for key, field in ((IDLE_AFTER, "idle_after"), (WAKE_TIMEOUT, "wake_timeout")):
         if key in notes:
             try:
@@ -126,5 +127,5 @@ def parse_deployment(obj: JSON, defaults: AppPolicy) -> AppSpec | str:
     if problems:
         return "; ".join(problems)
     policy = dataclasses.replace(
-        defaults, name=app_name(namespace, name), hosts=tuple(hosts), **changes)  # type: ignore[arg-type]
+        defaults, name=app_name(namespace, name), hosts=tuple(hosts), **changes)
     return AppSpec(namespace, name, service, port, policy, str(meta.get("creationTimestamp") or ""))

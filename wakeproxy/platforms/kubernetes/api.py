@@ -10,7 +10,6 @@ backoff (see `backoff`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -46,7 +45,7 @@ class Api:
         try:
             try:
                 body = await resp.read()
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 raise self._unreachable(e) from None
             if not 200 <= resp.status < 300:
                 raise self._failed(resp.status, body, resp.headers)
@@ -75,7 +74,7 @@ class Api:
         if not 200 <= resp.status < 300:
             try:
                 body = await resp.read()
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 body = b""
             finally:
                 resp.release()
@@ -97,7 +96,7 @@ class Api:
             resp: aiohttp.ClientResponse = await fn(*args, **kwargs)
         except ApiException as e:
             raise self._failed(int(e.status or 0), e.body, e.headers) from None
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise self._unreachable(e) from None
         return resp
 

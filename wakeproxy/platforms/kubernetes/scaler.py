@@ -55,10 +55,13 @@ class Scaler:
         wanted = spec.policy.awake_replicas
         return await self._change(spec, lambda now: None if now >= 1 else wanted, deadline)
 
-    async def scale_down(self, spec: AppSpec, *, deadline: float) -> Written | None:
-        """Scale to zero; None if already at zero. Raises ScaleContested if someone else
-        changes the count between our read and our write."""
-        expected: list[int] = []
+    async def scale_down(
+        self, spec: AppSpec, *, deadline: float, expect: int | None = None,
+    ) -> Written | None:
+        """Scale to zero; None if already at zero. Raises ScaleContested if the count is
+        not `expect` (when given), or if someone else changes it between our read and
+        our write."""
+        expected: list[int] = [] if expect is None else [expect]
 
         def decide(now: int) -> int | None:
             if now == 0:

@@ -183,7 +183,7 @@ class Watcher:
             while True:
                 try:
                     line = await resp.content.readline()
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     silent = TimeoutError(f"no event or bookmark for {self._idle_timeout:g}s")
                     raise _Stream(self._api.unreachable(silent), rv) from None
                 except (aiohttp.ClientError, OSError) as e:

@@ -1,0 +1,267 @@
+"""The Kubernetes platform: apps are Deployments, woken and put to sleep by scaling them.
+
+Wake: if the cached state already shows serving endpoints (another replica woke it, or
+the API is down but the pods are up), use them without a call. Otherwise scale to the
+app's `awake_replicas` if it is at zero (one read, one conditional write; a replica that
+loses the race sees the new count and only waits), then wait until an endpoint serves:
+ready in its EndpointSlice, or — sooner — answering a direct probe (TCP connect, or the
+app's readiness path) as soon as its address is published. A wake that could not reach
+the API for its whole timeout fails as UNAVAILABLE (503 with Retry-After); one that
+timed out otherwise scales back down only what it scaled up, and only if nobody changed
+the count since. Sleep: scale to zero unless someone else changed the count meanwhile;
+if the API cannot be reached, the app stays up and is reported serving again.
+
+`close()` stops watching and hands back the lease; it never scales apps down: other
+replicas keep serving them. Nothing else imports `kubernetes_asyncio`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from wakeproxy.controlplane.platform import PlatformEvent, WakeFailed
+from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.activity import ActivityLedger
+from wakeproxy.model.apps import AppPolicy, Endpoint
+from wakeproxy.model.board import FailureKind, ReadinessBoard
+from wakeproxy.model.clock import Clock
+from wakeproxy.model.peers import PeerActivity
+from wakeproxy.model.stats import PlatformStats
+from wakeproxy.platforms.kubernetes.activity import ActivitySync
+from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, AppSpec
+from wakeproxy.platforms.kubernetes.api import JSON, Api
+from wakeproxy.platforms.kubernetes.client import InCluster, connect
+from wakeproxy.platforms.kubernetes.elector import LeaseElector
+from wakeproxy.platforms.kubernetes.endpoints import SERVICE_NAME_LABEL
+from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
+from wakeproxy.platforms.kubernetes.scaler import Scaler, ScaleUnavailable
+from wakeproxy.platforms.kubernetes.view import ClusterView
+from wakeproxy.platforms.kubernetes.watcher import Key, Resource, Watcher
+from wakeproxy.platforms.local.net import probe_http, probe_tcp
+from wakeproxy.settings import KubernetesSettings
+
+log = structlog.get_logger("wakeproxy.kubernetes")
+
+_PROBE_TIMEOUT = 1.0  # one direct probe of a pod that accepted but answers slowly
+_SPARE_CONNECTIONS = 16  # beyond the open watches: calls, scale writes, the lease
+
+
+class KubernetesPlatform:
+    def __init__(
+        self,
+        settings: KubernetesSettings,
+        *,
+        defaults: AppPolicy,
+        identity: str,
+        lease_namespace: str,
+        incluster: InCluster | None,
+        board: ReadinessBoard,
+        ledger: ActivityLedger,
+        peers: PeerActivity,
+        stats: PlatformStats,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._defaults = defaults
+        self.identity = identity
+        self._lease_namespace = lease_namespace
+        self._incluster = incluster
+        self._board = board
+        self._ledger = ledger
+        self._peers = peers
+        self._stats = stats
+        self._clock = clock
+        self._events: asyncio.Queue[PlatformEvent] = asyncio.Queue()
+        self._deployments: dict[Key, JSON] = {}
+        self._slices: dict[Key, JSON] = {}
+        self.view = ClusterView(deployments=self._deployments, slices=self._slices,
+                                defaults=defaults, emit=self._events.put_nowait)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._api: Api | None = None
+        self._scaler: Scaler | None = None
+        self._elector: LeaseElector | None = None
+        self._activity: ActivitySync | None = None
+        self._slice_watch: Watcher | None = None
+        self._closed = False
+
+    # -- Platform ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self._settings
+        scopes = max(1, len(s.namespaces))
+        api_client = await connect(kubeconfig=s.kubeconfig, incluster=self._incluster,
+                                   pool_size=2 * scopes + _SPARE_CONNECTIONS)
+        api = self._api = Api(api_client, timeout=s.request_timeout, stats=self._stats)
+        self._scaler = Scaler(api, self._stats)
+        common: dict[str, Any] = {
+            "api": api, "namespaces": s.namespaces, "stats": self._stats, "clock": self._clock,
+            "watch_timeout": s.watch_timeout, "idle_timeout": s.watch_idle_timeout,
+        }
+        deployments = Watcher(
+            resource=Resource("deployments", api.apps.list_namespaced_deployment,
+                              api.apps.list_deployment_for_all_namespaces),
+            label_selector=f"{ENABLED_LABEL}=true", cache=self._deployments,
+            on_change=self.view.deployments_changed, **common)
+        slices = self._slice_watch = Watcher(
+            resource=Resource("endpointslices", api.discovery.list_namespaced_endpoint_slice,
+                              api.discovery.list_endpoint_slice_for_all_namespaces),
+            label_selector=SERVICE_NAME_LABEL, cache=self._slices,
+            on_change=self.view.slices_changed, **common)
+        activity = self._activity = ActivitySync(
+            api=api, namespace=self._lease_namespace, lease_name=s.lease_name,
+            identity=self.identity, interval=s.activity_interval, board=self._board,
+            ledger=self._ledger, peers=self._peers, clock=self._clock)
+        self._elector = LeaseElector(
+            api=api, namespace=self._lease_namespace, name=s.lease_name,
+            identity=self.identity, duration=s.lease_duration, clock=self._clock,
+            stats=self._stats, on_change=activity.leading_changed)
+        self._stats.leader = False
+        self._tasks = [
+            spawn(deployments.run(), name="kubernetes:deployments"),
+            spawn(slices.run(), name="kubernetes:endpointslices"),
+            spawn(self._elector.run(), name="kubernetes:lease"),
+            spawn(activity.run(), name="kubernetes:activity"),
+        ]
+        log.info("watching the Kubernetes API", identity=self.identity,
+                 namespaces=list(s.namespaces) or "all", lease=s.lease_name,
+                 lease_namespace=self._lease_namespace)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(2 * self._settings.request_timeout):
+                if self._elector is not None:
+                    await self._elector.release()
+                if self._activity is not None:
+                    await self._activity.remove()
+        except TimeoutError:
+            log.warning("lease and activity record not handed back in time")
+        if self._api is not None:
+            await self._api.client.close()
+
+    async def wake(self, app: str, *, timeout: float) -> tuple[Endpoint, ...]:  # noqa: ASYNC109
+        spec = self.view.spec(app)
+        if spec is None or self._scaler is None:
+            raise WakeFailed(f"{app} is not a Deployment wakeproxy knows")
+        serving = self.view.serving(spec)
+        if serving:
+            self.view.woke(spec, serving)
+            return serving
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            written = await self._scaler.scale_up(spec, deadline=deadline)
+        except ScaleUnavailable as e:
+            raise WakeFailed(f"{e.reason} (for {timeout:g}s)", FailureKind.UNAVAILABLE) from None
+        except NotFound:
+            raise WakeFailed(f"Deployment {spec.namespace}/{spec.deployment} is gone") from None
+        except ApiError as e:
+            raise WakeFailed(f"the Kubernetes API refused to scale it up: HTTP {e.status} "
+                             f"{e.message}") from None
+        if written is not None:
+            self.view.wrote(spec, written)
+            log.info("scaled up", app=app, replicas=written.replicas)
+        try:
+            endpoints = await self._until_ready(spec, deadline)
+        except TimeoutError:
+            if self._slice_watch is not None and not self._slice_watch.healthy:
+                raise WakeFailed(
+                    "the Kubernetes API could not be reached to learn whether it is ready "
+                    f"(for {timeout:g}s)", FailureKind.UNAVAILABLE) from None
+            if written is not None:
+                await self._undo(spec, written.replicas)
+            raise TimeoutError(f"{app} not ready within {timeout:g}s") from None
+        self.view.woke(spec, endpoints)
+        return endpoints
+
+    async def sleep(self, app: str) -> None:
+        spec = self.view.spec(app)
+        if spec is None or self._scaler is None:
+            return
+        try:
+            if self._slice_watch is not None and not self._slice_watch.healthy:
+                raise ScaleUnavailable("the Kubernetes API cannot be reached")
+            deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
+            written = await self._scaler.scale_down(spec, deadline=deadline)
+            if written is not None:
+                self.view.wrote(spec, written)
+                log.info("scaled to zero", app=app)
+        except ScaleUnavailable as e:
+            log.warning("not scaled to zero; it keeps serving", app=app, reason=e.reason)
+        except ApiError as e:
+            log.warning("not scaled to zero; it keeps serving", app=app, status=e.status,
+                        reason=e.message)
+        except Exception as e:  # ScaleContested: another writer's count stands
+            log.info("not scaled to zero", app=app, reason=str(e))
+        finally:
+            # Queued now, so the lifecycle applies it right after marking the app asleep.
+            self.view.slept(spec)
+
+    async def next_event(self) -> PlatformEvent:
+        return await self._events.get()
+
+    def leader(self) -> bool:
+        """Leading, and peer activity read since this term began (no blind sweeps)."""
+        e = self._elector
+        if e is None or not e.leading or e.acquired_at is None:
+            return False
+        synced = self._peers.synced_at
+        return synced is not None and synced >= e.acquired_at
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _until_ready(self, spec: AppSpec, deadline: float) -> tuple[Endpoint, ...]:
+        loop = asyncio.get_running_loop()
+        policy = spec.policy
+        while True:
+            changed = self.view.changed()
+            serving = self.view.serving(spec)
+            if serving:
+                return serving
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            starting = sorted(self.view.addresses(spec).starting, key=str)
+            if starting:
+                within = min(remaining, _PROBE_TIMEOUT)
+                results = await asyncio.gather(
+                    *(self._probe(ep, policy, within) for ep in starting))
+                answering = {ep for ep, ok in zip(starting, results, strict=True) if ok}
+                if answering:
+                    self.view.probed(spec, answering)
+                    continue
+            pause = policy.probe_interval if starting else remaining
+            pause = min(pause, deadline - loop.time())
+            if pause > 0:
+                # A new address or readiness shows up at once, not a pause later.
+                try:
+                    async with asyncio.timeout(pause):
+                        await changed.wait()
+                except TimeoutError:
+                    pass
+
+    @staticmethod
+    async def _probe(endpoint: Endpoint, policy: AppPolicy, within: float) -> bool:
+        if policy.readiness_path is None:
+            return await probe_tcp(endpoint.host, endpoint.port, within=within)
+        return await probe_http(endpoint.host, endpoint.port, policy.readiness_path,
+                                within=within)
+
+    async def _undo(self, spec: AppSpec, replicas: int) -> None:
+        """Scale back down a wake that timed out, unless the count is no longer ours."""
+        assert self._scaler is not None
+        deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
+        try:
+            written = await self._scaler.scale_down(spec, deadline=deadline, expect=replicas)
+        except Exception as e:
+            log.warning("timed-out wake not undone", app=spec.name, reason=str(e))
+            return
+        if written is not None:
+            self.view.wrote(spec, written)
+            log.info("timed-out wake undone: scaled back to zero", app=spec.name)
