@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
-from collections.abc import Coroutine
+import socket
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,7 @@ from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.model.demand import WakeDemand
+from wakeproxy.model.peers import PeerActivity
 from wakeproxy.model.routes import Routes
 from wakeproxy.model.stats import PlatformStats, RequestStats, WakeStats
 from wakeproxy.obs.admin import build_admin_app
@@ -40,12 +44,15 @@ class StartupError(Exception):
     """wakeproxy cannot start (a port is taken, a platform cannot be reached)."""
 
 
-def _build_platform(settings: Settings) -> Platform:
-    if settings.platform == "local":
-        from wakeproxy.platforms.local.platform import LocalPlatform
-
-        return LocalPlatform(settings.apps)
-    raise StartupError(f"{settings.source}: platform: {settings.platform!r} is not available yet")
+def replica_identity(configured: str | None, environ: Mapping[str, str]) -> str:
+    """This replica's name among its peers: the config, POD_NAME, or host + random suffix."""
+    if configured:
+        return configured
+    pod = environ.get("POD_NAME", "").strip()
+    if pod:
+        return pod
+    host = socket.gethostname().lower().split(".")[0] or "wakeproxy"
+    return f"{host}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -55,6 +62,33 @@ class Daemon:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
     ready: bool = False
+    # The process environment, read here and nowhere below (tests pass their own).
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def _build_platform(self) -> Platform:
+        s = self.settings
+        if s.platform == "local":
+            from wakeproxy.platforms.local.platform import LocalPlatform
+
+            return LocalPlatform(s.apps)
+        from wakeproxy.platforms.kubernetes import InCluster, KubernetesPlatform
+        from wakeproxy.settings import KubernetesSettings
+
+        k = s.kubernetes or KubernetesSettings()
+        env = self.environ
+        incluster = None
+        if env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
+            incluster = InCluster(env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"])
+        if s.apps:
+            log.warning("apps: ignored on Kubernetes, where Deployments declare the apps",
+                        apps=len(s.apps))
+        return KubernetesPlatform(
+            k, defaults=s.defaults, identity=replica_identity(k.identity, env),
+            lease_namespace=k.lease_namespace or env.get("POD_NAMESPACE") or "default",
+            incluster=incluster, board=self.board, ledger=self.ledger, peers=self.peers,
+            stats=self.platform_stats, clock=self.clock,
+        )
+
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -65,16 +99,22 @@ class Daemon:
         self.request_stats = RequestStats()
         self.wake_stats = WakeStats()
         # The local platform has no peers: it always holds the lead (and runs the sweeper).
-        self.platform_stats = PlatformStats(leader=True)
-        self.platform = _build_platform(s)
-        install_apps(s.policies, self.board, self.routes)
+        # On Kubernetes the platform flips it with its Lease.
+        self.platform_stats = PlatformStats(leader=s.platform == "local")
+        interval = s.kubernetes.activity_interval if s.kubernetes is not None else 5.0
+        # A peer whose record missed about three publications is presumed gone.
+        self.peers = PeerActivity(stale_after=3 * interval + 1.0)
+        self.platform = self._build_platform()
+        if s.platform == "local":
+            install_apps(s.policies, self.board, self.routes)
         self.lifecycle = Lifecycle(
             board=self.board, demand=self.demand, platform=self.platform,
-            stats=self.wake_stats, clock=self.clock,
+            stats=self.wake_stats, clock=self.clock, routes=self.routes,
         )
         self.sweeper = Sweeper(
             board=self.board, ledger=self.ledger, lifecycle=self.lifecycle,
-            clock=self.clock, interval=s.sweep_interval,
+            clock=self.clock, interval=s.sweep_interval, leader=self.platform.leader,
+            peers=self.peers,
         )
         self.access_log = AccessLogSink()
         self.dataplane = DataPlane(
@@ -92,7 +132,14 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
-        await self.platform.start()
+        try:
+            await self.platform.start()
+        except Exception as e:
+            from wakeproxy.platforms.kubernetes import ClientConfigError
+
+            if isinstance(e, ClientConfigError):
+                raise StartupError(f"cannot reach Kubernetes: {e}") from None
+            raise
         admin = build_admin_app(
             board=self.board, ledger=self.ledger, commands=self.lifecycle,
             registry=self.registry, cluster=s.cluster, token=s.admin_token,
@@ -113,11 +160,22 @@ class Daemon:
         admin_bound = runner.addresses[0][:2] if runner.addresses else s.admin_listen
         self._spawn(self.lifecycle.run(), "lifecycle")
         self._spawn(self.sweeper.run(), "sweeper")
-        self.ready = True
+        if s.platform == "local":
+            self.ready = True
+        else:
+            # Ready (for /readyz) once the discovered apps are installed, not before:
+            # a request routed meanwhile would find no app.
+            self._spawn(self._ready_when_synced(), "apps-synced")
         log.info(
             "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(admin_bound),
             apps=len(s.apps), platform=s.platform, version=__version__,
         )
+
+    async def _ready_when_synced(self) -> None:
+        await self.lifecycle.apps_synced.wait()
+        self.ready = True
+        log.info("apps synced", apps=len(self.board))
+        await asyncio.Event().wait()  # a background part: it ends only when cancelled
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))

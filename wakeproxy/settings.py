@@ -141,6 +141,9 @@ class Settings:
     apps: tuple[LocalApp, ...]
     savings: Savings = Savings()
     kubernetes: KubernetesSettings | None = None
+    # The `defaults:` section as a policy (name and hosts empty): what a platform that
+    # discovers apps starts from before an app's own overrides.
+    defaults: AppPolicy = field(default_factory=lambda: AppPolicy(name="-", hosts=()))
 
     @property
     def policies(self) -> tuple[AppPolicy, ...]:
@@ -611,6 +614,8 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         admin_token=token, log_format=log_format, log_level=log_level, trusted_proxies=trusted,
         sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=tuple(apps),
         savings=savings, kubernetes=kubernetes,
+        defaults=AppPolicy(name="-", hosts=(),
+                           **{k: v for k, v in base.items() if k != "stop_grace"}),
     )
 
 

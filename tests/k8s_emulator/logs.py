@@ -60,7 +60,8 @@ class LogBuffer:
     async def changed(self, at_most: float) -> None:
         event = self._changed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), at_most)
+            async with asyncio.timeout(at_most):
+                await event.wait()
 
 
 def pick_container(pod: JSON, query: Any) -> str:

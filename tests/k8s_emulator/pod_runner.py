@@ -10,7 +10,6 @@ and ready without a process. Never deletes the pod object (the kubelet does once
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from . import resources as r
@@ -123,8 +122,9 @@ class PodRunner:
             prober = asyncio.create_task(self._probe_loop(port, container, running))
             code = await self.process.wait()
             prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await prober
+            # asyncio.wait, not `await prober` under suppress(CancelledError): a cancellation
+            # of this task itself must not be swallowed here.
+            await asyncio.wait({prober})
             self._ready = False
             if self.stop_requested():
                 return

@@ -16,7 +16,10 @@ from .meta import JSON, dig
 async def probe(port: int, container: JSON, within: float = 1.0) -> bool:
     path = dig(container, "readinessProbe", "httpGet", "path")
     try:
-        return await asyncio.wait_for(_attempt(port, path), within)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that races with completion, and the prober must stop when told to.
+        async with asyncio.timeout(within):
+            return await _attempt(port, path)
     except (OSError, TimeoutError, ValueError):
         return False
 

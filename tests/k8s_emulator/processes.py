@@ -60,7 +60,8 @@ class ContainerProcess:
         code = await self.proc.wait()
         # Output written just before exit is still in the pipe; read it before reporting.
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._pump), 2.0)
+            async with asyncio.timeout(2.0):
+                await asyncio.shield(self._pump)
         self.logs.exited()
         return code
 
@@ -76,13 +77,13 @@ class ContainerProcess:
         if self.proc.returncode is None:
             self.signal_group(signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
+                async with asyncio.timeout(grace):
+                    await self.proc.wait()
         # Children of a shell may outlive it: the group gets SIGKILL whatever the leader did.
         self.signal_group(signal.SIGKILL)
         code = await self.wait()
         self._pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._pump
+        await asyncio.wait({self._pump})
         return code
 
     def group_alive(self) -> bool:

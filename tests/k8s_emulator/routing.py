@@ -52,12 +52,22 @@ class GroupVersionPath:
     version: str | None
 
 
+@dataclass(frozen=True)
+class VersionPath:
+    """`/version`."""
+
+
+Parsed = ApiRequest | GroupVersionPath | VersionPath
+
+
 def _not_found() -> NotFound:
     return NotFound("the server could not find the requested resource")
 
 
-def parse(method: str, path: str, query: Mapping[str, str]) -> ApiRequest | GroupVersionPath:
+def parse(method: str, path: str, query: Mapping[str, str]) -> Parsed:
     parts = [p for p in path.split("/") if p]
+    if parts == ["version"]:
+        return VersionPath()
     if not parts or parts[0] not in ("api", "apis"):
         raise _not_found()
     if parts[0] == "api":

@@ -34,7 +34,7 @@ from .logs import pick_container, serve_log
 from .meta import JSON, labels_of, meta
 from .podspec import assign_port_and_node
 from .recorder import RecordedRequest, Recorder
-from .routing import ApiRequest, GroupVersionPath
+from .routing import ApiRequest, GroupVersionPath, Parsed, VersionPath
 from .scale import ScaleSubresource
 from .schema import SchemaValidator
 from .store import Store
@@ -171,7 +171,7 @@ class Emulator:
 
     # -- serving -------------------------------------------------------------------------------
     async def _serve(self, request: web.Request) -> web.StreamResponse:
-        parsed: ApiRequest | GroupVersionPath | None = None
+        parsed: Parsed | None = None
         record: RecordedRequest | None = None
         status = 500
         try:
@@ -192,7 +192,8 @@ class Emulator:
             except ApiError as err:
                 resp = respond_error(err)
             except _ResetConnection:
-                raise
+                # The transport is already aborted; this answer is never written.
+                resp = web.Response(status=499)
             except Exception as exc:  # an emulator bug: fail the test, answer the client
                 log.exception("emulator failed on %s %s", request.method, request.path)
                 self.errors.append(exc)
@@ -209,7 +210,7 @@ class Emulator:
         if request.headers.get("Authorization", "") != f"Bearer {self.token}":
             raise Unauthorized("Unauthorized")
 
-    async def _apply_faults(self, parsed: ApiRequest | GroupVersionPath,
+    async def _apply_faults(self, parsed: Parsed,
                             request: web.Request) -> None:
         if not isinstance(parsed, ApiRequest):
             return
@@ -226,7 +227,7 @@ class Emulator:
                 raise error_for_code(rule.status, rule.message, retry_after=rule.retry_after)
 
     def _record(self, request: web.Request,
-                parsed: ApiRequest | GroupVersionPath | None) -> RecordedRequest:
+                parsed: Parsed | None) -> RecordedRequest:
         api = parsed if isinstance(parsed, ApiRequest) else None
         record = RecordedRequest(
             method=request.method, path=request.path_qs,
@@ -238,8 +239,10 @@ class Emulator:
         self.recorder.add(record)
         return record
 
-    async def _dispatch(self, parsed: ApiRequest | GroupVersionPath,
+    async def _dispatch(self, parsed: Parsed,
                         request: web.Request) -> web.StreamResponse:
+        if isinstance(parsed, VersionPath):
+            return respond(discovery.version(self.config.kube_version or "1.36"))
         if isinstance(parsed, GroupVersionPath):
             return respond(discovery.document(parsed.group, parsed.version))
         req, h = parsed, self._handlers

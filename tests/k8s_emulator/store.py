@@ -192,7 +192,8 @@ class Store:
             self._waiters.append(fut)
             # Re-check at least every 0.25 s: predicates may depend on more than the store.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, min(remaining, 0.25))
+                async with asyncio.timeout(min(remaining, 0.25)):
+                    await fut
 
     # -- internals ---------------------------------------------------------------------------
     def _commit(self, rt: ResourceType, key: Key, obj: JSON, old: JSON | None) -> JSON:

@@ -123,7 +123,8 @@ async def _follow(resp: web.StreamResponse, req: ApiRequest, store: Store,
             return
         wait = min(deadline, next_bookmark if bookmarks else deadline) - now
         try:
-            item = await asyncio.wait_for(queue.get(), max(wait, 0.0))
+            async with asyncio.timeout(max(wait, 0.0)):
+                item = await queue.get()
         except TimeoutError:
             if bookmarks and time.monotonic() >= next_bookmark and queue.empty():
                 # Every event up to the current version has been written: safe to bookmark.

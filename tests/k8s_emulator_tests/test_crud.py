@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
@@ -20,7 +22,7 @@ def idle(name: str, **kw: object) -> dict[str, object]:
 
 
 async def test_create_sets_server_fields_and_defaults(k8s_api: ApiClient) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     body = idle("web")
     del body["spec"]["replicas"]  # type: ignore[index]
     created = await apps.create_namespaced_deployment("default", body)
@@ -37,7 +39,7 @@ async def test_create_sets_server_fields_and_defaults(k8s_api: ApiClient) -> Non
 
 
 async def test_already_exists_and_generate_name(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     await core.create_namespaced_config_map("default", config_map("settings", {"a": "1"}))
     with pytest.raises(ApiException) as exc:
         await core.create_namespaced_config_map("default", config_map("settings", {"a": "2"}))
@@ -49,7 +51,7 @@ async def test_already_exists_and_generate_name(k8s_api: ApiClient) -> None:
 
 
 async def test_missing_objects_and_namespaces_are_404(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     with pytest.raises(ApiException) as exc:
         await core.read_namespaced_config_map("nope", "default")
     expect_status(exc, 404, "NotFound")
@@ -64,7 +66,7 @@ async def test_missing_objects_and_namespaces_are_404(k8s_api: ApiClient) -> Non
 
 
 async def test_list_namespaced_and_across_namespaces(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     await core.create_namespace({"metadata": {"name": "team"}})
     await core.create_namespaced_config_map("default", config_map("one", {}))
     await core.create_namespaced_config_map("team", config_map("two", {}, namespace="team"))
@@ -77,7 +79,7 @@ async def test_list_namespaced_and_across_namespaces(k8s_api: ApiClient) -> None
 
 
 async def test_list_pages_with_limit_and_continue(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     for i in range(5):
         await core.create_namespaced_config_map("default", config_map(f"cm-{i}", {}))
     first = await core.list_namespaced_config_map("default", limit=2)
@@ -92,7 +94,7 @@ async def test_list_pages_with_limit_and_continue(k8s_api: ApiClient) -> None:
 async def test_replace_checks_resource_version_and_bumps_generation(
     k8s_emulator: Emulator, k8s_api: ApiClient
 ) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment("default", idle("web"))
     # The controller writes status right after creation (a new resourceVersion): read after it.
     await settled(k8s_emulator, "web")
@@ -121,15 +123,15 @@ async def settled(emulator: Emulator, name: str) -> None:
 
 
 async def test_unchanged_update_keeps_resource_version(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     made = await core.create_namespaced_config_map("default", config_map("same", {"k": "v"}))
     again = await core.replace_namespaced_config_map("same", "default", made)
     assert again.metadata.resource_version == made.metadata.resource_version
 
 
 async def test_resource_version_is_one_global_counter(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
-    apps = client.AppsV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     versions = [
         (await core.create_namespaced_config_map("default", config_map("a", {}))),
         (await apps.create_namespaced_deployment("default", idle("b"))),
@@ -140,7 +142,7 @@ async def test_resource_version_is_one_global_counter(k8s_api: ApiClient) -> Non
 
 
 async def test_delete_answers_status_and_object_is_gone(k8s_api: ApiClient) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     made = await apps.create_namespaced_deployment("default", idle("web"))
     result = await apps.delete_namespaced_deployment("web", "default")
     assert result.status == "Success"
@@ -154,7 +156,7 @@ async def test_delete_answers_status_and_object_is_gone(k8s_api: ApiClient) -> N
 
 
 async def test_delete_precondition_on_resource_version(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     made = await core.create_namespaced_config_map("default", config_map("cm", {}))
     await core.patch_namespaced_config_map("cm", "default", {"data": {"x": "1"}})
     options = client.V1DeleteOptions(
@@ -165,7 +167,7 @@ async def test_delete_precondition_on_resource_version(k8s_api: ApiClient) -> No
 
 
 async def test_service_gets_cluster_ip_and_port_defaults(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     svc = await core.create_namespaced_service(
         "default", service("web", selector={"app": "web"}, target_port=8080))
     assert svc.spec.cluster_ip.startswith("10.96.")
@@ -176,7 +178,7 @@ async def test_service_gets_cluster_ip_and_port_defaults(k8s_api: ApiClient) -> 
 async def test_namespace_deletion_removes_its_content(
     k8s_emulator: Emulator, k8s_api: ApiClient
 ) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     await core.create_namespace({"metadata": {"name": "temp"}})
     await core.create_namespaced_config_map("temp", config_map("x", {}, namespace="temp"))
     await core.delete_namespace("temp")

@@ -43,7 +43,7 @@ def endpoint_conditions(emulator: Emulator, service_name: str) -> list[dict[str,
 async def test_scale_up_runs_a_process_published_ready_only_once_it_answers(
     k8s_emulator: Emulator, k8s_api: ApiClient
 ) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment(
         "default", deployment("web", replicas=0, command=http_server_command(delay=0.8)))
     await apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 1}})
@@ -73,8 +73,8 @@ async def test_scale_up_runs_a_process_published_ready_only_once_it_answers(
 async def test_scale_to_zero_terminates_endpoint_then_kills_the_process(
     k8s_emulator: Emulator, k8s_api: ApiClient
 ) -> None:
-    apps = client.AppsV1Api(k8s_api)
-    discovery = client.DiscoveryV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
+    discovery: Any = client.DiscoveryV1Api(k8s_api)
     await apps.create_namespaced_deployment("default", deployment("web", replicas=1))
     port = (await k8s_emulator.store.wait_until(lambda: k8s_emulator.ready_ports("web"), 10))[0]
     listed = await discovery.list_namespaced_endpoint_slice(
@@ -108,7 +108,7 @@ async def test_scale_to_zero_terminates_endpoint_then_kills_the_process(
 async def test_deleting_a_deployment_stops_its_processes(
     k8s_emulator: Emulator, k8s_api: ApiClient
 ) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment("default", deployment("web", replicas=2))
     ports = await k8s_emulator.store.wait_until(
         lambda: len(k8s_emulator.ready_ports("web")) == 2 and k8s_emulator.ready_ports("web"), 10)

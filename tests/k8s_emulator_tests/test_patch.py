@@ -31,7 +31,7 @@ def two_containers() -> dict[str, Any]:
 async def test_strategic_merge_is_the_default_and_merges_containers_by_name(
     k8s_api: ApiClient,
 ) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment("default", two_containers())
     patch = {"spec": {"template": {"spec": {"containers": [
         {"name": "sidecar", "image": "emulated/sidecar:2", "env": [{"name": "B", "value": "2"}]},
@@ -45,7 +45,7 @@ async def test_strategic_merge_is_the_default_and_merges_containers_by_name(
 
 
 async def test_merge_patch_replaces_lists(k8s_api: ApiClient) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment("default", two_containers())
     patch = {"metadata": {"labels": {"app": None, "tier": "front"}},
              "spec": {"template": {"spec": {"containers": [
@@ -57,7 +57,7 @@ async def test_merge_patch_replaces_lists(k8s_api: ApiClient) -> None:
 
 
 async def test_json_patch_and_its_test_operation(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     await core.create_namespaced_config_map("default", config_map("cm", {"a": "1"}))
     ops = [{"op": "test", "path": "/data/a", "value": "1"},
            {"op": "add", "path": "/data/b", "value": "2"},
@@ -71,7 +71,7 @@ async def test_json_patch_and_its_test_operation(k8s_api: ApiClient) -> None:
 
 
 async def test_patch_carrying_a_stale_resource_version_conflicts(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     made = await core.create_namespaced_config_map("default", config_map("cm", {"a": "1"}))
     await core.patch_namespaced_config_map("cm", "default", {"data": {"a": "2"}})
     stale = {"metadata": {"resourceVersion": made.metadata.resource_version},
@@ -84,7 +84,7 @@ async def test_patch_carrying_a_stale_resource_version_conflicts(k8s_api: ApiCli
 
 
 async def test_unsupported_patch_type_is_415(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     await core.create_namespaced_config_map("default", config_map("cm", {}))
     with pytest.raises(ApiException) as exc:
         await core.patch_namespaced_config_map("cm", "default", {"data": {"a": "1"}},
@@ -93,7 +93,7 @@ async def test_unsupported_patch_type_is_415(k8s_api: ApiClient) -> None:
 
 
 async def test_patch_of_a_missing_object_is_404(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     with pytest.raises(ApiException) as exc:
         await core.patch_namespaced_config_map("ghost", "default", {"data": {}})
     expect_status(exc, 404, "NotFound")

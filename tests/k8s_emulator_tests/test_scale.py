@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
@@ -18,7 +20,7 @@ SLEEPER = ["sleep", "30"]
 
 
 async def test_read_scale(k8s_api: ApiClient) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     made = await apps.create_namespaced_deployment("default", deployment("web", replicas=0))
     scale = await apps.read_namespaced_deployment_scale("web", "default")
     assert scale.kind == "Scale" and scale.api_version == "autoscaling/v1"
@@ -30,7 +32,7 @@ async def test_read_scale(k8s_api: ApiClient) -> None:
 async def test_patch_scale_with_both_patch_types(
     k8s_emulator: Emulator, k8s_api: ApiClient
 ) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment(
         "default", deployment("web", replicas=0, command=SLEEPER))
     scaled = await apps.patch_namespaced_deployment_scale("web", "default",
@@ -52,7 +54,7 @@ async def test_patch_scale_with_both_patch_types(
 async def test_scale_with_stale_resource_version_is_409(
     k8s_emulator: Emulator, k8s_api: ApiClient
 ) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment("default", deployment("web", replicas=0))
     await k8s_emulator.store.wait_until(
         lambda: (k8s_emulator.store.get(DEPLOYMENTS, "default", "web").get("status") or {})
@@ -77,7 +79,7 @@ async def test_scale_with_stale_resource_version_is_409(
 
 
 async def test_negative_replicas_are_invalid(k8s_api: ApiClient) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     await apps.create_namespaced_deployment("default", deployment("web", replicas=0))
     with pytest.raises(ApiException) as exc:
         await apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": -1}})
@@ -85,7 +87,7 @@ async def test_negative_replicas_are_invalid(k8s_api: ApiClient) -> None:
 
 
 async def test_scale_of_a_missing_deployment_is_404(k8s_api: ApiClient) -> None:
-    apps = client.AppsV1Api(k8s_api)
+    apps: Any = client.AppsV1Api(k8s_api)
     with pytest.raises(ApiException) as exc:
         await apps.read_namespaced_deployment_scale("ghost", "default")
     expect_status(exc, 404, "NotFound")

@@ -10,17 +10,16 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from tests.k8s_emulator.fixtures import EmulatorFactory
 from tests.k8s_emulator.manifests import config_map
 from tests.k8s_emulator_tests.helpers import api_for
-
-from tests.k8s_emulator.fixtures import EmulatorFactory
 
 Event = dict[str, Any]
 
 
 async def collect(api: ApiClient, *, until: str, **kwargs: Any) -> list[Event]:
     """Watch ConfigMaps in `default` until an event of type `until` arrives."""
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     events: list[Event] = []
     async with watch.Watch() as w:
         async for event in w.stream(core.list_namespaced_config_map, "default", **kwargs):
@@ -33,7 +32,7 @@ async def collect(api: ApiClient, *, until: str, **kwargs: Any) -> list[Event]:
 async def test_added_modified_deleted_and_bookmarks(make_k8s_emulator: EmulatorFactory) -> None:
     emulator = await make_k8s_emulator(bookmark_interval=0.1)
     async with api_for(emulator) as api:
-        core = client.CoreV1Api(api)
+        core: Any = client.CoreV1Api(api)
         listed = await core.list_namespaced_config_map("default")
         watcher = asyncio.create_task(collect(
             api, until="DELETED", resource_version=listed.metadata.resource_version,
@@ -55,7 +54,7 @@ async def test_added_modified_deleted_and_bookmarks(make_k8s_emulator: EmulatorF
 
 
 async def test_watch_without_version_starts_with_current_objects(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     await core.create_namespaced_config_map("default", config_map("old", {}))
     watcher = asyncio.create_task(collect(k8s_api, until="DELETED", timeout_seconds=10))
     await asyncio.sleep(0.2)
@@ -66,7 +65,7 @@ async def test_watch_without_version_starts_with_current_objects(k8s_api: ApiCli
 
 
 async def test_resume_from_a_version_replays_later_events(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     first = await core.create_namespaced_config_map("default", config_map("one", {}))
     await core.create_namespaced_config_map("default", config_map("two", {}))
     await core.delete_namespaced_config_map("two", "default")
@@ -77,7 +76,7 @@ async def test_resume_from_a_version_replays_later_events(k8s_api: ApiClient) ->
 
 
 async def test_timeout_seconds_ends_the_stream(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with watch.Watch() as w:
@@ -88,7 +87,7 @@ async def test_timeout_seconds_ends_the_stream(k8s_api: ApiClient) -> None:
 
 
 async def test_label_selector_filters_and_reports_transitions(k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     listed = await core.list_namespaced_config_map("default")
     watcher = asyncio.create_task(collect(
         k8s_api, until="DELETED", label_selector="team=a", timeout_seconds=10,
@@ -109,7 +108,7 @@ async def test_label_selector_filters_and_reports_transitions(k8s_api: ApiClient
 async def test_expired_version_is_410_in_the_stream(make_k8s_emulator: EmulatorFactory) -> None:
     emulator = await make_k8s_emulator(history_size=2)
     async with api_for(emulator) as api:
-        core = client.CoreV1Api(api)
+        core: Any = client.CoreV1Api(api)
         first = await core.create_namespaced_config_map("default", config_map("a", {}))
         for name in ("b", "c", "d"):
             await core.create_namespaced_config_map("default", config_map(name, {}))
@@ -120,7 +119,7 @@ async def test_expired_version_is_410_in_the_stream(make_k8s_emulator: EmulatorF
 
 
 async def test_compaction_switch_and_http_410(k8s_emulator: Any, k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     listed = await core.list_namespaced_config_map("default")
     await core.create_namespaced_config_map("default", config_map("a", {}))
     k8s_emulator.faults.expire_history()
@@ -143,7 +142,7 @@ async def test_compaction_switch_and_http_410(k8s_emulator: Any, k8s_api: ApiCli
 
 
 async def test_open_watch_gets_410_in_the_middle(k8s_emulator: Any, k8s_api: ApiClient) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     listed = await core.list_namespaced_config_map("default")
     watcher = asyncio.create_task(collect(k8s_api, until="DELETED", timeout_seconds=10,
                                           resource_version=listed.metadata.resource_version))
@@ -159,7 +158,7 @@ async def test_open_watch_gets_410_in_the_middle(k8s_emulator: Any, k8s_api: Api
 async def test_watch_without_timeout_resumes_silently_after_stream_end(
     k8s_emulator: Any, k8s_api: ApiClient
 ) -> None:
-    core = client.CoreV1Api(k8s_api)
+    core: Any = client.CoreV1Api(k8s_api)
     listed = await core.list_namespaced_config_map("default")
     watcher = asyncio.create_task(collect(k8s_api, until="DELETED",
                                           resource_version=listed.metadata.resource_version))

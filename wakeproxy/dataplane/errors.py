@@ -125,14 +125,25 @@ def render(
     """The complete response bytes for `error`; `head_only` for an answer to HEAD."""
     status = status_of(error)
     body = f"{status} {phrase(status)}: {error.message}\n".encode("utf-8", "replace")
+    return render_own(
+        status, b"text/plain; charset=utf-8", body, retry_after=error.retry_after,
+        close=close, request_id=request_id, head_only=head_only,
+    )
+
+
+def render_own(
+    status: int, content_type: bytes, body: bytes, *, retry_after: int | None, close: bool,
+    request_id: bytes, head_only: bool,
+) -> bytes:
+    """Every response wakeproxy writes itself: never cached, always framed by length."""
     head = [
         status_line(status),
-        b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Type: " + content_type + b"\r\n",
         b"Content-Length: %d\r\n" % len(body),
         b"Cache-Control: no-store\r\n",
     ]
-    if error.retry_after is not None:
-        head.append(b"Retry-After: %d\r\n" % error.retry_after)
+    if retry_after is not None:
+        head.append(b"Retry-After: %d\r\n" % retry_after)
     if request_id:
         head.append(b"X-Request-Id: " + request_id + b"\r\n")
     if close:

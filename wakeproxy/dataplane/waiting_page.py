@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from html import escape
 
+from wakeproxy.dataplane.errors import render_own
+
 REFRESH_SECONDS = 2
 
 _PAGE = """<!doctype html>
@@ -43,18 +45,7 @@ def render_waiting_page(
             " Trying again.</p>"
         )
     body = _PAGE.format(app=escape(app), refresh=REFRESH_SECONDS, note=note).encode("utf-8")
-    head = [
-        b"HTTP/1.1 503 Service Unavailable\r\n",
-        b"Content-Type: text/html; charset=utf-8\r\n",
-        b"Content-Length: %d\r\n" % len(body),
-        b"Cache-Control: no-store\r\n",
-        b"Retry-After: %d\r\n" % REFRESH_SECONDS,
-    ]
-    if request_id:
-        head.append(b"X-Request-Id: " + request_id + b"\r\n")
-    if close:
-        head.append(b"Connection: close\r\n")
-    head.append(b"\r\n")
-    if not head_only:
-        head.append(body)
-    return b"".join(head)
+    return render_own(
+        503, b"text/html; charset=utf-8", body, retry_after=REFRESH_SECONDS, close=close,
+        request_id=request_id, head_only=head_only,
+    )

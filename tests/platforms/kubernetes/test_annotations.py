@@ -1,0 +1,65 @@
+"""Deployments → apps: the annotation contract, refusals, and host conflicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wakeproxy.model.apps import AppPolicy
+from wakeproxy.platforms.kubernetes.annotations import AppSpec, parse_deployment
+from wakeproxy.platforms.kubernetes.catalog import build_catalog
+
+DEFAULTS = AppPolicy(name="-", hosts=(), idle_after=300.0, wake_timeout=60.0)
+
+
+def dep(name: str, created: str = "2026-01-01T00:00:00Z", namespace: str = "apps",
+        **annotations: str) -> dict[str, Any]:
+    notes = {f"wakeproxy.io/{k.replace('_', '-')}": v for k, v in annotations.items()}
+    return {"metadata": {"name": name, "namespace": namespace, "annotations": notes,
+                         "creationTimestamp": created}}
+
+
+def spec(obj: dict[str, Any]) -> AppSpec:
+    parsed = parse_deployment(obj, DEFAULTS)
+    assert isinstance(parsed, AppSpec), parsed
+    return parsed
+
+
+def test_every_annotation_of_the_contract_is_read() -> None:
+    s = spec(dep("shop", hosts="Shop.Example.com, *.shop.example.com", port="8080",
+                 service="shop-svc", idle_after="10m", wake_timeout="90s", awake_replicas="3"))
+    assert s.name == "apps.shop"
+    assert s.policy.hosts == ("shop.example.com", "*.shop.example.com")
+    assert (s.port, s.service) == (8080, "shop-svc")
+    assert (s.policy.idle_after, s.policy.wake_timeout, s.policy.awake_replicas) == (600, 90, 3)
+
+
+def test_defaults_fill_what_is_not_annotated() -> None:
+    s = spec(dep("shop", hosts="shop.example.com", port="http"))
+    assert (s.port, s.service) == ("http", "shop")
+    assert (s.policy.idle_after, s.policy.wake_timeout, s.policy.awake_replicas) == (300, 60, 1)
+
+
+def test_bad_annotations_are_refused_naming_each_one() -> None:
+    reason = parse_deployment(
+        dep("shop", hosts="bad host!", port="99999", idle_after="soon", awake_replicas="0"),
+        DEFAULTS)
+    assert isinstance(reason, str)
+    for key in ("wakeproxy.io/hosts", "wakeproxy.io/port", "wakeproxy.io/idle-after",
+                "wakeproxy.io/awake-replicas"):
+        assert key in reason
+    missing = parse_deployment(dep("shop"), DEFAULTS)
+    assert isinstance(missing, str) and "wakeproxy.io/hosts" in missing
+
+
+def test_the_older_deployment_keeps_a_contested_host_and_others_are_unaffected() -> None:
+    first = spec(dep("a", hosts="shop.example.com", port="http", created="2026-01-01T00:00:00Z"))
+    later = spec(dep("b", hosts="x.example.com, SHOP.example.com.", port="http",
+                     created="2026-01-02T00:00:00Z"))
+    other = spec(dep("c", hosts="*.example.com", port="http", created="2026-01-03T00:00:00Z"))
+    catalog = build_catalog([later, other, first], {"apps.d": "wakeproxy.io/port: bad"})
+    assert sorted(catalog.apps) == ["apps.a", "apps.c"]
+    assert "shop.example.com" in catalog.refused["apps.b"]
+    assert "apps.a" in catalog.refused["apps.b"]
+    assert catalog.refused["apps.d"] == "wakeproxy.io/port: bad"
+    # The same set in any order gives the same answer on every replica.
+    assert build_catalog([first, other, later], {}).apps.keys() == catalog.apps.keys()
