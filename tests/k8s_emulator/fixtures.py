@@ -10,6 +10,7 @@ fixtures set NO_PROXY for 127.0.0.1 and localhost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def close_and_check(emulator: Emulator) -> None:
     """Close the emulator; fail if a process survived or the emulator hit an internal error."""
-    await emulator.close()
+    async with asyncio.timeout(60):
+        await emulator.close()
     leftover = emulator.kubelet.live_process_groups()
     assert not leftover, f"processes still running after the emulator closed: {leftover}"
     assert not emulator.errors, f"the emulator failed internally: {emulator.errors!r}"

@@ -49,7 +49,10 @@ class ResourceHandlers:
         flt = request_filter(req, request.query)
         items = self.store.select(req.rt, flt)
         rv = self.store.resource_version
-        limit = int(request.query.get("limit") or 0)
+        try:
+            limit = int(request.query.get("limit") or 0)
+        except ValueError:
+            raise BadRequest("limit must be an integer") from None
         token = request.query.get("continue")
         if token:
             rv, after = self._decode_continue(req, token)

@@ -45,6 +45,7 @@ class Kubelet(Controller):
         self._logs: dict[tuple[str, str, str], LogBuffer] = {}
         # Every process ever started here, so shutdown can prove none is left behind.
         self.processes: list[ContainerProcess] = []
+        self._closing = False
 
     def keys_for(self, event: Event) -> Iterable[Hashable]:
         yield (str(meta(event.obj).get("namespace")), str(meta(event.obj).get("name")))
@@ -54,6 +55,8 @@ class Kubelet(Controller):
 
     async def reconcile(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
+        if self._closing:
+            return
         ns, name = key
         pod = self.store.find(r.PODS, ns, name)
         runner = self.runners.get(key)
@@ -124,10 +127,16 @@ class Kubelet(Controller):
 
     async def shutdown(self) -> None:
         """Stop every process this kubelet started, then the kubelet itself."""
+        self._closing = True  # from here on no pod starts
         runners = list(self.runners.values())
         for runner in runners:
             runner.stopping = True
         await asyncio.gather(*(runner.stop(0.5) for runner in runners), return_exceptions=True)
+        runs = [task for task in self._runs.values() if not task.done()]
+        if runs:
+            # Each run ends after its current step once `stopping` is set; only a run still
+            # busy after that is cancelled.
+            await asyncio.wait(runs, timeout=self._backoff + 5.0)
         await self.stop()
         await asyncio.gather(*(p.stop(0.5) for p in self.processes), return_exceptions=True)
 

@@ -135,9 +135,10 @@ class Emulator:
             handler.force_close()
 
     async def close(self) -> None:
-        await self.kubelet.shutdown()
+        # Controllers first, so nothing creates pods while the kubelet stops the ones it runs.
         for controller in self._controllers:
             await controller.stop()
+        await self.kubelet.shutdown()
         self.faults.end_watches()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -144,8 +144,12 @@ class Store:
             if meta(old).get("deletionTimestamp"):
                 return deep(old), False
             obj = deep(old)
-            grace = grace_seconds if grace_seconds is not None else int(
-                (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+            if rt is r.NAMESPACES:
+                grace = 0
+            elif grace_seconds is not None:
+                grace = grace_seconds
+            else:
+                grace = int((old.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
             meta(obj)["deletionTimestamp"] = format_time()
             meta(obj)["deletionGracePeriodSeconds"] = grace
             if rt is r.NAMESPACES:

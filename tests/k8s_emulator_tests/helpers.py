@@ -17,7 +17,7 @@ from tests.k8s_emulator import Emulator
 
 def status_of(exc: ApiException) -> dict[str, Any]:
     """The Status object the server sent with an error."""
-    body = json.loads(exc.body)
+    body = json.loads(exc.body or b"{}")
     assert body["kind"] == "Status" and body["apiVersion"] == "v1"
     assert body["status"] == "Failure"
     assert body["code"] == exc.status

@@ -16,15 +16,15 @@ from tests.k8s_emulator.resources import DEPLOYMENTS, NAMESPACES
 from .helpers import expect_status
 
 
-def idle(name: str, **kw: object) -> dict[str, object]:
+def idle(name: str) -> dict[str, Any]:
     """A Deployment with no replicas: nothing runs, only the API is exercised."""
-    return deployment(name, replicas=0, **kw)  # type: ignore[arg-type]
+    return deployment(name, replicas=0)
 
 
 async def test_create_sets_server_fields_and_defaults(k8s_api: ApiClient) -> None:
     apps: Any = client.AppsV1Api(k8s_api)
     body = idle("web")
-    del body["spec"]["replicas"]  # type: ignore[index]
+    del body["spec"]["replicas"]
     created = await apps.create_namespaced_deployment("default", body)
     assert created.metadata.uid
     assert created.metadata.resource_version.isdigit()
@@ -191,3 +191,28 @@ async def test_namespace_deletion_removes_its_content(
     with pytest.raises(ApiException) as exc:
         await core.read_namespaced_config_map("x", "temp")
     expect_status(exc, 404, "NotFound")
+
+
+async def test_delete_collection_with_a_label_selector(k8s_api: ApiClient) -> None:
+    core: Any = client.CoreV1Api(k8s_api)
+    for name, team in (("a", "x"), ("b", "x"), ("c", "y")):
+        body = config_map(name, {})
+        body["metadata"]["labels"] = {"team": team}
+        await core.create_namespaced_config_map("default", body)
+    await core.delete_collection_namespaced_config_map("default", label_selector="team=x")
+    left = await core.list_namespaced_config_map("default")
+    assert [c.metadata.name for c in left.items] == ["c"]
+
+
+async def test_status_subresource_changes_only_status(k8s_api: ApiClient) -> None:
+    core: Any = client.CoreV1Api(k8s_api)
+    await core.create_namespaced_service("default", service("web", selector={"app": "web"}))
+    lb = {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
+    patched = await core.patch_namespaced_service_status(
+        "web", "default", {"status": lb, "spec": {"sessionAffinity": "ClientIP"}})
+    assert patched.status.load_balancer.ingress[0].ip == "192.0.2.10"
+    assert patched.spec.session_affinity == "None"  # spec is not writable through status
+    main = await core.patch_namespaced_service(
+        "web", "default", {"status": {"loadBalancer": {}}, "spec": {"sessionAffinity": "ClientIP"}})
+    assert main.spec.session_affinity == "ClientIP"
+    assert main.status.load_balancer.ingress[0].ip == "192.0.2.10"  # status is not writable here

@@ -39,7 +39,7 @@ async def test_429_carries_retry_after(k8s_emulator: Emulator, k8s_api: ApiClien
         with pytest.raises(ApiException) as exc:
             await core.list_namespaced_config_map("default")
         expect_status(exc, 429, "TooManyRequests")
-        assert exc.value.headers["Retry-After"] == "3"
+        assert exc.value.headers is not None and exc.value.headers["Retry-After"] == "3"
     await core.list_namespaced_config_map("default")
 
 

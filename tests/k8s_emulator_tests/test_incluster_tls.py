@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,11 +19,17 @@ from tests.k8s_emulator.tls import generate
 from .helpers import expect_status
 
 
+def configure_in_cluster(configuration: Configuration, **files: Any) -> None:
+    """What a pod does at start-up, pointed at the emulator's service-account files."""
+    load_incluster_config(client_configuration=configuration,  # type: ignore[no-untyped-call]
+                          **files)
+
+
 async def test_in_cluster_config_talks_https_with_the_token(k8s_emulator_tls: Emulator) -> None:
     files = k8s_emulator_tls.incluster
     assert files is not None
     configuration = Configuration()
-    load_incluster_config(client_configuration=configuration,
+    configure_in_cluster(configuration,
                           token_filename=str(files.token_path),
                           cert_filename=str(files.ca_path), environ=files.environ)
     assert configuration.host == f"https://127.0.0.1:{k8s_emulator_tls.port}"
@@ -47,7 +54,7 @@ async def test_a_wrong_token_is_401(k8s_emulator_tls: Emulator) -> None:
     wrong = files.token_path.parent / "wrong-token"
     wrong.write_text("not-the-token")
     configuration = Configuration()
-    load_incluster_config(client_configuration=configuration, token_filename=str(wrong),
+    configure_in_cluster(configuration, token_filename=str(wrong),
                           cert_filename=str(files.ca_path), environ=files.environ)
     async with ApiClient(configuration) as api:
         with pytest.raises(ApiException) as exc:
@@ -62,7 +69,7 @@ async def test_a_client_trusting_another_ca_is_refused(
     files = k8s_emulator_tls.incluster
     assert files is not None
     configuration = Configuration()
-    load_incluster_config(client_configuration=configuration,
+    configure_in_cluster(configuration,
                           token_filename=str(files.token_path),
                           cert_filename=str(other.ca_cert), environ=files.environ)
     async with ApiClient(configuration) as api:

@@ -6,8 +6,10 @@ import asyncio
 import sys
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.manifests import config_map, deployment, job
@@ -60,7 +62,8 @@ async def test_follow_streams_lines_as_they_are_written(
 ) -> None:
     script = "import time\nfor i in range(3):\n    print(f'tick {i}', flush=True)\n" \
              "    time.sleep(0.3)\n"
-    await client.BatchV1Api(k8s_api).create_namespaced_job(
+    batch: Any = client.BatchV1Api(k8s_api)
+    await batch.create_namespaced_job(
         "default", job("ticker", command=[sys.executable, "-c", script]))
     core: Any = client.CoreV1Api(k8s_api)
     pod = (await k8s_emulator.store.wait_until(
@@ -91,7 +94,8 @@ async def test_env_from_downward_api_and_config_map(
         {"name": "WHO", "value": "world"},
         {"name": "GREETING", "value": "hello-$(WHO)"},
     ]
-    await client.AppsV1Api(k8s_api).create_namespaced_deployment("default", body)
+    apps: Any = client.AppsV1Api(k8s_api)
+    await apps.create_namespaced_deployment("default", body)
 
     def logged() -> str:
         pods = k8s_emulator.pods(app="envy")
@@ -103,3 +107,28 @@ async def test_env_from_downward_api_and_config_map(
             f"{name} fast hello-world\n" else ""
 
     assert await k8s_emulator.store.wait_until(logged, 10)
+
+
+async def test_a_bare_pod_runs_and_a_waiting_one_has_no_logs_yet(
+    k8s_emulator: Emulator, k8s_api: ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(k8s_api)
+    pod = {"metadata": {"name": "solo"},
+           "spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "emulated/x:1",
+                                    "command": ["sh", "-c", "echo solo"]}]}}
+    await core.create_namespaced_pod("default", pod)
+    await k8s_emulator.store.wait_until(
+        lambda: k8s_emulator.pods()[0]["status"]["phase"] == "Succeeded", 10)
+    assert await core.read_namespaced_pod_log("solo", "default") == "solo\n"
+    imageless = {"metadata": {"name": "imageless"},
+                 "spec": {"containers": [{"name": "c", "image": "emulated/x:1"}]}}
+    await core.create_namespaced_pod("default", imageless)
+    waiting = await k8s_emulator.store.wait_until(
+        lambda: [p for p in k8s_emulator.pods() if p["metadata"]["name"] == "imageless"
+                 and p["status"].get("containerStatuses")], 5)
+    state = waiting[0]["status"]["containerStatuses"][0]["state"]
+    assert state["waiting"]["reason"] == "CreateContainerError"
+    with pytest.raises(ApiException) as exc:
+        await core.read_namespaced_pod_log("imageless", "default")
+    assert exc.value.status == 400

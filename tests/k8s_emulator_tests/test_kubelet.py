@@ -65,7 +65,8 @@ async def test_scale_up_runs_a_process_published_ready_only_once_it_answers(
         .get("readyReplicas") == 1, 5)
     dep = await apps.read_namespaced_deployment("web", "default")
     assert dep.status.available_replicas == 1 and dep.status.observed_generation == 2
-    pods = await client.CoreV1Api(k8s_api).list_namespaced_pod("default", label_selector="app=web")
+    core: Any = client.CoreV1Api(k8s_api)
+    pods = await core.list_namespaced_pod("default", label_selector="app=web")
     assert [p.status.pod_ip for p in pods.items] == ["127.0.0.1"]
     assert pods.items[0].status.container_statuses[0].ready is True
 
@@ -125,7 +126,8 @@ async def test_http_readiness_probe_gates_readiness(
 ) -> None:
     body = deployment("web", replicas=1, readiness_path="/ready")
     body["spec"]["template"]["spec"]["containers"][0]["workingDir"] = str(tmp_path)
-    await client.AppsV1Api(k8s_api).create_namespaced_deployment("default", body)
+    apps: Any = client.AppsV1Api(k8s_api)
+    await apps.create_namespaced_deployment("default", body)
     store = k8s_emulator.store
     await store.wait_until(lambda: endpoint_conditions(k8s_emulator, "web"), 5)
     port = k8s_emulator.endpoint_slices("web")[0]["ports"][0]["port"]
@@ -186,3 +188,20 @@ async def test_a_crashing_container_is_restarted(make_k8s_emulator: EmulatorFact
         pod = emulator.pods(app="crash")[0]["metadata"]["name"]
         log = await client.CoreV1Api(api).read_namespaced_pod_log(pod, "default")
     assert log.count("boom") >= 2
+
+
+async def test_a_deleted_pod_is_replaced_and_its_process_stopped(
+    k8s_emulator: Emulator, k8s_api: ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(k8s_api)
+    k8s_emulator.create(deployment("web", replicas=1))
+    first_port = (await k8s_emulator.store.wait_until(
+        lambda: k8s_emulator.ready_ports("web"), 10))[0]
+    first = k8s_emulator.pods(app="web")[0]["metadata"]["name"]
+    await core.delete_namespaced_pod(first, "default")
+    ports = await k8s_emulator.store.wait_until(
+        lambda: [p for p in k8s_emulator.ready_ports("web") if p != first_port], 10)
+    assert [p["metadata"]["name"] for p in k8s_emulator.pods(app="web")] != [first]
+    await k8s_emulator.store.wait_until(lambda: len(k8s_emulator.ready_ports("web")) == 1, 10)
+    assert await refuses(first_port)
+    assert await http_get(ports[0]) == 200

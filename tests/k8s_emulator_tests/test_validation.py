@@ -68,10 +68,12 @@ async def test_job_restart_policy_and_service_names(k8s_api: ApiClient) -> None:
     bad_job = job("once", command=["true"])
     bad_job["spec"]["template"]["spec"]["restartPolicy"] = "Always"
     with pytest.raises(ApiException) as exc:
-        await client.BatchV1Api(k8s_api).create_namespaced_job("default", bad_job)
+        batch: Any = client.BatchV1Api(k8s_api)
+        await batch.create_namespaced_job("default", bad_job)
     expect_status(exc, 422, "Invalid")
     with pytest.raises(ApiException) as exc:
-        await client.CoreV1Api(k8s_api).create_namespaced_service(
+        core: Any = client.CoreV1Api(k8s_api)
+        await core.create_namespaced_service(
             "default", service("1web", selector={"app": "web"}))
     expect_status(exc, 422, "Invalid")
 

@@ -111,3 +111,17 @@ async def test_dry_run_validates_without_storing(
         assert resp.status == 201
     assert k8s_emulator.store.resource_version == before
     await get_json(http, "/api/v1/namespaces/default/configmaps/dry", 404)
+
+
+async def test_send_initial_events_ends_with_a_marked_bookmark(
+    k8s_emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    k8s_emulator.create(config_map("cm", {}))
+    path = ("/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true"
+            "&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1")
+    async with http.get(path) as resp:
+        first = json.loads(await resp.content.readline())
+        second = json.loads(await resp.content.readline())
+    assert first["type"] == "ADDED"
+    assert second["type"] == "BOOKMARK"
+    assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}

@@ -15,7 +15,7 @@ from wakeproxy.model.apps import AppPolicy
 from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.annotations import AppSpec
 from wakeproxy.platforms.kubernetes.api import Api
-from wakeproxy.platforms.kubernetes.scaler import Scaler, ScaleContested, ScaleUnavailable
+from wakeproxy.platforms.kubernetes.scaler import ScaleContested, Scaler, ScaleUnavailable
 
 SPEC = AppSpec("default", "web", "web", "http",
                AppPolicy(name="default.web", hosts=("web.example.com",), awake_replicas=2), "")
@@ -49,7 +49,9 @@ def deadline(seconds: float = 5.0) -> float:
     return asyncio.get_running_loop().time() + seconds
 
 
-async def test_scale_up_writes_awake_replicas_once(k8s_emulator: Emulator, scalers: Callable[[], Scaler]) -> None:
+async def test_scale_up_writes_awake_replicas_once(
+    k8s_emulator: Emulator, scalers: Callable[[], Scaler],
+) -> None:
     scaler = scalers()
     written = await scaler.scale_up(SPEC, deadline=deadline())
     assert written is not None and written.replicas == 2

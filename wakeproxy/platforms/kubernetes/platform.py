@@ -85,6 +85,7 @@ class KubernetesPlatform:
         self._elector: LeaseElector | None = None
         self._activity: ActivitySync | None = None
         self._slice_watch: Watcher | None = None
+        self._watchers: list[Watcher] = []
         self._closed = False
 
     # -- Platform ----------------------------------------------------------------------
@@ -119,6 +120,7 @@ class KubernetesPlatform:
             identity=self.identity, duration=s.lease_duration, clock=self._clock,
             stats=self._stats, on_change=activity.leading_changed)
         self._stats.leader = False
+        self._watchers = [deployments, slices]
         self._tasks = [
             spawn(deployments.run(), name="kubernetes:deployments"),
             spawn(slices.run(), name="kubernetes:endpointslices"),
@@ -155,6 +157,9 @@ class KubernetesPlatform:
             return serving
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        for watcher in self._watchers:
+            if not watcher.healthy:
+                watcher.poke()  # a wake needs current slices: reconnect now, not after backoff
         try:
             written = await self._scaler.scale_up(spec, deadline=deadline)
         except ScaleUnavailable as e:

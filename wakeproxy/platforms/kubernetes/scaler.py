@@ -78,7 +78,6 @@ class Scaler:
     ) -> Written | None:
         backoff = Backoff(initial=0.05, maximum=2.0)
         last: ApiError | None = None
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
@@ -90,10 +89,8 @@ class Scaler:
                         if not e.transient:
                             raise
                         last = e
-                    wait = backoff.delay(last)
-                    if loop.time() + wait >= deadline:
-                        raise ScaleUnavailable(_unavailable(last))
-                    await asyncio.sleep(wait)
+                    # Keep trying until the deadline cuts in: the API may be back by then.
+                    await asyncio.sleep(backoff.delay(last))
         except TimeoutError:
             raise ScaleUnavailable(_unavailable(last)) from None
 

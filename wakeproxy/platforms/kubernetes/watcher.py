@@ -81,6 +81,11 @@ class Watcher:
         self._listed: set[str | None] = set()
         self._connected: dict[str | None, bool] = dict.fromkeys(self._scopes, False)
         self.synced = asyncio.Event()  # every namespace listed at least once
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Cut short a backoff wait: someone needs the cache current now (a wake)."""
+        self._poked.set()
 
     @property
     def healthy(self) -> bool:
@@ -122,7 +127,12 @@ class Watcher:
                 log.warning("watch failed; reconnecting", resource=self.resource.name,
                             namespace=where, status=e.status, error=e.message,
                             retry_in=round(wait, 3))
-                await asyncio.sleep(wait)
+                self._poked.clear()
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._poked.wait()
+                except TimeoutError:
+                    pass
                 if isinstance(e, _Stream) and e.version:
                     rv = e.version
 

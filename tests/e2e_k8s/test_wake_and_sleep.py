@@ -1,0 +1,83 @@
+"""Waking and sleeping Deployments through a real `wakeproxy serve` on Kubernetes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e.harness import Wakeproxy
+from tests.e2e_k8s.cluster import Cluster, app_state, get, metrics, until
+
+Replicas = Callable[..., Coroutine[Any, Any, Wakeproxy]]
+
+
+@pytest.mark.k8s_e2e
+async def test_500_requests_during_a_wake_make_one_scale_call_and_are_all_served(
+    cluster: Cluster, replicas: Replicas,
+) -> None:
+    await cluster.create_app("web", hosts="web.example.com")
+    wp = await replicas()
+    assert await app_state(wp, cluster.app_name("web")) == "asleep"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.monotonic()
+        answers = await asyncio.gather(*(get(session, wp, "web.example.com") for _ in range(500)))
+        took = time.monotonic() - started
+    assert sorted({status for status, _, _ in answers}) == [200], answers[:3]
+    if cluster.emulator is not None:
+        assert all("hello from web" in body for _, body, _ in answers)
+        scale_writes = cluster.emulator.recorder.matching(verb="update", subresource="scale")
+        assert len(scale_writes) == 1
+        assert took < 15
+    m = await metrics(wp)
+    assert m['wakeproxy_scale_calls_total{result="ok"}'] == 1
+    assert await cluster.replicas("web") == 1
+
+
+@pytest.mark.k8s_e2e
+async def test_an_idle_app_is_scaled_to_zero(cluster: Cluster, replicas: Replicas) -> None:
+    await cluster.create_app("web", hosts="web.example.com", idle_after="1s")
+    wp = await replicas()
+    async with aiohttp.ClientSession() as session:
+        status, _, _ = await get(session, wp, "web.example.com")
+    assert status == 200
+    assert await cluster.replicas("web") == 1
+    await until(lambda: app_state(wp, cluster.app_name("web")), 5)
+    await until(lambda: _is(app_state(wp, cluster.app_name("web")), "asleep"), 15)
+    assert await cluster.replicas("web") == 0
+    await until(lambda: _zero(cluster.running_pods("web")), 30)
+
+
+@pytest.mark.k8s_e2e
+async def test_apps_are_added_reannotated_and_deleted_live(
+    cluster: Cluster, replicas: Replicas,
+) -> None:
+    wp = await replicas()
+    async with aiohttp.ClientSession() as session:
+        assert (await get(session, wp, "shop.example.com"))[0] == 404
+        await cluster.create_app("shop", hosts="shop.example.com")
+        await until(lambda: _is(app_state(wp, cluster.app_name("shop")), "asleep"), 10)
+        assert (await get(session, wp, "shop.example.com"))[0] == 200
+        await cluster.annotate("shop", hosts="store.example.com")
+        await until(lambda: _status(session, wp, "shop.example.com", 404), 10)
+        assert (await get(session, wp, "store.example.com"))[0] == 200
+        await cluster.delete_app("shop")
+        await until(lambda: _status(session, wp, "store.example.com", 404), 10)
+    assert await app_state(wp, cluster.app_name("shop")) == "absent"
+
+
+async def _is(state: Coroutine[Any, Any, str], wanted: str) -> bool:
+    return await state == wanted
+
+
+async def _zero(count: Coroutine[Any, Any, int]) -> bool:
+    return await count == 0
+
+
+async def _status(session: aiohttp.ClientSession, wp: Wakeproxy, host: str, wanted: int) -> bool:
+    return (await get(session, wp, host))[0] == wanted

@@ -1,0 +1,77 @@
+"""Replicas share activity in batches, so the leader sweeps on cluster-wide use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from tests.k8s_emulator import Emulator
+from tests.k8s_emulator.resources import LEASES
+from tests.platforms.kubernetes.support import World, app_deployment, replicas_of, until
+from wakeproxy.model.board import Phase
+from wakeproxy.platforms.kubernetes.activity import record_name
+
+MakeWorld = Callable[..., Coroutine[Any, Any, World]]
+
+
+def lease_updates(emulator: Emulator, name: str) -> int:
+    return len([r for r in emulator.recorder.matching(verb="update", resource="leases")
+                if r.name == name])
+
+
+async def test_activity_on_a_follower_keeps_an_app_awake_and_costs_one_write_per_interval(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("web", hosts="web.example.com", idle_after="600ms"))
+    leader = await make_world(k8s_emulator, identity="wp-a", sweep=True)
+    await until(leader.platform.leader, 5)
+    follower = await make_world(k8s_emulator, identity="wp-b", sweep=True)
+    await leader.lifecycle.wake("default.web")
+    await follower.lifecycle.wake("default.web")  # already up: no second scale call
+    state = leader.state("default.web")
+    # Traffic on the follower only: many requests, one long one still open.
+    started = time.monotonic()
+    follower.ledger.begin("default.web")
+    for _ in range(200):
+        follower.ledger.begin("default.web")
+        follower.ledger.end("default.web")
+    await asyncio.sleep(1.5)  # well past idle_after
+    assert state.phase is Phase.AWAKE and replicas_of(k8s_emulator, "web") == 1
+    assert not follower.platform.leader()
+    writes = lease_updates(k8s_emulator, record_name("wakeproxy", "wp-b"))
+    intervals = (time.monotonic() - started) / 0.2
+    assert writes <= intervals + 3  # one per interval, not one per request
+    follower.ledger.end("default.web")
+    # Idle everywhere now: the leader sweeps it once idle_after has passed.
+    await until(lambda: state.phase is Phase.ASLEEP, 5)
+    assert time.monotonic() - started >= 1.5 + 0.6 - 0.3
+    assert replicas_of(k8s_emulator, "web") == 0
+    await until(lambda: follower.state("default.web").phase is Phase.ASLEEP, 5)
+
+
+async def test_a_dead_peers_open_requests_stop_counting(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("web", hosts="web.example.com", idle_after="300ms"))
+    leader = await make_world(k8s_emulator, identity="wp-a", sweep=True)
+    await until(leader.platform.leader, 5)
+    peer = await make_world(k8s_emulator, identity="wp-b")
+    await leader.lifecycle.wake("default.web")
+    peer.ledger.begin("default.web")  # a request left open on a replica that then dies
+
+    def seen_open() -> bool:
+        merged = leader.peers.merged("default.web", time.monotonic())
+        return merged is not None and merged.in_flight == 1
+
+    await until(seen_open, 5)
+    for task in peer.platform._tasks:
+        task.cancel()  # gone without cleaning up, like a killed pod
+    state = leader.state("default.web")
+    await asyncio.sleep(0.5)
+    assert state.phase is Phase.AWAKE
+    # Its record goes stale (3 intervals + 0.5 s), then the app is swept.
+    await until(lambda: state.phase is Phase.ASLEEP, 5)
+    record = k8s_emulator.store.find(LEASES, "default", "wakeproxy-activity-wp-b")
+    assert record is not None  # still there: removed only once gone for a long time
