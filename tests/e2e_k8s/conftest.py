@@ -8,6 +8,7 @@ it deletes afterwards); without it that variant is skipped — the only skip her
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -17,10 +18,10 @@ import pytest
 
 from tests.e2e.harness import Wakeproxy
 from tests.e2e_k8s.cluster import REAL_CLUSTER_ENV, Cluster, new_namespace, start
-from tests.k8s_emulator.fixtures import k8s_emulator, make_k8s_emulator
 from tests.k8s_emulator import Emulator
+from tests.k8s_emulator.fixtures import EmulatorFactory, make_k8s_emulator
 
-__all__ = ["k8s_emulator", "make_k8s_emulator"]
+__all__ = ["make_k8s_emulator"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,9 +39,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-async def cluster(cluster_target: str, request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+async def cluster(
+    cluster_target: str, make_k8s_emulator: EmulatorFactory,
+) -> AsyncIterator[Cluster]:
     if cluster_target == "emulator":
-        emulator: Emulator = request.getfixturevalue("k8s_emulator")
+        emulator = await make_k8s_emulator(bookmark_interval=0.5)
         c = await Cluster(emulator.kubeconfig, "default", emulator).open()
     else:
         kubeconfig = os.environ.get(REAL_CLUSTER_ENV)
@@ -78,8 +81,6 @@ async def replicas(
         return await start(wp)
 
     yield make
-    import asyncio
-
     for wp in started:
         await asyncio.to_thread(_stop, wp)
 

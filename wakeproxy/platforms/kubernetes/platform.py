@@ -49,6 +49,12 @@ _PROBE_TIMEOUT = 1.0  # one direct probe of a pod that accepted but answers slow
 _SPARE_CONNECTIONS = 16  # beyond the open watches: calls, scale writes, the lease
 
 
+def _verdict_margin(timeout: float) -> float:
+    """How long before the wake deadline an unreachable API is declared: held requests
+    time out at the deadline, so the reason must be on the board a little earlier."""
+    return min(0.5, 0.1 * timeout)
+
+
 class KubernetesPlatform:
     def __init__(
         self,
@@ -157,11 +163,12 @@ class KubernetesPlatform:
             return serving
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        verdict_at = deadline - _verdict_margin(timeout)
         for watcher in self._watchers:
             if not watcher.healthy:
                 watcher.poke()  # a wake needs current slices: reconnect now, not after backoff
         try:
-            written = await self._scaler.scale_up(spec, deadline=deadline)
+            written = await self._scaler.scale_up(spec, deadline=verdict_at)
         except ScaleUnavailable as e:
             raise WakeFailed(f"{e.reason} (for {timeout:g}s)", FailureKind.UNAVAILABLE) from None
         except NotFound:
@@ -173,9 +180,9 @@ class KubernetesPlatform:
             self.view.wrote(spec, written)
             log.info("scaled up", app=app, replicas=written.replicas)
         try:
-            endpoints = await self._until_ready(spec, deadline)
+            endpoints = await self._until_ready(spec, deadline, verdict_at)
         except TimeoutError:
-            if self._slice_watch is not None and not self._slice_watch.healthy:
+            if not self._api_healthy():
                 raise WakeFailed(
                     "the Kubernetes API could not be reached to learn whether it is ready "
                     f"(for {timeout:g}s)", FailureKind.UNAVAILABLE) from None
@@ -190,7 +197,7 @@ class KubernetesPlatform:
         if spec is None or self._scaler is None:
             return
         try:
-            if self._slice_watch is not None and not self._slice_watch.healthy:
+            if not self._api_healthy():
                 raise ScaleUnavailable("the Kubernetes API cannot be reached")
             deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
             written = await self._scaler.scale_down(spec, deadline=deadline)
@@ -221,7 +228,12 @@ class KubernetesPlatform:
 
     # -- internals -----------------------------------------------------------------------
 
-    async def _until_ready(self, spec: AppSpec, deadline: float) -> tuple[Endpoint, ...]:
+    def _api_healthy(self) -> bool:
+        return all(w.healthy for w in self._watchers)
+
+    async def _until_ready(
+        self, spec: AppSpec, deadline: float, verdict_at: float,
+    ) -> tuple[Endpoint, ...]:
         loop = asyncio.get_running_loop()
         policy = spec.policy
         while True:
@@ -229,6 +241,8 @@ class KubernetesPlatform:
             serving = self.view.serving(spec)
             if serving:
                 return serving
+            if loop.time() >= verdict_at and not self._api_healthy():
+                raise TimeoutError  # cut off from the API: say so before the deadline
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError
@@ -242,7 +256,8 @@ class KubernetesPlatform:
                     self.view.probed(spec, answering)
                     continue
             pause = policy.probe_interval if starting else remaining
-            pause = min(pause, deadline - loop.time())
+            until = verdict_at if loop.time() < verdict_at else deadline
+            pause = min(pause, until - loop.time())
             if pause > 0:
                 # A new address or readiness shows up at once, not a pause later.
                 try:
