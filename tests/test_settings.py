@@ -136,7 +136,7 @@ apps:
   - name: api
     hosts: [api.example.com]
     command: ./api
-kubernetes: {namespace: apps}
+kubernetes: {namespaces: [apps]}
 review_apps: {enabled: false}
 """
     s = parse(doc)

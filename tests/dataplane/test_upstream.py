@@ -82,7 +82,9 @@ async def test_idle_pooled_connections_closed_by_the_app_are_dropped(
             await asyncio.sleep(0.05)
 
 
-async def test_refused_connection_is_502_naming_the_app(proxy: Proxy):
+async def test_refused_connection_is_502_naming_the_app(make_proxy: ProxyFactory):
+    # A refusal is retried until connect_timeout (the app may be between processes).
+    proxy = await make_proxy(Limits(connect_timeout=0.3))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens here once closed

@@ -273,7 +273,8 @@ class Lifecycle:
                     # timed out by itself has; stopping again could undo a peer's wake.)
                     await self._stop_quietly(app)
                 return self._wake_failed(
-                    app, attempt, "timeout", f"not ready within {timeout:g}s", started)
+                    app, attempt, "timeout", f"not ready within {timeout:g}s", started,
+                    FailureKind.TIMEOUT)
             except asyncio.CancelledError:
                 if self._board.get(app) is not None:
                     self._board.mark_wake_failed(app, "wakeproxy is shutting down")

@@ -24,7 +24,7 @@ from wakeproxy.dataplane.errors import (
     WakeTimeout,
 )
 from wakeproxy.model.apps import Endpoint
-from wakeproxy.model.board import AppState, Phase, ReadinessBoard
+from wakeproxy.model.board import AppState, FailureKind, Phase, ReadinessBoard, WakeFailure
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.demand import WakeDemand
 from wakeproxy.model.stats import RequestStats
@@ -104,10 +104,7 @@ class HoldQueue:
         if failure is not None:
             for req, w in list(self.waiters.items()):
                 if failure.attempt > w.base:
-                    error = WakeFailed(
-                        f"app {self.app!r} failed to wake: {failure.reason}", app=self.app
-                    )
-                    req.hold_failed(error, self._leave(req))
+                    req.hold_failed(self._failed(failure), self._leave(req))
         limit = state.policy.release_concurrency
         while self.waiters and self.releasing < limit:
             endpoint = state.pick()
@@ -121,6 +118,17 @@ class HoldQueue:
             # Asleep again without a failure of our attempt (a scale-down raced the
             # wake, or a newer request came after a failure): ask again.
             act.demand.request(self.app)
+
+    def _failed(self, failure: WakeFailure) -> ProxyError:
+        app, retry = self.app, self.activator.retry_after
+        if failure.kind is FailureKind.TIMEOUT:
+            timeout = self.state.policy.wake_timeout
+            return WakeTimeout(f"app {app!r} did not wake within {timeout:g}s; try again "
+                               "shortly", app=app, retry_after=retry)
+        if failure.kind is FailureKind.UNAVAILABLE:
+            return AppUnavailable(f"app {app!r} cannot be woken now: {failure.reason}",
+                                  app=app, retry_after=retry)
+        return WakeFailed(f"app {app!r} failed to wake: {failure.reason}", app=app)
 
     def fail_all(self, error: ProxyError) -> None:
         for req in list(self.waiters):

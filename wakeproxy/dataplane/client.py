@@ -2,13 +2,17 @@
 
 Owns the client socket: the httptools request parser, turning each complete head into
 an Exchange, answering pipelined requests in order, the reasons reading is paused, the
-head / idle / response-head deadlines (checked by the server's tick) and closing. It
-never talks to an upstream itself and never decides routing or holding.
+head / idle / body / response-head / tunnel-idle deadlines and the stalled-send deadline
+(all checked by the server's tick) and closing. It never talks to an upstream itself and
+never decides routing or holding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -25,6 +29,7 @@ from wakeproxy.dataplane.errors import (
     HeadTooLarge,
     InternalError,
     ProxyError,
+    UriTooLong,
 )
 from wakeproxy.dataplane.exchange import Exchange
 from wakeproxy.dataplane.headers import read_request_head
@@ -34,7 +39,7 @@ if TYPE_CHECKING:
     from wakeproxy.dataplane.tunnel import Tunnel
 
 # What a deadline means when it passes.
-IDLE, HEAD, RESPONSE = 1, 2, 3
+IDLE, HEAD, RESPONSE, BODY, TUNNEL = 1, 2, 3, 4, 5
 # After an error answer, unread input is drained this long before closing, so the
 # client reads our answer instead of a reset.
 LINGER_SECONDS = 2.0
@@ -72,6 +77,7 @@ class ClientConnection(asyncio.Protocol):
         "deadline_kind",
         "peer",
         "peer_bytes",
+        "send_deadline",
         "transport",
         "trusted",
         "tunnel",
@@ -101,6 +107,7 @@ class ClientConnection(asyncio.Protocol):
         self._closed = False  # the transport was told to close
         self.deadline = 0.0
         self.deadline_kind = 0
+        self.send_deadline = 0.0  # while writing is paused: the client must read by then
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -145,6 +152,13 @@ class ClientConnection(asyncio.Protocol):
             if self.active is None and self.deadline_kind != HEAD:
                 # Only a head left incomplete by this read needs its deadline.
                 self._set_deadline(HEAD, self.ctx.head_timeout)
+        ex = self.active
+        if ex is not None and not ex.request_done and not self._paused:
+            # The body is ours to read: it must keep coming.
+            if self.deadline_kind == 0 or self.deadline_kind == BODY:
+                self._set_deadline(BODY, self.ctx.body_timeout)
+        elif self.deadline_kind == BODY:
+            self.deadline_kind = 0
         if self._start_pending:
             self._start_pending = False
             ex = self.active
@@ -175,6 +189,7 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self.send_deadline = self.ctx.loop.time() + self.ctx.send_timeout
         if self.tunnel is not None:
             self.tunnel.client_full(True)
         elif self.active is not None and self.active.upstream is not None:
@@ -199,6 +214,8 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self.ctx.max_head_bytes:
+            raise UriTooLong("the request target is too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
@@ -339,6 +356,11 @@ class ClientConnection(asyncio.Protocol):
         if self.deadline_kind == RESPONSE:
             self.deadline_kind = 0
 
+    cancel_response_wait = response_arrived  # the request went back to waiting for an app
+
+    def tunnel_started(self) -> None:
+        self._set_deadline(TUNNEL, self.ctx.tunnel_idle_timeout)
+
     def deadline_passed(self) -> None:
         kind = self.deadline_kind
         self.deadline_kind = 0
@@ -353,6 +375,26 @@ class ClientConnection(asyncio.Protocol):
                 self._run(ex)
         elif kind == RESPONSE and self.active is not None:
             self.active.response_timeout()
+        elif kind == BODY and self.active is not None:
+            self.active.body_timeout()
+        elif kind == TUNNEL and self.tunnel is not None:
+            self.tunnel.close()
+
+    def send_stalled(self) -> None:
+        """The client read nothing of what we sent for `client_send_timeout`."""
+        self.writing_paused = False
+        self.ctx.log.info("client stopped reading; closing", client=self.peer)
+        if self.tunnel is not None:
+            self.tunnel.close()
+        self.close(cut=True)
+
+    def shutdown(self) -> None:
+        """The drain's grace is over: answer or cut what is left, then close."""
+        if self.tunnel is not None:
+            self.tunnel.close()
+        elif self.active is not None:
+            self.active.shutdown()
+        self.close()
 
     # -- output and reading ------------------------------------------------------------
 
@@ -363,6 +405,8 @@ class ClientConnection(asyncio.Protocol):
     def pause(self, reason: int) -> None:
         if not self._paused and not self.closing:
             self.transport.pause_reading()
+            if self.deadline_kind == BODY:
+                self.deadline_kind = 0  # not the client's fault while we do not read
         self._paused |= reason
 
     def resume(self, reason: int) -> None:
@@ -370,22 +414,31 @@ class ClientConnection(asyncio.Protocol):
             self._paused &= ~reason
             if not self._paused and not self.closing:
                 self.transport.resume_reading()
+                ex = self.active
+                if ex is not None and not ex.request_done and self.deadline_kind == 0:
+                    self._set_deadline(BODY, self.ctx.body_timeout)
 
     @property
     def busy(self) -> bool:
         """Serving a request or a tunnel (an idle keep-alive connection is not busy)."""
         return self.active is not None or bool(self._queue) or self.tunnel is not None
 
-    def close(self, *, linger: bool = False) -> None:
+    def close(self, *, linger: bool = False, cut: bool = False) -> None:
         """Close after pending output is written.
 
         With `linger`, first half-close and discard what the client still sends for a
         while: closing with unread input would reset the connection and could destroy
-        the answer we just wrote.
+        the answer we just wrote. With `cut`, reset it at once instead: for a response
+        whose end the client could otherwise mistake for a complete one.
         """
+        t = self.transport
+        if cut:
+            self.closing = True
+            self._closed = True
+            _reset(t)
+            return
         if self._closed:
             return
-        t = self.transport
         if linger and not self.closing and t.can_write_eof():
             self.closing = True
             self._stopped = True
@@ -397,3 +450,16 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         self._closed = True
         t.close()
+
+
+# SO_LINGER on with a zero timeout: closing sends a reset instead of a normal close.
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Close with a TCP reset: a plain close after a partial body could read as its end."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    transport.abort()

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from wakeproxy.dataplane.access import AccessRecord
-from wakeproxy.dataplane.headers import RequestIds
+from wakeproxy.dataplane.errors import BadRequest
+from wakeproxy.dataplane.headers import RequestIds, valid_host
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.model.clock import Clock
@@ -32,6 +33,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Entries kept in each lookup cache before it starts afresh (bounds memory under junk).
 _CACHE_SIZE = 4096
+# The route cache's entry for a Host that is not a valid host at all.
+_INVALID: tuple[str, str | None] = ("", None)
 
 
 class Context:
@@ -67,6 +70,10 @@ class Context:
         self.head_timeout = limits.client_head_timeout
         self.idle_timeout = limits.client_idle_timeout
         self.response_header_timeout = limits.response_header_timeout
+        self.connect_timeout = limits.connect_timeout
+        self.body_timeout = limits.client_body_timeout
+        self.send_timeout = limits.client_send_timeout
+        self.tunnel_idle_timeout = limits.tunnel_idle_timeout
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.ids = RequestIds()
@@ -77,18 +84,26 @@ class Context:
         self._route_cache: dict[bytes, tuple[str, str | None]] = {}
 
     def route(self, raw_host: bytes) -> tuple[str, str | None]:
-        """`Host` bytes → (normalized host, app or None), cached per route table."""
+        """`Host` bytes → (normalized host, app or None), cached per route table.
+
+        Raises BadRequest for a value that is not a host (and port) at all.
+        """
         table = self.routes.table
         if table is not self._route_table:
             self._route_table = table  # swapped whole by the control plane: start afresh
             self._route_cache.clear()
         hit = self._route_cache.get(raw_host)
         if hit is None:
-            host = normalize_host(raw_host.decode("latin-1"))
-            hit = (host, table.resolve(host))
+            if raw_host and not valid_host(raw_host):
+                hit = _INVALID
+            else:
+                host = normalize_host(raw_host.decode("latin-1"))
+                hit = (host, table.resolve(host))
             if len(self._route_cache) >= _CACHE_SIZE:
                 self._route_cache.clear()
             self._route_cache[raw_host] = hit
+        if hit is _INVALID:
+            raise BadRequest("the Host header is not a valid host name")
         return hit
 
     def is_trusted(self, ip: str) -> bool:

@@ -45,6 +45,14 @@ class HeadTooLarge(ProxyError):
     pass
 
 
+class UriTooLong(ProxyError):
+    pass
+
+
+class BodyTimeout(ProxyError):
+    pass
+
+
 class ClientGone(ProxyError):
     """Never sent: the client is not there to read it. Logged as 499."""
 
@@ -86,6 +94,8 @@ STATUS: dict[type[ProxyError], int] = {
     UnknownHost: 404,
     MethodNotAllowed: 405,
     HeadTimeout: 408,
+    BodyTimeout: 408,
+    UriTooLong: 414,
     HeadTooLarge: 431,
     ClientGone: 499,
     UpstreamFailed: 502,
@@ -100,7 +110,8 @@ STATUS: dict[type[ProxyError], int] = {
 
 # Errors after which the connection's framing can no longer be trusted.
 CLOSES_CONNECTION: frozenset[type[ProxyError]] = frozenset(
-    {BadRequest, MethodNotAllowed, HeadTimeout, HeadTooLarge, InternalError}
+    {BadRequest, MethodNotAllowed, HeadTimeout, BodyTimeout, UriTooLong, HeadTooLarge,
+     InternalError}
 )
 
 

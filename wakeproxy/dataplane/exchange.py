@@ -10,6 +10,8 @@ long a connection lives beyond saying whether it may stay open.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from httptools import HttpResponseParser
@@ -19,9 +21,12 @@ from wakeproxy.dataplane.errors import (
     CLOSES_CONNECTION,
     RETRY_AFTER,
     AppUnavailable,
+    BadRequest,
+    BodyTimeout,
     HoldQueueFull,
     InternalError,
     ProxyError,
+    ShuttingDown,
     UnknownHost,
     UpstreamFailed,
     render,
@@ -29,6 +34,7 @@ from wakeproxy.dataplane.errors import (
 )
 from wakeproxy.dataplane.headers import (
     CHUNKED,
+    CLOSE,
     CRLF,
     IDEMPOTENT,
     NONE,
@@ -38,6 +44,7 @@ from wakeproxy.dataplane.headers import (
 from wakeproxy.dataplane.relay import LAST_CHUNK, RESPONSE_SLOTS, ResponseRelay
 from wakeproxy.dataplane.waiting_page import render_waiting_page
 from wakeproxy.model.apps import Endpoint
+from wakeproxy.model.board import AppState
 
 if TYPE_CHECKING:
     from wakeproxy.dataplane.activator import HoldQueue
@@ -48,6 +55,14 @@ if TYPE_CHECKING:
 BUFFER_LIMIT = 65536
 # Body bytes kept for replaying an idempotent request on a fresh connection.
 REPLAY_LIMIT = 65536
+# Times an idempotent request is sent again after its connection died before any answer:
+# enough for a pooled connection the app closed and a dying process's listener, too few
+# for a request that crashes its app to crash it over and over.
+MAX_REPLAYS = 2
+# After a refused connect, the first wait for the app's endpoints to change before trying
+# again; it doubles up to the cap. Waiting ends early when the readiness board changes.
+RETRY_FIRST = 0.01
+RETRY_CAP = 0.25
 
 
 class Exchange(ResponseRelay):
@@ -71,13 +86,16 @@ class Exchange(ResponseRelay):
         "pending",
         "pending_size",
         "queue",
+        "refusals",
+        "refused_at",
         "replay",
         "replay_size",
         "request_done",
         "request_id",
-        "retried",
-        "reused",
+        "replays",
+        "retry_task",
         "running",
+        "sent",
         "started",
         "ticket",
         "up_head",
@@ -119,8 +137,11 @@ class Exchange(ResponseRelay):
         self.up_head = b""
         self.replay: list[bytes] | None = None
         self.replay_size = 0
-        self.reused = False
-        self.retried = False
+        self.replays = 0  # times sent again after a connection died before any answer
+        self.sent = False  # some of the request went to an upstream
+        self.refused_at: float | None = None
+        self.refusals = 0
+        self.retry_task: asyncio.Task[None] | None = None
         self.held_since: float | None = None
         self.held: float | None = None
         self.queue: HoldQueue | None = None
@@ -138,7 +159,11 @@ class Exchange(ResponseRelay):
 
     def _route(self, head: RequestHead) -> None:
         ctx = self.ctx
-        self.host, app = ctx.route(head.host)
+        try:
+            self.host, app = ctx.route(head.host)
+        except BadRequest as e:
+            self.error = e
+            return
         if app is None:
             self.error = UnknownHost(f"no app serves host {self.host!r}")
             return
@@ -160,13 +185,20 @@ class Exchange(ResponseRelay):
         if self.error is not None:
             self.respond(self.error)
             return
+        self._dispatch(fresh=False)
+
+    def _dispatch(self, *, fresh: bool) -> None:
+        """Forward to a ready endpoint of the app, or hold until it has one.
+
+        `fresh` asks for a new upstream connection instead of a pooled one.
+        """
         state = self.ctx.board.get(self.app)
         if state is None:
             self.respond(AppUnavailable(f"app {self.app!r} is not available", app=self.app))
             return
         endpoint = state.pick()
         if endpoint is not None:
-            self.forward(endpoint)
+            self.forward(endpoint, fresh=fresh)
             return
         head = self.head
         assert head is not None
@@ -197,7 +229,7 @@ class Exchange(ResponseRelay):
             self.conn.pause(self.conn.HELD)
 
     def released(self, endpoint: Endpoint, queue: HoldQueue, held: float) -> None:
-        self.held = held
+        self.held = held if self.held is None else self.held + held
         self.queue = None
         self.ticket = queue
         try:
@@ -207,22 +239,22 @@ class Exchange(ResponseRelay):
             self._crashed()
 
     def hold_failed(self, error: ProxyError, held: float) -> None:
-        self.held = held
+        self.held = held if self.held is None else self.held + held
         self.queue = None
         try:
             self.respond(error)
         except Exception:
             self._crashed()
 
-    def forward(self, endpoint: Endpoint) -> None:
+    def forward(self, endpoint: Endpoint, *, fresh: bool = False) -> None:
         self.endpoint = endpoint
         head = self.head
         assert head is not None
         conn = self.conn
         self.up_head = upstream_head(head, conn.peer_bytes, conn.trusted, self.request_id)
-        up = self.ctx.pool.acquire(endpoint)
+        up = None if fresh else self.ctx.pool.acquire(endpoint)
         if up is not None:
-            self._attach(up, reused=True)
+            self._attach(up)
         else:
             self.ctx.pool.connect(endpoint, self)
 
@@ -231,25 +263,71 @@ class Exchange(ResponseRelay):
             self.ctx.pool.release(up)  # nothing was sent on it
             return
         try:
-            self._attach(up, reused=False)
+            self._attach(up)
         except Exception:
             self._crashed()
 
-    def connect_failed(self, reason: str) -> None:
-        if not self.finished:
-            try:
-                self.respond(UpstreamFailed(f"app {self.app!r}: {reason}", app=self.app))
-            except Exception:
-                self._crashed()
+    def connect_failed(self, reason: str, *, nobody_there: bool = False) -> None:
+        """No connection. `nobody_there`: refused or unreachable, so nothing was sent and
+        the app may have just exited: wait for its endpoints to change (a wake, if it is
+        asleep now) for up to `connect_timeout` before answering 502."""
+        if self.finished:
+            return
+        try:
+            if nobody_there and self._retry_later():
+                return
+            self.respond(UpstreamFailed(f"app {self.app!r}: {reason}", app=self.app))
+        except Exception:
+            self._crashed()
 
-    def _attach(self, up: UpstreamConnection, *, reused: bool) -> None:
+    def _retry_later(self) -> bool:
+        """Dispatch again after a short wait (cut short by a change of the app's state);
+        False when `connect_timeout` has passed since the first retry, or the app is gone."""
+        ctx = self.ctx
+        now = ctx.loop.time()
+        if self.refused_at is None:
+            self.refused_at = now
+        elif now - self.refused_at >= ctx.connect_timeout:
+            return False
+        state = ctx.board.get(self.app)
+        if state is None:
+            return False
+        if self.ticket is not None:
+            # Back in the waiting room: its release slot goes to the next held request.
+            self.ticket.step()
+            self.ticket = None
+        self.conn.cancel_response_wait()
+        delay = min(RETRY_FIRST * (1 << min(self.refusals, 8)), RETRY_CAP)
+        self.refusals += 1
+        self.retry_task = ctx.loop.create_task(
+            self._retry(state, delay), name=f"wakeproxy-retry-{self.app}"
+        )
+        return True
+
+    async def _retry(self, state: AppState, delay: float) -> None:
+        changed = state.changed()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await changed.wait()
+        self.retry_task = None
+        if self.finished:
+            return
+        try:
+            self._dispatch(fresh=True)
+        except Exception:
+            self._crashed()
+
+    def _attach(self, up: UpstreamConnection) -> None:
         head = self.head
         assert head is not None
         self.upstream = up
         up.exchange = self
-        self.reused = reused
+        self.sent = True
         self.parser = HttpResponseParser(self)
-        replayable = reused and not self.retried and head.method in IDEMPOTENT
+        # An idempotent request may go again once if the connection dies before any
+        # answer (RFC 9110 §9.2.2): a pooled one the app closed as we reused it, or a new
+        # one that a dying process's listener accepted but never served.
+        replayable = self.replays < MAX_REPLAYS and head.method in IDEMPOTENT
         pending = self.pending
         if pending:
             self.pending = None
@@ -311,6 +389,23 @@ class Exchange(ResponseRelay):
             self.pending_size += n
             if self.pending_size > BUFFER_LIMIT:
                 self.conn.pause(self.conn.BUFFERED)
+
+    def body_timeout(self) -> None:
+        if not self.finished and not self.request_done:
+            t = self.ctx.body_timeout
+            self.respond(BodyTimeout(f"the request body made no progress for {t:g}s",
+                                     app=self.app))
+
+    def shutdown(self) -> None:
+        """The drain's grace is over: a request no app has seen gets 503, others are cut."""
+        if self.finished:
+            return
+        if not self.sent and not self.resp_started:
+            self.respond(ShuttingDown("the proxy is shutting down; try again",
+                                      app=self.app, retry_after=RETRY_AFTER))
+        elif self.resp_started and self.framing == CLOSE:
+            # Its end would look like a complete body: reset instead, so the client knows.
+            self.conn.close(cut=True)
 
     def upstream_full(self, full: bool) -> None:
         if full:
@@ -397,6 +492,9 @@ class Exchange(ResponseRelay):
         # The parser holds our bound methods: drop it so refcounting, not the cyclic
         # garbage collector, frees the exchange.
         self.parser = None
+        if self.retry_task is not None:
+            self.retry_task.cancel()
+            self.retry_task = None
         ctx = self.ctx
         duration = ctx.clock.monotonic() - self.started
         if self.counted:

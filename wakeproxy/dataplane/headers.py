@@ -8,6 +8,7 @@ It never touches sockets, routes or app state.
 from __future__ import annotations
 
 import os
+import re
 
 from wakeproxy.dataplane.errors import BadRequest, MethodNotAllowed
 
@@ -28,8 +29,26 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 # Connection tokens that are options, not header names.
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
+# Headers by which a proxy tells the app about the client, besides the three we set
+# ourselves (X-Forwarded-For/-Proto/-Host): forwarded only when a trusted proxy sent them,
+# since from anyone else they are whatever the client chose to claim.
+RELAYED: frozenset[bytes] = frozenset(
+    {
+        b"forwarded",
+        b"x-real-ip",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-forwarded-server",
+        b"x-forwarded-ssl",
+        b"x-forwarded-scheme",
+        b"x-forwarded-client-cert",
+        b"true-client-ip",
+        b"x-client-ip",
+    }
+)
+
 # Request headers the reader looks at; anything else is copied as it came.
-_SPECIAL = HOP_BY_HOP | {
+_SPECIAL = HOP_BY_HOP | RELAYED | {
     b"host",
     b"content-length",
     b"x-forwarded-for",
@@ -38,6 +57,15 @@ _SPECIAL = HOP_BY_HOP | {
     b"x-request-id",
     b"accept",
 }
+
+# A Host (or absolute-form authority) we route: a DNS-style name or a bracketed IPv6
+# literal, then an optional port. Anything else (a path, userinfo, spaces, raw UTF-8, a
+# comma-joined list) is a 400, never a lookup.
+_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
+
+
+def valid_host(value: bytes) -> bool:
+    return _VALID_HOST.fullmatch(value) is not None
 
 IDEMPOTENT: frozenset[bytes] = frozenset(
     {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"}
@@ -62,6 +90,7 @@ class RequestHead:
         "keep_alive",
         "kept",
         "method",
+        "relayed",
         "request_id",
         "size",
         "target",
@@ -83,6 +112,7 @@ class RequestHead:
         self.te = b""
         self.accept_html = False
         self.kept: list[bytes] = []
+        self.relayed: list[bytes] = []  # RELAYED fields, flat like `kept`
         self.xff: bytes | None = None
         self.xfp: bytes | None = None
         self.xfh: bytes | None = None
@@ -152,8 +182,10 @@ def read_request_head(
                 raise BadRequest("more than one Host header")
             host = value.strip()
         elif lname == b"content-length":
-            if content_length is not None and content_length != value:
-                raise BadRequest("Content-Length values differ")
+            if content_length is not None:
+                if content_length != value:
+                    raise BadRequest("Content-Length values differ")
+                continue  # the same value twice: the app gets it once
             content_length = value
             kept += (name, b": ", value, CRLF)
         elif lname == b"transfer-encoding":
@@ -174,6 +206,8 @@ def read_request_head(
         elif lname == b"accept":
             h.accept_html = b"text/html" in value.lower()
             kept += (name, b": ", value, CRLF)
+        elif lname in RELAYED:
+            h.relayed += (name, b": ", value, CRLF)
         # keep-alive, proxy-connection, te, trailer: hop-by-hop, dropped
     h.size = size
     if xff:
@@ -209,6 +243,8 @@ def read_request_head(
         h.upgrade = upgrade_value
     if named:
         h.kept = _without(kept, set(named))
+        if h.relayed:
+            h.relayed = _without(h.relayed, set(named))
     return h
 
 
@@ -230,6 +266,7 @@ def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes)
     if h.upgrade is not None:
         parts.append(b"Connection: upgrade\r\nUpgrade: " + h.upgrade + CRLF)
     if trusted:
+        parts.extend(h.relayed)
         xff = h.xff + b", " + peer if h.xff else peer
         xfp = h.xfp or b"http"
         xfh = h.xfh or h.host
@@ -242,6 +279,34 @@ def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes)
         b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
     )  # fmt: skip
     return b"".join(parts)
+
+
+# How response_head treats a header name, memoized per spelling as the app sends it
+# (apps send the same few names over and over; lowercasing each one costs more than a
+# lookup). Bounded, so names made up by an app cannot grow it without limit.
+_PLAIN, _LENGTH, _TE, _CONNECTION, _UPGRADE, _DROP = 0, 1, 2, 3, 4, 5
+_MEMO_SIZE = 1024
+_response_kinds: dict[bytes, int] = {}
+_status_lines: dict[tuple[int, bytes], bytes] = {}
+
+
+def _response_kind(name: bytes) -> int:
+    lname = name.lower()
+    if lname == b"content-length":
+        kind = _LENGTH
+    elif lname == b"transfer-encoding":
+        kind = _TE
+    elif lname == b"connection":
+        kind = _CONNECTION
+    elif lname == b"upgrade":
+        kind = _UPGRADE
+    elif lname in HOP_BY_HOP:
+        kind = _DROP
+    else:
+        kind = _PLAIN
+    if len(_response_kinds) < _MEMO_SIZE:
+        _response_kinds[name] = kind
+    return kind
 
 
 def response_head(
@@ -260,28 +325,36 @@ def response_head(
     delimited by the upstream closing is delimited by closing the client connection too.
     A 1xx head (interim) never carries framing or `Connection`.
     """
-    fields: list[bytes] = []
+    line = _status_lines.get((status, reason))
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_status_lines) < _MEMO_SIZE:
+            _status_lines[(status, reason)] = line
+    lines = [line]
     has_length = False
     te: bytes | None = None
     named: list[bytes] = []
     upgrade_value: bytes | None = None
+    kinds = _response_kinds
     for name, value in headers:
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"transfer-encoding":
-                te = value if te is None else te + b", " + value
-            elif lname == b"connection":
-                if value.lower() not in _CONNECTION_OPTIONS:
-                    named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
-            elif lname == b"upgrade":
-                upgrade_value = value
-            continue
-        if lname == b"content-length":
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _response_kind(name)
+        if kind == _PLAIN:
+            lines += (name, b": ", value, CRLF)
+        elif kind == _LENGTH:
             has_length = True
-        fields += (name, b": ", value, CRLF)
+            lines += (name, b": ", value, CRLF)
+        elif kind == _CONNECTION:
+            if value.lower() not in _CONNECTION_OPTIONS:
+                named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
+        elif kind == _TE:
+            te = value if te is None else te + b", " + value
+        elif kind == _UPGRADE:
+            upgrade_value = value
+        # other hop-by-hop fields: dropped
     if named:
-        fields = _without(fields, set(named))
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason), *fields]
+        lines = [line, *_without(lines[1:], set(named))]
 
     if status < 200:
         if status == 101 and upgrade_value is not None:
@@ -289,12 +362,12 @@ def response_head(
         lines.append(CRLF)
         return b"".join(lines), NONE, keep_alive
 
-    chunked = te is not None and _tokens(te)[-1:] == [b"chunked"]
     if no_body or status == 204 or status == 304:
         framing = NONE
         if te is not None and not http10:
             lines.append(b"Transfer-Encoding: " + te + CRLF)
     elif te is not None:
+        chunked = _tokens(te)[-1:] == [b"chunked"]
         framing = CHUNKED if chunked and not http10 else CLOSE
         if not http10 and (framing == CHUNKED or not chunked):
             # chunked is re-encoded as it came; another final coding is close-delimited
@@ -306,10 +379,11 @@ def response_head(
     if framing == CLOSE:
         keep_alive = False
     if not keep_alive:
-        lines.append(b"Connection: close\r\n")
+        lines.append(b"Connection: close\r\n\r\n")
     elif http10:
-        lines.append(b"Connection: keep-alive\r\n")
-    lines.append(CRLF)
+        lines.append(b"Connection: keep-alive\r\n\r\n")
+    else:
+        lines.append(CRLF)
     return b"".join(lines), framing, keep_alive
 
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from wakeproxy.dataplane.upstream import UpstreamConnection
 
 LAST_CHUNK = b"0\r\n\r\n"
+# Output parts joined into one buffer before writing when the largest two fit in this.
+_JOIN_LIMIT = 16384
 
 RESPONSE_SLOTS = (
     "client_keep_alive",
@@ -64,8 +66,7 @@ class ResponseRelay:
     endpoint: Endpoint | None
     request_done: bool
     finished: bool
-    reused: bool
-    retried: bool
+    replays: int
     replay: list[bytes] | None
     pending: list[bytes] | None
     counted: bool
@@ -97,6 +98,9 @@ class ResponseRelay:
         raise NotImplementedError
 
     def _crashed(self, exc: BaseException | None = None) -> None:
+        raise NotImplementedError
+
+    def _retry_later(self) -> bool:
         raise NotImplementedError
 
     def upstream_data(self, data: bytes) -> None:
@@ -215,6 +219,10 @@ class ResponseRelay:
             if not conn.closing:
                 if len(out) == 1:
                     conn.transport.write(out[0])
+                elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= _JOIN_LIMIT:
+                    # A small head + body (or chunk): copying it into one buffer is
+                    # cheaper than uvloop's multi-buffer path (a write context per call).
+                    conn.transport.write(b"".join(out))
                 else:
                     conn.transport.writelines(out)
             out.clear()
@@ -234,32 +242,43 @@ class ResponseRelay:
         self._finish(self.status, None)
         self.conn.exchange_done(self._me(), self.client_keep_alive and self.request_done)
 
-    def upstream_lost(self, up: UpstreamConnection) -> None:
+    def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
         if up is not self.upstream or self.finished:
             return
         try:
-            self._upstream_lost(up)
+            self._upstream_lost(up, exc)
         except Exception:
             self._crashed()
 
-    def _upstream_lost(self, up: UpstreamConnection) -> None:
+    def _upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
         self.upstream = None
         if self.resp_started:
             self._flush()
-            if self.framing == CLOSE:
+            if self.framing == CLOSE and exc is None:
                 self._finish(self.status, None)  # the body was delimited by the close
                 self.conn.exchange_done(self._me(), False)
+            elif self.framing == CLOSE:
+                # A reset is no end of body; a plain close would pass it off as one.
+                self.conn.close(cut=True)
+                self._finish(self.status, "the app reset the connection mid-response")
             else:
                 self.conn.close()
                 self._finish(self.status, "the app closed the connection mid-response")
             return
-        if self.reused and not self.got_response and self.replay is not None:
-            # The app closed a pooled connection as we reused it: one retry on a fresh one.
-            self.retried = True
+        if not self.got_response and self.replay is not None:
+            # The connection died before any answer to an idempotent request: send it
+            # again on a fresh connection, at once the first time (a pooled connection
+            # the app had closed), then after waiting for the app's state to change
+            # (its process is exiting; a refused connect then waits for its next one).
+            self.replays += 1
             self.pending = self.replay or None
             self.replay = None
-            self.ctx.pool.connect(up.endpoint, self._me())
-            return
+            self.conn.cancel_response_wait()
+            if self.replays == 1:
+                self.ctx.pool.connect(up.endpoint, self._me())
+                return
+            if self._retry_later():
+                return
         self._upstream_broken("closed the connection before responding")
 
     def _upstream_broken(self, reason: str) -> None:
@@ -289,6 +308,7 @@ class ResponseRelay:
         up.exchange = None
         conn = self.conn
         conn.response_arrived()
+        conn.tunnel_started()
         tunnel = Tunnel(self._me(), conn, up)
         up.tunnel = tunnel
         conn.tunnel = tunnel

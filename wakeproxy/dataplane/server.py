@@ -58,6 +58,9 @@ class DataPlane:
             limits.client_idle_timeout,
             limits.response_header_timeout,
             limits.upstream_idle_timeout,
+            limits.client_body_timeout,
+            limits.client_send_timeout,
+            limits.tunnel_idle_timeout,
         )
         self._tick_interval = min(max(shortest / 8, 0.005), 0.5)
 
@@ -115,7 +118,9 @@ class DataPlane:
         """Finish in-flight requests for up to `grace` seconds, then close everything.
 
         Idle keep-alive connections close at once; busy ones close after their current
-        response. Requests still held at the end get 503 "shutting down".
+        response. At the end, requests no app has seen yet (held, or waiting for a
+        connection) get 503 "shutting down"; responses still running are cut so that the
+        client can tell (short of their length, no last chunk, or a reset).
         """
         ctx = self._ctx
         if ctx is None:
@@ -135,9 +140,7 @@ class DataPlane:
             ShuttingDown("the proxy is shutting down; try again", retry_after=RETRY_AFTER)
         )
         for conn in list(ctx.connections):
-            if conn.tunnel is not None:
-                conn.tunnel.close()
-            conn.close()
+            conn.shutdown()
         ctx.pool.close()
         if self._tick is not None:
             self._tick.cancel()
@@ -155,10 +158,12 @@ class DataPlane:
             await asyncio.sleep(interval)
             now = loop.time()
             for conn in list(ctx.connections):
-                if conn.deadline_kind and conn.deadline <= now:
-                    try:
+                try:
+                    if conn.deadline_kind and conn.deadline <= now:
                         conn.deadline_passed()
-                    except Exception:
-                        ctx.log.exception("deadline handling failed")
-                        conn.close()
+                    if conn.writing_paused and conn.send_deadline <= now:
+                        conn.send_stalled()
+                except Exception:
+                    ctx.log.exception("deadline handling failed")
+                    conn.close()
             ctx.pool.sweep(now)

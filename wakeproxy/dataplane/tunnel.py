@@ -1,8 +1,10 @@
 """The raw byte relay after a `101 Switching Protocols` (WebSocket and other upgrades).
 
 Owns both connections once the upgrade is agreed: bytes flow unchanged each way, each
-side's write buffer pausing the other side's reading, until either side closes; then
-the other is closed after its pending bytes are written. It never parses the bytes.
+side's write buffer pausing the other side's reading, until either side closes or no
+byte has moved for `tunnel_idle_timeout` (the client connection's deadline, pushed on
+by every byte); then the other is closed after its pending bytes are written. It never
+parses the bytes.
 """
 
 from __future__ import annotations
@@ -33,11 +35,18 @@ class Tunnel:
         if not self.upstream.closing:
             self.exchange.bytes_in += len(data)
             self.upstream.transport.write(data)
+            self._moved()
 
     def from_upstream(self, data: bytes) -> None:
         if not self.client.closing:
             self.exchange.bytes_out += len(data)
             self.client.transport.write(data)
+            self._moved()
+
+    def _moved(self) -> None:
+        client = self.client
+        ctx = client.ctx
+        client.deadline = ctx.loop.time() + ctx.tunnel_idle_timeout
 
     def client_full(self, full: bool) -> None:
         if full:

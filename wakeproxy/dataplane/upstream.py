@@ -9,6 +9,7 @@ HTTP itself (the exchange does) and never decides which endpoint to use.
 from __future__ import annotations
 
 import asyncio
+import errno
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
@@ -21,11 +22,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("wakeproxy.dataplane")
 
+# Connect errors that mean nothing listens at the endpoint (so nothing was sent): the app
+# exited or moved, and the request may wait for its next endpoint.
+_NOBODY_THERE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
 
 class ConnectWaiter(Protocol):
     def connected(self, conn: UpstreamConnection) -> None: ...
 
-    def connect_failed(self, reason: str) -> None: ...
+    def connect_failed(self, reason: str, *, nobody_there: bool = False) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -71,7 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None:
             self.exchange = None
-            ex.upstream_lost(self)
+            ex.upstream_lost(self, exc)
         elif self.tunnel is not None:
             self.tunnel.upstream_closed()
         else:
@@ -182,14 +187,21 @@ class UpstreamPool:
                 )
                 return
             except ConnectionRefusedError:
-                waiter.connect_failed(f"connection refused at {endpoint}")
+                waiter.connect_failed(f"connection refused at {endpoint}", nobody_there=True)
                 return
             except OSError as e:
-                waiter.connect_failed(f"cannot connect to {endpoint}: {e.strerror or e}")
+                waiter.connect_failed(f"cannot connect to {endpoint}: {e.strerror or e}",
+                                      nobody_there=e.errno in _NOBODY_THERE)
                 return
             if self._closed:
                 conn.close()
                 waiter.connect_failed("the proxy is shutting down")
+                return
+            if _connected_to_itself(conn.transport):
+                # Connecting to a local port nobody listens on can pick that very port as
+                # the source: TCP then connects the socket to itself. Nobody is there.
+                conn.close()
+                waiter.connect_failed(f"connection refused at {endpoint}", nobody_there=True)
                 return
             waiter.connected(conn)
         except asyncio.CancelledError:
@@ -213,3 +225,8 @@ class UpstreamPool:
             idle.clear()
         for task in list(self._connecting):
             task.cancel()
+
+
+def _connected_to_itself(transport: asyncio.Transport) -> bool:
+    sockname = transport.get_extra_info("sockname")
+    return sockname is not None and sockname == transport.get_extra_info("peername")

@@ -33,12 +33,15 @@ class FailureKind(enum.StrEnum):
     # The platform itself could not be reached (an API outage): 503 with Retry-After,
     # since trying again later is the right thing for a client to do.
     UNAVAILABLE = "unavailable"
+    # The app did not become ready within its wake_timeout: 504 with Retry-After, the same
+    # answer a request held for that long gets from its own deadline.
+    TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True, slots=True)
 class WakeFailure:
     """Why wake attempt number `attempt` failed; held requests of that attempt get a 502
-    (or a 503 with Retry-After when `kind` is UNAVAILABLE)."""
+    (a 503 with Retry-After when `kind` is UNAVAILABLE, a 504 when it is TIMEOUT)."""
 
     attempt: int
     reason: str

@@ -18,3 +18,11 @@ class Limits:
     client_head_timeout: float = 30.0
     upstream_idle_timeout: float = 30.0
     upstream_pool_size: int = 256
+    # A request body that makes no progress for this long (while we are reading it) is
+    # answered 408: a client trickling an upload must not hold a connection forever.
+    client_body_timeout: float = 60.0
+    # A response the client stops reading for this long closes the connection: a stalled
+    # reader must not keep an upstream connection, and so its app, busy forever.
+    client_send_timeout: float = 60.0
+    # An upgraded connection (WebSocket) with no byte either way for this long is closed.
+    tunnel_idle_timeout: float = 300.0

@@ -107,6 +107,9 @@ class PlatformStats:
         self.watch_restarts: dict[str, int] = {}  # resource → count
         self.api_errors: dict[int, int] = {}  # HTTP status → count
         self.scale_calls: dict[str, int] = {}  # "ok" | "conflict" | "error" → count
+        # Deployments that declare an app but were refused (bad annotations, a host
+        # already claimed by an older app): app name → reason.
+        self.apps_refused: dict[str, str] = {}
 
     def watch_event(self, resource: str, now: float) -> None:
         self.watch_last_event[resource] = now

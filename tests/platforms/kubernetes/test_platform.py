@@ -21,7 +21,7 @@ from tests.platforms.kubernetes.support import (
     scale_writes,
     until,
 )
-from wakeproxy.controlplane.errors import WakeError
+from wakeproxy.controlplane.errors import WakeError, WakeTimedOut
 from wakeproxy.model.board import FailureKind, Phase
 from wakeproxy.platforms.kubernetes import InCluster
 
@@ -120,6 +120,7 @@ async def test_a_deployment_claiming_a_taken_host_is_refused_without_harm(
     refused = world.platform.view.catalog.refused
     assert "already claimed by app 'default.first'" in refused["default.second"]
     assert "wakeproxy.io/port" in refused["default.broken"]
+    assert world.stats.apps_refused == refused
     assert world.routes.table.resolve("shop.example.com") == "default.first"
     assert world.routes.table.resolve("other.example.com") is None
     await world.lifecycle.wake("default.first")
@@ -227,3 +228,16 @@ async def test_in_cluster_config_over_tls(
     world = await make_world(emulator, incluster=incluster)
     await world.lifecycle.wake("default.web")
     assert world.state("default.web").phase is Phase.AWAKE
+
+
+async def test_a_wake_that_times_out_scales_back_down_what_it_scaled_up(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("mute", hosts="mute.example.com", wake_timeout="800ms",
+                                       command=["/bin/sh", "-c", "exec sleep 30"]))
+    world = await make_world(k8s_emulator)
+    with pytest.raises(WakeTimedOut):
+        await world.lifecycle.wake("default.mute")
+    assert replicas_of(k8s_emulator, "mute") == 0
+    assert world.stats.scale_calls == {"ok": 2}  # up, then back down
+    await until(lambda: not k8s_emulator.pods(app="mute"), 10)

@@ -54,9 +54,9 @@ class Api:
         try:
             doc = json.loads(body)
         except ValueError:
-            raise self._failed(resp.status, b"", None) from None
+            doc = None
         if not isinstance(doc, dict):
-            raise ApiError("the API answered something other than an object",
+            raise ApiError("the API answered something other than a JSON object",
                            status=resp.status)
         return doc
 

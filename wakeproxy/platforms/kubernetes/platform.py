@@ -37,7 +37,7 @@ from wakeproxy.platforms.kubernetes.client import InCluster, connect
 from wakeproxy.platforms.kubernetes.elector import LeaseElector
 from wakeproxy.platforms.kubernetes.endpoints import SERVICE_NAME_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
-from wakeproxy.platforms.kubernetes.scaler import Scaler, ScaleUnavailable
+from wakeproxy.platforms.kubernetes.scaler import ScaleContested, Scaler, ScaleUnavailable
 from wakeproxy.platforms.kubernetes.view import ClusterView
 from wakeproxy.platforms.kubernetes.watcher import Key, Resource, Watcher
 from wakeproxy.platforms.local.net import probe_http, probe_tcp
@@ -47,6 +47,7 @@ log = structlog.get_logger("wakeproxy.kubernetes")
 
 _PROBE_TIMEOUT = 1.0  # one direct probe of a pod that accepted but answers slowly
 _SPARE_CONNECTIONS = 16  # beyond the open watches: calls, scale writes, the lease
+_UNDO_BUDGET = 0.5  # scaling back a timed-out wake, within the lifecycle's deadline slack
 
 
 def _verdict_margin(timeout: float) -> float:
@@ -84,13 +85,13 @@ class KubernetesPlatform:
         self._deployments: dict[Key, JSON] = {}
         self._slices: dict[Key, JSON] = {}
         self.view = ClusterView(deployments=self._deployments, slices=self._slices,
-                                defaults=defaults, emit=self._events.put_nowait)
+                                defaults=defaults, emit=self._events.put_nowait,
+                                stats=stats)
         self._tasks: list[asyncio.Task[Any]] = []
         self._api: Api | None = None
         self._scaler: Scaler | None = None
         self._elector: LeaseElector | None = None
         self._activity: ActivitySync | None = None
-        self._slice_watch: Watcher | None = None
         self._watchers: list[Watcher] = []
         self._closed = False
 
@@ -112,7 +113,7 @@ class KubernetesPlatform:
                               api.apps.list_deployment_for_all_namespaces),
             label_selector=f"{ENABLED_LABEL}=true", cache=self._deployments,
             on_change=self.view.deployments_changed, **common)
-        slices = self._slice_watch = Watcher(
+        slices = Watcher(
             resource=Resource("endpointslices", api.discovery.list_namespaced_endpoint_slice,
                               api.discovery.list_endpoint_slice_for_all_namespaces),
             label_selector=SERVICE_NAME_LABEL, cache=self._slices,
@@ -138,6 +139,8 @@ class KubernetesPlatform:
                  lease_namespace=self._lease_namespace)
 
     async def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         for task in self._tasks:
             task.cancel()
@@ -209,8 +212,9 @@ class KubernetesPlatform:
         except ApiError as e:
             log.warning("not scaled to zero; it keeps serving", app=app, status=e.status,
                         reason=e.message)
-        except Exception as e:  # ScaleContested: another writer's count stands
-            log.info("not scaled to zero", app=app, reason=str(e))
+        except ScaleContested as e:
+            log.info("not scaled to zero: another writer's count stands", app=app,
+                     replicas=e.replicas)
         finally:
             # Queued now, so the lifecycle applies it right after marking the app asleep.
             self.view.slept(spec)
@@ -276,7 +280,9 @@ class KubernetesPlatform:
     async def _undo(self, spec: AppSpec, replicas: int) -> None:
         """Scale back down a wake that timed out, unless the count is no longer ours."""
         assert self._scaler is not None
-        deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
+        # Briefly: the wake's caller is waiting for its answer. If this fails, the pods
+        # that come up later make the app awake, and the sweeper scales it down then.
+        deadline = asyncio.get_running_loop().time() + _UNDO_BUDGET
         try:
             written = await self._scaler.scale_down(spec, deadline=deadline, expect=replicas)
         except Exception as e:

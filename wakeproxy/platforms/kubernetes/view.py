@@ -22,6 +22,7 @@ import structlog
 
 from wakeproxy.controlplane.platform import AppsChanged, EndpointsChanged, PlatformEvent
 from wakeproxy.model.apps import AppPolicy, Endpoint
+from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.annotations import (
     AppSpec,
     app_name,
@@ -60,11 +61,13 @@ class ClusterView:
         slices: Mapping[Key, JSON],
         defaults: AppPolicy,
         emit: Callable[[PlatformEvent], None],
+        stats: PlatformStats,
     ) -> None:
         self._deployments = deployments
         self._slices = slices
         self._defaults = defaults
         self._emit = emit
+        self._stats = stats
         self._specs: dict[Key, AppSpec | str] = {}
         self.catalog = Catalog()
         self._policies: tuple[AppPolicy, ...] | None = None  # last AppsChanged sent
@@ -199,6 +202,7 @@ class ClusterView:
         for app in self._refusals.keys() - catalog.refused.keys():
             log.info("deployment no longer refused", app=app)
         self._refusals = dict(catalog.refused)
+        self._stats.apps_refused = dict(catalog.refused)
         self.catalog = catalog
         self._by_service = {}
         for spec in catalog.apps.values():

@@ -113,7 +113,12 @@ class Watcher:
                 if rv is None:
                     rv = await self._relist(ns)
                     backoff.reset()
-                rv = await self._follow(ns, rv, backoff)
+                opened = self._clock.monotonic()
+                rv, lines = await self._follow(ns, rv, backoff)
+                if lines == 0 and self._clock.monotonic() - opened < 1.0:
+                    # Ended at once with nothing to say (a proxy cutting streams?): do not
+                    # spin reopening it.
+                    await asyncio.sleep(backoff.delay())
             except Gone:
                 # History moved past our version: only a fresh list is complete.
                 log.info("watch expired; relisting", resource=self.resource.name,
@@ -176,8 +181,9 @@ class Watcher:
             self._notify(changed)
         return version
 
-    async def _follow(self, ns: str | None, rv: str, backoff: Backoff) -> str:
-        """Watch from `rv` until the server ends the stream; returns the last version."""
+    async def _follow(self, ns: str | None, rv: str, backoff: Backoff) -> tuple[str, int]:
+        """Watch from `rv` until the server ends the stream; the last version and how
+        many lines came."""
         fn, args = self._args(ns)
         try:
             resp = await self._api.stream(
@@ -189,6 +195,7 @@ class Watcher:
                 raise
             raise _Stream(e, rv) from None
         self._connected[ns] = True
+        lines = 0
         try:
             while True:
                 try:
@@ -199,7 +206,8 @@ class Watcher:
                 except (aiohttp.ClientError, OSError) as e:
                     raise _Stream(self._api.unreachable(e), rv) from None
                 if not line:
-                    return rv  # the server ended the watch (its timeout): resume from rv
+                    return rv, lines  # the server ended the watch: resume from rv
+                lines += 1
                 backoff.reset()
                 rv = self._apply(line, rv)
         finally:

@@ -22,6 +22,10 @@ def free_port(host: str) -> int:
         return port
 
 
+def connected_to_itself(sock: socket.socket) -> bool:
+    return bool(sock.getsockname() == sock.getpeername())
+
+
 async def probe_tcp(host: str, port: int, *, within: float) -> bool:
     """True once something accepts TCP connections on host:port."""
     loop = asyncio.get_running_loop()
@@ -30,7 +34,9 @@ async def probe_tcp(host: str, port: int, *, within: float) -> bool:
     try:
         async with asyncio.timeout(within):
             await loop.sock_connect(sock, (host, port))
-        return True
+        # Connecting to a free local port can pick that very port as the source and
+        # connect the socket to itself: that is not the app answering.
+        return not connected_to_itself(sock)
     except (OSError, TimeoutError):
         return False
     finally:

@@ -1,0 +1,159 @@
+"""k8s/: every manifest valid for the real schemas (strict), the kustomization builds, the
+Deployment is what production needs, and RBAC grants exactly what the code calls."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.k8s_emulator import Emulator
+from tests.platforms.kubernetes.support import World, app_deployment, until
+from wakeproxy.model.board import Phase
+from wakeproxy.settings import parse_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+OWN_DIRS = (K8S, K8S / "examples")  # k8s/monitoring/ has tests of its own
+VERSION = kubernetes_validate.latest_version()
+
+
+def kubectl() -> str:
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.fail("kubectl is needed to build k8s/ with kustomize: install it "
+                    "(https://kubernetes.io/docs/tasks/tools/) or apt-get install kubectl")
+    return found
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    r = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def manifests() -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for directory in OWN_DIRS:
+        for path in sorted(directory.glob("*.yaml")):
+            if path.name == "kustomization.yaml":
+                continue
+            out.extend((path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return out
+
+
+def built() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in kustomize(K8S)}
+
+
+def test_every_manifest_passes_strict_schema_validation() -> None:
+    found = manifests()
+    assert len(found) >= 12
+    for path, doc in found:
+        try:
+            kubernetes_validate.validate(doc, VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{path.relative_to(ROOT)}: {doc['kind']} {doc['metadata']['name']}: {e}")
+
+
+def test_kustomize_builds_the_install_and_the_examples() -> None:
+    objects = built()
+    assert set(objects) == {
+        ("Namespace", "wakeproxy"), ("ServiceAccount", "wakeproxy"),
+        ("ClusterRole", "wakeproxy"), ("ClusterRoleBinding", "wakeproxy"),
+        ("Role", "wakeproxy-leases"), ("RoleBinding", "wakeproxy-leases"),
+        ("ConfigMap", "wakeproxy-config"), ("Deployment", "wakeproxy"),
+        ("Service", "wakeproxy"), ("PodDisruptionBudget", "wakeproxy"),
+    }
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, VERSION, strict=True)
+        if obj["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == "wakeproxy"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "wakeproxy"
+    examples = {(o["kind"], o["metadata"]["name"]) for o in kustomize(K8S / "examples")}
+    assert ("Ingress", "wakeproxy") in examples and ("Deployment", "hello") in examples
+
+
+def test_the_config_in_the_configmap_is_a_valid_kubernetes_config() -> None:
+    cm = built()[("ConfigMap", "wakeproxy-config")]
+    s = parse_settings(cm["data"]["cluster.yaml"], "k8s/configmap.yaml")
+    assert s.platform == "kubernetes" and s.kubernetes is not None
+    assert (s.listen[1], s.admin_listen[1]) == (8080, 9090)
+
+
+def test_the_deployment_is_ready_for_production() -> None:
+    objects = built()
+    dep = objects[("Deployment", "wakeproxy")]
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    [c] = pod["containers"]
+    assert spec["replicas"] == 2
+    assert pod["serviceAccountName"] == "wakeproxy"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert {"cpu", "memory"} <= c["resources"]["requests"].keys()
+    assert "memory" in c["resources"]["limits"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    anti = pod["affinity"]["podAntiAffinity"]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"][
+        "topologyKey"] == "kubernetes.io/hostname"
+    labels = spec["template"]["metadata"]["labels"]
+    pdb = objects[("PodDisruptionBudget", "wakeproxy")]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = objects[("Service", "wakeproxy")]
+    assert service["spec"]["selector"].items() <= labels.items()
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": 8080, "admin": 9090}
+    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {
+        "http": "http", "admin": "admin"}
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert "/etc/wakeproxy" in mounts and c["args"][-1].startswith("/etc/wakeproxy/")
+
+
+def test_the_dockerfile_runs_wakeproxy_as_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.split(None, 1) for line in text.splitlines() if line and line[0] != "#"]
+    instructions = [(words[0], words[1] if len(words) > 1 else "") for words in lines
+                    if words[0].isupper()]
+    users = [arg for op, arg in instructions if op == "USER"]
+    assert users and not users[-1].startswith(("0", "root"))
+    assert ("ENTRYPOINT", '["wakeproxy"]') in instructions
+
+
+def rbac_rules() -> set[tuple[str, str, str]]:
+    objects = built()
+    rules = set()
+    for kind in ("ClusterRole", "Role"):
+        for obj in (o for (k, _), o in objects.items() if k == kind):
+            for rule in obj["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        rules.update((group, resource, verb) for verb in rule["verbs"])
+    return rules
+
+
+async def test_rbac_grants_exactly_the_calls_wakeproxy_makes(
+    k8s_emulator: Emulator, make_world: Callable[..., Coroutine[Any, Any, World]],
+) -> None:
+    k8s_emulator.create(app_deployment("web", hosts="web.example.com", idle_after="200ms"))
+    world = await make_world(k8s_emulator, sweep=True)
+    peer = await make_world(k8s_emulator, identity="wp-1")
+    await until(world.platform.leader, 5)
+    await world.lifecycle.wake("default.web")
+    await until(lambda: world.state("default.web").phase is Phase.ASLEEP, 5)  # swept
+    await peer.close()
+    await world.close()  # hands back the lease, deletes its activity record
+    used = k8s_emulator.recorder.rbac_rules()
+    assert used == rbac_rules()

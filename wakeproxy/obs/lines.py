@@ -1,0 +1,246 @@
+"""Where log events and access records become lines: JSON lines written in batches.
+
+Owns the text of an access line (`{"timestamp":…,"level":"info","event":"request",…}`,
+formatted by hand with the same escaping and number forms `json` uses) and the batching
+that keeps it off the hot path: the data plane's call only remembers the record and its
+wall time; records are formatted and written in one `write` when `batch` of them are
+waiting or `flush_interval` after the first, whichever comes first, and the stream is
+flushed then. Outside a running event loop every line is written and flushed at once.
+
+Must never: format or write per record inside a loop, call anything per record that
+makes a system call, let a broken stream fail the request being logged, or drop what is
+still waiting when the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
+
+# Like asyncio.get_running_loop, but None outside a loop instead of raising. Each call
+# costs a getpid() system call, so it runs once per batch, never per record.
+_get_running_loop = asyncio.events._get_running_loop
+
+# default=str: a stray non-JSON value must never fail the request that is being logged.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# The escaping `json` applies to every string (ASCII output, \uXXXX beyond it), in C.
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+class AccessRecordLike(Protocol):
+    """What the sink reads from one finished request (the data plane's AccessRecord)."""
+
+    @property
+    def app(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def held(self) -> float | None: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def client(self) -> str | None: ...
+    @property
+    def upstream(self) -> str | None: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+class EventOutput(Protocol):
+    """Where the access sink writes, at info level."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def emit(self, event: str, fields: dict[str, Any]) -> None: ...
+
+    def access(self, record: AccessRecordLike) -> None:
+        """One `event="request"` line for a finished request."""
+
+
+def access_fields(record: AccessRecordLike) -> dict[str, Any]:
+    """The fields of an access line, in line order (unknown hosts have `app: null`)."""
+    fields: dict[str, Any] = {
+        "app": record.app or None,
+        "host": record.host,
+        "method": record.method,
+        "path": record.path,
+        "status": record.status,
+        "duration_ms": round(record.duration * 1000.0, 2),
+        "request_id": record.request_id,
+        "client": record.client,
+        "upstream": record.upstream,
+        "bytes_in": record.bytes_in,
+        "bytes_out": record.bytes_out,
+        "reason": record.reason,
+    }
+    if record.held is not None:
+        fields["held_ms"] = round(record.held * 1000.0, 2)
+    return fields
+
+
+def _opt(value: str | None) -> str:
+    return "null" if value is None else _string(value)
+
+
+# Waiting items: (wall time, record) for access lines, (wall time, rest of line) for events.
+_Item = tuple[float, AccessRecordLike | str]
+
+
+class JsonLines:
+    """One JSON object per line on a text stream, without structlog's per-event chain."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        cluster: str | None = None,
+        enabled: bool = True,
+        flush_interval: float = 0.25,
+        batch: int = 128,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._stream = stream
+        self._cluster = "" if cluster is None else f'"cluster":{_encode(cluster)},'
+        self._enabled = enabled
+        self._flush_interval = flush_interval
+        self._batch = batch
+        self._wall = wall
+        self._pending: list[_Item] = []
+        # The loop a flush is scheduled on; None when nothing waits to be flushed.
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
+        self._second = -1
+        self._second_text = ""
+        self._access_head = f'"level":"info","event":"request",{self._cluster}'
+        _open.add(self)
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def access(self, record: AccessRecordLike) -> None:
+        pending = self._pending
+        pending.append((self._wall(), record))
+        loop = self._flush_loop
+        if len(pending) >= self._batch or loop is None or loop.is_closed():
+            self._appended()
+
+    def emit(self, event: str, fields: dict[str, Any]) -> None:
+        head = f'"level":"info","event":{_encode(event)},{self._cluster}'
+        body = _encode(fields)
+        rest = f"{head}{body[1:]}\n" if len(body) > 2 else f"{head[:-1]}}}\n"
+        self._pending.append((self._wall(), rest))
+        self._appended()
+
+    def _appended(self) -> None:
+        if len(self._pending) >= self._batch:
+            self.write_pending()
+        loop = self._flush_loop
+        if loop is not None and not loop.is_closed():
+            return  # the flush already scheduled covers this line
+        running = _get_running_loop()
+        if running is None:
+            self.flush()
+        else:  # also recovers when the loop of an earlier flush went away
+            self._flush_loop = running
+            running.call_later(self._flush_interval, self.flush)
+
+    def write_pending(self) -> None:
+        """Format what waits and hand it to the stream in one write (not flushed)."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        text = "".join([self._line(wall, what) for wall, what in pending])
+        # A closed or broken stream must not fail the request being logged.
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.write(text)
+
+    def flush(self) -> None:
+        self._flush_loop = None
+        self.write_pending()
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def _line(self, wall: float, what: AccessRecordLike | str) -> str:
+        # Formatting a datetime costs ~1 µs; the seconds part changes once a second.
+        second = int(wall)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        ts = f'{{"timestamp":"{self._second_text}.{int((wall - second) * 1e6):06d}Z",'
+        if isinstance(what, str):
+            return ts + what
+        r = what
+        held = r.held
+        return (
+            f'{ts}{self._access_head}"app":{_string(r.app) if r.app else "null"},'
+            f'"host":{_string(r.host)},"method":{_string(r.method)},"path":{_string(r.path)},'
+            f'"status":{r.status},"duration_ms":{round(r.duration * 1000.0, 2)!r},'
+            f'"request_id":{_string(r.request_id)},"client":{_opt(r.client)},'
+            f'"upstream":{_opt(r.upstream)},"bytes_in":{r.bytes_in},'
+            f'"bytes_out":{r.bytes_out},"reason":{_opt(r.reason)}'
+            + ("}\n" if held is None else f',"held_ms":{round(held * 1000.0, 2)!r}}}\n')
+        )
+
+
+class StructlogOutput:
+    """Access lines through a structlog logger: for the console format, where cost is moot."""
+
+    def __init__(self, logger: Any, *, enabled: bool = True) -> None:
+        self._logger = logger
+        self._enabled = enabled
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def emit(self, event: str, fields: dict[str, Any]) -> None:
+        self._logger.info(event, **fields)
+
+    def access(self, record: AccessRecordLike) -> None:
+        self.emit("request", access_fields(record))
+
+
+class OrderedStream:
+    """The stream other log lines go to: writes what `lines` holds first, so a process's
+    log stays in the order things happened. Those lines are rare; this costs them little."""
+
+    def __init__(self, stream: TextIO, lines: JsonLines) -> None:
+        self._stream = stream
+        self._lines = lines
+
+    def write(self, text: str) -> int:
+        self._lines.write_pending()
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+_open: weakref.WeakSet[JsonLines] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open() -> None:
+    """Lines still waiting for their flush when the process ends are written, not lost."""
+    for lines in list(_open):
+        lines.flush()
