@@ -3,8 +3,10 @@
     /work/venv/bin/python benchmarks/run.py [--quick] [--duration 10] [--out benchmarks/results]
 
 Starts an nginx upstream, nginx as a reverse proxy in front of it and wakeproxy in front
-of an identical nginx it runs as its app; loads each with wrk in interleaved rounds;
-times a cold wake; writes `latest.md` and `latest.json`. Every process it starts is
+of an identical nginx it runs as its app (plus a second wakeproxy configured with 10,000
+apps); loads each with wrk in interleaved rounds; times a cold wake; sends a storm of
+concurrent requests to a sleeping app; weighs wakeproxy at idle; times the sweeper's
+tick in-process; writes `latest.md` and `latest.json`. Every process it starts is
 stopped by PID at the end, also on Ctrl-C, and its temp dir is removed.
 """
 
@@ -15,73 +17,34 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from benchlib import nginx, procs, report, wake, wakeproxy, wrk
+from benchlib import machine, nginx, options, procs, report, scale, storm, wake, wakeproxy, wrk
 from benchlib.procs import Processes, StartFailed
-from benchlib.report import DIRECT, NGINX_PROXY, WAKEPROXY, Cell, Row
+from benchlib.report import DIRECT, MANY_APPS, NGINX_PROXY, WAKEPROXY, Cell, Row
 
 HERE = Path(__file__).resolve().parent
 ROWS = (
-    Row("c50", "50 conns", nginx.SMALL_PATH, 50),
+    # The 10,000-app wakeproxy is measured in this row only: its ratio to the small one.
+    Row("c50", "50 conns", nginx.SMALL_PATH, 50, extra=(MANY_APPS,)),
     Row("c200", "200 conns", nginx.SMALL_PATH, 200),
     Row("c10", "10 conns", nginx.SMALL_PATH, 10),
     Row("large", "1 MB, 50 conns", nginx.LARGE_PATH, 50),
 )
 QUICK_ROWS = ("c50", "large")
 LOAD_CORE, PROXY_CORE = 0, 1
+MANY = 10_000  # apps configured in the MANY_APPS contender
+IDLE_APPS = 10  # apps configured in the instance weighed at idle
 
 
 class Interrupted(Exception):
     """SIGTERM arrived; unwinds like Ctrl-C so every `finally` runs."""
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="one round, 2 s each, fewer rows and wake samples (CI smoke)")
-    p.add_argument("--duration", type=float, help="seconds per wrk run (default 10, quick 2)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
-    p.add_argument("--wake-samples", type=int, help="cold wakes to time (default 10, quick 3)")
-    p.add_argument("--out", type=Path, default=HERE / "results", help="where latest.* go")
-    p.add_argument("--contenders", default=",".join(report.CONTENDERS),
-                   help="comma-separated subset of: " + ", ".join(report.CONTENDERS))
-    p.add_argument("--python", default=sys.executable, help="interpreter that runs wakeproxy")
-    p.add_argument("--install", action="store_true",
-                   help="apt-get install nginx-light wrk when missing (root only)")
-    args = p.parse_args(argv)
-    args.duration = args.duration or (2.0 if args.quick else 10.0)
-    args.rounds = args.rounds or (1 if args.quick else 3)
-    args.wake_samples = args.wake_samples or (3 if args.quick else 10)
-    args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    unknown = set(args.contenders) - set(report.CONTENDERS)
-    if unknown or not args.contenders:
-        p.error(f"--contenders: unknown {sorted(unknown)}; choose from {report.CONTENDERS}")
-    return args
-
-
-def preflight(install: bool) -> tuple[str, str]:
-    """(nginx, wrk) paths, or exit saying exactly how to get them."""
-    ng, wr = nginx.nginx_binary(), wrk.wrk_binary()
-    if (ng is None or wr is None) and install:
-        if os.geteuid() != 0:
-            sys.exit("--install needs root: run `sudo apt-get install -y nginx-light wrk` instead")
-        subprocess.run(["apt-get", "update"], check=False)
-        subprocess.run(["apt-get", "install", "-y", "nginx-light", "wrk"], check=True)
-        ng, wr = nginx.nginx_binary(), wrk.wrk_binary()
-    missing = [name for name, path in (("nginx", ng), ("wrk", wr)) if path is None]
-    if missing or ng is None or wr is None:
-        sys.exit(
-            f"missing: {', '.join(missing)}. Install with `sudo apt-get install -y nginx-light wrk`"
-            " (or rerun this script as root with --install)."
-        )
-    return ng, wr
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -106,8 +69,13 @@ class Bench:
         self.targets: dict[str, int] = {}
         # Whose RSS to read: (pid, whether to read its children instead of it).
         self.rss_of: dict[str, tuple[int, bool]] = {}
-        self.wp: wakeproxy.Wakeproxy | None = None
+        self.wps: dict[str, wakeproxy.Wakeproxy] = {}
         self.app_command = ""
+        self.memory: dict[str, Any] = {}
+
+    @property
+    def wp(self) -> wakeproxy.Wakeproxy | None:
+        return self.wps.get(WAKEPROXY)
 
     def core(self, which: int) -> int | None:
         return which if self.pin else None
@@ -140,21 +108,29 @@ class Bench:
             # The worker does the proxying; the master only supervises it.
             self.rss_of[NGINX_PROXY] = (started.pid, True)
         if WAKEPROXY in self.args.contenders:
-            self.start_wakeproxy()
+            self.start_wakeproxy(WAKEPROXY, storm_delay=self.args.storm_delay)
+            many = self.start_wakeproxy(MANY_APPS, extra_apps=MANY - 2, warm=False)
+            # Idle: started, settled, nothing requested yet.
+            self.memory[f"idle_rss_kib_{MANY}_apps"] = scale.settled_rss_kib(many.pid)
+            many.warm(wakeproxy.BENCH_HOST, nginx.SMALL_PATH)
 
-    def start_wakeproxy(self) -> None:
+    def start_wakeproxy(self, who: str, *, extra_apps: int = 0, storm_delay: float | None = None,
+                        warm: bool = True) -> wakeproxy.Wakeproxy:
         listen, admin, token = procs.free_port(), procs.free_port(), wakeproxy.new_token()
-        config = self.base / "wakeproxy.yaml"
+        config = self.base / f"{who}.yaml"
         wakeproxy.write_config(config, listen_port=listen, admin_port=admin, token=token,
-                               app_command=self.app_command)
-        self.wp = wakeproxy.Wakeproxy(
+                               app_command=self.app_command, extra_apps=extra_apps,
+                               storm_delay=storm_delay)
+        wp = self.wps[who] = wakeproxy.Wakeproxy(
             self.procs, python=self.args.python, config=config,
-            log_path=self.base / "wakeproxy.log", listen_port=listen, admin_port=admin,
+            log_path=self.base / f"{who}.log", listen_port=listen, admin_port=admin,
             token=token, pid_dir=self.pid_dir, core=self.core(PROXY_CORE))
-        self.wp.start()
-        self.wp.warm(wakeproxy.BENCH_HOST, nginx.SMALL_PATH)
-        self.targets[WAKEPROXY] = listen
-        self.rss_of[WAKEPROXY] = (self.wp.pid, False)
+        wp.start(timeout=120)
+        if warm:
+            wp.warm(wakeproxy.BENCH_HOST, nginx.SMALL_PATH)
+        self.targets[who] = listen
+        self.rss_of[who] = (wp.pid, False)
+        return wp
 
     def rss(self, who: str) -> int | None:
         if who not in self.rss_of:
@@ -171,15 +147,16 @@ class Bench:
             return wrk.run_wrk(self.wrk, url, host=wakeproxy.BENCH_HOST, connections=connections,
                                duration=duration, reporter=self.reporter, prefix=prefix)
         except wrk.WrkFailed:
-            if who == WAKEPROXY and self.wp is not None:
-                raise self.wp.fail(f"could not be loaded at {url}") from None
+            if who in self.wps:
+                raise self.wps[who].fail(f"could not be loaded at {url}") from None
             raise
 
     def measure(self) -> dict[str, dict[str, Cell]]:
         a = self.args
         rows = [r for r in ROWS if not a.quick or r.key in QUICK_ROWS]
-        order = [c for c in report.CONTENDERS if c in a.contenders]
-        cells: dict[str, dict[str, Cell]] = {r.key: {c: Cell() for c in order} for r in rows}
+        order = [c for c in report.CONTENDERS if c in self.targets]
+        cells: dict[str, dict[str, Cell]] = {
+            r.key: {c: Cell() for c in order if c in r.contenders} for r in rows}
         if not a.quick:  # fill pools and caches before anything is counted
             for who in order:
                 self.load(who, nginx.SMALL_PATH, 50, 1)
@@ -187,7 +164,7 @@ class Bench:
             # Rotate who goes first each round, so no contender always follows the same one.
             turn = order[rnd % len(order):] + order[: rnd % len(order)]
             for row in rows:
-                for who in turn:
+                for who in (w for w in turn if w in cells[row.key]):
                     cell = cells[row.key][who]
                     if row.key == "large" and cell.rss_before_kib is None:
                         cell.rss_before_kib = self.rss(who)
@@ -195,7 +172,7 @@ class Bench:
                     cell.runs.append(res)
                     if row.key == "large" and cell.rss_before_kib is not None:
                         cell.rss_after_kib = self.rss(who)
-                    print(f"  round {rnd + 1}/{a.rounds}  {row.title:<15} {who:<12} "
+                    print(f"  round {rnd + 1}/{a.rounds}  {row.title:<15} {who:<18} "
                           f"{res.rps:>10,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
                           f"p99 {res.p99_ms:6.2f} ms", flush=True)
         return cells
@@ -207,6 +184,32 @@ class Bench:
             self.procs, self.wp, command=["/bin/sh", "-c", f"{self.app_command} probe"],
             app=wakeproxy.WAKE_APP, host=wakeproxy.WAKE_HOST, path=nginx.SMALL_PATH,
             samples=self.args.wake_samples, log_path=self.base / "startup-probe.log")
+
+    def measure_storm(self) -> storm.StormResult | None:
+        if self.wp is None:
+            return None
+        print(f"  wake storm: {self.args.storm} requests to an app that takes "
+              f"{self.args.storm_delay:g} s to start", flush=True)
+        return storm.run_storm(
+            self.wp, app=wakeproxy.STORM_APP, host=wakeproxy.STORM_HOST, path=nginx.SMALL_PATH,
+            n=self.args.storm, starts_file=self.pid_dir / f"{wakeproxy.STORM_APP}.starts",
+            startup_delay=self.args.storm_delay)
+
+    def measure_scale(self) -> dict[str, Any]:
+        """Idle memory with a few apps, the sweeper's tick, and (full runs) import costs."""
+        out: dict[str, Any] = {"memory": self.memory}
+        if WAKEPROXY in self.args.contenders:
+            idle = self.start_wakeproxy("wakeproxy-idle", extra_apps=IDLE_APPS - 2, warm=False)
+            self.memory[f"idle_rss_kib_{IDLE_APPS}_apps"] = scale.settled_rss_kib(idle.pid)
+            idle.stop()
+            del self.wps["wakeproxy-idle"]
+        print("  sweeper tick, in-process", flush=True)
+        ticks = "20" if self.args.quick else "50"
+        out["sweeper"] = scale.run_probe(self.args.python, "sweep_cost", "--total", str(MANY),
+                                         "--ticks", ticks)
+        if not self.args.quick:
+            out["imports"] = scale.run_probe(self.args.python, "import_cost")
+        return out
 
     def wakeproxy_log_bytes(self) -> int | None:
         if self.wp is None:
@@ -226,9 +229,9 @@ class Bench:
         return dest
 
     def close_processes(self) -> None:
-        if self.wp is not None:
-            self.wp.stop()
-            self.wp = None
+        for wp in self.wps.values():
+            wp.stop()
+        self.wps.clear()
         self.procs.stop_all()
 
     def close(self) -> None:
@@ -237,20 +240,24 @@ class Bench:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    ng, wr = preflight(args.install)
+    args = options.parse_args(argv, description=__doc__.split("\n\n")[0],
+                              results=HERE / "results")
+    ng, wr = options.preflight(args.install)
     signal.signal(signal.SIGTERM, _on_sigterm)
     bench = Bench(args, ng, wr)
     started_at = time.monotonic()
     try:
-        machine = report.machine_info(nginx.nginx_version(ng), wr, bench.pin)
+        info = machine.machine_info(nginx.nginx_version(ng), wr, bench.pin)
         print(f"benchmark: {', '.join(args.contenders)}; {args.rounds} round(s) x "
               f"{args.duration:g} s; temp dir {bench.base}", flush=True)
         bench.setup()
         cells = bench.measure()
         wake_result = bench.measure_wake()
+        storm_result = bench.measure_storm()
+        extra = bench.measure_scale()
         log_bytes = bench.wakeproxy_log_bytes()
-    except (StartFailed, wrk.WrkFailed, wake.WakeMeasureFailed) as e:
+    except (StartFailed, wrk.WrkFailed, wake.WakeMeasureFailed, storm.StormFailed,
+            scale.ProbeFailed) as e:
         bench.close_processes()
         kept = bench.keep_logs(args.out)
         print(f"error: {e}\n(every log of this run is kept in {kept})", file=sys.stderr)
@@ -261,13 +268,15 @@ def main(argv: list[str]) -> int:
     finally:
         bench.close()
     rows = [r for r in ROWS if r.key in cells]
-    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     settings = {"quick": args.quick, "duration_s": args.duration, "rounds": args.rounds,
                 "wake_samples": args.wake_samples, "contenders": args.contenders,
+                "storm": args.storm, "storm_delay_s": args.storm_delay, "many_apps": MANY,
                 "wall_seconds": round(time.monotonic() - started_at, 1),
                 # Evidence that the access log was on (one JSON line per request).
                 "wakeproxy_log_bytes": log_bytes}
-    doc = report.to_json(machine, settings, rows, cells, wake_result)
+    extra["storm"] = storm_result.to_json() if storm_result is not None else None
+    doc = report.to_json(info, settings, rows, cells, wake_result, extra)
     text = report.to_markdown(doc)
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.out / "failed-run-logs", ignore_errors=True)  # stale once a run succeeds

@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
 CONTENDERS = {"direct", "nginx-proxy", "wakeproxy"}
+MANY_APPS = "wakeproxy-10k-apps"  # measured in the 50-connection row only
 
 
 def _run_quick(out: Path) -> dict[str, Any]:
@@ -36,7 +37,8 @@ def test_quick_run_measures_every_contender(tmp_path: Path) -> None:
 
     assert doc["rows"], "no load rows in the results"
     for row in doc["rows"]:
-        assert set(row["contenders"]) == CONTENDERS, row["row"]
+        expected = CONTENDERS | {MANY_APPS} if row["row"] == "c50" else CONTENDERS
+        assert set(row["contenders"]) == expected, row["row"]
         for who, cell in row["contenders"].items():
             assert cell["rps"] > 0, f"{row['row']} {who}: no requests completed"
             assert cell["errors"] == 0, f"{row['row']} {who}: {cell['errors']} errors"
@@ -46,10 +48,18 @@ def test_quick_run_measures_every_contender(tmp_path: Path) -> None:
     assert wake is not None and wake["samples"] > 0
     assert wake["startup_p50_ms"] > 0 and wake["ttfb_p50_ms"] > 0
 
+    storm = doc["storm"]
+    assert storm is not None and storm["requests"] > 0 and storm["held_seen"] > 0
+    assert storm["ok"] + sum(storm["other"].values()) == storm["requests"]
+    assert {c["awake"] for c in doc["sweeper"]["cases"]} >= {0, 100}
+    assert doc["memory"]["idle_rss_kib_10_apps"] > 0
+    assert doc["memory"]["idle_rss_kib_10000_apps"] > 0
+
     machine = doc["machine"]
     assert machine["nproc"] >= 1 and machine["nginx"] and machine["python"]
-    assert {t["target"] for t in doc["targets"]} >= {"wake overhead"}
+    judged = {t["target"] for t in doc["targets"]}
+    assert {"wake overhead", "wake storm: app starts", "RSS at idle, 10 apps"} <= judged
 
     table = (tmp_path / "latest.md").read_text()
-    for who in CONTENDERS:
+    for who in CONTENDERS | {MANY_APPS}:
         assert f"| {who} |" in table

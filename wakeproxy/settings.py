@@ -9,6 +9,7 @@ and what was expected, e.g.::
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -532,6 +533,22 @@ def _same_socket(a: tuple[str, int], b: tuple[str, int]) -> bool:
     return v4 and "0.0.0.0" in (host_a, host_b)
 
 
+def _as_json(doc: object) -> str | None:
+    """`doc` as JSON text when JSON carries it exactly (plain data, string keys), else None."""
+
+    def plain(v: object) -> bool:
+        if isinstance(v, dict):
+            return all(type(k) is str and plain(x) for k, x in v.items())
+        if isinstance(v, list):
+            return all(plain(x) for x in v)
+        return v is None or type(v) in (str, int, float, bool)
+
+    try:
+        return json.dumps(doc) if plain(doc) else None
+    except RecursionError:  # absurdly deep nesting: keep the document as parsed
+        return None
+
+
 def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Settings:
     """Parse config text; `source` names the file in every error. Raises ConfigError."""
     r = _Reader(source)
@@ -542,6 +559,13 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = getattr(e, "problem", None) or e
         raise ConfigError([f"{source}: {where}: expected valid YAML ({problem})"]) from None
+    plain = _as_json(doc)
+    if plain is not None:
+        # PyYAML's node graph (~60 MB for 10,000 apps) is gone now, but the document
+        # built alongside it is scattered through that memory and would keep most of it
+        # resident for the life of the process; rebuilt from JSON it is compact.
+        doc = None
+        doc = json.loads(plain)
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):

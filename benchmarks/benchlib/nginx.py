@@ -119,7 +119,9 @@ def write_app_script(
     """`/bin/sh SCRIPT NAME`: an nginx upstream on $PORT in the foreground, as an app command.
 
     It records its PID (which `exec` hands on to nginx) in `pid_dir` for end-of-run
-    cleanup, and in `pid_dir/NAME.pid` so the harness can tell when that app has stopped.
+    cleanup, and in `pid_dir/NAME.pid` so the harness can tell when that app has stopped;
+    each start appends a line to `pid_dir/NAME.starts`. With `$BENCH_STARTUP_DELAY`
+    (seconds) it sleeps that long first: a slow-starting app.
     """
     prefix = f"{base}/app-${{PORT}}"
     conf = upstream_conf(prefix, "127.0.0.1:${PORT}", www)
@@ -136,6 +138,8 @@ cat > "$d/nginx.conf" <<EOF
 {conf}EOF
 echo $$ > {shlex.quote(str(pid_dir))}/$$
 echo $$ > {shlex.quote(str(pid_dir))}/"${{1:-app}}.pid"
+echo $$ >> {shlex.quote(str(pid_dir))}/"${{1:-app}}.starts"
+if [ -n "${{BENCH_STARTUP_DELAY:-}}" ]; then sleep "$BENCH_STARTUP_DELAY"; fi
 exec {pin}{shlex.quote(binary)} -p "$d" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;'
 """
     path = base / "upstream-app.sh"

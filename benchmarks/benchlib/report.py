@@ -1,28 +1,25 @@
-"""Results → the markdown table and the JSON file, plus the machine they came from.
+"""Results → the markdown table and the JSON file.
 
 Owns the result model (medians per row and contender), the targets from the
-performance issue and how each is judged. Never runs anything but `--version`-style
-queries of the tools it describes.
+performance issue and how each is judged. Never runs anything.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 import statistics
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchlib import scale_report
 from benchlib.wake import WakeResult
 from benchlib.wrk import WrkResult
 
 DIRECT = "direct"
 NGINX_PROXY = "nginx-proxy"
 WAKEPROXY = "wakeproxy"
-CONTENDERS = (DIRECT, NGINX_PROXY, WAKEPROXY)
+MANY_APPS = "wakeproxy-10k-apps"  # the same wakeproxy, configured with 10,000 apps
+MAIN = (DIRECT, NGINX_PROXY, WAKEPROXY)  # measured in every load row
+CONTENDERS = (*MAIN, MANY_APPS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +28,11 @@ class Row:
     title: str
     path: str
     connections: int
+    extra: tuple[str, ...] = ()  # contenders measured in this row besides MAIN
+
+    @property
+    def contenders(self) -> tuple[str, ...]:
+        return (*MAIN, *self.extra)
 
 
 @dataclass
@@ -63,37 +65,14 @@ class Cell:
         return out
 
 
-def machine_info(nginx_version: str, wrk_binary: str, pinned: bool) -> dict[str, Any]:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    wrk = subprocess.run([wrk_binary, "-v"], capture_output=True, text=True, check=False)
-    wrk_version = (wrk.stdout or wrk.stderr).split("[", 1)[0].strip()
-    return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "nginx": nginx_version,
-        "wrk": wrk_version,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "pinning": "wrk + upstream on core 0, proxy on core 1" if pinned else "none",
-    }
-
-
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b > 0 else None
 
 
-def targets(cells: dict[str, dict[str, Cell]], wake: WakeResult | None) -> list[dict[str, Any]]:
+def targets(
+    cells: dict[str, dict[str, Cell]], wake: WakeResult | None, extra: dict[str, Any],
+    many: int,
+) -> list[dict[str, Any]]:
     """The performance issue's targets, judged from this run's medians (wakeproxy only)."""
     out: list[dict[str, Any]] = []
 
@@ -127,13 +106,17 @@ def targets(cells: dict[str, dict[str, Cell]], wake: WakeResult | None) -> list[
     if wake is not None and wake.ttfb_ms:
         o = wake.overhead_p50
         add("wake overhead", "<= 20 ms p50", f"{o:.1f} ms", o <= 20)
+    w, m = cell("c50", WAKEPROXY), cell("c50", MANY_APPS)
+    ratio = m.median("rps") / w.median("rps") if w and m else None
+    scale_report.judge(add, ratio, extra, many)
     return out
 
 
 def to_json(
     machine: dict[str, Any], settings: dict[str, Any], rows: list[Row],
-    cells: dict[str, dict[str, Cell]], wake: WakeResult | None,
+    cells: dict[str, dict[str, Cell]], wake: WakeResult | None, extra: dict[str, Any],
 ) -> dict[str, Any]:
+    """The whole run as JSON; `extra` holds the scale rows (storm, sweeper, memory, imports)."""
     out_rows = []
     for row in rows:
         by = cells.get(row.key, {})
@@ -154,7 +137,8 @@ def to_json(
         "settings": settings,
         "rows": out_rows,
         "wake": wake.to_json() if wake is not None and wake.ttfb_ms else None,
-        "targets": targets(cells, wake),
+        **extra,
+        "targets": targets(cells, wake, extra, settings["many_apps"]),
     }
 
 
@@ -204,6 +188,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
             f"wakeproxy first byte for a sleeping app p50 {wake['ttfb_p50_ms']:.1f} ms → "
             f"overhead {wake['overhead_p50_ms']:.1f} ms"
         )
+    notes += scale_report.markdown(doc, s["many_apps"])
     if notes:
         lines += ["", *notes]
     if doc["targets"]:

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.dataplane.conftest import ProxyFactory, read_response
 from tests.e2e.harness import pids_alive
 from tests.soak.support import LeanWakeproxy, fast_app, figure, started_pids
+from wakeproxy.model.apps import Endpoint
+from wakeproxy.model.limits import Limits
 
 H = {"Host": "app.localhost"}
 GIB = 1 << 30
@@ -21,7 +24,7 @@ GIB = 1 << 30
 
 async def until_state(wp: LeanWakeproxy, state: str, limit: float = 5.0) -> None:
     deadline = time.monotonic() + limit
-    while wp.app_state("app") != state:  # noqa: ASYNC110 - polling another process
+    while wp.app_state("app") != state:
         assert time.monotonic() < deadline, f"app not {state}"
         await asyncio.sleep(0.01)
 
@@ -149,3 +152,20 @@ async def test_a_close_delimited_transfer_cut_by_shutdown_is_reset(
     assert await exited(wp) == 0
     figure("faults", "SIGTERM during a close-delimited 1 GiB download with a 0.2s "
                      "drain_grace: the client connection was reset, not closed")
+
+
+async def test_a_request_waiting_for_its_apps_next_endpoint_gets_503_at_the_end_of_a_drain(
+    make_proxy: ProxyFactory,
+) -> None:
+    proxy = await make_proxy(Limits(connect_timeout=10.0))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = Endpoint("127.0.0.1", s.getsockname()[1])
+    proxy.add_app("shop", ("shop.test",), dead)  # its process exited; nobody noticed yet
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    await asyncio.sleep(0.2)  # refused, and waiting
+    await proxy.dataplane.drain(0.2)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    writer.close()
+    assert resp.status == 503 and "shutting down" in resp.body.decode()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from pathlib import Path
 
 import aiohttp
 
+from tests.dataplane.conftest import ProxyFactory, Upstream, until
 from tests.soak.support import LeanWakeproxy, fast_app, figure
+from wakeproxy.model.limits import Limits
 
 H = {"Host": "app.localhost"}
 MIB = 1 << 20
@@ -146,7 +147,7 @@ async def test_a_client_that_stops_reading_is_cut_and_its_app_can_sleep(start_le
     assert wp.app_state("app") == "awake"
     # Reads nothing: wakeproxy must give up on it, or the app would stay busy forever.
     deadline = time.monotonic() + 5
-    while wp.app_state("app") != "asleep":  # noqa: ASYNC110 - polling another process
+    while wp.app_state("app") != "asleep":
         assert time.monotonic() < deadline, "the stalled download kept the app awake"
         await asyncio.sleep(0.05)
     seconds = time.monotonic() - t0
@@ -163,3 +164,26 @@ async def test_a_client_that_stops_reading_is_cut_and_its_app_can_sleep(start_le
     assert reset or received < 256 * MIB
     figure("faults", f"a client that stopped reading a 256 MiB download was cut after the "
                      f"0.5s client_send_timeout; its app was asleep {seconds:.1f}s after")
+
+
+async def test_an_idle_websocket_is_closed_after_tunnel_idle_timeout(
+    make_proxy: ProxyFactory, upstream: Upstream
+) -> None:
+    proxy = await make_proxy(Limits(tunnel_idle_timeout=0.3))
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint)
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+        s.ws_connect(proxy.url("/ws")) as ws,
+    ):
+        for i in range(8):  # talking every 0.1s for 0.8s: kept open
+            await ws.send_str(f"m{i}")
+            assert (await ws.receive_str()) == f"echo:m{i}"
+            last = time.monotonic()
+            await asyncio.sleep(0.1)
+        msg = await ws.receive(timeout=3)  # silence: the proxy closes it
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.ERROR)
+        assert 0.25 <= time.monotonic() - last < 1.5
+    await until(lambda: proxy.ledger.get("shop").tunnels == 0)
+    figure("faults", "an idle WebSocket was closed after the 0.3s tunnel_idle_timeout; one "
+                     "talking every 0.1s stayed open")

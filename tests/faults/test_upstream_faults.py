@@ -24,8 +24,10 @@ from tests.dataplane.conftest import (
 )
 from tests.e2e.harness import pids_alive
 from tests.soak.support import fast_app, figure, started_pids
+from wakeproxy.dataplane.upstream import _connected_to_itself
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.limits import Limits
+from wakeproxy.platforms.local.net import connected_to_itself
 
 GIB = 1 << 30
 H = {"Host": "app.localhost"}
@@ -225,3 +227,25 @@ async def test_a_reset_in_a_close_delimited_body_resets_the_client(
     assert not received or received.startswith(b"HTTP/1.1 200")
     [record] = await proxy.wait_records(1)
     assert record.status == 200 and "reset" in (record.reason or "")
+
+
+async def test_a_socket_connected_to_itself_is_not_taken_for_an_app() -> None:
+    """Connecting to a free local port can pick that very port as the source, and TCP then
+    connects the socket to itself: neither the readiness probe nor the proxy may take
+    that for the app answering."""
+    port = dead_endpoint().port
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.connect(("127.0.0.1", port))  # a simultaneous open with itself
+    assert connected_to_itself(sock)
+    transport, _ = await asyncio.get_running_loop().create_connection(
+        asyncio.Protocol, sock=sock)
+    try:
+        assert _connected_to_itself(transport)  # type: ignore[arg-type]
+    finally:
+        transport.close()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        other = socket.create_connection(server.getsockname())
+        assert not connected_to_itself(other)
+        other.close()

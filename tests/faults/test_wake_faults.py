@@ -12,8 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from tests.dataplane.conftest import Proxy, Upstream, until
 from tests.soak.support import fast_app, figure, running_with_marker, started_pids
+from wakeproxy.model.board import FailureKind
 
 H = {"Host": "app.localhost"}
 
@@ -125,3 +128,27 @@ async def test_an_app_crashing_soon_after_it_is_ready_never_hangs_a_request(
     figure("faults", f"app crashing 50 ms after each start: {len(answers)} requests, {ok} "
                      f"served, the rest 502, {len(started_pids(starts))} starts, at most "
                      f"{most[0]} process at once")
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "says"),
+    [
+        (FailureKind.FAILED, 502, "failed to wake: the reason"),
+        (FailureKind.UNAVAILABLE, 503, "cannot be woken now: the reason"),
+        (FailureKind.TIMEOUT, 504, "did not wake within"),
+    ],
+)
+async def test_held_requests_get_the_answer_the_kind_of_wake_failure_calls_for(
+    proxy: Proxy, upstream: Upstream, kind: FailureKind, status: int, says: str
+) -> None:
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False)
+    proxy.control.gates["shop"] = asyncio.Event()  # the wake never finishes by itself
+    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
+        held = asyncio.create_task(s.get(proxy.url("/")))
+        await until(lambda: proxy.dataplane.held_requests == 1)
+        proxy.board.mark_wake_failed("shop", "the reason", kind)
+        async with await held as r:
+            assert r.status == status
+            assert says in await r.text()
+            assert (r.headers.get("Retry-After") is not None) == (status != 502)
+    assert upstream.seen == []

@@ -195,6 +195,9 @@ class Emulator:
             except _ResetConnection:
                 # The transport is already aborted; this answer is never written.
                 resp = web.Response(status=499)
+            except ConnectionResetError:
+                # The client closed its connection (a watch it stopped) while we wrote.
+                resp = web.Response(status=499)
             except Exception as exc:  # an emulator bug: fail the test, answer the client
                 log.exception("emulator failed on %s %s", request.method, request.path)
                 self.errors.append(exc)

@@ -14,7 +14,7 @@ import contextlib
 import socket
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from httptools import (
     HttpParserCallbackError,
@@ -67,6 +67,7 @@ class ClientConnection(asyncio.Protocol):
         "_partial",
         "_paused",
         "_queue",
+        "_raised",
         "_start_pending",
         "_stopped",
         "_url",
@@ -93,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
         self.trusted = False
         self.active: Exchange | None = None
         self._queue: deque[Exchange] = deque()
+        self._raised: Exception | None = None
         self._parsing: Exchange | None = None
         self._start_pending = False
         self._stopped = False
@@ -138,7 +140,11 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserUpgrade as e:
             self._upgrade_data(data[e.args[0] :])
         except HttpParserCallbackError as e:
-            self._parse_failed(e.__context__)
+            # What our callback raised; httptools' __context__ is overwritten when this
+            # runs while another exception is being handled.
+            cause = self._raised or e.__context__
+            self._raised = None
+            self._parse_failed(cause)
         except HttpParserError as e:
             self._parse_failed(BadRequest(f"malformed request: {e}"))
         except Exception as e:
@@ -215,7 +221,7 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self.ctx.max_head_bytes:
-            raise UriTooLong("the request target is too long")
+            self._raise(UriTooLong("the request target is too long"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
@@ -223,7 +229,7 @@ class ClientConnection(asyncio.Protocol):
         headers = self._headers
         headers.append((name, value))
         if len(headers) > self.ctx.max_headers:
-            raise HeadTooLarge("the request has too many header fields")
+            self._raise(HeadTooLarge("the request has too many header fields"))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -239,10 +245,15 @@ class ClientConnection(asyncio.Protocol):
                 raise HeadTooLarge("the request head is too large")
         except ProxyError as error:
             self._fail(Exchange(self, None, error, method=method, target=url))
-            raise _Stop from None
+            self._raise(_Stop())
         ex = Exchange(self, head, head_size=head.size)
         self._parsing = ex
         self._enqueue(ex)
+
+    def _raise(self, error: Exception) -> NoReturn:
+        """Raise from a parser callback, remembering what for `data_received`."""
+        self._raised = error
+        raise error
 
     def on_body(self, body: bytes) -> None:
         ex = self._parsing

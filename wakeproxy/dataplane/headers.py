@@ -28,6 +28,10 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 
 # Connection tokens that are options, not header names.
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+# Connection tokens never obeyed: options, and fields that frame or route the message.
+# `Connection: content-length` must not strip the length of a body we still send on:
+# the app would read that body as the next request (request smuggling).
+_NOT_DROPPABLE = _CONNECTION_OPTIONS | {b"content-length", b"host"}
 
 # Headers by which a proxy tells the app about the client, besides the three we set
 # ourselves (X-Forwarded-For/-Proto/-Host): forwarded only when a trusted proxy sent them,
@@ -57,6 +61,9 @@ _SPECIAL = HOP_BY_HOP | RELAYED | {
     b"x-request-id",
     b"accept",
 }
+
+# Headers that decide where a request ends.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 # A Host (or absolute-form authority) we route: a DNS-style name or a bracketed IPv6
 # literal, then an optional port. Anything else (a path, userinfo, spaces, raw UTF-8, a
@@ -175,6 +182,10 @@ def read_request_head(
         size += len(name) + len(value) + 4
         lname = name.lower()
         if lname not in _SPECIAL:
+            if b"_" in lname and lname.replace(b"_", b"-") in _FRAMING:
+                # Some servers read `Transfer_Encoding` as `Transfer-Encoding`: the app
+                # and we would then disagree on where this request ends.
+                raise BadRequest(f"header {name.decode('latin-1')!r} is ambiguous")
             kept += (name, b": ", value, CRLF)
             continue
         if lname == b"host":
@@ -182,17 +193,15 @@ def read_request_head(
                 raise BadRequest("more than one Host header")
             host = value.strip()
         elif lname == b"content-length":
-            if content_length is not None:
-                if content_length != value:
-                    raise BadRequest("Content-Length values differ")
-                continue  # the same value twice: the app gets it once
+            if content_length is not None and content_length != value:
+                raise BadRequest("Content-Length values differ")
             content_length = value
             kept += (name, b": ", value, CRLF)
         elif lname == b"transfer-encoding":
             te = value if te is None else te + b", " + value
         elif lname == b"connection":
             if value.lower() not in _CONNECTION_OPTIONS:
-                named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
+                named.extend(t for t in _tokens(value) if t not in _NOT_DROPPABLE)
         elif lname == b"upgrade":
             upgrade_value = value
         elif lname == b"x-forwarded-for":
@@ -222,7 +231,7 @@ def read_request_head(
         if h.http10:
             raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
         h.body = CHUNKED
-        h.te = te
+        h.te = b", ".join(codings)  # as the app will read them: no stray whitespace
     elif content_length is not None and content_length.strip(b" \t") != b"0":
         h.body = LENGTH
 
@@ -347,7 +356,7 @@ def response_head(
             lines += (name, b": ", value, CRLF)
         elif kind == _CONNECTION:
             if value.lower() not in _CONNECTION_OPTIONS:
-                named.extend(t for t in _tokens(value) if t not in _CONNECTION_OPTIONS)
+                named.extend(t for t in _tokens(value) if t not in _NOT_DROPPABLE)
         elif kind == _TE:
             te = value if te is None else te + b", " + value
         elif kind == _UPGRADE:

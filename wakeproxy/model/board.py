@@ -79,7 +79,9 @@ class AppState:
         # When the board learnt of the app: savings before it are unknown, not zero.
         self.added_at = now
         self.sleeps = SleepLog()  # recent sleeps that ended, for savings over a period
-        self._changed = asyncio.Event()
+        # Made when someone first waits: an Event costs ~700 bytes, and most apps of a big
+        # cluster are never waited on between two transitions.
+        self._changed: asyncio.Event | None = None
         self._rr = 0
 
     @property
@@ -88,7 +90,10 @@ class AppState:
 
     def changed(self) -> asyncio.Event:
         """An event set at the next transition of this app (then replaced)."""
-        return self._changed
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = asyncio.Event()
+        return changed
 
     def pick(self) -> Endpoint | None:
         """A ready endpoint, round robin across them; None when none is ready."""
@@ -214,5 +219,6 @@ class ReadinessBoard:
     @staticmethod
     def _fire(state: AppState) -> None:
         old = state._changed
-        state._changed = asyncio.Event()
-        old.set()
+        if old is not None:  # nobody waits on a transition nobody asked about
+            state._changed = None
+            old.set()

@@ -108,13 +108,13 @@ class World:
 async def build_world(
     emulator: Emulator, *, identity: str = "wp-0", defaults: AppPolicy | None = None,
     incluster: InCluster | None = None, sweep: bool = False, sweep_interval: float = 0.05,
-    **settings: Any,
+    stale_after: float | None = None, **settings: Any,
 ) -> World:
     clock = SystemClock()
     board, routes, ledger = ReadinessBoard(clock), Routes(), ActivityLedger(clock)
     demand, wake_stats = WakeDemand(), WakeStats()
     k = fast_settings(None if incluster is not None else emulator, **settings)
-    peers = PeerActivity(stale_after=3 * k.activity_interval + 0.5)
+    peers = PeerActivity(stale_after=stale_after or 3 * k.activity_interval + 0.5)
     stats = PlatformStats(leader=False)
     platform = KubernetesPlatform(
         k, defaults=defaults or AppPolicy(name="-", hosts=(), wake_timeout=10.0),

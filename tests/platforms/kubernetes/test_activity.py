@@ -28,15 +28,22 @@ async def test_activity_on_a_follower_keeps_an_app_awake_and_costs_one_write_per
     leader = await make_world(k8s_emulator, identity="wp-a", sweep=True)
     await until(leader.platform.leader, 5)
     follower = await make_world(k8s_emulator, identity="wp-b", sweep=True)
-    await leader.lifecycle.wake("default.web")
-    await follower.lifecycle.wake("default.web")  # already up: no second scale call
     state = leader.state("default.web")
-    # Traffic on the follower only: many requests, one long one still open.
+    # Traffic on the follower only: many requests, one long one still open; the follower
+    # wakes the app, and the leader learns of both within an interval or two.
     started = time.monotonic()
     follower.ledger.begin("default.web")
     for _ in range(200):
         follower.ledger.begin("default.web")
         follower.ledger.end("default.web")
+
+    def leader_sees_it_open() -> bool:
+        merged = leader.peers.merged("default.web", time.monotonic())
+        return merged is not None and merged.in_flight == 1
+
+    await until(leader_sees_it_open, 5)
+    await follower.lifecycle.wake("default.web")
+    await until(lambda: state.phase is Phase.AWAKE, 5)
     await asyncio.sleep(1.5)  # well past idle_after
     assert state.phase is Phase.AWAKE and replicas_of(k8s_emulator, "web") == 1
     assert not follower.platform.leader()
@@ -55,10 +62,9 @@ async def test_a_dead_peers_open_requests_stop_counting(
     k8s_emulator: Emulator, make_world: MakeWorld,
 ) -> None:
     k8s_emulator.create(app_deployment("web", hosts="web.example.com", idle_after="300ms"))
-    leader = await make_world(k8s_emulator, identity="wp-a", sweep=True)
+    leader = await make_world(k8s_emulator, identity="wp-a", sweep=True, stale_after=1.5)
     await until(leader.platform.leader, 5)
     peer = await make_world(k8s_emulator, identity="wp-b")
-    await leader.lifecycle.wake("default.web")
     peer.ledger.begin("default.web")  # a request left open on a replica that then dies
 
     def seen_open() -> bool:
@@ -66,12 +72,15 @@ async def test_a_dead_peers_open_requests_stop_counting(
         return merged is not None and merged.in_flight == 1
 
     await until(seen_open, 5)
+    await leader.lifecycle.wake("default.web")
     for task in peer.platform._tasks:
         task.cancel()  # gone without cleaning up, like a killed pod
+    killed = time.monotonic()
     state = leader.state("default.web")
-    await asyncio.sleep(0.5)
-    assert state.phase is Phase.AWAKE
-    # Its record goes stale (3 intervals + 0.5 s), then the app is swept.
+    await asyncio.sleep(0.6)
+    assert state.phase is Phase.AWAKE  # well past idle_after: the open request counts
+    # Its record goes stale (unchanged for 1.5 s), then the app is swept.
     await until(lambda: state.phase is Phase.ASLEEP, 5)
+    assert time.monotonic() - killed >= 0.6
     record = k8s_emulator.store.find(LEASES, "default", "wakeproxy-activity-wp-b")
     assert record is not None  # still there: removed only once gone for a long time
