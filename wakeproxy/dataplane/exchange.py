@@ -324,9 +324,9 @@ class Exchange(ResponseRelay):
         up.exchange = self
         self.sent = True
         self.parser = HttpResponseParser(self)
-        # An idempotent request may go again once if the connection dies before any
-        # answer (RFC 9110 §9.2.2): a pooled one the app closed as we reused it, or a new
-        # one that a dying process's listener accepted but never served.
+        # An idempotent request may go again if its connection dies before any answer
+        # (RFC 9110 §9.2.2): a pooled one the app closed as we reused it, or a new one
+        # that a dying process's listener accepted but never served.
         replayable = self.replays < MAX_REPLAYS and head.method in IDEMPOTENT
         pending = self.pending
         if pending:

@@ -101,6 +101,16 @@ def _opt(value: str | None) -> str:
     return "null" if value is None else _string(value)
 
 
+def _ms(seconds: float) -> str:
+    """Seconds as JSON milliseconds, exactly `json.dumps(round(seconds * 1000.0, 2))`.
+
+    Both round through the same correctly rounded decimal digits; the shortest repr of
+    the rounded float is those digits without trailing zeros. A third of the cost.
+    """
+    text = f"{seconds * 1000.0:.2f}".rstrip("0")
+    return text + "0" if text[-1] == "." else text
+
+
 # Waiting items: (wall time, record) for access lines, (wall time, rest of line) for events.
 _Item = tuple[float, AccessRecordLike | str]
 
@@ -185,20 +195,22 @@ class JsonLines:
         second = int(wall)
         if second != self._second:
             self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        ts = f'{{"timestamp":"{self._second_text}.{int((wall - second) * 1e6):06d}Z",'
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second_text = f'{{"timestamp":"{text}.'
+        micros = int((wall - second) * 1e6)
         if isinstance(what, str):
-            return ts + what
+            return f'{self._second_text}{micros:06d}Z",{what}'
         r = what
         held = r.held
         return (
-            f'{ts}{self._access_head}"app":{_string(r.app) if r.app else "null"},'
+            f'{self._second_text}{micros:06d}Z",{self._access_head}'
+            f'"app":{_string(r.app) if r.app else "null"},'
             f'"host":{_string(r.host)},"method":{_string(r.method)},"path":{_string(r.path)},'
-            f'"status":{r.status},"duration_ms":{round(r.duration * 1000.0, 2)!r},'
+            f'"status":{r.status},"duration_ms":{_ms(r.duration)},'
             f'"request_id":{_string(r.request_id)},"client":{_opt(r.client)},'
             f'"upstream":{_opt(r.upstream)},"bytes_in":{r.bytes_in},'
             f'"bytes_out":{r.bytes_out},"reason":{_opt(r.reason)}'
-            + ("}\n" if held is None else f',"held_ms":{round(held * 1000.0, 2)!r}}}\n')
+            + ("}\n" if held is None else f',"held_ms":{_ms(held)}}}\n')
         )
 
 
