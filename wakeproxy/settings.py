@@ -91,6 +91,20 @@ class LocalApp:
     cwd: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     stop_grace: float = 10.0
+    # Built from source: `repo` is fetched into a release directory where `build` runs and
+    # `command` then runs (cwd is the release). None: `command` runs as configured.
+    repo: str | None = None
+    # `owner/name` of the GitHub repository whose pull requests get review apps of this app.
+    github_repo: str | None = None
+    build: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewApps:
+    """Review apps of pull requests: app `pr-<n>-<app>` at host `pr-<n>-<app>.<domain>`."""
+
+    domain: str
+    webhook_secret: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +159,9 @@ class Settings:
     # The `defaults:` section as a policy (name and hosts empty): what a platform that
     # discovers apps starts from before an app's own overrides.
     defaults: AppPolicy = field(default_factory=lambda: AppPolicy(name="-", hosts=()))
+    review_apps: ReviewApps | None = None
+    # Where builds fetch their release directories (an absolute path).
+    builds_dir: str = ".wakeproxy/builds"
 
     @property
     def policies(self) -> tuple[AppPolicy, ...]:
@@ -154,13 +171,16 @@ class Settings:
 _TOP_KEYS = {
     "cluster", "platform", "listen", "admin_listen", "admin_token", "admin_token_file",
     "log", "trusted_proxies", "sweep_interval", "drain_grace", "limits", "defaults",
-    "apps", "kubernetes", "review_apps", "savings",
+    "apps", "kubernetes", "review_apps", "savings", "builds_dir",
 }
 _POLICY_KEYS = {
     "idle_after", "wake_timeout", "max_held_requests", "waiting_page",
     "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
 }
-_APP_KEYS = _POLICY_KEYS | {"name", "hosts", "command", "cwd", "env"}
+_APP_KEYS = _POLICY_KEYS | {
+    "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build",
+}
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PLATFORMS = ("local", "kubernetes")
 
 
@@ -440,8 +460,75 @@ def _read_token(r: _Reader, top: Mapping[str, Any], base_dir: Path) -> str | Non
     return None
 
 
+def _repo(base_dir: Path) -> Callable[[object], str]:
+    def conv(v: object) -> str:
+        url = _str(v).strip()
+        # A URL (scheme:// or scp-like user@host:path) is used as is; a bare path is
+        # relative to the config file, like every other path in it.
+        if "://" in url or ":" in url or url.startswith("/"):
+            return url
+        return str((base_dir / url).resolve())
+
+    return conv
+
+
+def _github_repo(v: object) -> str:
+    if not isinstance(v, str) or not _GITHUB_REPO.match(v):
+        raise ValueError(v)
+    return v
+
+
+def _read_source(
+    r: _Reader, m: Mapping[str, Any], path: str, base_dir: Path,
+) -> tuple[str | None, str | None, str | None]:
+    """An app's `repo`, `github_repo` and `build` (all None for an app not built here)."""
+    p = f"{path}."
+    repo = r.get(m, "repo", p, _repo(base_dir), "a git URL or repository path", None)
+    github = r.get(m, "github_repo", p, _github_repo, "a GitHub repository like acme/shop", None)
+    build = r.get(m, "build", p, _str, "a shell command run in the checkout", None)
+    if repo is None:
+        for key, value in (("github_repo", github), ("build", build)):
+            if value is not None:
+                r.fail(f"{path}.{key}", "to be set only with repo (the git URL it builds from)")
+    elif m.get("cwd") is not None:
+        r.fail(f"{path}.cwd", "no cwd with repo (commands run in the release checkout)")
+    return repo, github, build
+
+
+def _read_review_apps(r: _Reader, raw: object, base_dir: Path) -> ReviewApps | None:
+    if raw is None:
+        return None
+    m = r.mapping(raw, "review_apps")
+    r.unknown_keys(m, {"enabled", "domain", "webhook_secret_file"}, "review_apps")
+    if not r.get(m, "enabled", "review_apps.", _bool, "true or false", True):
+        return None
+    domain = r.get(m, "domain", "review_apps.", lambda v: _host_pattern(_str(v)),
+                   "a domain like review.example.com", None)
+    if domain is None or domain.startswith("*."):
+        r.fail("review_apps.domain", "a domain like review.example.com", m.get("domain"))
+        domain = None
+    secret_file = m.get("webhook_secret_file")
+    if not isinstance(secret_file, str) or not secret_file:
+        r.fail("review_apps.webhook_secret_file", "a file holding the GitHub webhook secret",
+               secret_file)
+        return None
+    path = base_dir / secret_file
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as e:
+        r.fail("review_apps.webhook_secret_file", "a readable file", f"{path}: {e.strerror}")
+        return None
+    if not secret:
+        r.fail("review_apps.webhook_secret_file", "a file holding a non-empty secret", str(path))
+        return None
+    if domain is None:
+        return None
+    return ReviewApps(domain=domain, webhook_secret=secret)
+
+
 def _read_app(
     r: _Reader, raw: object, i: int, base: dict[str, Any], platform: str,
+    base_dir: Path = Path("."),
 ) -> LocalApp | None:
     path = f"apps[{i}]"
     if raw is None or raw == {}:
@@ -487,12 +574,14 @@ def _read_app(
         else:
             env[k] = str(v).lower() if isinstance(v, bool) else str(v)
     fields = _policy_fields(r, m, f"{path}.", base)
+    repo, github_repo, build = _read_source(r, m, path, base_dir)
     if not ok:
         return None
     stop_grace = fields.pop("stop_grace")
     policy = AppPolicy(name=str(name), hosts=tuple(hosts), **fields)
     return LocalApp(
         policy=policy, command=str(command or ""), cwd=cwd, env=env, stop_grace=stop_grace,
+        repo=repo, github_repo=github_repo, build=build,
     )
 
 
@@ -625,11 +714,14 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         r.fail("apps", "a list of apps", apps_raw)
     elif apps_raw:
         for i, raw in enumerate(apps_raw):
-            app = _read_app(r, raw, i, base, platform)
+            app = _read_app(r, raw, i, base, platform, base_dir or Path("."))
             if app is not None:
                 entries.append((i, app))
     _check_unique(r, entries)
     apps = [app for _, app in entries]
+    review_apps = _read_review_apps(r, top.get("review_apps"), base_dir or Path("."))
+    builds_dir = r.get(top, "builds_dir", "", _str, "a directory path", ".wakeproxy/builds")
+    builds_dir = str(((base_dir or Path(".")) / builds_dir).resolve())
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -637,7 +729,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         source=source, cluster=cluster, platform=platform, listen=listen, admin_listen=admin,
         admin_token=token, log_format=log_format, log_level=log_level, trusted_proxies=trusted,
         sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=tuple(apps),
-        savings=savings, kubernetes=kubernetes,
+        savings=savings, kubernetes=kubernetes, review_apps=review_apps, builds_dir=builds_dir,
         defaults=AppPolicy(name="-", hosts=(),
                            **{k: v for k, v in base.items() if k != "stop_grace"}),
     )

@@ -66,6 +66,34 @@ async def test_hold_times_out_with_504_naming_the_app(proxy: Proxy, upstream: Up
     assert proxy.stats.apps["shop"].held == 0
 
 
+async def test_each_held_request_times_out_on_its_own_deadline(
+    proxy: Proxy, upstream: Upstream
+):
+    """Also when the app's wake_timeout is shortened while a request is already held."""
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False, wake_timeout=0.8)
+    proxy.control.gates["shop"] = asyncio.Event()  # never ready
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
+
+        async def one(path: str) -> tuple[int, float]:
+            started = loop.time()
+            async with s.get(proxy.url(path)) as r:
+                await r.read()
+                return r.status, loop.time() - started
+
+        slow = asyncio.create_task(one("/slow"))
+        await until(lambda: proxy.dataplane.held_requests == 1)
+        proxy.add_app("shop", ("shop.test",), awake=False, wake_timeout=0.2)
+        fast = [asyncio.create_task(one(f"/fast{i}")) for i in range(3)]
+        answers = await asyncio.gather(*fast)
+        assert proxy.dataplane.held_requests == 1  # the first one still waits its turn
+        slow_status, slow_took = await slow
+    for status, took in answers:
+        assert status == 504 and 0.15 <= took < 0.6
+    assert slow_status == 504 and slow_took >= 0.75
+    assert proxy.dataplane.held_requests == 0
+
+
 async def test_full_hold_queue_answers_503_with_retry_after(proxy: Proxy, upstream: Upstream):
     proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False, max_held_requests=2)
     gate = proxy.control.gates["shop"] = asyncio.Event()

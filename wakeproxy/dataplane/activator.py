@@ -39,19 +39,36 @@ class HeldRequest(Protocol):
     def hold_failed(self, error: ProxyError, held: float) -> None: ...
 
 
-class _Waiter:
-    __slots__ = ("base", "since", "timer")
+# A wake-timeout timer may run a hair before its deadline by the loop's clock.
+_TIMER_SLACK = 0.001
 
-    def __init__(self, base: int, since: float, timer: asyncio.TimerHandle) -> None:
+
+class _Waiter:
+    __slots__ = ("base", "deadline", "since")
+
+    def __init__(self, base: int, since: float, deadline: float) -> None:
         self.base = base  # a failure of an attempt above this one is ours
         self.since = since
-        self.timer = timer
+        self.deadline = deadline  # loop time when its wake has taken too long
 
 
 class HoldQueue:
     """The held requests of one app (oldest first) and how many are being released."""
 
-    __slots__ = ("_again", "_busy", "activator", "app", "releasing", "state", "task", "waiters")
+    __slots__ = (
+        "_again",
+        "_busy",
+        "_last_deadline",
+        "_ordered",
+        "_timer",
+        "_timer_at",
+        "activator",
+        "app",
+        "releasing",
+        "state",
+        "task",
+        "waiters",
+    )
 
     def __init__(self, activator: Activator, state: AppState) -> None:
         self.activator = activator
@@ -62,6 +79,42 @@ class HoldQueue:
         self.task: asyncio.Task[None] | None = None
         self._busy = False
         self._again = False
+        # One timer per queue, for its earliest wake deadline, instead of one per held
+        # request (a timer handle weighs ~600 bytes; a storm holds thousands).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._last_deadline = 0.0
+        self._ordered = True  # deadlines rise with arrival (one wake_timeout for all)
+
+    def add(self, req: HeldRequest, w: _Waiter, loop: asyncio.AbstractEventLoop) -> None:
+        if self.waiters and w.deadline < self._last_deadline:
+            self._ordered = False  # the policy's wake_timeout was shortened meanwhile
+        self._last_deadline = w.deadline
+        self.waiters[req] = w
+        if self._timer is None or w.deadline < self._timer_at:
+            self._arm(w.deadline, loop)
+
+    def _arm(self, at: float, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = loop.call_at(at, self._expire)
+
+    def _expire(self) -> None:
+        """The earliest deadline came: answer every request whose wake took too long."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time() + _TIMER_SLACK
+        soonest: float | None = None
+        for req, w in list(self.waiters.items()):
+            if w.deadline <= now:
+                self.timed_out(req)
+            else:
+                soonest = w.deadline if soonest is None else min(soonest, w.deadline)
+                if self._ordered:
+                    break  # every later one is due later still
+        if soonest is not None and self.waiters and self._timer is None:
+            self._arm(soonest, loop)
 
     def step(self) -> None:
         """One released request got its response head, or failed: let the next one go."""
@@ -136,7 +189,11 @@ class HoldQueue:
 
     def _leave(self, req: HeldRequest) -> float:
         w = self.waiters.pop(req)
-        w.timer.cancel()
+        if not self.waiters:
+            self._ordered = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         act = self.activator
         held = act.clock.monotonic() - w.since
         s = act.stats.app(self.app)
@@ -192,8 +249,7 @@ class Activator:
             return None
         base = state.attempts if state.phase is Phase.ASLEEP else state.attempts - 1
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(policy.wake_timeout, q.timed_out, req)
-        q.waiters[req] = _Waiter(base, self.clock.monotonic(), timer)
+        q.add(req, _Waiter(base, self.clock.monotonic(), loop.time() + policy.wake_timeout), loop)
         self.stats.app(q.app).held += 1
         self.demand.request(q.app)
         if q.task is None:

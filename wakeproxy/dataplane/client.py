@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections import deque
 from typing import TYPE_CHECKING, NoReturn, cast
 
 from httptools import (
@@ -93,7 +92,9 @@ class ClientConnection(asyncio.Protocol):
         self.peer_bytes = b""
         self.trusted = False
         self.active: Exchange | None = None
-        self._queue: deque[Exchange] = deque()
+        # Pipelined requests waiting their turn. A list, not a deque: an empty deque
+        # weighs ~600 bytes, on every connection, for what is almost always empty.
+        self._queue: list[Exchange] = []
         self._raised: Exception | None = None
         self._parsing: Exchange | None = None
         self._start_pending = False
@@ -335,7 +336,7 @@ class ClientConnection(asyncio.Protocol):
         leftover = ex.leftover
         ex.leftover = None
         if self._queue:
-            nxt = self.active = self._queue.popleft()
+            nxt = self.active = self._queue.pop(0)
             if not self._queue:
                 self.resume(self.PIPELINE)
             self._run(nxt)

@@ -7,19 +7,26 @@ to the group, SIGKILL after `stop_grace`. A process that exits while awake is re
 AppExited. Nothing it starts outlives it: `close()` stops every group, and a watchdog
 process kills the groups left behind if wakeproxy dies without closing. It never touches
 the readiness board; the lifecycle turns its results into phases.
+
+Apps built from source (`repo` set) run a *release*: the controllers fetch and build it
+and `put_app` it (command and cwd of the checkout). Until one is, waking such an app fails
+as unavailable (503: "not deployed yet"). `swap` moves an awake app to its new release
+with no gap: the new process answers before the old one is stopped. `remove_app` forgets
+an app and stops its process (review apps come and go at runtime).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
 from wakeproxy.controlplane.platform import AppExited, WakeFailed
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.apps import AppPolicy, Endpoint
+from wakeproxy.model.board import FailureKind
 from wakeproxy.platforms.local.net import free_port, probe_http, probe_tcp
 from wakeproxy.platforms.local.process import AppProcess
 from wakeproxy.platforms.local.watchdog import GroupWatchdog
@@ -35,6 +42,8 @@ _OUTPUT_DRAIN = 0.2  # after an exit, time allowed for its last output lines to 
 class LocalPlatform:
     def __init__(self, apps: Sequence[LocalApp], *, host: str = "127.0.0.1") -> None:
         self._apps = {a.policy.name: a for a in apps}
+        self._releases: dict[str, str] = {}  # app → the release it runs (built apps only)
+        self._release_of: dict[AppProcess, str] = {}  # the release each process runs
         self._host = host
         self._procs: dict[str, AppProcess] = {}  # the current process of each app
         self._live: set[AppProcess] = set()  # every process not yet fully stopped
@@ -68,6 +77,10 @@ class LocalPlatform:
             raise WakeFailed(f"no local app named {app!r}")
         if self._closed:
             raise WakeFailed("the local platform is shut down")
+        if local.repo is not None and app not in self._releases:
+            raise WakeFailed(
+                f"no release deployed yet (build and deploy one: wakeproxy build {app})",
+                FailureKind.UNAVAILABLE)
         current = self._procs.get(app)
         if current is not None:
             if current.ready and current.returncode is None:
@@ -101,6 +114,10 @@ class LocalPlatform:
             self._drop(p)
             await asyncio.shield(self._retire(p, 0.0))
             raise
+        if self._apps.get(app) is None:
+            self._drop(p)
+            await asyncio.shield(self._retire(p, 0.0))
+            raise WakeFailed("the app was deleted while waking")
         p.ready = True
         return (Endpoint(self._host, p.port),)
 
@@ -115,6 +132,84 @@ class LocalPlatform:
     def leader(self) -> bool:
         return True  # no peers: this one process decides every sleep
 
+    # -- apps and releases (the controllers) ---------------------------------------------
+
+    def put_app(self, local: LocalApp, *, release: str | None = None) -> None:
+        """Add an app or change what it runs. A running process is left alone: the next
+        start (or `swap`) runs `local`. `release` names what `local` runs."""
+        name = local.policy.name
+        self._apps[name] = local
+        if release is not None:
+            self._releases[name] = release
+
+    def release(self, app: str) -> str | None:
+        return self._releases.get(app)
+
+    def definition(self, app: str) -> LocalApp | None:
+        return self._apps.get(app)
+
+    def running_release(self, app: str) -> str | None:
+        """The release the app's ready process runs; None while it runs none."""
+        p = self._procs.get(app)
+        return self._release_of.get(p) if p is not None and p.ready else None
+
+    async def remove_app(self, app: str) -> None:
+        """Forget `app` and stop its process; return once it is stopped."""
+        grace = self._grace(app)
+        self._apps.pop(app, None)
+        self._releases.pop(app, None)
+        p = self._procs.pop(app, None)
+        if p is not None:
+            await asyncio.shield(self._retire(p, grace))
+
+    async def swap(
+        self, app: str, routed: Callable[[Endpoint], Awaitable[None]], *,
+        timeout: float,  # noqa: ASYNC109 - the deadline also bounds stopping what started
+    ) -> bool:
+        """Move an awake app to its current definition without a gap.
+
+        Starts the new process beside the running one, waits until it answers, awaits
+        `routed(endpoint)` (the caller sends traffic to it), then stops the old process.
+        Returns False when there was nothing to swap (the app is not running, or stopped
+        meanwhile): its next wake runs the new definition. Raises WakeFailed or
+        TimeoutError, having stopped the new process, when it does not get ready; the
+        old one keeps serving.
+        """
+        local, old = self._apps.get(app), self._procs.get(app)
+        if local is None or old is None or not old.ready or old.stopping or self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+        starting = spawn(self._spawn(local, register=False), name=f"spawn:{app}")
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+        try:
+            started = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            starting.add_done_callback(self._stop_started)
+            raise
+        if isinstance(started, str):
+            raise WakeFailed(started)
+        new = started
+        try:
+            await self._until_ready(new, local.policy, loop.time() + timeout, timeout)
+        except BaseException:
+            self._retire(new, 0.0)
+            raise
+        if self._procs.get(app) is not old or old.stopping or self._closed:
+            self._retire(new, 0.0)  # it was stopped or replaced meanwhile
+            return False
+        new.ready = True
+        self._procs[app] = new
+        try:
+            await routed(Endpoint(self._host, new.port))
+        except BaseException:
+            if self._procs.get(app) is new:
+                self._procs[app] = old
+            self._retire(new, 0.0)
+            raise
+        await asyncio.shield(self._retire(old, self._grace(app)))
+        return True
+
     # -- extras for the admin API --------------------------------------------------------
 
     def recent_stderr(self, app: str) -> list[str]:
@@ -128,8 +223,9 @@ class LocalPlatform:
 
     # -- internals -----------------------------------------------------------------------
 
-    async def _spawn(self, local: LocalApp) -> AppProcess | str:
-        """Start the app's process and register it; a reason instead when it cannot start."""
+    async def _spawn(self, local: LocalApp, *, register: bool = True) -> AppProcess | str:
+        """Start the app's process and (unless told not to) make it the app's current one;
+        a reason instead when it cannot start."""
         app = local.policy.name
         try:
             p = await AppProcess.start(local, free_port(self._host), self._ring(app))
@@ -137,11 +233,15 @@ class LocalPlatform:
             log.warning("app could not be started", app=app, error=str(e))
             return f"could not start the command: {e}"
         self._live.add(p)
+        release = self._releases.get(app)
+        if release is not None:
+            self._release_of[p] = release
         self._watchdog.add(p.pgid)
         self._track(spawn(self._supervise(p), name=f"supervise:{app}"))
-        if not self._closed:
+        if register and not self._closed:
             self._procs[app] = p
-        log.info("app process started", app=app, pid=p.pid, port=p.port)
+        log.info("app process started", app=app, pid=p.pid, port=p.port,
+                 release=self._releases.get(app))
         return p
 
     def _stop_started(self, starting: asyncio.Task[AppProcess | str]) -> None:
@@ -215,6 +315,7 @@ class LocalPlatform:
     async def _stop(self, p: AppProcess, grace: float) -> None:
         await p.stop(grace)
         self._live.discard(p)
+        self._release_of.pop(p, None)
         self._watchdog.remove(p.pgid)
         log.info("app process stopped", app=p.app, pid=p.pid, how=p.describe_exit())
 

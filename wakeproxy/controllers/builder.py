@@ -1,0 +1,225 @@
+"""Local builds: a real git fetch of one ref into a release directory of its own, then the
+app's `build` command run there, every line of output captured as the build log.
+
+Layout: `<root>/<app>/<build id>/` holds one checkout (a release). At most `concurrency`
+builds run at once; the rest wait as QUEUED. A build past `timeout` fails; a cancelled
+build (superseded by a newer commit) stops its processes and leaves no directory behind,
+nor does a failed one. Must never: deploy, or touch the readiness board or the routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from wakeproxy.controllers.builds import Build, BuildState
+from wakeproxy.controlplane.tasks import spawn
+
+log = structlog.get_logger("wakeproxy.builds")
+
+_KEEP_BUILDS = 500  # finished builds remembered for the API (oldest forgotten first)
+_KILL_GRACE = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an app's code comes from and how it is built."""
+
+    repo: str
+    build: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class _StepFailed(Exception):
+    def __init__(self, reason: str, exit_code: int | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+class LocalBuilder:
+    def __init__(
+        self, *, root: Path, environ: Mapping[str, str], concurrency: int = 2,
+        timeout: float = 900.0,
+    ) -> None:
+        self._root = root
+        self._env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._timeout = timeout
+        self._builds: OrderedDict[str, Build] = OrderedDict()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- readers ---------------------------------------------------------------------
+
+    def get(self, build_id: str) -> Build | None:
+        return self._builds.get(build_id)
+
+    def list(self, app: str | None = None) -> list[Build]:
+        """Newest first."""
+        return [b for b in reversed(self._builds.values()) if app is None or b.app == app]
+
+    # -- commands --------------------------------------------------------------------
+
+    def start(self, app: str, source: Source, ref: str) -> Build:
+        build_id = f"{app}-{secrets.token_hex(3)}"
+        build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time())
+        self._builds[build_id] = build
+        self._forget_old()
+        task = spawn(self._run(build, source), name=f"build:{build_id}")
+        task.add_done_callback(lambda _: self._settle(build))
+        self._tasks[build_id] = task
+        log.info("build queued", build=build_id, app=app, ref=ref)
+        return build
+
+    def cancel(self, build_id: str, reason: str) -> None:
+        build = self._builds.get(build_id)
+        task = self._tasks.get(build_id)
+        if build is None or task is None or build.state.finished:
+            return
+        build.reason = reason
+        task.cancel()
+
+    async def wait(self, build: Build) -> Build:
+        await build.done.wait()
+        return build
+
+    def remove_release(self, build: Build) -> None:
+        """Delete a release directory no process runs any more."""
+        if build.release_dir is not None:
+            shutil.rmtree(build.release_dir, ignore_errors=True)
+
+    async def discard(self, app: str) -> None:
+        """Cancel the app's builds and delete every release directory it has."""
+        for build in self.list(app):
+            self.cancel(build.id, "the app was deleted")
+        await asyncio.gather(
+            *(t for bid, t in self._tasks.items() if (b := self._builds.get(bid)) is not None and b.app == app),
+            return_exceptions=True)
+        await asyncio.to_thread(shutil.rmtree, self._root / app, True)
+
+    async def close(self) -> None:
+        for build_id in list(self._tasks):
+            self.cancel(build_id, "wakeproxy is shutting down")
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # -- running one build -------------------------------------------------------------
+
+    async def _run(self, build: Build, source: Source) -> None:
+        blog = build.log
+        release = self._root / build.app / build.id
+        try:
+            async with self._slots:
+                build.state, build.started_at = BuildState.RUNNING, time.time()
+                log.info("build started", build=build.id, app=build.app, ref=build.ref)
+                async with asyncio.timeout(self._timeout):
+                    build.commit = await self._fetch(build, source, release)
+                    if source.build:
+                        blog.line(f"==> {source.build}")
+                        env = {**self._env, **source.env, "WAKEPROXY_COMMIT": build.commit}
+                        await self._step(build, ["/bin/sh", "-c", source.build], release, env)
+            build.release_dir = str(release)
+            self._finish(build, BuildState.SUCCEEDED, f"built {build.commit}")
+        except _StepFailed as e:
+            build.exit_code = e.exit_code
+            self._finish(build, BuildState.FAILED, e.reason, release)
+        except TimeoutError:
+            self._finish(build, BuildState.FAILED,
+                         f"the build took longer than {self._timeout:g}s", release)
+        except asyncio.CancelledError:
+            self._finish(build, BuildState.CANCELLED, build.reason or "cancelled", release)
+        except Exception as e:  # the file system, a missing git: say so, keep serving
+            log.exception("build crashed", build=build.id)
+            self._finish(build, BuildState.FAILED, f"build error: {e}", release)
+
+    def _settle(self, build: Build) -> None:
+        self._tasks.pop(build.id, None)
+        if not build.state.finished:  # cancelled before it ever ran
+            self._finish(build, BuildState.CANCELLED, build.reason or "cancelled")
+
+    async def _fetch(self, build: Build, source: Source, release: Path) -> str:
+        blog = build.log
+        await asyncio.to_thread(release.mkdir, parents=True, exist_ok=True)
+        blog.line(f"==> git fetch {source.repo} {build.ref}")
+        git = ["git", "-C", str(release)]
+        await self._step(build, ["git", "init", "-q", str(release)], None, self._env)
+        await self._step(
+            build, [*git, "fetch", "--quiet", "--depth", "1", "--no-tags", source.repo,
+                    build.ref], None, self._env, what="git fetch")
+        await self._step(build, [*git, "-c", "advice.detachedHead=false", "checkout", "-q",
+                                 "FETCH_HEAD"], None, self._env, what="git checkout")
+        proc = await asyncio.create_subprocess_exec(
+            *git, "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, env=self._env)
+        out, _ = await proc.communicate()
+        commit = out.decode().strip()
+        blog.line(f"==> checked out {commit}")
+        return commit
+
+    async def _step(
+        self, build: Build, argv: Sequence[str], cwd: Path | None, env: Mapping[str, str],
+        what: str | None = None,
+    ) -> None:
+        """Run one command with its output into the build log. Raises _StepFailed."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True)
+        except OSError as e:
+            raise _StepFailed(f"{what or argv[0]} could not start: {e.strerror}", None) from None
+        assert proc.stdout is not None
+        try:
+            while chunk := await proc.stdout.read(65536):
+                build.log.write(chunk)
+            code = await proc.wait()
+        except BaseException:  # cancelled or timed out: nothing of the build may live on
+            await _kill_group(proc)
+            raise
+        if code != 0:
+            name = what or ("the build command" if argv[0] == "/bin/sh" else argv[0])
+            raise _StepFailed(f"{name} exited with code {code}", code)
+
+    def _finish(
+        self, build: Build, state: BuildState, reason: str, release: Path | None = None,
+    ) -> None:
+        build.state, build.finished_at = state, time.time()
+        if state is not BuildState.SUCCEEDED:
+            build.reason = reason
+            if release is not None:
+                shutil.rmtree(release, ignore_errors=True)
+        build.log.line(f"==> build {state.value}: {reason}")
+        build.log.close()
+        build.done.set()
+        event = "build succeeded" if state is BuildState.SUCCEEDED else "build did not succeed"
+        log.info(event, build=build.id, app=build.app, state=state.value, reason=reason,
+                 exit_code=build.exit_code, commit=build.commit)
+
+    def _forget_old(self) -> None:
+        while len(self._builds) > _KEEP_BUILDS:
+            oldest = next((b for b in self._builds.values() if b.state.finished), None)
+            if oldest is None:
+                return
+            del self._builds[oldest.id]
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            async with asyncio.timeout(_KILL_GRACE):
+                await asyncio.shield(proc.wait())
+            return
+        except TimeoutError:
+            continue

@@ -1,0 +1,112 @@
+"""What a build is: its state, its outcome and its log, as the admin API shows them.
+
+A `Build` is written by the builder that runs it (and `deployed_at` by the deployer);
+everyone else reads. The log is a bounded byte buffer with absolute offsets, so a reader
+that follows it resumes where it stopped and learns when the build ended.
+Must never: run anything, or touch the file system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+_LOG_LIMIT = 2 * 1024 * 1024  # bytes of log kept per build; older output is dropped
+_TAIL_LINES = 20
+
+
+class BuildState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED)
+
+
+class BuildLog:
+    """Append-only output with absolute offsets; readers wait on `grown()`."""
+
+    def __init__(self, limit: int = _LOG_LIMIT) -> None:
+        self._data = bytearray()
+        self._dropped = 0  # bytes dropped from the front to respect the limit
+        self._limit = limit
+        self._grown: asyncio.Event | None = None
+        self.closed = False
+
+    @property
+    def end(self) -> int:
+        return self._dropped + len(self._data)
+
+    def write(self, chunk: bytes) -> None:
+        if not chunk or self.closed:
+            return
+        self._data += chunk
+        excess = len(self._data) - self._limit
+        if excess > 0:
+            del self._data[:excess]
+            self._dropped += excess
+        self._fire()
+
+    def line(self, text: str) -> None:
+        self.write(text.encode() + b"\n")
+
+    def close(self) -> None:
+        self.closed = True
+        self._fire()
+
+    def read(self, offset: int) -> tuple[bytes, int]:
+        """Bytes from `offset` (or the oldest kept) to the end, and the new offset."""
+        start = max(offset, self._dropped) - self._dropped
+        return bytes(self._data[start:]), self.end
+
+    def grown(self) -> asyncio.Event:
+        """Set at the next write or when the log closes."""
+        if self._grown is None:
+            self._grown = asyncio.Event()
+        return self._grown
+
+    def tail(self, lines: int = _TAIL_LINES) -> list[str]:
+        text = bytes(self._data[-64 * 1024 :]).decode("utf-8", "replace")
+        return text.splitlines()[-lines:]
+
+    def _fire(self) -> None:
+        event, self._grown = self._grown, None
+        if event is not None:
+            event.set()
+
+
+@dataclass(eq=False)
+class Build:
+    id: str
+    app: str
+    repo: str
+    ref: str
+    created_at: float  # wall-clock seconds, for people
+    state: BuildState = BuildState.QUEUED
+    commit: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None  # why it failed or was cancelled
+    release_dir: str | None = None
+    deployed_at: float | None = None
+    log: BuildLog = field(default_factory=BuildLog)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self, *, tail: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id, "app": self.app, "ref": self.ref, "commit": self.commit,
+            "state": self.state.value, "created_at": self.created_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "exit_code": self.exit_code, "reason": self.reason,
+            "deployed_at": self.deployed_at, "log_bytes": self.log.end,
+        }
+        if tail:
+            out["log_tail"] = self.log.tail()
+        return out

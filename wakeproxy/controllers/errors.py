@@ -1,0 +1,39 @@
+"""What can go wrong in a build, deploy or webhook, as types (the API maps them to statuses).
+
+Must never: carry a traceback or internal state in a message; messages are for users.
+"""
+
+from __future__ import annotations
+
+
+class ControllerError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownApp(ControllerError, LookupError):
+    def __init__(self, app: str) -> None:
+        super().__init__(f"no app named {app!r}")
+        self.app = app
+
+
+class UnknownBuild(ControllerError, LookupError):
+    def __init__(self, build_id: str) -> None:
+        super().__init__(f"no build {build_id!r}")
+
+
+class NotBuildable(ControllerError):
+    """The app has no `repo` to build from."""
+
+
+class NotDeployable(ControllerError):
+    """The build cannot be deployed (failed, still running, or of another app)."""
+
+
+class DeployFailed(ControllerError):
+    """The new release did not get ready, or its hosts clash; the previous one serves."""
+
+
+class BadWebhook(ControllerError):
+    """A webhook delivery that is not what GitHub sends."""

@@ -1,0 +1,156 @@
+"""Review apps: one app per pull request and configured app, at `pr-<n>-<app>.<domain>`.
+
+`opened`/`reopened`/`synchronize` → build the head commit, then deploy it as `pr-<n>-<app>`
+(the app is routed from the first event on and answers 503 "not deployed yet" until its
+first build is deployed). `closed` → delete it and everything it created.
+
+Events of one review app are handled one at a time, in order of arrival, by one worker;
+the newest wins: an event that arrives while a build runs cancels that build, and a build
+that finished after a newer event arrived is not deployed. A failed build leaves the
+previous release serving. Must never: block the caller (the webhook answers at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+
+from wakeproxy.controllers.builder import LocalBuilder, Source
+from wakeproxy.controllers.builds import Build, BuildState
+from wakeproxy.controllers.deployer import LocalDeployer
+from wakeproxy.controllers.errors import ControllerError, UnknownApp
+from wakeproxy.controllers.webhook import REVIEW_ACTIONS, PullRequestEvent
+from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.settings import LocalApp
+
+log = structlog.get_logger("wakeproxy.review")
+
+_NAME = re.compile(r"^pr-([1-9][0-9]*)-([a-z0-9][a-z0-9-]*)$")
+
+
+def review_name(number: int, app: str) -> str | None:
+    """`pr-<n>-<app>`, or None when it would not be a valid app name (over 63 chars)."""
+    name = f"pr-{number}-{app}"
+    return name if len(name) <= 63 else None
+
+
+def base_of(name: str) -> str | None:
+    """The configured app a review app name was made from, if it looks like one."""
+    m = _NAME.match(name)
+    return m.group(2) if m else None
+
+
+def source_of(app: LocalApp) -> Source:
+    assert app.repo is not None
+    return Source(repo=app.repo, build=app.build, env=app.env)
+
+
+@dataclass(eq=False)
+class _Worker:
+    pending: PullRequestEvent | None = None
+    build: Build | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class ReviewApps:
+    def __init__(
+        self, *, domain: str, apps: Sequence[LocalApp], builder: LocalBuilder,
+        deployer: LocalDeployer,
+    ) -> None:
+        self._domain = domain
+        self._builder = builder
+        self._deployer = deployer
+        self._by_repo: dict[str, list[LocalApp]] = {}
+        for app in apps:
+            if app.github_repo is not None and app.repo is not None:
+                self._by_repo.setdefault(app.github_repo.lower(), []).append(app)
+        self._workers: dict[str, _Worker] = {}
+
+    def repositories(self) -> list[str]:
+        return sorted(self._by_repo)
+
+    def definition(self, base: LocalApp, name: str) -> LocalApp:
+        policy = replace(base.policy, name=name, hosts=(f"{name}.{self._domain}",))
+        return replace(base, policy=policy, cwd=None)
+
+    def submit(self, event: PullRequestEvent) -> list[str]:
+        """Queue the event for each review app it concerns; returns their names."""
+        if event.action not in REVIEW_ACTIONS:
+            return []
+        names = []
+        for base in self._by_repo.get(event.repository.lower(), []):
+            name = review_name(event.number, base.policy.name)
+            if name is None:
+                log.warning("review app name too long; skipped", app=base.policy.name,
+                            number=event.number)
+                continue
+            worker = self._workers.get(name)
+            if worker is None:
+                worker = self._workers[name] = _Worker()
+                worker.task = spawn(self._work(name, base, worker), name=f"review:{name}")
+            worker.pending = event
+            if worker.build is not None:  # the newest commit wins
+                self._builder.cancel(worker.build.id, f"superseded by {event.action} "
+                                     f"of {event.head_sha[:12]} (delivery {event.delivery})")
+            names.append(name)
+        return names
+
+    async def idle(self) -> None:
+        """Return once no review app event is being handled (for tests and shutdown)."""
+        while self._workers:
+            await asyncio.gather(*(w.task for w in list(self._workers.values()) if w.task),
+                                 return_exceptions=True)
+
+    async def close(self) -> None:
+        for worker in list(self._workers.values()):
+            if worker.task is not None:
+                worker.task.cancel()
+        await self.idle()
+
+    async def _work(self, name: str, base: LocalApp, worker: _Worker) -> None:
+        try:
+            while (event := worker.pending) is not None:
+                worker.pending = None
+                try:
+                    await self._handle(name, base, event, worker)
+                except ControllerError as e:
+                    log.warning("review app event failed", app=name, action=event.action,
+                                delivery=event.delivery, reason=e.message)
+                except Exception:
+                    log.exception("review app event crashed", app=name, delivery=event.delivery)
+        finally:
+            if self._workers.get(name) is worker:
+                del self._workers[name]
+
+    async def _handle(
+        self, name: str, base: LocalApp, event: PullRequestEvent, worker: _Worker,
+    ) -> None:
+        log.info("review app event", app=name, action=event.action, commit=event.head_sha,
+                 delivery=event.delivery)
+        if event.action == "closed":
+            try:
+                await self._deployer.delete(name)
+            except UnknownApp:
+                pass  # closed before it was ever opened here: nothing to delete
+            return
+        if not self._deployer.exists(name):
+            self._deployer.add_app(self.definition(base, name))
+        build = self._builder.start(name, source_of(base), event.head_sha)
+        worker.build = build
+        try:
+            await self._builder.wait(build)
+        finally:
+            worker.build = None
+        if build.state is not BuildState.SUCCEEDED:
+            log.warning("review app build did not succeed; the previous release keeps serving",
+                        app=name, build=build.id, state=build.state.value, reason=build.reason,
+                        exit_code=build.exit_code, log_tail=build.log.tail(5))
+            return
+        if worker.pending is not None:  # a newer event came while it finished
+            self._builder.remove_release(build)
+            return
+        await self._deployer.deploy(name, build)
