@@ -15,12 +15,14 @@ import signal
 import socket
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
 from wakeproxy import __version__
+from wakeproxy.controllers.api import WEBHOOK_PATH, add_controller_routes
 from wakeproxy.controlplane.apps import install_apps
 from wakeproxy.controlplane.lifecycle import Lifecycle
 from wakeproxy.controlplane.platform import Platform
@@ -37,6 +39,9 @@ from wakeproxy.obs.admin import build_admin_app
 from wakeproxy.obs.logging import AccessLogSink, configure_logging
 from wakeproxy.obs.metrics import build_registry
 from wakeproxy.settings import Settings
+
+if TYPE_CHECKING:
+    from wakeproxy.controllers.local import LocalControllers
 
 log = structlog.get_logger("wakeproxy")
 
@@ -128,8 +133,23 @@ class Daemon:
             wake_stats=self.wake_stats, clock=self.clock, cluster=s.cluster, version=__version__,
             platform_stats=self.platform_stats, savings=s.savings,
         )
+        self.controllers = self._build_controllers()
         self._tasks: list[asyncio.Task[None]] = []
         self._admin_runner: web.AppRunner | None = None
+
+    def _build_controllers(self) -> LocalControllers | None:
+        """Builds, deploys and review apps (the local platform's; Kubernetes has none yet)."""
+        from wakeproxy.controllers.local import LocalControllers
+        from wakeproxy.platforms.local.platform import LocalPlatform
+
+        if not isinstance(self.platform, LocalPlatform):
+            return None
+        s = self.settings
+        return LocalControllers(
+            apps=s.apps, review=s.review_apps, builds_dir=Path(s.builds_dir),
+            platform=self.platform, lifecycle=self.lifecycle, board=self.board,
+            environ=self.environ,
+        )
 
     async def start(self) -> None:
         s = self.settings
@@ -145,7 +165,10 @@ class Daemon:
             board=self.board, ledger=self.ledger, commands=self.lifecycle,
             registry=self.registry, cluster=s.cluster, token=s.admin_token,
             ready=lambda: self.ready, clock=self.clock, savings=s.savings,
+            open_paths=frozenset({WEBHOOK_PATH}),
         )
+        if self.controllers is not None:
+            add_controller_routes(admin, self.controllers)
         runner = web.AppRunner(admin, access_log=None, handle_signals=False)
         await runner.setup()
         self._admin_runner = runner
@@ -204,6 +227,8 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.controllers is not None:
+            await self.controllers.close()
         await self.lifecycle.close()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()

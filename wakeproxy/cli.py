@@ -20,17 +20,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from wakeproxy import __version__
+from wakeproxy.cli_builds import add_build_commands
 from wakeproxy.console import format_duration, format_savings, format_table
 from wakeproxy.settings import ConfigError, load_settings, parse_duration
 
 __all__ = ["format_duration", "format_savings", "format_table", "main"]
 
 DEFAULT_ADMIN = "http://127.0.0.1:9090"
-_TIMEOUTS = {"status": 10.0, "sleep": 120.0, "wake": 300.0}
+_TIMEOUTS = {"status": 10.0, "sleep": 120.0, "wake": 300.0, "builds": 10.0, "delete": 120.0,
+             "deploy": 300.0, "build": 600.0, "logs": 600.0}
 
 
 class CliError(Exception):
@@ -68,12 +70,35 @@ class AdminClient:
         handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.base) else []
         self._opener = urllib.request.build_opener(*handlers)
 
-    def call(self, method: str, path: str) -> Any:
-        url = self.base + path
-        req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    def _request(self, method: str, path: str, body: Any) -> urllib.request.Request:
+        data = json.dumps(body).encode() if body is not None else None
+        if data is None and method == "POST":
+            data = b""
+        req = urllib.request.Request(self.base + path, method=method, data=data)
         req.add_header("Accept", "application/json")
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
         if self.token and method != "GET":
             req.add_header("Authorization", f"Bearer {self.token}")
+        return req
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """GET `path` and yield its body as it arrives (a followed build log)."""
+        req = self._request("GET", path, None)
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                while chunk := resp.read1(65536):
+                    yield chunk
+        except urllib.error.HTTPError as e:
+            raise Refused(_error_message(e), e.code) from None
+        except urllib.error.URLError as e:
+            raise Unreachable(self._unreachable(e.reason)) from None
+        except (OSError, TimeoutError) as e:
+            raise Unreachable(self._unreachable(e)) from None
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        url = self.base + path
+        req = self._request(method, path, body)
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 body = resp.read()
@@ -147,7 +172,7 @@ def _client(args: argparse.Namespace) -> AdminClient:
     url = url or os.environ.get("WAKEPROXY_ADMIN") or DEFAULT_ADMIN
     if "://" not in url:
         url = "http://" + url
-    timeout = args.timeout if args.timeout is not None else _TIMEOUTS[args.command]
+    timeout = args.timeout if args.timeout is not None else _TIMEOUTS.get(args.command, 30.0)
     return AdminClient(url, token, timeout)
 
 
@@ -262,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, parents=[client], help=text)
         p.add_argument("app", metavar="APP")
         p.set_defaults(func=func)
+    add_build_commands(sub, client, _client)
     return parser
 
 

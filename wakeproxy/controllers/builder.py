@@ -88,7 +88,8 @@ class LocalBuilder:
         if build is None or task is None or build.state.finished:
             return
         build.reason = reason
-        task.cancel()
+        # Soon, not now: a task cancelled before its first step never runs its cleanup.
+        asyncio.get_running_loop().call_soon(task.cancel)
 
     async def wait(self, build: Build) -> Build:
         await build.done.wait()
@@ -103,9 +104,9 @@ class LocalBuilder:
         """Cancel the app's builds and delete every release directory it has."""
         for build in self.list(app):
             self.cancel(build.id, "the app was deleted")
-        await asyncio.gather(
-            *(t for bid, t in self._tasks.items() if (b := self._builds.get(bid)) is not None and b.app == app),
-            return_exceptions=True)
+        mine = [t for bid, t in self._tasks.items()
+                if (b := self._builds.get(bid)) is not None and b.app == app]
+        await asyncio.gather(*mine, return_exceptions=True)
         await asyncio.to_thread(shutil.rmtree, self._root / app, True)
 
     async def close(self) -> None:

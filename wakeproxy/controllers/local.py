@@ -34,7 +34,8 @@ from wakeproxy.controllers.webhook import Deliveries, parse_pull_request, signat
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.platforms.local.platform import LocalPlatform
-from wakeproxy.settings import LocalApp, ReviewApps as ReviewSettings
+from wakeproxy.settings import LocalApp
+from wakeproxy.settings import ReviewApps as ReviewSettings
 
 log = structlog.get_logger("wakeproxy.controllers")
 

@@ -13,6 +13,7 @@ previous release serving. Must never: block the caller (the webhook answers at o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -132,10 +133,9 @@ class ReviewApps:
         log.info("review app event", app=name, action=event.action, commit=event.head_sha,
                  delivery=event.delivery)
         if event.action == "closed":
-            try:
+            # Closed before it was ever opened here: nothing to delete.
+            with contextlib.suppress(UnknownApp):
                 await self._deployer.delete(name)
-            except UnknownApp:
-                pass  # closed before it was ever opened here: nothing to delete
             return
         if not self._deployer.exists(name):
             self._deployer.add_app(self.definition(base, name))

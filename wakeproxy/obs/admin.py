@@ -58,14 +58,18 @@ class AppCommands(Protocol):
     async def sleep(self, app: str) -> None: ...
 
 
-def _auth_middleware(token: str | None) -> Middleware:
+def _auth_middleware(token: str | None, open_paths: frozenset[str]) -> Middleware:
     expected = None if token is None else token.encode()
 
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if expected is not None and request.method not in _READ_METHODS:
+        if (
+            expected is not None
+            and request.method not in _READ_METHODS
+            and request.path not in open_paths
+        ):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not given.strip():
                 raise Unauthorized(
@@ -223,14 +227,16 @@ def build_admin_app(
     clock: Clock,
     routes: Routes | None = None,
     savings: Savings | None = None,
+    open_paths: frozenset[str] = frozenset(),
 ) -> web.Application:
     """The admin aiohttp application; run it with `access_log=None` (requests are not
-    app traffic)."""
+    app traffic). `open_paths` take writes without the bearer token: each must check
+    its own credentials (a webhook's signature)."""
     api = _Api(
         board=board, ledger=ledger, routes=routes, commands=commands, registry=registry,
         ready=ready, clock=clock, savings=savings or Savings(),
     )
-    app = web.Application(middlewares=[error_middleware, _auth_middleware(token)])
+    app = web.Application(middlewares=[error_middleware, _auth_middleware(token, open_paths)])
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)

@@ -46,11 +46,15 @@ class InternalError(ApiError): ...
 class Unavailable(ApiError): ...
 
 
+class Conflict(ApiError): ...
+
+
 STATUS: dict[type[ApiError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
     NotFound: 404,
     MethodNotAllowed: 405,
+    Conflict: 409,
     InternalError: 500,
     CommandFailed: 502,
     Unavailable: 503,

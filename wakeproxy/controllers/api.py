@@ -1,0 +1,170 @@
+"""The controllers' admin routes: builds, deploys, app deletion and the GitHub webhook.
+
+Mounted on the admin application by the composition root (obs never imports this).
+Writes need the admin bearer token, like every admin write, except `POST /hooks/github`,
+which GitHub signs instead (`X-Hub-Signature-256`). `ERRORS` is the one table of
+controller error → API error. Must never: send a traceback, or let a client hang-up
+cancel a deploy or a delete half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from wakeproxy.controllers.errors import (
+    BadWebhook,
+    ControllerError,
+    DeployFailed,
+    NotBuildable,
+    NotDeployable,
+    UnknownApp,
+    UnknownBuild,
+)
+from wakeproxy.controllers.local import LocalControllers, WebhookRefused
+from wakeproxy.obs.api_errors import (
+    ApiError,
+    BadRequest,
+    CommandFailed,
+    Conflict,
+    NotFound,
+    Unauthorized,
+)
+
+T = TypeVar("T")
+
+WEBHOOK_PATH = "/hooks/github"
+
+ERRORS: dict[type[ControllerError], type[ApiError]] = {
+    UnknownApp: NotFound,
+    UnknownBuild: NotFound,
+    NotBuildable: Conflict,
+    NotDeployable: Conflict,
+    DeployFailed: CommandFailed,
+    BadWebhook: BadRequest,
+    WebhookRefused: Unauthorized,
+}
+
+
+def _api_error(e: ControllerError) -> ApiError:
+    return ERRORS.get(type(e), CommandFailed)(e.message)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body must be a JSON object") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return doc
+
+
+async def _shielded(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to its end even if the client goes away meanwhile."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+    return await asyncio.shield(task)
+
+
+class _Routes:
+    def __init__(self, controllers: LocalControllers) -> None:
+        self.c = controllers
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            outcome = self.c.webhook(request.headers, body)
+        except ControllerError as e:
+            raise _api_error(e) from None
+        return web.json_response(outcome, status=202)
+
+    async def start_build(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        ref = doc.get("ref", "HEAD")
+        deploy = doc.get("deploy", False)
+        if not isinstance(ref, str) or not ref.strip() or ref.startswith("-"):
+            raise BadRequest("ref must be a branch, tag or commit like main or 3f2a9c1")
+        if not isinstance(deploy, bool):
+            raise BadRequest("deploy must be true or false")
+        try:
+            build = self.c.build(request.match_info["name"], ref.strip(), deploy=deploy)
+        except ControllerError as e:
+            raise _api_error(e) from None
+        return web.json_response(build.view(), status=202,
+                                 headers={"Location": f"/api/v1/builds/{build.id}"})
+
+    async def list_builds(self, request: web.Request) -> web.Response:
+        app = request.query.get("app")
+        return web.json_response([b.view() for b in self.c.builder.list(app)])
+
+    async def get_build(self, request: web.Request) -> web.Response:
+        try:
+            build = self.c.get_build(request.match_info["id"])
+        except ControllerError as e:
+            raise _api_error(e) from None
+        return web.json_response(build.view(tail=True))
+
+    async def build_log(self, request: web.Request) -> web.StreamResponse:
+        try:
+            build = self.c.get_build(request.match_info["id"])
+        except ControllerError as e:
+            raise _api_error(e) from None
+        follow = request.query.get("follow", "") in ("1", "true", "yes")
+        blog = build.log
+        if not follow:
+            data, _ = blog.read(0)
+            return web.Response(body=data, content_type="text/plain", charset="utf-8")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        offset = 0
+        while True:
+            grown = blog.grown()
+            data, offset = blog.read(offset)
+            if data:
+                await response.write(data)
+            if blog.closed and offset == blog.end:
+                break
+            await grown.wait()
+        await response.write_eof()
+        return response
+
+    async def deploy(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        build_id = doc.get("build")
+        if not isinstance(build_id, str) or not build_id:
+            raise BadRequest('give the build to deploy: {"build": "<build id>"}')
+        app = request.match_info["name"]
+        try:
+            build, outcome = await _shielded(self.c.deploy(app, build_id))
+        except ControllerError as e:
+            raise _api_error(e) from None
+        return web.json_response({"app": app, "build": build.view(), "outcome": outcome})
+
+    async def delete_app(self, request: web.Request) -> web.Response:
+        app = request.match_info["name"]
+        try:
+            await _shielded(self.c.delete(app))
+        except ControllerError as e:
+            raise _api_error(e) from None
+        return web.json_response({"deleted": app})
+
+
+def add_controller_routes(app: web.Application, controllers: LocalControllers) -> None:
+    """Mount the routes; the admin app must let WEBHOOK_PATH through without a token."""
+    r = _Routes(controllers)
+    app.router.add_post(WEBHOOK_PATH, r.webhook)
+    app.router.add_post("/api/v1/apps/{name}/builds", r.start_build)
+    app.router.add_post("/api/v1/apps/{name}/deploys", r.deploy)
+    app.router.add_delete("/api/v1/apps/{name}", r.delete_app)
+    app.router.add_get("/api/v1/builds", r.list_builds)
+    app.router.add_get("/api/v1/builds/{id}", r.get_build)
+    app.router.add_get("/api/v1/builds/{id}/log", r.build_log)
