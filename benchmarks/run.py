@@ -94,10 +94,11 @@ class Bench:
 
     def setup(self) -> None:
         nginx.write_site(self.www)
-        up_port, _ = self.start_nginx(
+        up_port, upstream = self.start_nginx(
             "upstream", lambda pre, port: nginx.upstream_conf(pre, f"127.0.0.1:{port}", self.www),
             LOAD_CORE)
         self.targets[DIRECT] = up_port
+        self.rss_of[DIRECT] = (upstream.pid, True)
         script = nginx.write_app_script(self.base, self.nginx, self.www, self.pid_dir,
                                         self.core(LOAD_CORE))
         self.app_command = f"/bin/sh {script}"
@@ -132,12 +133,19 @@ class Bench:
         self.rss_of[who] = (wp.pid, False)
         return wp
 
-    def rss(self, who: str) -> int | None:
+    def pids(self, who: str) -> list[int]:
+        """The processes doing `who`'s work (nginx: its workers, not the master)."""
         if who not in self.rss_of:
-            return None
+            return []
         pid, of_children = self.rss_of[who]
-        values = [procs.rss_kib(p) for p in (procs.children(pid) if of_children else [pid])]
-        known = [v for v in values if v is not None]
+        return procs.children(pid) if of_children else [pid]
+
+    def rss(self, who: str) -> int | None:
+        known = [v for v in map(procs.rss_kib, self.pids(who)) if v is not None]
+        return sum(known) if known else None
+
+    def cpu(self, who: str) -> float | None:
+        known = [v for v in map(procs.cpu_seconds, self.pids(who)) if v is not None]
         return sum(known) if known else None
 
     def load(self, who: str, path: str, connections: int, duration: float) -> wrk.WrkResult:
@@ -168,13 +176,18 @@ class Bench:
                     cell = cells[row.key][who]
                     if row.key == "large" and cell.rss_before_kib is None:
                         cell.rss_before_kib = self.rss(who)
+                    cpu_before = self.cpu(who)
                     res = self.load(who, row.path, row.connections, a.duration)
+                    cpu_after = self.cpu(who)
                     cell.runs.append(res)
+                    if cpu_before is not None and cpu_after is not None and res.requests:
+                        cell.cpu_us.append((cpu_after - cpu_before) / res.requests * 1e6)
                     if row.key == "large" and cell.rss_before_kib is not None:
                         cell.rss_after_kib = self.rss(who)
+                    cpu = f"  CPU {cell.cpu_us[-1]:5.1f} µs/req" if cell.cpu_us else ""
                     print(f"  round {rnd + 1}/{a.rounds}  {row.title:<15} {who:<18} "
                           f"{res.rps:>10,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
-                          f"p99 {res.p99_ms:6.2f} ms", flush=True)
+                          f"p99 {res.p99_ms:6.2f} ms{cpu}", flush=True)
         return cells
 
     def measure_wake(self) -> wake.WakeResult | None:

@@ -99,7 +99,7 @@ def main() -> int:
     try:
         if os.environ.get("WAKEPROXY_FUZZ_PLAIN"):
             raise ImportError("asked not to use it")
-        import atheris
+        import atheris  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError as e:
         print(f"no atheris ({e}): random mutations of the corpus instead", file=sys.stderr)
         atheris = None

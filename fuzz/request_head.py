@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import sys
 import traceback
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import httptools
@@ -123,7 +124,9 @@ class _Errors:
     def __init__(self) -> None:
         self.events: list[str] = []
 
-    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> Mapping[str, Any]:
         if method in ("error", "exception", "critical"):
             exc = event.get("exc_info")
             if exc is True:

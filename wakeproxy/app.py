@@ -41,7 +41,7 @@ from wakeproxy.obs.metrics import build_registry
 from wakeproxy.settings import Settings
 
 if TYPE_CHECKING:
-    from wakeproxy.controllers.local import LocalControllers
+    from wakeproxy.controllers.ports import Controllers
 
 log = structlog.get_logger("wakeproxy")
 
@@ -85,8 +85,9 @@ class Daemon:
         incluster = None
         if env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
             incluster = InCluster(env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"])
-        if s.apps:
-            log.warning("apps: ignored on Kubernetes, where Deployments declare the apps",
+        if any(a.repo is None for a in s.apps):
+            log.warning("apps: without repo ignored on Kubernetes, where Deployments declare "
+                        "the apps (apps with repo are built and deployed by the controllers)",
                         apps=len(s.apps))
         return KubernetesPlatform(
             k, defaults=s.defaults, identity=replica_identity(k.identity, env),
@@ -137,14 +138,23 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._admin_runner: web.AppRunner | None = None
 
-    def _build_controllers(self) -> LocalControllers | None:
-        """Builds, deploys and review apps (the local platform's; Kubernetes has none yet)."""
+    def _build_controllers(self) -> Controllers | None:
+        """Builds, deploys and review apps, on the platform in use."""
         from wakeproxy.controllers.local import LocalControllers
         from wakeproxy.platforms.local.platform import LocalPlatform
 
-        if not isinstance(self.platform, LocalPlatform):
-            return None
         s = self.settings
+        if not isinstance(self.platform, LocalPlatform):
+            from wakeproxy.controllers.cluster import KubernetesControllers
+            from wakeproxy.platforms.kubernetes import KubernetesPlatform
+            from wakeproxy.settings import KubernetesSettings
+
+            if not isinstance(self.platform, KubernetesPlatform):
+                return None
+            platform = self.platform
+            k = s.kubernetes or KubernetesSettings()
+            return KubernetesControllers(apps=s.apps, review=s.review_apps,
+                                         settings=k.builds, api=lambda: platform.api)
         return LocalControllers(
             apps=s.apps, review=s.review_apps, builds_dir=Path(s.builds_dir),
             platform=self.platform, lifecycle=self.lifecycle, board=self.board,
@@ -161,6 +171,9 @@ class Daemon:
             if isinstance(e, ClientConfigError):
                 raise StartupError(f"cannot reach Kubernetes: {e}") from None
             raise
+        if self.controllers is not None:
+            # Before the first request: review apps and deployed releases of the last run.
+            await self.controllers.start()
         admin = build_admin_app(
             board=self.board, ledger=self.ledger, commands=self.lifecycle,
             registry=self.registry, cluster=s.cluster, token=s.admin_token,

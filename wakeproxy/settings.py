@@ -116,6 +116,25 @@ class Savings:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesBuilds:
+    """Where the bundled controllers build images (Jobs) and deploy apps on Kubernetes."""
+
+    # The namespace of build Jobs and of the Deployments and Services deploys create.
+    namespace: str = "wakeproxy"
+    # Host[:port] of the registry builds push to and Deployments pull from.
+    registry: str = "wakeproxy-registry.wakeproxy.svc:5000"
+    builder_image: str = "docker.io/moby/buildkit:v0.16.0-rootless"
+    deadline: float = 900.0  # activeDeadlineSeconds of a build Job
+    ttl: float = 3600.0  # a finished Job (and its pod and log) is kept this long
+    # The port deployed images listen on (the Service and the readiness probe use it).
+    port: int = 8080
+    # Replace the builder's command (tests, or a builder wrapper); None: BuildKit.
+    builder_command: tuple[str, ...] | None = None
+    # Replace the deployed image's entrypoint (tests); None: the image's own.
+    app_command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KubernetesSettings:
     """How the Kubernetes platform reaches the API and works with its peer replicas."""
 
@@ -137,6 +156,7 @@ class KubernetesSettings:
     watch_timeout: float = 300.0
     # A watch with neither an event nor a bookmark for this long is presumed dead.
     watch_idle_timeout: float = 180.0
+    builds: KubernetesBuilds = KubernetesBuilds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +429,40 @@ def _read_kubernetes(
         lease_namespace=r.get(m, "lease_namespace", p, _dns_label, label, d.lease_namespace),
         lease_duration=r.get(m, "lease_duration", p, _lease_duration,
                              "a duration of at least 1s like 15s", d.lease_duration),
+        builds=_read_kubernetes_builds(r, m.get("builds")),
         **durations,
+    )
+
+
+def _argv(v: object) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v or not all(isinstance(a, str) for a in v):
+        raise ValueError(v)
+    return tuple(v)
+
+
+def _port(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+        raise ValueError(v)
+    return v
+
+
+def _read_kubernetes_builds(r: _Reader, raw: object) -> KubernetesBuilds:
+    m = r.mapping(raw, "kubernetes.builds")
+    d = KubernetesBuilds()
+    r.unknown_keys(m, set(KubernetesBuilds.__dataclass_fields__), "kubernetes.builds")
+    p = "kubernetes.builds."
+    argv = "a non-empty list of strings like [sh, -c, ./build]"
+    return KubernetesBuilds(
+        namespace=r.get(m, "namespace", p, _dns_label,
+                        "a namespace name like wakeproxy", d.namespace),
+        registry=r.get(m, "registry", p, _str, "a registry host[:port]", d.registry),
+        builder_image=r.get(m, "builder_image", p, _str, "an image reference",
+                            d.builder_image),
+        deadline=r.get(m, "deadline", p, _positive_duration, _POSITIVE_DURATION, d.deadline),
+        ttl=r.get(m, "ttl", p, _positive_duration, _POSITIVE_DURATION, d.ttl),
+        port=r.get(m, "port", p, _port, "a port number from 1 to 65535", d.port),
+        builder_command=r.get(m, "builder_command", p, _argv, argv, d.builder_command),
+        app_command=r.get(m, "app_command", p, _argv, argv, d.app_command),
     )
 
 

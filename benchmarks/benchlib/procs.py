@@ -63,6 +63,19 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time one process has used so far, from /proc/PID/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:  # utime and stime are fields 14 and 15; 12 and 13 after the name and state
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError):
+        return None
+
+
 def _stats() -> list[tuple[int, list[str]]]:
     """(pid, fields after the command name) of every process: state, ppid, pgrp, ..."""
     out = []

@@ -40,6 +40,8 @@ class Cell:
     """One contender on one row: every round's wrk result, and the proxy's RSS around it."""
 
     runs: list[WrkResult] = field(default_factory=list)
+    # CPU the contender's own process(es) used per request, per round (µs).
+    cpu_us: list[float] = field(default_factory=list)
     rss_before_kib: int | None = None
     rss_after_kib: int | None = None
 
@@ -57,7 +59,9 @@ class Cell:
             "p50_ms": round(self.median("p50_ms"), 3),
             "p99_ms": round(self.median("p99_ms"), 3),
             "errors": self.errors,
+            "cpu_us_per_req": round(statistics.median(self.cpu_us), 2) if self.cpu_us else None,
             "rounds": [r.to_json() for r in self.runs],
+            "cpu_us_per_req_rounds": [round(x, 2) for x in self.cpu_us],
         }
         if self.rss_before_kib is not None:
             out["rss_before_kib"] = self.rss_before_kib
@@ -108,7 +112,9 @@ def targets(
         add("wake overhead", "<= 20 ms p50", f"{o:.1f} ms", o <= 20)
     w, m = cell("c50", WAKEPROXY), cell("c50", MANY_APPS)
     ratio = m.median("rps") / w.median("rps") if w and m else None
-    scale_report.judge(add, ratio, extra, many)
+    cpu = (statistics.median(w.cpu_us) / statistics.median(m.cpu_us)
+           if w and m and w.cpu_us and m.cpu_us else None)
+    scale_report.judge(add, ratio, cpu, extra, many)
     return out
 
 
@@ -146,6 +152,10 @@ def _x(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}x"
 
 
+def _us(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f} µs"
+
+
 def to_markdown(doc: dict[str, Any]) -> str:
     m, s = doc["machine"], doc["settings"]
     lines = [
@@ -156,14 +166,16 @@ def to_markdown(doc: dict[str, Any]) -> str:
         f"{s['rounds']} round(s) x {s['duration_s']} s per contender and row, interleaved; "
         "each number is the median over rounds. wrk -t1, keep-alive GETs.",
         "",
-        "| Row | Contender | req/s | MB/s | p50 | p99 | vs nginx-proxy | vs direct | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Row | Contender | req/s | MB/s | p50 | p99 | CPU/req | vs nginx-proxy | vs direct "
+        "| errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in doc["rows"]:
         for who, c in row["contenders"].items():
             lines.append(
                 f"| {row['title']} | {who} | {c['rps']:,.0f} | {c['mb_per_s']:,.1f} | "
-                f"{c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | {_x(c['vs_nginx_proxy'])} | "
+                f"{c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | {_us(c.get('cpu_us_per_req'))} | "
+                f"{_x(c['vs_nginx_proxy'])} | "
                 f"{_x(c['vs_direct'])} | {c['errors']} |"
             )
     notes = []

@@ -24,11 +24,20 @@ def _case(sweeper: dict[str, Any], total: int, awake: int) -> dict[str, Any] | N
     return None
 
 
-def judge(add: Add, many_ratio: float | None, extra: dict[str, Any], many: int) -> None:
-    """Add a verdict per scale target that this run measured."""
+def judge(
+    add: Add, many_ratio: float | None, many_cpu_ratio: float | None, extra: dict[str, Any],
+    many: int,
+) -> None:
+    """Add a verdict per scale target that this run measured.
+
+    `many_ratio`: the many-app config's req/s over the small one's; `many_cpu_ratio`: the
+    small config's CPU per request over the many-app one's (both 1.0 when equal), shown
+    beside it because it is what throughput follows once the noise of the machine is out.
+    """
     if many_ratio is not None:
+        cpu = f" (CPU per request: {many_cpu_ratio:.2f}x)" if many_cpu_ratio else ""
         add(f"{many:,} apps configured, 50 connections", ">= 0.95x the small config",
-            f"{many_ratio:.2f}x", many_ratio >= 0.95)
+            f"{many_ratio:.2f}x{cpu}", many_ratio >= 0.95)
     st = extra.get("storm")
     if st:
         n = st["requests"]

@@ -56,11 +56,10 @@ def shop(repo: Repo, pids: Path, **policy: object) -> LocalApp:
     )
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    repo = Repo(tmp_path / "git")
-    pids = tmp_path / "pids"
-    pids.mkdir()
+@contextlib.asynccontextmanager
+async def running_stack(tmp_path: Path, repo: Repo, pids: Path) -> AsyncIterator[Stack]:
+    """One run of the controllers on `tmp_path / "builds"`; a second run on the same
+    directory is what a restart of wakeproxy looks like to them."""
     app = shop(repo, pids)
     board, routes = ReadinessBoard(SystemClock()), Routes()
     install_apps([app.policy], board, routes)
@@ -74,6 +73,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         builds_dir=tmp_path / "builds", platform=platform, lifecycle=lifecycle, board=board,
         environ={"PATH": "/usr/bin:/bin"}, drain=0.2, build_timeout=20.0)
     try:
+        await controllers.start()
         yield Stack(repo, pids, tmp_path / "builds", board, routes, lifecycle, platform,
                     controllers)
     finally:
@@ -82,3 +82,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await lifecycle.close()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    repo = Repo(tmp_path / "git")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    async with running_stack(tmp_path, repo, pids) as s:
+        yield s

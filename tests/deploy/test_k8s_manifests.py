@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.controllers_k8s.calls import controllers_calls
 from tests.k8s_emulator import Emulator
 from tests.platforms.kubernetes.support import World, app_deployment, until
 from wakeproxy.model.board import Phase
@@ -69,6 +70,7 @@ def test_kustomize_builds_the_install_and_the_examples() -> None:
         ("Namespace", "wakeproxy"), ("ServiceAccount", "wakeproxy"),
         ("ClusterRole", "wakeproxy"), ("ClusterRoleBinding", "wakeproxy"),
         ("Role", "wakeproxy-leases"), ("RoleBinding", "wakeproxy-leases"),
+        ("Role", "wakeproxy-controllers"), ("RoleBinding", "wakeproxy-controllers"),
         ("ConfigMap", "wakeproxy-config"), ("Deployment", "wakeproxy"),
         ("Service", "wakeproxy"), ("PodDisruptionBudget", "wakeproxy"),
     }
@@ -155,5 +157,6 @@ async def test_rbac_grants_exactly_the_calls_wakeproxy_makes(
     await until(lambda: world.state("default.web").phase is Phase.ASLEEP, 5)  # swept
     await peer.close()
     await world.close()  # hands back the lease, deletes its activity record
+    await controllers_calls(k8s_emulator)
     used = k8s_emulator.recorder.rbac_rules()
     assert used == rbac_rules()

@@ -13,6 +13,7 @@ import binascii
 import json
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from . import gc
@@ -20,7 +21,7 @@ from . import resources as r
 from .errors import BadRequest, Gone, MethodNotAllowed
 from .httpio import list_body, read_body, respond, success_status
 from .meta import JSON, meta
-from .patch import apply_patch
+from .patch import APPLY, STRATEGIC, apply_patch
 from .routing import ApiRequest, query_bool
 from .selectors import Filter, parse_field_selector, parse_label_selector
 from .store import Store
@@ -96,11 +97,40 @@ class ResourceHandlers:
     async def patch(self, req: ApiRequest, request: web.Request) -> web.Response:
         assert req.name is not None
         content_type = request.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() == APPLY and req.subresource is None:
+            return await self._apply(req, request)
         body = await read_body(request, allow_yaml=False)
         current = self.store.get(req.rt, req.namespace, req.name)
         patched = apply_patch(content_type, current, body)
         obj = self.store.update(req.rt, patched, req.namespace, req.name,
                                 subresource=req.subresource, dry_run=_dry_run(request.query))
+        return respond(obj)
+
+    async def _apply(self, req: ApiRequest, request: web.Request) -> web.Response:
+        """Server-side apply, minimally: create if absent, else merge the applied fields."""
+        assert req.name is not None
+        if not request.query.get("fieldManager"):
+            raise BadRequest("PATCH " + request.path + ": fieldManager is required for "
+                             "apply requests")
+        if request.query.get("force", "false").lower() not in ("true", "false", "1", "0"):
+            raise BadRequest("force must be true or false")
+        try:
+            body = yaml.safe_load(await request.read())
+        except yaml.YAMLError as exc:
+            raise BadRequest(f"the body is not valid YAML: {exc}") from None
+        if not isinstance(body, dict) or not body.get("apiVersion") or not body.get("kind"):
+            raise BadRequest("an applied configuration needs apiVersion and kind")
+        name = (body.get("metadata") or {}).get("name")
+        if name != req.name:
+            raise BadRequest(f"the name in the body ({name!r}) does not match the URL "
+                             f"({req.name!r})")
+        dry_run = _dry_run(request.query)
+        if self.store.find(req.rt, req.namespace, req.name) is None:
+            return respond(self.store.create(req.rt, body, req.namespace, dry_run=dry_run), 201)
+        current = self.store.get(req.rt, req.namespace, req.name)
+        body.get("metadata", {}).pop("resourceVersion", None)
+        merged = apply_patch(STRATEGIC, current, body)
+        obj = self.store.update(req.rt, merged, req.namespace, req.name, dry_run=dry_run)
         return respond(obj)
 
     async def delete(self, req: ApiRequest, request: web.Request) -> web.Response:

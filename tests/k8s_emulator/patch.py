@@ -38,7 +38,7 @@ def apply_patch(content_type: str, current: dict[str, Any], patch: Any) -> dict[
     raise UnsupportedMediaType(
         f"the body of the request was in an unknown format - accepted media types include: "
         f"{', '.join(SUPPORTED)}"
-        + (" (server-side apply is not emulated)" if media == APPLY else "")
+        + (" (server-side apply is served for main resources only)" if media == APPLY else "")
     )
 
 

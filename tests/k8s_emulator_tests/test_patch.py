@@ -88,8 +88,27 @@ async def test_unsupported_patch_type_is_415(k8s_api: ApiClient) -> None:
     await core.create_namespaced_config_map("default", config_map("cm", {}))
     with pytest.raises(ApiException) as exc:
         await core.patch_namespaced_config_map("cm", "default", {"data": {"a": "1"}},
-                                               _content_type="application/apply-patch+yaml")
+                                               _content_type="application/json-seq+json")
     expect_status(exc, 415, "UnsupportedMediaType")
+
+
+async def test_server_side_apply_needs_a_field_manager_creates_then_merges(
+    k8s_api: ApiClient,
+) -> None:
+    core: Any = client.CoreV1Api(k8s_api)
+    apply = "application/apply-patch+yaml"
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"},
+            "data": {"a": "1"}}
+    with pytest.raises(ApiException) as exc:
+        await core.patch_namespaced_config_map("cm", "default", body, _content_type=apply)
+    assert exc.value.status == 400
+    created = await core.patch_namespaced_config_map(
+        "cm", "default", body, field_manager="t", force=True, _content_type=apply)
+    assert created.data == {"a": "1"}
+    body["data"] = {"b": "2"}
+    merged = await core.patch_namespaced_config_map(
+        "cm", "default", body, field_manager="t", _content_type=apply)
+    assert merged.data == {"a": "1", "b": "2"}  # no managedFields: nothing is removed
 
 
 async def test_patch_of_a_missing_object_is_404(k8s_api: ApiClient) -> None:

@@ -7,6 +7,7 @@ Everything listens on 127.0.0.1 with port 0 or free ports and is stopped by PID.
 from __future__ import annotations
 
 import collections
+import datetime
 import json
 import os
 import re
@@ -48,13 +49,15 @@ class LeanWakeproxy(Wakeproxy):
     """`wakeproxy serve` whose access lines are tallied, not kept: a soak logs thousands.
 
     `statuses` counts access lines by status; `server_errors` keeps every access line
-    with a 5xx status, whole, for the failure message.
+    with a 5xx status, whole, for the failure message; `held` keeps (app, start, end) in
+    epoch seconds for each request that was held.
     """
 
     def __init__(self, tmp: Path, config: dict[str, Any]) -> None:
         super().__init__(tmp, config)
         self.statuses: collections.Counter[int] = collections.Counter()
         self.server_errors: list[dict[str, Any]] = []
+        self.held: list[tuple[str, float, float]] = []
         self._tail: collections.deque[str] = collections.deque(maxlen=400)
         self._lock = threading.Lock()
 
@@ -69,6 +72,10 @@ class LeanWakeproxy(Wakeproxy):
                     self.statuses[status] += 1
                     if status >= 500 and entry is not None:
                         self.server_errors.append(entry)
+                    if entry is not None and entry.get("held_ms") is not None:
+                        end = epoch(entry["timestamp"])
+                        start = end - float(entry["duration_ms"]) / 1000.0
+                        self.held.append((str(entry["app"]), start, end))
                     continue
                 entry = _json(line)
                 if entry is not None:
@@ -77,6 +84,33 @@ class LeanWakeproxy(Wakeproxy):
     def output(self) -> str:
         with self._lock:
             return "".join(self._tail)
+
+    def stopping_windows(self) -> dict[str, list[tuple[float, float]]]:
+        """Per app, each (start, end) in epoch seconds of its stops, from the lifecycle log."""
+        windows: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
+        began: dict[str, float] = {}
+        with self._lock:
+            entries = list(self.logs)
+        for e in entries:
+            if e.get("event") == "putting app to sleep":
+                began[e["app"]] = epoch(e["timestamp"])
+            elif e.get("event") == "app asleep" and e.get("app") in began:
+                windows[e["app"]].append((began.pop(e["app"]), epoch(e["timestamp"])))
+        return windows
+
+    def held_while_stopping(self) -> int:
+        """Requests that arrived while their app was being stopped (then woke it again)."""
+        windows = self.stopping_windows()
+        with self._lock:
+            held = list(self.held)
+        return sum(
+            1 for app, start, _ in held
+            if any(a <= start <= b for a, b in windows.get(app, ()))
+        )
+
+
+def epoch(timestamp: str) -> float:
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _json(line: str) -> dict[str, Any] | None:

@@ -67,12 +67,14 @@ async def test_churn_loses_no_request(tmp_path: Path, start_lean) -> None:
     failed_wakes = int(metrics.total("wakeproxy_wakes_total")) - woke
     slept = int(metrics.total("wakeproxy_sleeps_total"))
     held = int(metrics.total("wakeproxy_held_duration_seconds_count"))
+    racing = wp.held_while_stopping()
     figures = (
         f"soak: {tally.total} requests sent ({tally.sent['get']} GET, "
         f"{tally.sent['post']} POST, {tally.sent['ws_upgrade']} WebSocket upgrades, "
         f"{tally.sent['ws_message']} WebSocket messages) in {seconds:.1f}s; "
         f"answered {tally.answered}, lost {tally.lost}, 5xx {tally.server_errors}, "
-        f"wrong {tally.wrong}; {held} requests held while their app woke; {woke} wakes, "
+        f"wrong {tally.wrong}; {held} requests held while their app woke, {racing} of them "
+        f"arriving while it was being stopped; {woke} wakes, "
         f"{slept} sleeps, {failed_wakes} failed wakes, {wakes()} app processes started"
     )
     figure("soak", figures)

@@ -25,7 +25,8 @@ from wakeproxy.controllers.errors import (
     UnknownApp,
     UnknownBuild,
 )
-from wakeproxy.controllers.local import LocalControllers, WebhookRefused
+from wakeproxy.controllers.local import WebhookRefused
+from wakeproxy.controllers.ports import Controllers
 from wakeproxy.obs.api_errors import (
     ApiError,
     BadRequest,
@@ -75,7 +76,7 @@ async def _shielded(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class _Routes:
-    def __init__(self, controllers: LocalControllers) -> None:
+    def __init__(self, controllers: Controllers) -> None:
         self.c = controllers
 
     async def webhook(self, request: web.Request) -> web.Response:
@@ -158,7 +159,7 @@ class _Routes:
         return web.json_response({"deleted": app})
 
 
-def add_controller_routes(app: web.Application, controllers: LocalControllers) -> None:
+def add_controller_routes(app: web.Application, controllers: Controllers) -> None:
     """Mount the routes; the admin app must let WEBHOOK_PATH through without a token."""
     r = _Routes(controllers)
     app.router.add_post(WEBHOOK_PATH, r.webhook)

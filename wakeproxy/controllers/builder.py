@@ -1,10 +1,13 @@
 """Local builds: a real git fetch of one ref into a release directory of its own, then the
 app's `build` command run there, every line of output captured as the build log.
 
-Layout: `<root>/<app>/<build id>/` holds one checkout (a release). At most `concurrency`
-builds run at once; the rest wait as QUEUED. A build past `timeout` fails; a cancelled
-build (superseded by a newer commit) stops its processes and leaves no directory behind,
-nor does a failed one. Must never: deploy, or touch the readiness board or the routes.
+Layout: `<root>/<app>/<build id>/` holds one checkout (a release); a finished build's log
+is kept beside them (`buildlogs`). At most `concurrency` builds run at once;
+the rest wait as QUEUED. A build past `timeout` fails; a cancelled build (superseded by a
+newer commit) stops its processes and leaves no directory behind, nor does a failed one.
+`changed` is called whenever what `records()` returns changes (so it can be saved), and
+`restore` brings back the builds of an earlier run. Must never: deploy, or touch the
+readiness board or the routes.
 """
 
 from __future__ import annotations
@@ -12,24 +15,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
+from wakeproxy.controllers.buildlogs import LogFiles
 from wakeproxy.controllers.builds import Build, BuildState
+from wakeproxy.controllers.state import BuildRecord
 from wakeproxy.controlplane.tasks import spawn
 
 log = structlog.get_logger("wakeproxy.builds")
 
 _KEEP_BUILDS = 500  # finished builds remembered for the API (oldest forgotten first)
 _KILL_GRACE = 2.0
+_APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+INTERRUPTED = "interrupted by a restart"
+
+
+def _nothing() -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +63,12 @@ class _StepFailed(Exception):
 class LocalBuilder:
     def __init__(
         self, *, root: Path, environ: Mapping[str, str], concurrency: int = 2,
-        timeout: float = 900.0,
+        timeout: float = 900.0, changed: Callable[[], None] = _nothing,
     ) -> None:
         self._root = root
+        self._changed = changed
+        self._logs = LogFiles(root)
+        self._unloaded: set[str] = set()  # restored builds whose log is only on disk yet
         self._env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
         self._slots = asyncio.Semaphore(concurrency)
         self._timeout = timeout
@@ -63,7 +78,11 @@ class LocalBuilder:
     # -- readers ---------------------------------------------------------------------
 
     def get(self, build_id: str) -> Build | None:
-        return self._builds.get(build_id)
+        build = self._builds.get(build_id)
+        if build is not None and build_id in self._unloaded:
+            self._unloaded.discard(build_id)
+            self._logs.load(build)
+        return build
 
     def list(self, app: str | None = None) -> list[Build]:
         """Newest first."""
@@ -73,6 +92,8 @@ class LocalBuilder:
 
     def start(self, app: str, source: Source, ref: str) -> Build:
         build_id = f"{app}-{secrets.token_hex(3)}"
+        while build_id in self._builds:
+            build_id = f"{app}-{secrets.token_hex(3)}"
         build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time())
         self._builds[build_id] = build
         self._forget_old()
@@ -80,6 +101,7 @@ class LocalBuilder:
         task.add_done_callback(lambda _: self._settle(build))
         self._tasks[build_id] = task
         log.info("build queued", build=build_id, app=app, ref=ref)
+        self._changed()
         return build
 
     def cancel(self, build_id: str, reason: str) -> None:
@@ -99,6 +121,8 @@ class LocalBuilder:
         """Delete a release directory no process runs any more."""
         if build.release_dir is not None:
             shutil.rmtree(build.release_dir, ignore_errors=True)
+            build.release_dir = None  # no longer deployable, and not missed after a restart
+            self._changed()
 
     async def discard(self, app: str) -> None:
         """Cancel the app's builds and delete every release directory it has."""
@@ -108,6 +132,7 @@ class LocalBuilder:
                 if (b := self._builds.get(bid)) is not None and b.app == app]
         await asyncio.gather(*mine, return_exceptions=True)
         await asyncio.to_thread(shutil.rmtree, self._root / app, True)
+        await asyncio.to_thread(self._logs.discard, app)
 
     async def close(self) -> None:
         for build_id in list(self._tasks):
@@ -122,6 +147,7 @@ class LocalBuilder:
         try:
             async with self._slots:
                 build.state, build.started_at = BuildState.RUNNING, time.time()
+                self._changed()
                 log.info("build started", build=build.id, app=build.app, ref=build.ref)
                 async with asyncio.timeout(self._timeout):
                     build.commit = await self._fetch(build, source, release)
@@ -201,7 +227,9 @@ class LocalBuilder:
                 shutil.rmtree(release, ignore_errors=True)
         build.log.line(f"==> build {state.value}: {reason}")
         build.log.close()
+        self._logs.save(build)
         build.done.set()
+        self._changed()
         event = "build succeeded" if state is BuildState.SUCCEEDED else "build did not succeed"
         log.info(event, build=build.id, app=build.app, state=state.value, reason=reason,
                  exit_code=build.exit_code, commit=build.commit)
@@ -212,6 +240,84 @@ class LocalBuilder:
             if oldest is None:
                 return
             del self._builds[oldest.id]
+            self._unloaded.discard(oldest.id)
+            self._logs.forget(oldest)
+
+    # -- what survives a restart -------------------------------------------------------
+
+    def records(self) -> tuple[BuildRecord, ...]:
+        """Every remembered build, oldest first, as saved."""
+        return tuple(
+            BuildRecord(
+                id=b.id, app=b.app, repo=b.repo, ref=b.ref, state=b.state.value,
+                created_at=b.created_at, commit=b.commit, started_at=b.started_at,
+                finished_at=b.finished_at, exit_code=b.exit_code, reason=b.reason,
+                release_dir=b.release_dir, deployed_at=b.deployed_at, log_bytes=b.log.end)
+            for b in self._builds.values())
+
+    def release_path(self, app: str, build_id: str) -> Path | None:
+        """Where a build of `app` checks out; None when the names could not be ours."""
+        if not _APP_NAME.match(app) or not re.fullmatch(rf"{re.escape(app)}-[0-9a-f]+",
+                                                        build_id):
+            return None
+        return self._root / app / build_id
+
+    def restore(self, records: Iterable[BuildRecord]) -> None:
+        """Bring back the builds of an earlier run (before any new build starts).
+
+        A build that was queued or running then was cut off by the restart: it is marked
+        failed and its directory removed. A succeeded build whose release directory is
+        gone can no longer be deployed.
+        """
+        now = time.time()
+        for r in records:
+            release = self.release_path(r.app, r.id)
+            if release is None:
+                log.warning("saved build with an invalid name skipped", build=r.id, app=r.app)
+                continue
+            try:
+                state = BuildState(r.state)
+            except ValueError:
+                state = BuildState.FAILED
+            build = Build(
+                id=r.id, app=r.app, repo=r.repo, ref=r.ref, created_at=r.created_at,
+                state=state, commit=r.commit, started_at=r.started_at,
+                finished_at=r.finished_at, exit_code=r.exit_code, reason=r.reason,
+                deployed_at=r.deployed_at)
+            if not state.finished:
+                shutil.rmtree(release, ignore_errors=True)
+                build.state, build.reason, build.finished_at = BuildState.FAILED, INTERRUPTED, now
+                build.log.restore(f"==> build failed: {INTERRUPTED}\n".encode(), 0)
+                self._logs.save(build)
+                log.warning("build interrupted by a restart; marked failed, its directory "
+                            "removed", build=r.id, app=r.app, directory=str(release))
+            else:
+                if state is BuildState.SUCCEEDED and r.release_dir is not None:
+                    if release.is_dir():
+                        build.release_dir = str(release)
+                    else:
+                        log.warning("release directory of a build is gone; that build can "
+                                    "no longer be deployed", build=r.id, directory=str(release))
+                build.log.restore(b"", r.log_bytes)
+                self._unloaded.add(r.id)
+            build.done.set()
+            self._builds[r.id] = build
+        self._forget_old()
+        self._changed()
+
+    def remove_strays(self, known: set[str]) -> None:
+        """Delete build directories no saved build accounts for (a build whose start was
+        never saved before wakeproxy died)."""
+        try:
+            apps = [d for d in self._root.iterdir() if d.is_dir() and _APP_NAME.match(d.name)]
+        except OSError:
+            return
+        for app_dir in apps:
+            stray = re.compile(rf"{re.escape(app_dir.name)}-[0-9a-f]{{6}}")
+            for d in app_dir.iterdir():
+                if d.is_dir() and stray.fullmatch(d.name) and d.name not in known:
+                    log.warning("leftover build directory removed", directory=str(d))
+                    shutil.rmtree(d, ignore_errors=True)
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -60,6 +60,13 @@ class BuildLog:
         self.closed = True
         self._fire()
 
+    def restore(self, data: bytes, end: int) -> None:
+        """Become a finished log as saved earlier: its last bytes `data`, ending at `end`."""
+        data = data[-self._limit :]
+        self._data = bytearray(data)
+        self._dropped = max(0, end - len(data))
+        self.close()
+
     def read(self, offset: int) -> tuple[bytes, int]:
         """Bytes from `offset` (or the oldest kept) to the end, and the new offset."""
         start = max(offset, self._dropped) - self._dropped

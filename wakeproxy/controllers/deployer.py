@@ -5,14 +5,16 @@ of an awake app starts the new release beside the old one, waits until it answer
 routes to it, lets requests already sent to the old one finish (`drain`), then stops the
 old one: no request is refused on the way. The board and the routes change only through
 the lifecycle (`apply` of platform events), their one writer; deploys of one app run one
-at a time. Must never: build, or write the board or the routes itself.
+at a time. `changed` is called whenever an app's releases change (so they can be saved);
+`restore` brings back an earlier run's releases, asleep. Must never: build, or write the
+board or the routes itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -47,8 +49,9 @@ class EventSink(Protocol):
 class LocalDeployer:
     def __init__(
         self, *, platform: LocalPlatform, lifecycle: EventSink, board: ReadinessBoard,
-        builder: LocalBuilder, drain: float = 0.5,
+        builder: LocalBuilder, drain: float = 0.5, changed: Callable[[], None] | None = None,
     ) -> None:
+        self._changed = changed or (lambda: None)
         self._platform = platform
         self._lifecycle = lifecycle
         self._board = board
@@ -60,6 +63,20 @@ class LocalDeployer:
     def live(self, app: str) -> Build | None:
         builds = self._live.get(app)
         return builds[-1] if builds else None
+
+    def releases(self) -> dict[str, tuple[Build, ...]]:
+        """Each app's kept releases, oldest first (the last one is deployed)."""
+        return {app: tuple(builds) for app, builds in self._live.items() if builds}
+
+    def restore(self, app: str, builds: Sequence[Build]) -> None:
+        """Make `builds` (oldest first) the app's releases again, the last one deployed;
+        the app stays asleep and its next wake runs that release."""
+        template = self._platform.definition(app)
+        if template is None or not builds or builds[-1].release_dir is None:
+            return
+        self._platform.put_app(replace(template, cwd=builds[-1].release_dir),
+                               release=builds[-1].id)
+        self._live[app] = list(builds[-_KEEP_RELEASES:])
 
     # -- the app set -------------------------------------------------------------------
 
@@ -86,6 +103,7 @@ class LocalDeployer:
             await self._builder.discard(app)
             self._live.pop(app, None)
         self._locks.pop(app, None)
+        self._changed()
         log.info("app deleted", app=app)
 
     def _install(self, policies: Iterable[AppPolicy]) -> None:
@@ -109,6 +127,8 @@ class LocalDeployer:
             raise UnknownApp(app)
         if build.app != app:
             raise NotDeployable(f"build {build.id} is a build of {build.app}, not of {app}")
+        if build.state is BuildState.SUCCEEDED and build.release_dir is None:
+            raise NotDeployable(f"build {build.id} has no release directory any more")
         if build.state is not BuildState.SUCCEEDED or build.release_dir is None:
             raise NotDeployable(f"build {build.id} is {build.state.value}; only a succeeded "
                                 "build can be deployed")
@@ -117,6 +137,7 @@ class LocalDeployer:
             outcome = await self._switch(app, build)
             build.deployed_at = time.time()
             self._keep(app, build)
+        self._changed()
         log.info("deployed", app=app, build=build.id, commit=build.commit, outcome=outcome)
         return outcome
 

@@ -7,6 +7,8 @@ Data flow::
                                               --AppsChanged/EndpointsChanged--> Lifecycle
     GitHub --POST /hooks/github--> webhook checks --PullRequestEvent--> ReviewApps
         --> LocalBuilder + LocalDeployer (one worker per review app, newest commit wins)
+    builder/deployer/review apps --changed--> StateWriter --> <builds_dir>/state.json
+    start(): state.json --> builds, review apps (AppsChanged, asleep), deployed releases
 
 Must never: write the board or the routes (the lifecycle does), or block a webhook.
 """
@@ -30,6 +32,13 @@ from wakeproxy.controllers.errors import (
     UnknownBuild,
 )
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
+from wakeproxy.controllers.state import (
+    STATE_FILE,
+    ControllerState,
+    ReleaseRecord,
+    StateStore,
+    StateWriter,
+)
 from wakeproxy.controllers.webhook import Deliveries, parse_pull_request, signature_valid
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.board import ReadinessBoard
@@ -52,15 +61,84 @@ class LocalControllers:
     ) -> None:
         self._apps = {a.policy.name: a for a in apps}
         self._board = board
-        self.builder = LocalBuilder(root=builds_dir, environ=environ, timeout=build_timeout)
+        self._store = StateStore(builds_dir / STATE_FILE)
+        self._writer = StateWriter(self._store, self._snapshot)
+        changed = self._changed
+        self.builder = LocalBuilder(root=builds_dir, environ=environ, timeout=build_timeout,
+                                    changed=changed)
         self.deployer = LocalDeployer(
             platform=platform, lifecycle=lifecycle, board=board, builder=self.builder,
-            drain=drain)
+            drain=drain, changed=changed)
         self._secret = review.webhook_secret if review is not None else None
         self.reviews = None if review is None else ReviewApps(
-            domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer)
+            domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer,
+            changed=changed)
+        self._started = False  # nothing is saved before the earlier run's state is loaded
         self._deliveries = Deliveries()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- what survives a restart -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring back an earlier run's builds, review apps and deployed releases (asleep).
+
+        Call once, before serving. Never fails: what cannot be restored is logged.
+        """
+        state = self._store.load()
+        self.builder.restore(state.builds)
+        reopened: list[str] = []
+        if self.reviews is not None:
+            reopened = self.reviews.restore(state.reviews)
+        elif state.reviews:
+            log.warning("saved review apps not reopened: review_apps is not configured",
+                        review_apps=[r.name for r in state.reviews])
+        deployed = self._restore_releases(state)
+        if self._store.loaded:
+            known = {b.id for b in self.builder.list()}
+            known |= {r.build for rs in state.releases.values() for r in rs}
+            self.builder.remove_strays(known)
+        self._started = True
+        self._writer.changed()
+        if state != ControllerState():
+            log.info("controller state restored", file=str(self._store.path),
+                     builds=len(self.builder.list()), review_apps=reopened, deployed=deployed)
+
+    def _restore_releases(self, state: ControllerState) -> list[str]:
+        deployed = []
+        for app, records in state.releases.items():
+            if not self.deployer.exists(app):
+                log.warning("saved release of an app that no longer exists ignored", app=app)
+                continue
+            known = {b.id: b for b in self.builder.list(app)}
+            builds: list[Build] = []
+            for r in records:
+                path = self.builder.release_path(app, r.build)
+                if path is None or str(path) != r.directory or not path.is_dir():
+                    log.warning("release directory gone; that release is dropped", app=app,
+                                build=r.build, directory=r.directory)
+                    continue
+                build = known.get(r.build) or _release_only(app, r)
+                build.release_dir = str(path)
+                builds.append(build)
+            if builds:
+                self.deployer.restore(app, builds)
+                deployed.append(app)
+        return deployed
+
+    def _changed(self) -> None:
+        if self._started:
+            self._writer.changed()
+
+    def _snapshot(self) -> ControllerState:
+        releases = {
+            app: tuple(ReleaseRecord(b.id, b.commit, b.release_dir) for b in builds
+                       if b.release_dir is not None)
+            for app, builds in self.deployer.releases().items()
+        }
+        reviews = () if self.reviews is None else tuple(
+            r for r in self.reviews.records() if self.deployer.exists(r.name))
+        return ControllerState(releases=releases, reviews=reviews,
+                               builds=self.builder.records())
 
     # -- builds and deploys ------------------------------------------------------------
 
@@ -141,3 +219,13 @@ class LocalControllers:
         if self.reviews is not None:
             await self.reviews.close()
         await self.builder.close()
+        await self._writer.flush()
+
+
+def _release_only(app: str, r: ReleaseRecord) -> Build:
+    """A deployed release whose build is no longer remembered in the builds list."""
+    build = Build(id=r.build, app=app, repo="", ref=r.commit or "", created_at=0.0,
+                  state=BuildState.SUCCEEDED, commit=r.commit)
+    build.log.close()
+    build.done.set()
+    return build

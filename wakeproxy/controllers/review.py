@@ -7,7 +7,9 @@ first build is deployed). `closed` → delete it and everything it created.
 Events of one review app are handled one at a time, in order of arrival, by one worker;
 the newest wins: an event that arrives while a build runs cancels that build, and a build
 that finished after a newer event arrived is not deployed. A failed build leaves the
-previous release serving. Must never: block the caller (the webhook answers at once).
+previous release serving. `records()` are the open review apps as saved (`changed` is
+called when they change) and `restore` reopens those of an earlier run, asleep. Must never:
+block the caller (the webhook answers at once).
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
 
-from wakeproxy.controllers.builder import LocalBuilder, Source
+from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import Build, BuildState
-from wakeproxy.controllers.deployer import LocalDeployer
-from wakeproxy.controllers.errors import ControllerError, UnknownApp
+from wakeproxy.controllers.errors import ControllerError, DeployFailed, UnknownApp
+from wakeproxy.controllers.ports import Builder, Deployer
+from wakeproxy.controllers.state import ReviewRecord
 from wakeproxy.controllers.webhook import REVIEW_ACTIONS, PullRequestEvent
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.settings import LocalApp
@@ -59,10 +62,12 @@ class _Worker:
 
 class ReviewApps:
     def __init__(
-        self, *, domain: str, apps: Sequence[LocalApp], builder: LocalBuilder,
-        deployer: LocalDeployer,
+        self, *, domain: str, apps: Sequence[LocalApp], builder: Builder,
+        deployer: Deployer, changed: Callable[[], None] | None = None,
     ) -> None:
         self._domain = domain
+        self._changed = changed or (lambda: None)
+        self._open: dict[str, ReviewRecord] = {}
         self._builder = builder
         self._deployer = deployer
         self._by_repo: dict[str, list[LocalApp]] = {}
@@ -73,6 +78,33 @@ class ReviewApps:
 
     def repositories(self) -> list[str]:
         return sorted(self._by_repo)
+
+    def records(self) -> tuple[ReviewRecord, ...]:
+        return tuple(self._open.values())
+
+    def restore(self, records: Iterable[ReviewRecord]) -> list[str]:
+        """Reopen the review apps of an earlier run (routed, asleep); returns their names.
+
+        One whose base app no longer builds review apps is not reopened (a warning says so).
+        """
+        bases = {a.policy.name: a for apps in self._by_repo.values() for a in apps}
+        names = []
+        for r in records:
+            base = bases.get(r.base)
+            if base is None or review_name(r.number, r.base) != r.name:
+                log.warning("saved review app not reopened: its app no longer has review apps",
+                            app=r.name, base=r.base)
+                continue
+            definition = self.definition(base, r.name)
+            try:
+                self._deployer.add_app(definition)
+            except DeployFailed as e:
+                log.warning("saved review app not reopened", app=r.name, reason=e.message)
+                continue
+            self._open[r.name] = replace(r, host=definition.policy.hosts[0])
+            names.append(r.name)
+        self._changed()
+        return names
 
     def definition(self, base: LocalApp, name: str) -> LocalApp:
         policy = replace(base.policy, name=name, hosts=(f"{name}.{self._domain}",))
@@ -136,9 +168,15 @@ class ReviewApps:
             # Closed before it was ever opened here: nothing to delete.
             with contextlib.suppress(UnknownApp):
                 await self._deployer.delete(name)
+            if self._open.pop(name, None) is not None:
+                self._changed()
             return
+        definition = self.definition(base, name)
         if not self._deployer.exists(name):
-            self._deployer.add_app(self.definition(base, name))
+            self._deployer.add_app(definition)
+        self._open[name] = ReviewRecord(name, event.number, base.policy.name, event.head_sha,
+                                        definition.policy.hosts[0])
+        self._changed()
         build = self._builder.start(name, source_of(base), event.head_sha)
         worker.build = build
         try:

@@ -95,6 +95,13 @@ class KubernetesPlatform:
         self._watchers: list[Watcher] = []
         self._closed = False
 
+    @property
+    def api(self) -> Api:
+        """The API client of the started platform (the controllers share it)."""
+        if self._api is None:
+            raise RuntimeError("the Kubernetes platform is not started")
+        return self._api
+
     # -- Platform ----------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -1,0 +1,121 @@
+"""Deploys and review apps on the emulator: server-side-applied Deployment + Service that
+the platform routes, a review app woken through a real `wakeproxy serve`, and `closed`
+deleting exactly the review app's objects."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from tests.e2e.harness import ECHO_APP, Wakeproxy
+from tests.e2e_k8s.cluster import start, until
+from tests.k8s_emulator import Emulator
+from tests.k8s_emulator import resources as r
+from wakeproxy.platforms.kubernetes.api import Api
+from wakeproxy.platforms.kubernetes.deploys import Deploys, Release
+from wakeproxy.settings import KubernetesBuilds
+
+SECRET = b"review-secret-for-tests"
+SHA = "a" * 40
+
+
+def deployment(emulator: Emulator, name: str) -> dict[str, object] | None:
+    return emulator.store.find(r.DEPLOYMENTS, "default", name)
+
+
+async def test_apply_creates_asleep_and_never_resets_replicas(
+    k8s_emulator: Emulator, api: Api,
+) -> None:
+    s = KubernetesBuilds(namespace="default", app_command=(sys.executable, str(ECHO_APP)))
+    deploys = Deploys(lambda: api, s)
+    release = Release(name="shop", image="reg:5000/shop:1", hosts=("shop.example.com",),
+                      build_id="shop-1", labels={"wakeproxy.io/app-name": "shop"})
+    assert "asleep" in await deploys.apply(release)
+    dep = deployment(k8s_emulator, "shop")
+    assert dep is not None
+    assert dep["spec"]["replicas"] == 0  # type: ignore[index]
+    notes = dep["metadata"]["annotations"]  # type: ignore[index]
+    assert notes["wakeproxy.io/hosts"] == "shop.example.com"
+    assert dep["metadata"]["labels"]["wakeproxy.io/enabled"] == "true"  # type: ignore[index]
+    k8s_emulator.store.mutate(r.DEPLOYMENTS, "default", "shop",
+                              lambda d: d["spec"].update(replicas=1))
+    await deploys.apply(Release(name="shop", image="reg:5000/shop:2", hosts=release.hosts,
+                                build_id="shop-2"))
+    dep = deployment(k8s_emulator, "shop")
+    assert dep is not None and dep["spec"]["replicas"] == 1  # type: ignore[index]
+    [c] = dep["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    assert c["image"] == "reg:5000/shop:2"
+    applies = [q for q in k8s_emulator.recorder.matching(verb="patch")
+               if "fieldManager=wakeproxy" in q.path or q.status in (200, 201)]
+    assert applies
+
+
+def signed(body: bytes) -> dict[str, str]:
+    return {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest(),
+            "Content-Type": "application/json"}
+
+
+def event(action: str) -> bytes:
+    return json.dumps({"action": action, "number": 1,
+                       "pull_request": {"number": 1, "head": {"sha": SHA}},
+                       "repository": {"full_name": "acme/shop"}}).encode()
+
+
+async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
+    k8s_emulator: Emulator, tmp_path: Path, monkeypatch: object,
+) -> None:
+    (tmp_path / "secret").write_bytes(SECRET)
+    other = k8s_emulator.store.create(r.SERVICES, {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "other", "labels": {"wakeproxy.io/app-name": "other"}},
+        "spec": {"ports": [{"port": 80}]}}, "default")
+    config = {
+        "platform": "kubernetes", "admin_token": "admin-token-for-tests-0123",
+        "defaults": {"wake_timeout": "20s"},
+        "review_apps": {"domain": "review.localhost", "webhook_secret_file": "secret"},
+        "apps": [{"name": "shop", "hosts": ["shop.localhost"],
+                  "repo": "https://git.example/shop.git", "github_repo": "acme/shop"}],
+        "kubernetes": {
+            "kubeconfig": str(k8s_emulator.kubeconfig), "namespaces": ["default"],
+            "lease_namespace": "default", "request_timeout": "2s",
+            "builds": {"namespace": "default",
+                       "builder_command": ["sh", "-c", "echo building $WAKEPROXY_REF"],
+                       "app_command": [sys.executable, str(ECHO_APP)]},
+        },
+    }
+    wp = Wakeproxy(tmp_path, config)
+    await start(wp)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(wp.admin + "/hooks/github", data=event("opened"),
+                              headers=signed(event("opened"))) as resp:
+                assert resp.status == 202
+            await until(lambda: deployment(k8s_emulator, "pr-1-shop") is not None, 15)
+            dep = deployment(k8s_emulator, "pr-1-shop")
+            assert dep is not None and dep["spec"]["replicas"] == 0  # type: ignore[index]
+            async with s.get(wp.url + "/", headers={"Host": "pr-1-shop.review.localhost"},
+                             timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                assert resp.status == 200, await resp.text()
+            async with s.get(wp.admin + "/api/v1/builds") as resp:
+                [build] = await resp.json()
+            async with s.get(wp.admin + f"/api/v1/builds/{build['id']}/log") as resp:
+                assert f"building {SHA}" in await resp.text()
+            async with s.post(wp.admin + "/hooks/github", data=event("closed"),
+                              headers=signed(event("closed"))) as resp:
+                assert resp.status == 202
+            await until(lambda: deployment(k8s_emulator, "pr-1-shop") is None, 15)
+            await until(lambda: not k8s_emulator.store.items(r.JOBS), 5)
+            names = {o["metadata"]["name"] for o in k8s_emulator.store.items(r.SERVICES)}
+            assert "pr-1-shop" not in names and "other" in names
+            assert other["metadata"]["uid"] == k8s_emulator.store.find(
+                r.SERVICES, "default", "other")["metadata"]["uid"]  # type: ignore[index]
+    finally:
+        await asyncio.to_thread(wp.terminate)

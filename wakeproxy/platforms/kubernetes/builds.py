@@ -1,0 +1,232 @@
+"""Image builds as `batch/v1` Jobs: the Job manifest, its pod's log followed, its outcome.
+
+A build Job runs rootless BuildKit (`buildctl-daemonless.sh`, no daemon, no privileges):
+it fetches the commit from git itself (`--opt context=<repo>#<ref>`), builds the
+Dockerfile at the root of that commit and pushes the image to the in-cluster registry.
+The Job has a deadline, resource requests and limits, no retries (a failed build is a
+fact to report, not to retry) and a TTL after which Kubernetes deletes it. Its pod's log
+is followed (`follow=true`) into the caller's sink while the build runs; the outcome
+comes from the Job's conditions and the container's exit code.
+Must never: know about build bookkeeping, deploys or review apps (the controllers do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import structlog
+from kubernetes_asyncio import client
+
+from wakeproxy.platforms.kubernetes.api import JSON, Api
+from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
+from wakeproxy.settings import KubernetesBuilds
+
+log = structlog.get_logger("wakeproxy.kubernetes.builds")
+
+BUILD_LABEL = "wakeproxy.io/build"
+CONTAINER = "buildkit"
+_POLL = 0.2  # how often the Job and its pod are read while waiting for them
+_LOG_IDLE = 600.0  # a build may print nothing for this long (a slow layer)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildJob:
+    """One build to run: which commit of which repository becomes which image."""
+
+    build_id: str
+    repo: str
+    ref: str
+    image: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def job_name(self) -> str:
+        return f"build-{self.build_id}"[:63].rstrip("-")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    succeeded: bool
+    reason: str
+    exit_code: int | None = None
+
+
+def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
+    """The Job of one build (rootless BuildKit as its documentation asks for it)."""
+    labels = {**job.labels, BUILD_LABEL: job.build_id,
+              "app.kubernetes.io/managed-by": "wakeproxy"}
+    output = f"type=image,name={job.image},push=true,registry.insecure=true"
+    argv = ["build", "--progress=plain", "--frontend", "dockerfile.v0",
+            "--opt", f"context={job.repo}#{job.ref}", "--output", output]
+    container: JSON = {
+        "name": CONTAINER, "image": s.builder_image,
+        "env": [
+            # Rootless without a user namespace for each build step (no privileges).
+            {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
+            {"name": "WAKEPROXY_REPO", "value": job.repo},
+            {"name": "WAKEPROXY_REF", "value": job.ref},
+            {"name": "WAKEPROXY_IMAGE", "value": job.image},
+        ],
+        "securityContext": {
+            # BuildKit's rootless mode needs unconfined seccomp and AppArmor profiles to
+            # make its own mount namespaces; it never runs as root.
+            "seccompProfile": {"type": "Unconfined"},
+            "appArmorProfile": {"type": "Unconfined"},
+            "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+        },
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                      "limits": {"cpu": "2", "memory": "4Gi"}},
+        "volumeMounts": [{"name": "buildkitd", "mountPath": "/home/user/.local/share/buildkit"}],
+    }
+    if s.builder_command is not None:
+        container["command"] = list(s.builder_command)
+    else:
+        container["command"] = ["buildctl-daemonless.sh"]
+        container["args"] = argv
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job.job_name, "labels": labels},
+        "spec": {
+            "activeDeadlineSeconds": max(1, int(s.deadline)),
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": max(0, int(s.ttl)),
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": [{"name": "buildkitd", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+class BuildJobs:
+    """Runs build Jobs in one namespace. `api` gives the platform's client once started."""
+
+    def __init__(self, api: Callable[[], Api], settings: KubernetesBuilds) -> None:
+        self._api = api
+        self._s = settings
+
+    @property
+    def namespace(self) -> str:
+        return self._s.namespace
+
+    async def run(self, job: BuildJob, write: Callable[[bytes], None]) -> JobOutcome:
+        """Create the Job, stream its log into `write`, return how it ended.
+
+        Raises ApiError when the API refuses or cannot be reached; TimeoutError past the
+        deadline (plus slack for the pod to be scheduled and the status to be written).
+        """
+        api = self._api()
+        batch = client.BatchV1Api(api.client)
+        await api.call(batch.create_namespaced_job, self.namespace, job_manifest(job, self._s))
+        log.info("build job created", job=job.job_name, namespace=self.namespace)
+        async with asyncio.timeout(self._s.deadline + 60.0):
+            pod = await self._started_pod(api, job)
+            streamed = 0
+            if pod is not None:
+                streamed = await self._follow(api, str(pod["metadata"]["name"]), write)
+            outcome = await self._outcome(api, job)
+            if pod is not None and streamed == 0:
+                # The stream can end before the container's first line (it had not started
+                # writing yet): read the whole log once the container is done.
+                await self._follow(api, str(pod["metadata"]["name"]), write, follow=False)
+            return outcome
+
+    async def delete(self, job: BuildJob) -> None:
+        """Delete the Job and its pod (a cancelled build). Absent is fine."""
+        api = self._api()
+        batch = client.BatchV1Api(api.client)
+        with contextlib.suppress(NotFound):
+            await api.call(batch.delete_namespaced_job, job.job_name, self.namespace,
+                           propagation_policy="Background")
+
+    async def _started_pod(self, api: Api, job: BuildJob) -> JSON | None:
+        """The Job's pod once its container runs or ran; None if the Job ended without."""
+        core = client.CoreV1Api(api.client)
+        while True:
+            pods = await api.call(core.list_namespaced_pod, self.namespace,
+                                  label_selector=f"{BUILD_LABEL}={job.build_id}")
+            for pod in pods.get("items") or []:
+                if _container_state(pod).keys() & {"running", "terminated"}:
+                    return dict(pod)
+            if _finished(await self._job(api, job)) is not None:
+                return None
+            await asyncio.sleep(_POLL)
+
+    async def _follow(self, api: Api, pod: str, write: Callable[[bytes], None], *,
+                      follow: bool = True) -> int:
+        """Stream the pod's log into `write`; returns how many bytes came."""
+        core = client.CoreV1Api(api.client)
+        count = 0
+        try:
+            resp = await api.stream(core.read_namespaced_pod_log, pod, self.namespace,
+                                    container=CONTAINER, follow=follow, idle_timeout=_LOG_IDLE)
+        except ApiError as e:
+            write(f"==> the build log could not be read: {e.message}\n".encode())
+            return count
+        try:
+            async for chunk in resp.content.iter_any():
+                count += len(chunk)
+                write(chunk)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            write(f"==> the build log ended early: {e or type(e).__name__}\n".encode())
+        finally:
+            resp.release()
+        return count
+
+    async def _job(self, api: Api, job: BuildJob) -> JSON:
+        batch = client.BatchV1Api(api.client)
+        return await api.call(batch.read_namespaced_job, job.job_name, self.namespace)
+
+    async def _outcome(self, api: Api, job: BuildJob) -> JobOutcome:
+        while (finished := _finished(await self._job(api, job))) is None:  # noqa: ASYNC110
+            await asyncio.sleep(_POLL)
+        succeeded, reason = finished
+        if succeeded:
+            return JobOutcome(True, "the image was built and pushed")
+        exit_code, why = await self._exit(api, job)
+        if exit_code is not None:
+            reason = f"the builder exited with code {exit_code} ({why or reason})"
+        return JobOutcome(False, reason, exit_code)
+
+    async def _exit(self, api: Api, job: BuildJob) -> tuple[int | None, str]:
+        core = client.CoreV1Api(api.client)
+        pods = await api.call(core.list_namespaced_pod, self.namespace,
+                              label_selector=f"{BUILD_LABEL}={job.build_id}")
+        for pod in pods.get("items") or []:
+            terminated = _container_state(pod).get("terminated")
+            if isinstance(terminated, dict) and isinstance(terminated.get("exitCode"), int):
+                return int(terminated["exitCode"]), str(terminated.get("reason") or "")
+        return None, ""
+
+
+def _container_state(pod: Any) -> dict[str, Any]:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == CONTAINER:
+            state = status.get("state") or {}
+            return state if isinstance(state, dict) else {}
+    return {}
+
+
+def _finished(job: JSON) -> tuple[bool, str] | None:
+    """(succeeded, why) once the Job has a terminal condition, else None."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return True, "complete"
+        if cond.get("type") == "Failed":
+            reason = str(cond.get("reason") or "Failed")
+            if reason == "DeadlineExceeded":
+                return False, "the build took longer than its deadline (DeadlineExceeded)"
+            return False, f"the build Job failed ({reason})"
+    return None

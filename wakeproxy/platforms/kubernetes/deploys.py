@@ -1,0 +1,152 @@
+"""Deploys as server-side apply: a Deployment + Service that the platform then discovers.
+
+The Deployment carries the `wakeproxy.io/*` annotations and the enabled label, so the
+platform's watch routes it like any app a user declared. Everything a deploy creates is
+labelled `wakeproxy.io/app-name: <name>` (review apps also `wakeproxy.io/review-app` and
+`wakeproxy.io/pull-request`), and `delete` removes exactly what carries that label.
+
+Replicas: a new Deployment is created asleep (`replicas: 0`, by a plain create); every
+later write is an apply (field manager `wakeproxy`) that never mentions `spec.replicas`,
+so the apply never owns the count and a deploy neither wakes nor puts to sleep an app
+(the scale subresource, written by the platform, owns it). Must never: scale anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from kubernetes_asyncio import client
+
+from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, HOSTS, PORT, SERVICE
+from wakeproxy.platforms.kubernetes.api import JSON, Api
+from wakeproxy.platforms.kubernetes.errors import Conflict, NotFound
+from wakeproxy.settings import KubernetesBuilds
+
+log = structlog.get_logger("wakeproxy.kubernetes.deploys")
+
+FIELD_MANAGER = "wakeproxy"
+APP_LABEL = "wakeproxy.io/app-name"
+BUILD_ANNOTATION = "wakeproxy.io/build"
+_APPLY = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What one app runs: its image, hosts and settings; `labels` go on every object."""
+
+    name: str  # the Deployment's and the Service's name (a DNS label)
+    image: str
+    hosts: tuple[str, ...]
+    build_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    stop_grace: float = 10.0
+
+
+def _labels(release: Release) -> dict[str, str]:
+    return {**release.labels, APP_LABEL: release.name,
+            "app.kubernetes.io/managed-by": "wakeproxy"}
+
+
+def deployment_manifest(release: Release, s: KubernetesBuilds, *, replicas: int | None) -> JSON:
+    selector = {APP_LABEL: release.name}
+    container: JSON = {
+        "name": "app", "image": release.image,
+        "ports": [{"name": "http", "containerPort": s.port}],
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+    }
+    if release.env:
+        container["env"] = [{"name": k, "value": v} for k, v in sorted(release.env.items())]
+    if s.app_command is not None:
+        container["command"] = list(s.app_command)
+    spec: JSON = {
+        "selector": {"matchLabels": selector},
+        "template": {
+            "metadata": {"labels": {**_labels(release), **selector}},
+            "spec": {"containers": [container],
+                     "terminationGracePeriodSeconds": max(1, int(release.stop_grace))},
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": release.name, "namespace": s.namespace,
+            "labels": {**_labels(release), ENABLED_LABEL: "true"},
+            "annotations": {HOSTS: ",".join(release.hosts), PORT: "http",
+                            SERVICE: release.name, BUILD_ANNOTATION: release.build_id},
+        },
+        "spec": spec,
+    }
+
+
+def service_manifest(release: Release, s: KubernetesBuilds) -> JSON:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": release.name, "namespace": s.namespace,
+                     "labels": _labels(release)},
+        "spec": {"selector": {APP_LABEL: release.name},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+
+
+class Deploys:
+    """Applies releases to, and deletes apps from, one namespace."""
+
+    def __init__(self, api: Callable[[], Api], settings: KubernetesBuilds) -> None:
+        self._api = api
+        self._s = settings
+
+    async def apply(self, release: Release) -> str:
+        """Create or update the app's Service and Deployment; returns what happened."""
+        api = self._api()
+        apps, core = client.AppsV1Api(api.client), client.CoreV1Api(api.client)
+        ns = self._s.namespace
+        # The Service first: once the Deployment shows up, its slices have a port name.
+        await api.call(core.patch_namespaced_service, release.name, ns,
+                       service_manifest(release, self._s), field_manager=FIELD_MANAGER,
+                       force=True, _content_type=_APPLY)
+        try:
+            await api.call(apps.read_namespaced_deployment, release.name, ns)
+        except NotFound:
+            try:
+                await api.call(apps.create_namespaced_deployment, ns,
+                               deployment_manifest(release, self._s, replicas=0),
+                               field_manager=FIELD_MANAGER)
+                log.info("deployment created asleep", app=release.name, image=release.image)
+                return "created asleep; the first request wakes it"
+            except Conflict:
+                pass  # created meanwhile by another replica: apply over it
+        await api.call(apps.patch_namespaced_deployment, release.name, ns,
+                       deployment_manifest(release, self._s, replicas=None),
+                       field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY)
+        log.info("deployment applied", app=release.name, image=release.image)
+        return "applied; replicas unchanged (awake pods roll to the new image)"
+
+    async def delete(self, name: str) -> list[str]:
+        """Delete every Deployment, Service and Job labelled as `name`'s; their kinds/names."""
+        api = self._api()
+        apps, core = client.AppsV1Api(api.client), client.CoreV1Api(api.client)
+        batch = client.BatchV1Api(api.client)
+        ns, selector = self._s.namespace, f"{APP_LABEL}={name}"
+        kinds = (
+            ("Deployment", apps.list_namespaced_deployment, apps.delete_namespaced_deployment),
+            ("Service", core.list_namespaced_service, core.delete_namespaced_service),
+            ("Job", batch.list_namespaced_job, batch.delete_namespaced_job),
+        )
+        deleted = []
+        for kind, list_fn, delete_fn in kinds:
+            found = await api.call(list_fn, ns, label_selector=selector)
+            for item in found.get("items") or []:
+                obj = str(item["metadata"]["name"])
+                try:
+                    # Background: the Job's pods and the Deployment's pods go with them.
+                    await api.call(delete_fn, obj, ns, propagation_policy="Background")
+                except NotFound:
+                    continue
+                deleted.append(f"{kind}/{obj}")
+        log.info("app deleted", app=name, objects=deleted)
+        return deleted
