@@ -85,6 +85,10 @@ async def test_a_release_that_does_not_start_leaves_the_old_one_serving(stack: S
     with pytest.raises(DeployFailed, match="did not answer"):
         await stack.controllers.deploy("shop", broken)
     assert await stack.fetch("shop") == "one"
+    # After a sleep, the next wake runs the release that kept serving, not the broken one.
+    await stack.lifecycle.sleep("shop")
+    await stack.lifecycle.wake("shop")
+    assert await stack.fetch("shop") == "one"
 
 
 async def test_only_a_succeeded_build_of_the_app_deploys(stack: Stack) -> None:

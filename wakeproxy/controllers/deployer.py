@@ -133,8 +133,14 @@ class LocalDeployer:
             raise NotDeployable(f"build {build.id} is {build.state.value}; only a succeeded "
                                 "build can be deployed")
         async with self._lock(app):
+            previous = self._platform.release(app)
             self._platform.put_app(replace(template, cwd=build.release_dir), release=build.id)
-            outcome = await self._switch(app, build)
+            try:
+                outcome = await self._switch(app, build)
+            except DeployFailed:
+                # The old process keeps serving; its next wake must run it again too.
+                self._platform.put_app(template, release=previous)
+                raise
             build.deployed_at = time.time()
             self._keep(app, build)
         self._changed()
