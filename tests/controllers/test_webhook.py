@@ -9,8 +9,7 @@ import json
 import pytest
 
 from tests.controllers.conftest import SECRET, Stack
-from wakeproxy.controllers.errors import BadWebhook
-from wakeproxy.controllers.local import WebhookRefused
+from wakeproxy.controllers.errors import BadWebhook, WebhookRefused
 from wakeproxy.controllers.webhook import Deliveries, parse_pull_request, signature_valid
 
 SHA = "a" * 40

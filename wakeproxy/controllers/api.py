@@ -24,8 +24,8 @@ from wakeproxy.controllers.errors import (
     NotDeployable,
     UnknownApp,
     UnknownBuild,
+    WebhookRefused,
 )
-from wakeproxy.controllers.local import WebhookRefused
 from wakeproxy.controllers.ports import Controllers
 from wakeproxy.obs.api_errors import (
     ApiError,

@@ -17,25 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from wakeproxy.controllers.builder import Source
-from wakeproxy.controllers.builds import Build, BuildState
+from wakeproxy.controllers.builds import Build
 from wakeproxy.controllers.cluster_builds import KubernetesBuilder, labels_of
 from wakeproxy.controllers.errors import (
-    BadWebhook,
     ControllerError,
     NotBuildable,
     NotDeployable,
     UnknownApp,
-    UnknownBuild,
 )
-from wakeproxy.controllers.local import WebhookRefused
+from wakeproxy.controllers.front import ControllerFront
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
-from wakeproxy.controllers.webhook import Deliveries, parse_pull_request, signature_valid
-from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.platforms.kubernetes.deploys import Deploys, Release
@@ -101,13 +97,14 @@ class KubernetesDeployer:
         return self._locks.setdefault(app, asyncio.Lock())
 
 
-class KubernetesControllers:
+class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeployer]):
     """The admin API's and the webhook's controllers on Kubernetes."""
 
     def __init__(
         self, *, apps: Sequence[LocalApp], review: ReviewSettings | None,
         settings: KubernetesBuilds, api: Callable[[], Api],
     ) -> None:
+        super().__init__()
         self._apps = {a.policy.name: a for a in apps if a.repo is not None}
         self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
                                          registry=settings.registry)
@@ -117,8 +114,6 @@ class KubernetesControllers:
         self._secret = review.webhook_secret if review is not None else None
         self.reviews = None if review is None else ReviewApps(
             domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer)
-        self._deliveries = Deliveries()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def source(self, app: str) -> Source:
         local = self._apps.get(app)
@@ -130,63 +125,11 @@ class KubernetesControllers:
                 f"{app} is not built from source: give it a repo in the config")
         return source_of(local)
 
-    def build(self, app: str, ref: str, *, deploy: bool = False) -> Build:
-        build = self.builder.start(app, self.source(app), ref)
-        if deploy:
-            task = spawn(self._deploy_when_built(build), name=f"deploy:{build.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return build
-
-    def get_build(self, build_id: str) -> Build:
-        build = self.builder.get(build_id)
-        if build is None:
-            raise UnknownBuild(build_id)
-        return build
-
-    async def deploy(self, app: str, build_id: str) -> tuple[Build, str]:
-        build = self.get_build(build_id)
-        return build, await self.deployer.deploy(app, build)
-
-    async def delete(self, app: str) -> None:
-        await self.deployer.delete(app)
-
-    async def _deploy_when_built(self, build: Build) -> None:
-        await self.builder.wait(build)
-        if build.state is BuildState.SUCCEEDED:
-            try:
-                await self.deployer.deploy(build.app, build)
-            except ControllerError as e:
-                log.warning("deploy after build failed", build=build.id, reason=e.message)
-
-    def webhook(self, headers: Mapping[str, str], body: bytes) -> dict[str, object]:
-        """As on the local platform: check, dedupe and queue one delivery."""
-        if self._secret is None or self.reviews is None:
-            raise WebhookRefused("review apps are not configured (review_apps in the config)")
-        if not signature_valid(self._secret, body, headers.get("X-Hub-Signature-256")):
-            raise WebhookRefused("the X-Hub-Signature-256 signature does not match")
-        delivery = headers.get("X-GitHub-Delivery", "").strip()
-        if not delivery:
-            raise BadWebhook("X-GitHub-Delivery is required")
-        if not self._deliveries.first_time(delivery):
-            return {"delivery": delivery, "ignored": "already received"}
-        kind = headers.get("X-GitHub-Event", "")
-        if kind != "pull_request":
-            return {"delivery": delivery, "ignored": f"event {kind or '(none)'} not handled"}
-        event = parse_pull_request(body, delivery)
-        names = self.reviews.submit(event)
-        if not names:
-            return {"delivery": delivery, "ignored": f"{event.action} of {event.repository} "
-                    "not handled"}
-        return {"delivery": delivery, "action": event.action, "review_apps": names}
-
     async def start(self) -> None:
         """Nothing to restore: the cluster keeps the Deployments; builds are not kept."""
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         if self.reviews is not None:
             await self.reviews.close()
         await self.builder.close()

@@ -35,5 +35,9 @@ class DeployFailed(ControllerError):
     """The new release did not get ready, or its hosts clash; the previous one serves."""
 
 
+class WebhookRefused(ControllerError):
+    """The delivery is not signed with our secret (or review apps are not configured)."""
+
+
 class BadWebhook(ControllerError):
     """A webhook delivery that is not what GitHub sends."""

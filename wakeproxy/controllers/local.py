@@ -15,7 +15,6 @@ Must never: write the board or the routes (the lifecycle does), or block a webho
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,12 +24,10 @@ from wakeproxy.controllers.builder import LocalBuilder, Source
 from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.deployer import EventSink, LocalDeployer
 from wakeproxy.controllers.errors import (
-    BadWebhook,
-    ControllerError,
     NotBuildable,
     UnknownApp,
-    UnknownBuild,
 )
+from wakeproxy.controllers.front import ControllerFront
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
 from wakeproxy.controllers.state import (
     STATE_FILE,
@@ -39,8 +36,6 @@ from wakeproxy.controllers.state import (
     StateStore,
     StateWriter,
 )
-from wakeproxy.controllers.webhook import Deliveries, parse_pull_request, signature_valid
-from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.platforms.local.platform import LocalPlatform
 from wakeproxy.settings import LocalApp
@@ -49,16 +44,13 @@ from wakeproxy.settings import ReviewApps as ReviewSettings
 log = structlog.get_logger("wakeproxy.controllers")
 
 
-class WebhookRefused(ControllerError):
-    """The delivery is not signed with our secret."""
-
-
-class LocalControllers:
+class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
     def __init__(
         self, *, apps: Sequence[LocalApp], review: ReviewSettings | None, builds_dir: Path,
         platform: LocalPlatform, lifecycle: EventSink, board: ReadinessBoard,
         environ: Mapping[str, str], drain: float = 0.5, build_timeout: float = 900.0,
     ) -> None:
+        super().__init__()
         self._apps = {a.policy.name: a for a in apps}
         self._board = board
         self._store = StateStore(builds_dir / STATE_FILE)
@@ -74,8 +66,6 @@ class LocalControllers:
             domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer,
             changed=changed)
         self._started = False  # nothing is saved before the earlier run's state is loaded
-        self._deliveries = Deliveries()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- what survives a restart -------------------------------------------------------
 
@@ -154,68 +144,8 @@ class LocalControllers:
             raise NotBuildable(f"{app} is not built from source: give it a repo in the config")
         return source_of(local)
 
-    def build(self, app: str, ref: str, *, deploy: bool = False) -> Build:
-        build = self.builder.start(app, self.source(app), ref)
-        if deploy:
-            task = spawn(self._deploy_when_built(build), name=f"deploy:{build.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return build
-
-    def get_build(self, build_id: str) -> Build:
-        build = self.builder.get(build_id)
-        if build is None:
-            raise UnknownBuild(build_id)
-        return build
-
-    async def deploy(self, app: str, build_id: str) -> tuple[Build, str]:
-        build = self.get_build(build_id)
-        return build, await self.deployer.deploy(app, build)
-
-    async def delete(self, app: str) -> None:
-        await self.deployer.delete(app)
-
-    async def _deploy_when_built(self, build: Build) -> None:
-        await self.builder.wait(build)
-        if build.state is BuildState.SUCCEEDED:
-            try:
-                await self.deployer.deploy(build.app, build)
-            except ControllerError as e:
-                log.warning("deploy after build failed", build=build.id, reason=e.message)
-
-    # -- the GitHub webhook ------------------------------------------------------------
-
-    def webhook(self, headers: Mapping[str, str], body: bytes) -> dict[str, object]:
-        """Check and queue one delivery; returns what was done (for the 202 body).
-
-        Raises WebhookRefused (bad or missing signature, or review apps not configured)
-        and BadWebhook (a signed delivery that is not a usable pull_request event).
-        """
-        if self._secret is None or self.reviews is None:
-            raise WebhookRefused("review apps are not configured (review_apps in the config)")
-        if not signature_valid(self._secret, body, headers.get("X-Hub-Signature-256")):
-            raise WebhookRefused("the X-Hub-Signature-256 signature does not match")
-        delivery = headers.get("X-GitHub-Delivery", "").strip()
-        if not delivery:
-            raise BadWebhook("X-GitHub-Delivery is required")
-        if not self._deliveries.first_time(delivery):
-            return {"delivery": delivery, "ignored": "already received"}
-        kind = headers.get("X-GitHub-Event", "")
-        if kind != "pull_request":
-            return {"delivery": delivery, "ignored": f"event {kind or '(none)'} not handled"}
-        event = parse_pull_request(body, delivery)
-        names = self.reviews.submit(event)
-        if not names:
-            why = (f"action {event.action} not handled" if event.action not in
-                   ("opened", "reopened", "synchronize", "closed")
-                   else f"no app builds {event.repository}")
-            return {"delivery": delivery, "ignored": why}
-        return {"delivery": delivery, "action": event.action, "review_apps": names}
-
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         if self.reviews is not None:
             await self.reviews.close()
         await self.builder.close()

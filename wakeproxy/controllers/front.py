@@ -1,0 +1,122 @@
+"""What the admin API and the webhook call, the same on every platform.
+
+Owns the order of operations (build → optionally deploy once built; webhook: check the
+signature, dedupe, hand a pull_request event to the review apps). The platform-specific
+controllers subclass it and supply the builder, the deployer and where an app is built
+from. Must never: build, deploy or route anything itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Generic, Protocol, TypeVar
+
+import structlog
+
+from wakeproxy.controllers.builder import Source
+from wakeproxy.controllers.builds import Build, BuildState
+from wakeproxy.controllers.errors import BadWebhook, ControllerError, UnknownBuild, WebhookRefused
+from wakeproxy.controllers.ports import Deployer
+from wakeproxy.controllers.review import ReviewApps
+from wakeproxy.controllers.webhook import (
+    REVIEW_ACTIONS,
+    Deliveries,
+    parse_pull_request,
+    signature_valid,
+)
+from wakeproxy.controlplane.tasks import spawn
+
+log = structlog.get_logger("wakeproxy.controllers")
+
+
+class FrontBuilder(Protocol):
+    def start(self, app: str, source: Source, ref: str) -> Build: ...
+    def get(self, build_id: str) -> Build | None: ...
+    def list(self, app: str | None = None) -> list[Build]: ...
+    async def wait(self, build: Build) -> Build: ...
+
+
+B = TypeVar("B", bound=FrontBuilder)
+D = TypeVar("D", bound=Deployer)
+
+
+class ControllerFront(Generic[B, D]):
+    """Subclasses set `builder`, `deployer`, `reviews`, `_secret` and define `source`."""
+
+    builder: B
+    deployer: D
+    reviews: ReviewApps | None
+    _secret: bytes | None
+
+    def __init__(self) -> None:
+        self._deliveries = Deliveries()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def source(self, app: str) -> Source:
+        """Where `app` is built from. Raises UnknownApp or NotBuildable."""
+        raise NotImplementedError
+
+    # -- builds and deploys ------------------------------------------------------------
+
+    def build(self, app: str, ref: str, *, deploy: bool = False) -> Build:
+        build = self.builder.start(app, self.source(app), ref)
+        if deploy:
+            task = spawn(self._deploy_when_built(build), name=f"deploy:{build.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return build
+
+    def get_build(self, build_id: str) -> Build:
+        build = self.builder.get(build_id)
+        if build is None:
+            raise UnknownBuild(build_id)
+        return build
+
+    async def deploy(self, app: str, build_id: str) -> tuple[Build, str]:
+        build = self.get_build(build_id)
+        return build, await self.deployer.deploy(app, build)
+
+    async def delete(self, app: str) -> None:
+        await self.deployer.delete(app)
+
+    async def _deploy_when_built(self, build: Build) -> None:
+        await self.builder.wait(build)
+        if build.state is BuildState.SUCCEEDED:
+            try:
+                await self.deployer.deploy(build.app, build)
+            except ControllerError as e:
+                log.warning("deploy after build failed", build=build.id, reason=e.message)
+
+    async def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the GitHub webhook ------------------------------------------------------------
+
+    def webhook(self, headers: Mapping[str, str], body: bytes) -> dict[str, object]:
+        """Check and queue one delivery; returns what was done (for the 202 body).
+
+        Raises WebhookRefused (bad or missing signature, or review apps not configured)
+        and BadWebhook (a signed delivery that is not a usable pull_request event).
+        """
+        if self._secret is None or self.reviews is None:
+            raise WebhookRefused("review apps are not configured (review_apps in the config)")
+        if not signature_valid(self._secret, body, headers.get("X-Hub-Signature-256")):
+            raise WebhookRefused("the X-Hub-Signature-256 signature does not match")
+        delivery = headers.get("X-GitHub-Delivery", "").strip()
+        if not delivery:
+            raise BadWebhook("X-GitHub-Delivery is required")
+        if not self._deliveries.first_time(delivery):
+            return {"delivery": delivery, "ignored": "already received"}
+        kind = headers.get("X-GitHub-Event", "")
+        if kind != "pull_request":
+            return {"delivery": delivery, "ignored": f"event {kind or '(none)'} not handled"}
+        event = parse_pull_request(body, delivery)
+        names = self.reviews.submit(event)
+        if not names:
+            why = (f"action {event.action} not handled" if event.action not in REVIEW_ACTIONS
+                   else f"no app builds {event.repository}")
+            return {"delivery": delivery, "ignored": why}
+        return {"delivery": delivery, "action": event.action, "review_apps": names}
