@@ -12,6 +12,8 @@ but the admin server it was given for.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
 import ipaddress
 import json
 import os
@@ -70,6 +72,19 @@ class AdminClient:
         handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.base) else []
         self._opener = urllib.request.build_opener(*handlers)
 
+    @contextlib.contextmanager
+    def _open(self, req: urllib.request.Request) -> Iterator[http.client.HTTPResponse]:
+        """The response to `req`, read inside the block; Refused or Unreachable otherwise."""
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                yield resp
+        except urllib.error.HTTPError as e:
+            raise Refused(_error_message(e), e.code) from None
+        except urllib.error.URLError as e:
+            raise Unreachable(self._unreachable(e.reason)) from None
+        except (OSError, TimeoutError) as e:
+            raise Unreachable(self._unreachable(e)) from None
+
     def _request(self, method: str, path: str, body: Any) -> urllib.request.Request:
         data = json.dumps(body).encode() if body is not None else None
         if data is None and method == "POST":
@@ -84,30 +99,14 @@ class AdminClient:
 
     def stream(self, path: str) -> Iterator[bytes]:
         """GET `path` and yield its body as it arrives (a followed build log)."""
-        req = self._request("GET", path, None)
-        try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
-                while chunk := resp.read1(65536):
-                    yield chunk
-        except urllib.error.HTTPError as e:
-            raise Refused(_error_message(e), e.code) from None
-        except urllib.error.URLError as e:
-            raise Unreachable(self._unreachable(e.reason)) from None
-        except (OSError, TimeoutError) as e:
-            raise Unreachable(self._unreachable(e)) from None
+        with self._open(self._request("GET", path, None)) as resp:
+            while chunk := resp.read1(65536):
+                yield chunk
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         url = self.base + path
-        req = self._request(method, path, body)
-        try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
-                body = resp.read()
-        except urllib.error.HTTPError as e:
-            raise Refused(_error_message(e), e.code) from None
-        except urllib.error.URLError as e:
-            raise Unreachable(self._unreachable(e.reason)) from None
-        except (OSError, TimeoutError) as e:
-            raise Unreachable(self._unreachable(e)) from None
+        with self._open(self._request(method, path, body)) as resp:
+            body = resp.read()
         try:
             return json.loads(body)
         except ValueError:

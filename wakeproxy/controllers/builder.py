@@ -20,13 +20,13 @@ import secrets
 import shutil
 import signal
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
+from wakeproxy.controllers.build_book import BuildBook
 from wakeproxy.controllers.buildlogs import LogFiles
 from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.state import BuildRecord
@@ -34,7 +34,6 @@ from wakeproxy.controlplane.tasks import spawn
 
 log = structlog.get_logger("wakeproxy.builds")
 
-_KEEP_BUILDS = 500  # finished builds remembered for the API (oldest forgotten first)
 _KILL_GRACE = 2.0
 _APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INTERRUPTED = "interrupted by a restart"
@@ -60,11 +59,12 @@ class _StepFailed(Exception):
         self.exit_code = exit_code
 
 
-class LocalBuilder:
+class LocalBuilder(BuildBook):
     def __init__(
         self, *, root: Path, environ: Mapping[str, str], concurrency: int = 2,
         timeout: float = 900.0, changed: Callable[[], None] = _nothing,
     ) -> None:
+        super().__init__()
         self._root = root
         self._changed = changed
         self._logs = LogFiles(root)
@@ -72,8 +72,6 @@ class LocalBuilder:
         self._env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
         self._slots = asyncio.Semaphore(concurrency)
         self._timeout = timeout
-        self._builds: OrderedDict[str, Build] = OrderedDict()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- readers ---------------------------------------------------------------------
 
@@ -83,10 +81,6 @@ class LocalBuilder:
             self._unloaded.discard(build_id)
             self._logs.load(build)
         return build
-
-    def list(self, app: str | None = None) -> list[Build]:
-        """Newest first."""
-        return [b for b in reversed(self._builds.values()) if app is None or b.app == app]
 
     # -- commands --------------------------------------------------------------------
 
@@ -102,19 +96,6 @@ class LocalBuilder:
         self._tasks[build_id] = task
         log.info("build queued", build=build_id, app=app, ref=ref)
         self._changed()
-        return build
-
-    def cancel(self, build_id: str, reason: str) -> None:
-        build = self._builds.get(build_id)
-        task = self._tasks.get(build_id)
-        if build is None or task is None or build.state.finished:
-            return
-        build.reason = reason
-        # Soon, not now: a task cancelled before its first step never runs its cleanup.
-        asyncio.get_running_loop().call_soon(task.cancel)
-
-    async def wait(self, build: Build) -> Build:
-        await build.done.wait()
         return build
 
     def remove_release(self, build: Build) -> None:
@@ -133,11 +114,6 @@ class LocalBuilder:
         await asyncio.gather(*mine, return_exceptions=True)
         await asyncio.to_thread(shutil.rmtree, self._root / app, True)
         await asyncio.to_thread(self._logs.discard, app)
-
-    async def close(self) -> None:
-        for build_id in list(self._tasks):
-            self.cancel(build_id, "wakeproxy is shutting down")
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     # -- running one build -------------------------------------------------------------
 
@@ -234,14 +210,9 @@ class LocalBuilder:
         log.info(event, build=build.id, app=build.app, state=state.value, reason=reason,
                  exit_code=build.exit_code, commit=build.commit)
 
-    def _forget_old(self) -> None:
-        while len(self._builds) > _KEEP_BUILDS:
-            oldest = next((b for b in self._builds.values() if b.state.finished), None)
-            if oldest is None:
-                return
-            del self._builds[oldest.id]
-            self._unloaded.discard(oldest.id)
-            self._logs.forget(oldest)
+    def _forgotten(self, build: Build) -> None:
+        self._unloaded.discard(build.id)
+        self._logs.forget(build)
 
     # -- what survives a restart -------------------------------------------------------
 

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections import OrderedDict
 
 import structlog
 
+from wakeproxy.controllers.build_book import BuildBook
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.review import base_of
@@ -27,7 +27,6 @@ from wakeproxy.platforms.kubernetes.errors import ApiError
 
 log = structlog.get_logger("wakeproxy.builds")
 
-_KEEP_BUILDS = 500
 REVIEW_LABEL = "wakeproxy.io/review-app"
 PULL_REQUEST_LABEL = "wakeproxy.io/pull-request"
 
@@ -41,20 +40,12 @@ def labels_of(app: str) -> dict[str, str]:
     return labels
 
 
-class KubernetesBuilder:
+class KubernetesBuilder(BuildBook):
     def __init__(self, *, jobs: BuildJobs, registry: str) -> None:
+        super().__init__()
         self._jobs = jobs
         self._registry = registry
-        self._builds: OrderedDict[str, Build] = OrderedDict()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._images: dict[str, str] = {}
-
-    def get(self, build_id: str) -> Build | None:
-        return self._builds.get(build_id)
-
-    def list(self, app: str | None = None) -> list[Build]:
-        """Newest first."""
-        return [b for b in reversed(self._builds.values()) if app is None or b.app == app]
 
     def image(self, build: Build) -> str | None:
         """The image a succeeded build pushed."""
@@ -74,24 +65,8 @@ class KubernetesBuilder:
         log.info("build queued", build=build_id, app=app, ref=ref, platform="kubernetes")
         return build
 
-    def cancel(self, build_id: str, reason: str) -> None:
-        build, task = self._builds.get(build_id), self._tasks.get(build_id)
-        if build is None or task is None or build.state.finished:
-            return
-        build.reason = reason
-        asyncio.get_running_loop().call_soon(task.cancel)
-
-    async def wait(self, build: Build) -> Build:
-        await build.done.wait()
-        return build
-
     def remove_release(self, build: Build) -> None:
         """Nothing on disk here: an unused image stays in the registry."""
-
-    async def close(self) -> None:
-        for build_id in list(self._tasks):
-            self.cancel(build_id, "wakeproxy is shutting down")
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def _run(self, build: Build, job: BuildJob) -> None:
         blog = build.log
@@ -135,10 +110,5 @@ class KubernetesBuilder:
         log.info("build finished", build=build.id, app=build.app, state=state.value,
                  reason=reason, exit_code=build.exit_code)
 
-    def _forget_old(self) -> None:
-        while len(self._builds) > _KEEP_BUILDS:
-            oldest = next((b for b in self._builds.values() if b.state.finished), None)
-            if oldest is None:
-                return
-            del self._builds[oldest.id]
-            self._images.pop(oldest.id, None)
+    def _forgotten(self, build: Build) -> None:
+        self._images.pop(build.id, None)

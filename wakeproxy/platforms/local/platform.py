@@ -91,19 +91,7 @@ class LocalPlatform:
         deadline = loop.time() + timeout
         if not self._watchdog.running:
             await self._watchdog.start()
-        # The spawn runs in its own task so that, however the caller is interrupted,
-        # the process is registered (and so stopped) rather than lost.
-        starting = spawn(self._spawn(local), name=f"spawn:{app}")
-        self._starting.add(starting)
-        starting.add_done_callback(self._starting.discard)
-        try:
-            started = await asyncio.shield(starting)
-        except asyncio.CancelledError:
-            starting.add_done_callback(self._stop_started)
-            raise
-        if isinstance(started, str):
-            raise WakeFailed(started)
-        p = started
+        p = await self._start(local)
         try:
             await self._until_ready(p, local.policy, deadline, timeout)
         except asyncio.CancelledError:
@@ -179,17 +167,7 @@ class LocalPlatform:
         if local is None or old is None or not old.ready or old.stopping or self._closed:
             return False
         loop = asyncio.get_running_loop()
-        starting = spawn(self._spawn(local, register=False), name=f"spawn:{app}")
-        self._starting.add(starting)
-        starting.add_done_callback(self._starting.discard)
-        try:
-            started = await asyncio.shield(starting)
-        except asyncio.CancelledError:
-            starting.add_done_callback(self._stop_started)
-            raise
-        if isinstance(started, str):
-            raise WakeFailed(started)
-        new = started
+        new = await self._start(local, register=False)
         try:
             await self._until_ready(new, local.policy, loop.time() + timeout, timeout)
         except BaseException:
@@ -222,6 +200,22 @@ class LocalPlatform:
         return p.pid if p is not None else None
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _start(self, local: LocalApp, *, register: bool = True) -> AppProcess:
+        """The app's new process, or WakeFailed saying why it could not start."""
+        # The spawn runs in its own task so that, however the caller is interrupted,
+        # the process is registered (and so stopped) rather than lost.
+        starting = spawn(self._spawn(local, register=register), name=f"spawn:{local.policy.name}")
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+        try:
+            started = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            starting.add_done_callback(self._stop_started)
+            raise
+        if isinstance(started, str):
+            raise WakeFailed(started)
+        return started
 
     async def _spawn(self, local: LocalApp, *, register: bool = True) -> AppProcess | str:
         """Start the app's process and (unless told not to) make it the app's current one;

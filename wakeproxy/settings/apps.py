@@ -1,0 +1,243 @@
+"""The `defaults:` and `apps:` sections → policies and LocalApps.
+
+Owns LocalApp, which policy keys exist, and the rule that each app name and each host is
+used once. Never reads files: a relative `repo` path is only resolved against the
+config file's directory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wakeproxy.model.apps import AppPolicy
+from wakeproxy.model.routes import normalize_pattern
+from wakeproxy.settings.reader import Reader
+from wakeproxy.settings.values import (
+    DNS_LABEL,
+    DURATION,
+    POSITIVE_DURATION,
+    boolean,
+    host_pattern,
+    nonblank,
+    parse_duration,
+    positive_duration,
+    positive_int,
+    str_list,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalApp:
+    """How the local platform runs an app: `command` with `/bin/sh -c`, `PORT` in env."""
+
+    policy: AppPolicy
+    command: str
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    stop_grace: float = 10.0
+    # Built from source: `repo` is fetched into a release directory where `build` runs and
+    # `command` then runs (cwd is the release). None: `command` runs as configured.
+    repo: str | None = None
+    # `owner/name` of the GitHub repository whose pull requests get review apps of this app.
+    github_repo: str | None = None
+    build: str | None = None
+
+
+POLICY_KEYS = {
+    "idle_after", "wake_timeout", "max_held_requests", "waiting_page",
+    "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
+}
+_APP_KEYS = POLICY_KEYS | {
+    "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build",
+}
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def _path_list(v: object) -> tuple[str, ...]:
+    paths = str_list(v)
+    if not all(p.startswith("/") for p in paths):
+        raise ValueError(v)
+    return paths
+
+
+def _readiness_path(v: object) -> str:
+    s = nonblank(v)
+    if not s.startswith("/"):
+        raise ValueError(v)
+    return s
+
+
+_POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
+    ("idle_after", positive_duration, POSITIVE_DURATION),
+    ("wake_timeout", positive_duration, POSITIVE_DURATION),
+    ("max_held_requests", positive_int, "a whole number above 0"),
+    ("waiting_page", boolean, "true or false"),
+    ("release_concurrency", positive_int, "a whole number above 0"),
+    ("ignored_paths", _path_list, "a list of paths starting with /"),
+    ("probe_interval", positive_duration, "a duration above zero like 5ms"),
+    ("readiness_path", _readiness_path, "a path starting with /"),
+    ("stop_grace", parse_duration, DURATION),
+)
+
+
+def _policy_fields(
+    r: Reader, m: Mapping[str, Any], path: str, base: dict[str, Any],
+) -> dict[str, Any]:
+    out = dict(base)
+    for key, conv, expected in _POLICY_FIELDS:
+        out[key] = r.get(m, key, path, conv, expected, base[key])
+    return out
+
+
+def read_defaults(r: Reader, raw: object) -> dict[str, Any]:
+    """The `defaults:` section as policy fields (plus `stop_grace`) every app starts from."""
+    d = AppPolicy(name="-", hosts=())
+    base: dict[str, Any] = {
+        "idle_after": d.idle_after, "wake_timeout": d.wake_timeout,
+        "max_held_requests": d.max_held_requests, "waiting_page": d.waiting_page,
+        "release_concurrency": d.release_concurrency, "ignored_paths": d.ignored_paths,
+        "probe_interval": d.probe_interval, "readiness_path": d.readiness_path,
+        "stop_grace": 10.0,
+    }
+    defaults = r.mapping(raw, "defaults")
+    r.unknown_keys(defaults, POLICY_KEYS, "defaults")
+    return _policy_fields(r, defaults, "defaults.", base)
+
+
+def _repo(base_dir: Path) -> Callable[[object], str]:
+    def conv(v: object) -> str:
+        url = nonblank(v).strip()
+        # A URL (scheme:// or scp-like user@host:path) is used as is; a bare path is
+        # relative to the config file, like every other path in it.
+        if "://" in url or ":" in url or url.startswith("/"):
+            return url
+        return str((base_dir / url).resolve())
+
+    return conv
+
+
+def _github_repo(v: object) -> str:
+    if not isinstance(v, str) or not _GITHUB_REPO.match(v):
+        raise ValueError(v)
+    return v
+
+
+def _read_source(
+    r: Reader, m: Mapping[str, Any], path: str, base_dir: Path,
+) -> tuple[str | None, str | None, str | None]:
+    """An app's `repo`, `github_repo` and `build` (all None for an app not built here)."""
+    p = f"{path}."
+    repo = r.get(m, "repo", p, _repo(base_dir), "a git URL or repository path", None)
+    github = r.get(m, "github_repo", p, _github_repo, "a GitHub repository like acme/shop", None)
+    build = r.get(m, "build", p, nonblank, "a shell command run in the checkout", None)
+    if repo is None:
+        for key, value in (("github_repo", github), ("build", build)):
+            if value is not None:
+                r.fail(f"{path}.{key}", "to be set only with repo (the git URL it builds from)")
+    elif m.get("cwd") is not None:
+        r.fail(f"{path}.cwd", "no cwd with repo (commands run in the release checkout)")
+    return repo, github, build
+
+
+def _read_app(
+    r: Reader, raw: object, i: int, base: dict[str, Any], platform: str, base_dir: Path,
+) -> LocalApp | None:
+    path = f"apps[{i}]"
+    if raw is None or raw == {}:
+        r.fail(path, "an app with at least name and hosts", raw)
+        return None
+    m = r.mapping(raw, path)
+    if not m:
+        return None
+    r.unknown_keys(m, _APP_KEYS, path)
+    name = m.get("name")
+    ok = True
+    if not isinstance(name, str) or not DNS_LABEL.match(name):
+        r.fail(f"{path}.name", "a lowercase name of letters, digits and '-' (at most 63)", name)
+        ok = False
+    hosts_raw = m.get("hosts")
+    hosts: list[str] = []
+    if not isinstance(hosts_raw, list) or not hosts_raw:
+        r.fail(f"{path}.hosts", "a non-empty list of host names or *.domain wildcards", hosts_raw)
+        ok = False
+    else:
+        for j, h in enumerate(hosts_raw):
+            try:
+                if not isinstance(h, str):
+                    raise ValueError(h)
+                hosts.append(host_pattern(h))
+            except ValueError:
+                r.fail(f"{path}.hosts[{j}]", "a host name like app.example.com or *.example.com", h)
+                ok = False
+    command = m.get("command")
+    if platform == "local" and (not isinstance(command, str) or not command.strip()):
+        r.fail(f"{path}.command", "a shell command that listens on $PORT", command)
+        ok = False
+    cwd = m.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        r.fail(f"{path}.cwd", "a directory path", cwd)
+        ok = False
+    env_raw = r.mapping(m.get("env"), f"{path}.env")
+    env: dict[str, str] = {}
+    for k, v in env_raw.items():
+        if not isinstance(k, str) or isinstance(v, dict | list) or v is None:
+            r.fail(f"{path}.env.{k}", "a string value", v)
+            ok = False
+        else:
+            env[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    fields = _policy_fields(r, m, f"{path}.", base)
+    repo, github_repo, build = _read_source(r, m, path, base_dir)
+    if not ok:
+        return None
+    stop_grace = fields.pop("stop_grace")
+    policy = AppPolicy(name=str(name), hosts=tuple(hosts), **fields)
+    return LocalApp(
+        policy=policy, command=str(command or ""), cwd=cwd, env=env, stop_grace=stop_grace,
+        repo=repo, github_repo=github_repo, build=build,
+    )
+
+
+def _check_unique(r: Reader, entries: list[tuple[int, LocalApp]]) -> None:
+    """Each name used once, each host or wildcard claimed by one app (as RouteTable needs).
+
+    `entries` pair each valid app with its index in the file, so errors point at the
+    right `apps[i]` even when an earlier app was invalid.
+    """
+    names: dict[str, int] = {}
+    claims: dict[str, tuple[int, str]] = {}
+    for i, app in entries:
+        name = app.policy.name
+        if name in names:
+            r.fail(f"apps[{i}].name", f"a name not already used by apps[{names[name]}]", name)
+        else:
+            names[name] = i
+        for j, host in enumerate(app.policy.hosts):
+            key = normalize_pattern(host)
+            owner = claims.get(key)
+            if owner is None:
+                claims[key] = (i, name)
+            elif owner[0] != i:
+                r.fail(
+                    f"apps[{i}].hosts[{j}]",
+                    f"a host not already claimed by apps[{owner[0]}] ({owner[1]})", host,
+                )
+
+
+def read_apps(
+    r: Reader, raw: object, base: dict[str, Any], platform: str, base_dir: Path,
+) -> tuple[LocalApp, ...]:
+    """The `apps:` list; `base` is what `read_defaults` gave."""
+    entries: list[tuple[int, LocalApp]] = []
+    if raw is not None and not isinstance(raw, list):
+        r.fail("apps", "a list of apps", raw)
+    elif raw:
+        for i, item in enumerate(raw):
+            app = _read_app(r, item, i, base, platform, base_dir)
+            if app is not None:
+                entries.append((i, app))
+    _check_unique(r, entries)
+    return tuple(app for _, app in entries)

@@ -1,0 +1,103 @@
+"""The proxy's own top-level keys: listen addresses, admin token, log, trusted proxies, limits.
+
+Reads the admin token file when one is named (relative to the config file) and nothing
+else; never puts the token into an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wakeproxy.model.limits import Limits
+from wakeproxy.settings.reader import Reader
+from wakeproxy.settings.values import POSITIVE_DURATION, positive_duration, positive_int
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def same_socket(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether two listen addresses would collide on bind (port 0 never does)."""
+    (host_a, port_a), (host_b, port_b) = a, b
+    if port_a != port_b or port_a == 0:
+        return False
+    if host_a == host_b or "::" in (host_a, host_b):
+        return True
+    v4 = ":" not in host_a and ":" not in host_b
+    return v4 and "0.0.0.0" in (host_a, host_b)
+
+
+def read_token(r: Reader, top: Mapping[str, Any], base_dir: Path) -> str | None:
+    token = top.get("admin_token")
+    token_file = top.get("admin_token_file")
+    if token is not None and token_file is not None:
+        r.fail("admin_token_file", "either admin_token or admin_token_file, not both")
+        return None
+    if token is not None:
+        if not isinstance(token, str) or len(token) < 16:
+            r.fail("admin_token", "a string of at least 16 characters", "<hidden>")
+            return None
+        return token
+    if token_file is not None:
+        if not isinstance(token_file, str):
+            r.fail("admin_token_file", "a file path", token_file)
+            return None
+        path = base_dir / token_file
+        try:
+            text = path.read_text().strip()
+        except OSError as e:
+            r.fail("admin_token_file", "a readable file", f"{path}: {e.strerror}")
+            return None
+        if len(text) < 16:
+            expected = "a file holding a token of at least 16 characters"
+            r.fail("admin_token_file", expected, str(path))
+            return None
+        return text
+    return None
+
+
+def read_log(r: Reader, raw: object) -> tuple[str, str]:
+    """The `log:` section → (format, level)."""
+    log = r.mapping(raw, "log")
+    r.unknown_keys(log, {"format", "level"}, "log")
+    log_format = log.get("format", "json")
+    if log_format not in ("json", "console"):
+        r.fail("log.format", "json or console", log_format)
+        log_format = "json"
+    log_level = str(log.get("level", "info")).lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        r.fail("log.level", "one of: debug, info, warning, error", log.get("level"))
+        log_level = "info"
+    return log_format, log_level
+
+
+def read_networks(r: Reader, raw: object) -> tuple[Network, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        r.fail("trusted_proxies", "a list of addresses or CIDR ranges", raw)
+        return ()
+    nets = []
+    for i, item in enumerate(raw):
+        try:
+            nets.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            r.fail(f"trusted_proxies[{i}]", "an address or CIDR range like 10.0.0.0/8", item)
+    return tuple(nets)
+
+
+def read_limits(r: Reader, raw: object) -> Limits:
+    m = r.mapping(raw, "limits")
+    d = Limits()
+    r.unknown_keys(m, set(Limits.__dataclass_fields__), "limits")
+    ints = ("max_head_bytes", "max_headers", "max_connections", "upstream_pool_size")
+    kw: dict[str, Any] = {}
+    for name in Limits.__dataclass_fields__:
+        default = getattr(d, name)
+        if name in ints:
+            kw[name] = r.get(m, name, "limits.", positive_int, "a whole number above 0", default)
+        else:
+            kw[name] = r.get(m, name, "limits.", positive_duration, POSITIVE_DURATION, default)
+    return Limits(**kw)
