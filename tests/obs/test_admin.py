@@ -109,6 +109,15 @@ async def test_failed_wake_is_502_with_the_reason(make_admin: MakeAdmin) -> None
         "error": "hello failed to wake: command exited with code 127: python4: not found"}
 
 
+async def test_wake_the_platform_cannot_serve_is_503(make_admin: MakeAdmin) -> None:
+    admin = await make_admin()
+    admin.commands.unreachable.add("hello")
+    status, body = await admin.json("POST", "/api/v1/apps/hello/wake")
+    assert status == 503
+    assert body["error"] == (
+        "hello cannot be woken now: the Kubernetes API cannot be reached")
+
+
 async def test_wake_timeout_is_504(make_admin: MakeAdmin) -> None:
     admin = await make_admin()
     admin.commands.time_out.add("api")

@@ -223,6 +223,9 @@ def test_platform_figures_are_exported_as_the_kubernetes_platform_writes_them() 
     assert get("wakeproxy_savings_cost_per_replica_hour", {"currency": "EUR"}) == 0.05
     platform.leader = True
     assert get("wakeproxy_leader") == 1
+    assert get("wakeproxy_app_refused", {"app": "apps.copycat"}) is None
+    platform.apps_refused = {"apps.copycat": "host shop.example.com is taken by apps.shop"}
+    assert get("wakeproxy_app_refused", {"app": "apps.copycat"}) == 1
 
 
 async def test_families_without_samples_still_pass_promtool(make_admin: MakeAdmin) -> None:

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from wakeproxy.controlplane.errors import ShuttingDown, UnknownApp, WakeError, WakeTimedOut
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.apps import AppPolicy, Endpoint
-from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.board import FailureKind, ReadinessBoard
 from wakeproxy.model.clock import FakeClock
 from wakeproxy.model.routes import Routes, RouteTable
 from wakeproxy.model.stats import RequestStats, WakeStats
@@ -94,6 +94,7 @@ class ScriptedCommands:
         self.world = world
         self.fail: dict[str, str] = {}
         self.time_out: set[str] = set()
+        self.unreachable: set[str] = set()
         self.gate: asyncio.Event | None = None
         self.closed = False
         self.calls: list[tuple[str, str]] = []
@@ -112,6 +113,10 @@ class ScriptedCommands:
         if app in self.fail:
             board.mark_wake_failed(app, self.fail[app])
             raise WakeError(app, self.fail[app])
+        if app in self.unreachable:
+            reason = "the Kubernetes API cannot be reached"
+            board.mark_wake_failed(app, reason, kind=FailureKind.UNAVAILABLE)
+            raise WakeError(app, reason)
         if app in self.time_out:
             reason = "no endpoint became ready within 20s"
             board.mark_wake_failed(app, reason)

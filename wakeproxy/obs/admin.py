@@ -22,7 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from wakeproxy import __version__
 from wakeproxy.controlplane.errors import ShuttingDown
 from wakeproxy.model.activity import ActivityLedger
-from wakeproxy.model.board import AppState, ReadinessBoard
+from wakeproxy.model.board import AppState, FailureKind, ReadinessBoard
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.routes import Routes, normalize_host
 from wakeproxy.obs.api_errors import (
@@ -168,6 +168,9 @@ class _Api:
         except Exception as e:
             failure = state.failure.reason if state.failure is not None else None
             reason = str(e) or failure or type(e).__name__
+            if state.failure is not None and state.failure.kind is FailureKind.UNAVAILABLE:
+                # The platform could not be reached: trying again later is the answer.
+                raise Unavailable(f"{name} cannot be woken now: {reason}") from None
             raise CommandFailed(f"{name} failed to wake: {reason}") from None
         return self._view(name)
 

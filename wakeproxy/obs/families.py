@@ -137,8 +137,13 @@ SCALE_CALLS = Family(
     "wakeproxy_scale_calls_total", "counter",
     "Calls to the scale subresource, by result (ok, conflict, error).", ("result",))
 
+APPS_REFUSED = Family(
+    "wakeproxy_app_refused", "gauge",
+    "1 for each annotated Deployment that is not served (its hosts are taken by another "
+    "app or its annotations are invalid); the reason is in the log.", ("app",))
+
 KUBERNETES_METRICS: tuple[Family, ...] = (
-    LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS,
+    LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS, APPS_REFUSED,
 )
 
 FAMILIES: tuple[Family, ...] = (

@@ -29,6 +29,7 @@ from wakeproxy.obs.families import (
     API_ERRORS,
     APP_UP,
     APPS,
+    APPS_REFUSED,
     ASLEEP_SECONDS,
     AWAKE_REPLICAS,
     BUILD_INFO,
@@ -182,6 +183,8 @@ class WakeproxyCollector(Collector):
             _add(m[API_ERRORS.name], [str(code)], count)
         for result, count in sorted(p.scale_calls.items()):
             _add(m[SCALE_CALLS.name], [result], count)
+        for app in sorted(p.apps_refused):
+            _add(m[APPS_REFUSED.name], [app], 1)
 
 
 _IDLE = AppActivity()  # what an app that never had a request reads as; never written
