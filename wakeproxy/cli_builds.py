@@ -125,12 +125,16 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
-    body = {"build": args.build}
+    if (args.build is None) == (args.image is None):
+        print("wakeproxy deploy: give either BUILD or --image IMAGE", file=sys.stderr)
+        return 2
+    what = args.build if args.build is not None else args.image
+    body = {"build": args.build} if args.build is not None else {"image": args.image}
     result = client.call("POST", f"/api/v1/apps/{_q(args.app)}/deploys", body)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{args.app}: deployed {args.build}: {result.get('outcome', 'done')}")
+        print(f"{args.app}: deployed {what}: {result.get('outcome', 'done')}")
     return 0
 
 
@@ -165,9 +169,11 @@ def add_build_commands(
     p.add_argument("--follow", action="store_true", help="keep printing until the build ends")
     bind(p, cmd_logs)
 
-    p = sub.add_parser("deploy", parents=[parent], help="switch an app to a built release")
+    p = sub.add_parser("deploy", parents=[parent],
+                       help="switch an app to a built release (or, on Kubernetes, an image)")
     p.add_argument("app", metavar="APP")
-    p.add_argument("build", metavar="BUILD")
+    p.add_argument("build", metavar="BUILD", nargs="?")
+    p.add_argument("--image", metavar="IMAGE", help="a prebuilt image (Kubernetes platform)")
     bind(p, cmd_deploy)
 
     p = sub.add_parser("delete", parents=[parent], help="delete an app and its releases")

@@ -54,6 +54,11 @@ async def test_errors_are_clear_json(stack: Stack, aiohttp_client: Any) -> None:
         ("/api/v1/apps/nope/builds", b"{}", 404, "no app named 'nope'"),
         ("/api/v1/apps/shop/deploys", b'{"build": "shop-000000"}', 404, "no build"),
         ("/api/v1/apps/shop/deploys", b"{}", 400, "give the build"),
+        ("/api/v1/apps/shop/deploys", b'{"build": "shop-1", "image": "shop:1"}', 400,
+         "give the build"),
+        # Local apps run from their builds: an image has nothing to run it here.
+        ("/api/v1/apps/shop/deploys", b'{"image": "registry.example.com/shop:1"}', 409,
+         "not from images"),
     ]
     for path, body, status, message in cases:
         r = await c.post(path, data=body, headers=AUTH)

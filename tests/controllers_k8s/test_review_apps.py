@@ -13,14 +13,20 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.e2e.harness import ECHO_APP, Wakeproxy
 from tests.e2e_k8s.cluster import start, until
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator import resources as r
+from wakeproxy.controllers.cluster import KubernetesDeployer
+from wakeproxy.controllers.cluster_builds import KubernetesBuilder
+from wakeproxy.controllers.errors import NotDeployable, UnknownApp
+from wakeproxy.model.apps import AppPolicy
 from wakeproxy.platforms.kubernetes.api import Api
+from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.platforms.kubernetes.deploys import Deploys, Release
-from wakeproxy.settings import KubernetesBuilds
+from wakeproxy.settings import KubernetesBuilds, LocalApp
 
 SECRET = b"review-secret-for-tests"
 SHA = "a" * 40
@@ -55,6 +61,29 @@ async def test_apply_creates_asleep_and_never_resets_replicas(
     applies = [q for q in k8s_emulator.recorder.matching(verb="patch")
                if "fieldManager=wakeproxy" in q.path or q.status in (200, 201)]
     assert applies
+
+
+async def test_a_prebuilt_image_deploys_as_the_app_and_a_bad_reference_is_refused(
+    k8s_emulator: Emulator, api: Api,
+) -> None:
+    s = KubernetesBuilds(namespace="default", app_command=(sys.executable, str(ECHO_APP)))
+    deployer = KubernetesDeployer(
+        deploys=Deploys(lambda: api, s),
+        builder=KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry))
+    with pytest.raises(UnknownApp):
+        await deployer.deploy_image("shop", "registry.example.com/shop:1.2")
+    deployer.add_app(LocalApp(policy=AppPolicy(name="shop", hosts=("shop.example.com",)),
+                              command=""))
+    with pytest.raises(NotDeployable, match="not an image reference"):
+        await deployer.deploy_image("shop", "shop:1; rm -rf /")
+    assert deployment(k8s_emulator, "shop") is None
+    assert "asleep" in await deployer.deploy_image("shop", "registry.example.com/shop:1.2")
+    dep = deployment(k8s_emulator, "shop")
+    assert dep is not None and dep["spec"]["replicas"] == 0  # type: ignore[index]
+    [c] = dep["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    assert c["image"] == "registry.example.com/shop:1.2"
+    notes = dep["metadata"]["annotations"]  # type: ignore[index]
+    assert notes["wakeproxy.io/hosts"] == "shop.example.com"
 
 
 def signed(body: bytes) -> dict[str, str]:

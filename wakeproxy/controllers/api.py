@@ -140,11 +140,17 @@ class _Routes:
 
     async def deploy(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
-        build_id = doc.get("build")
-        if not isinstance(build_id, str) or not build_id:
-            raise BadRequest('give the build to deploy: {"build": "<build id>"}')
+        build_id, image = doc.get("build"), doc.get("image")
+        given = [k for k, v in (("build", build_id), ("image", image)) if v is not None]
+        if len(given) != 1 or not isinstance(doc[given[0]], str) or not doc[given[0]]:
+            raise BadRequest('give the build to deploy: {"build": "<build id>"}, or an image: '
+                             '{"image": "<image reference>"}')
         app = request.match_info["name"]
         try:
+            if isinstance(image, str):
+                outcome = await _shielded(self.c.deploy_image(app, image))
+                return web.json_response({"app": app, "image": image, "outcome": outcome})
+            assert isinstance(build_id, str)
             build, outcome = await _shielded(self.c.deploy(app, build_id))
         except ControllerError as e:
             raise _api_error(e) from None

@@ -16,6 +16,7 @@ then routes as `<namespace>.<name>`. Must never: route or scale anything itself.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
 
@@ -41,6 +42,9 @@ from wakeproxy.settings import ReviewApps as ReviewSettings
 
 log = structlog.get_logger("wakeproxy.controllers")
 
+# registry/path:tag or @digest; no spaces or shell metacharacters, at most 255 characters.
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._:/-]{0,200}(?::[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?")
+
 
 class KubernetesDeployer:
     """Deploys builds as Deployments + Services; knows the apps it may deploy."""
@@ -59,8 +63,7 @@ class KubernetesDeployer:
         self._apps[local.policy.name] = local
 
     async def deploy(self, app: str, build: Build) -> str:
-        definition = self._apps.get(app)
-        if definition is None:
+        if app not in self._apps:
             raise UnknownApp(app)
         if build.app != app:
             raise NotDeployable(f"build {build.id} is a build of {build.app}, not of {app}")
@@ -68,18 +71,33 @@ class KubernetesDeployer:
         if image is None:
             raise NotDeployable(f"build {build.id} is {build.state.value}; only a succeeded "
                                 "build can be deployed")
+        outcome = await self._apply(app, image, build.id)
+        build.deployed_at = time.time()
+        log.info("deployed", app=app, build=build.id, image=image, outcome=outcome)
+        return outcome
+
+    async def deploy_image(self, app: str, image: str) -> str:
+        """Run an image built elsewhere (a CI pipeline, a public image) as `app`."""
+        if app not in self._apps:
+            raise UnknownApp(app)
+        if not _IMAGE.fullmatch(image):
+            raise NotDeployable(f"{image!r} is not an image reference like "
+                                "registry.example.com/shop:1.2 or shop@sha256:<digest>")
+        outcome = await self._apply(app, image, "")
+        log.info("deployed", app=app, image=image, outcome=outcome)
+        return outcome
+
+    async def _apply(self, app: str, image: str, build_id: str) -> str:
+        definition = self._apps[app]
         release = Release(name=app, image=image, hosts=definition.policy.hosts,
-                          build_id=build.id, labels=labels_of(app), env=definition.env,
+                          build_id=build_id, labels=labels_of(app), env=definition.env,
                           stop_grace=definition.stop_grace)
         async with self._lock(app):
             try:
-                outcome = await self._deploys.apply(release)
+                return await self._deploys.apply(release)
             except ApiError as e:
                 raise ControllerError(f"the Kubernetes API refused the deploy of {app}: "
                                       f"HTTP {e.status} {e.message}") from None
-            build.deployed_at = time.time()
-        log.info("deployed", app=app, build=build.id, image=image, outcome=outcome)
-        return outcome
 
     async def delete(self, app: str) -> None:
         """Delete exactly the objects labelled as `app`'s (Deployment, Service, Jobs)."""
@@ -124,6 +142,9 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
             raise UnknownApp(app) if not self.deployer.exists(app) else NotBuildable(
                 f"{app} is not built from source: give it a repo in the config")
         return source_of(local)
+
+    async def deploy_image(self, app: str, image: str) -> str:
+        return await self.deployer.deploy_image(app, image)
 
     async def start(self) -> None:
         """Nothing to restore: the cluster keeps the Deployments; builds are not kept."""

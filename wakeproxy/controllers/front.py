@@ -16,7 +16,13 @@ import structlog
 
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import Build, BuildState
-from wakeproxy.controllers.errors import BadWebhook, ControllerError, UnknownBuild, WebhookRefused
+from wakeproxy.controllers.errors import (
+    BadWebhook,
+    ControllerError,
+    NotDeployable,
+    UnknownBuild,
+    WebhookRefused,
+)
 from wakeproxy.controllers.ports import Deployer
 from wakeproxy.controllers.review import ReviewApps
 from wakeproxy.controllers.webhook import (
@@ -76,6 +82,11 @@ class ControllerFront(Generic[B, D]):
     async def deploy(self, app: str, build_id: str) -> tuple[Build, str]:
         build = self.get_build(build_id)
         return build, await self.deployer.deploy(app, build)
+
+    async def deploy_image(self, app: str, image: str) -> str:
+        """Run a prebuilt image as `app`: only where apps run as images (Kubernetes)."""
+        raise NotDeployable("this platform runs apps from their builds, not from images: "
+                            f"build {app} and deploy the build")
 
     async def delete(self, app: str) -> None:
         await self.deployer.delete(app)
