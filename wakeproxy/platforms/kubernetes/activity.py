@@ -202,6 +202,32 @@ class ActivitySync:
             self._peers.forget(name)
         self._peers.synced(now)
 
+    async def used_lately(self, app: str, idle_after: float) -> bool:
+        """Whether a peer used `app` within `idle_after`, by records written after this call.
+
+        A sweep decides on records up to about two intervals old, so a request a follower
+        took since then is unknown to it; scaling down on that would cut the request off.
+        Reads every fresh peer's record until each has been written again (or about two
+        intervals passed, for a peer that stopped writing), then asks the merged view.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.5 * self._interval
+        await self.read_peers()
+        now = self._clock.monotonic()
+        before = {p: self._seen.get(p) for p in self._peers.fresh_peers(now)}
+        pause = min(max(0.02, self._interval / 8), self._interval)
+        while any(self._seen.get(p) == v for p, v in before.items()):
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(pause)
+            await self.read_peers()
+        now = self._clock.monotonic()
+        seen = self._peers.merged(app, now)
+        if seen is None:
+            return False
+        return seen.in_flight > 0 or (
+            seen.last_access is not None and now - seen.last_access < idle_after)
+
     def _gone_after(self) -> float:
         return self._peers.stale_after * _GONE_AFTER_STALE_PERIODS
 

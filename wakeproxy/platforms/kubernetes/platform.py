@@ -209,6 +209,10 @@ class KubernetesPlatform:
         try:
             if not self._api_healthy():
                 raise ScaleUnavailable("the Kubernetes API cannot be reached")
+            if self._activity is not None and await self._activity.used_lately(
+                    app, spec.policy.idle_after):
+                log.info("not scaled to zero: another replica used it meanwhile", app=app)
+                return
             deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
             written = await self._scaler.scale_down(spec, deadline=deadline)
             if written is not None:
