@@ -325,10 +325,30 @@ async def test_activity_is_counted_while_in_flight_but_not_for_ignored_paths(
         async with await pending as r:
             assert r.status == 200
         assert activity.in_flight == 0 and activity.requests == 1
+        before = activity.last_access
         async with s.get(proxy.url("/healthz?full=1")) as r:
             assert r.status == 200
         assert activity.requests == 1  # the health check did not count
+        assert activity.last_access == before
     assert proxy.stats.apps["shop"].by_code == {200: 2}
+
+
+async def test_an_ignored_path_is_in_flight_while_it_runs_but_never_keeps_the_app_awake(
+    proxy: Proxy, upstream: Upstream
+):
+    # A slow health check: in flight (a sweep must not cut it off), yet not activity.
+    proxy.add_app("probe", ("probe.test",), upstream.endpoint, ignored_paths=("/gated",))
+    upstream.gate = asyncio.Event()
+    async with aiohttp.ClientSession(headers={"Host": "probe.test"}) as s:
+        pending = asyncio.create_task(s.get(proxy.url("/gated")))
+        await until(lambda: upstream.seen)
+        activity = proxy.ledger.get("probe")
+        assert activity.in_flight == 1 and activity.busy
+        upstream.gate.set()
+        async with await pending as r:
+            assert r.status == 200
+    assert activity.in_flight == 0
+    assert activity.requests == 0 and activity.last_access is None
 
 
 async def test_chunked_response_to_an_http10_client_is_delimited_by_close(

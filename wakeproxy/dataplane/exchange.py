@@ -41,7 +41,14 @@ from wakeproxy.dataplane.headers import (
     RequestHead,
     upstream_head,
 )
-from wakeproxy.dataplane.relay import LAST_CHUNK, RESPONSE_SLOTS, ResponseRelay
+from wakeproxy.dataplane.relay import (
+    COUNTED,
+    LAST_CHUNK,
+    NOT_COUNTED,
+    QUIET,
+    RESPONSE_SLOTS,
+    ResponseRelay,
+)
 from wakeproxy.dataplane.waiting_page import render_waiting_page
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.board import AppState
@@ -124,7 +131,7 @@ class Exchange(ResponseRelay):
         self.host = ""
         self.method = method
         self.path = target
-        self.counted = False
+        self.counted = NOT_COUNTED
         self.bytes_in = head_size
         self.bytes_out = 0
         self.running = False
@@ -172,10 +179,9 @@ class Exchange(ResponseRelay):
         if state is None:
             return
         ignored = state.policy.ignored_paths
-        if ignored and head.target.split(b"?", 1)[0].decode("latin-1") in ignored:
-            return
-        ctx.ledger.begin(app)
-        self.counted = True
+        quiet = bool(ignored) and head.target.split(b"?", 1)[0].decode("latin-1") in ignored
+        ctx.ledger.begin(app, quiet)
+        self.counted = QUIET if quiet else COUNTED
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -498,8 +504,8 @@ class Exchange(ResponseRelay):
         ctx = self.ctx
         duration = ctx.clock.monotonic() - self.started
         if self.counted:
-            self.counted = False
-            ctx.ledger.end(self.app)
+            ctx.ledger.end(self.app, self.counted == QUIET)
+            self.counted = NOT_COUNTED
         if self.ticket is not None:
             self.ticket.step()
             self.ticket = None

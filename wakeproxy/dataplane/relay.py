@@ -23,6 +23,9 @@ from wakeproxy.dataplane.headers import CHUNKED, CLOSE, CRLF, NONE, RequestHead,
 from wakeproxy.dataplane.tunnel import Tunnel
 from wakeproxy.model.apps import Endpoint
 
+# How an exchange counts in the activity ledger (an int slot: cheaper than an enum here).
+NOT_COUNTED, COUNTED, QUIET = 0, 1, 2
+
 if TYPE_CHECKING:
     from wakeproxy.dataplane.activator import HoldQueue
     from wakeproxy.dataplane.client import ClientConnection
@@ -69,7 +72,7 @@ class ResponseRelay:
     replays: int
     replay: list[bytes] | None
     pending: list[bytes] | None
-    counted: bool
+    counted: int  # NOT_COUNTED, COUNTED or QUIET (in flight, but not activity)
     ticket: HoldQueue | None
     leftover: bytes | None
     bytes_out: int
@@ -314,8 +317,8 @@ class ResponseRelay:
         conn.tunnel = tunnel
         ledger = self.ctx.ledger
         if self.counted:
-            ledger.end(self.app)
-            self.counted = False
+            ledger.end(self.app, self.counted == QUIET)
+            self.counted = NOT_COUNTED
         ledger.tunnel_opened(self.app)
         if self.ticket is not None:
             self.ticket.step()

@@ -40,21 +40,21 @@ class ActivityLedger:
         """The app's activity if it has any, without creating an entry (for readers)."""
         return self._apps.get(app)
 
-    def begin(self, app: str) -> AppActivity:
+    def begin(self, app: str, quiet: bool = False) -> AppActivity:
+        """A request starts. A `quiet` one (an ignored path, e.g. a health check) is in
+        flight — so no sweep cuts it off — but is not use: it never keeps the app awake."""
         a = self._apps.get(app) or self.get(app)
         a.in_flight += 1
-        a.requests += 1
-        a.last_access = self._now()
+        if not quiet:
+            a.requests += 1
+            a.last_access = self._now()
         return a
 
-    def end(self, app: str) -> None:
+    def end(self, app: str, quiet: bool = False) -> None:
         a = self._apps.get(app) or self.get(app)
         a.in_flight -= 1
-        a.last_access = self._now()
-
-    def touch(self, app: str) -> None:
-        """Count as access without a request in flight (e.g. an ignored health path)."""
-        self.get(app).last_access = self._now()
+        if not quiet:
+            a.last_access = self._now()
 
     def tunnel_opened(self, app: str) -> None:
         a = self.get(app)
