@@ -8,15 +8,11 @@ the emulator fixture does, and the replicas are stopped by PID in the caller's f
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from tests.e2e_k8s.cluster import Cluster
+from tests.e2e_k8s.cluster import Cluster, start
 from tests.k8s_emulator import Emulator
 from tests.soak.support import FAST_APP, LeanWakeproxy
 
@@ -68,19 +64,8 @@ async def start_replica(tmp: Path, config: dict[str, Any],
     directory = tmp / str(config["kubernetes"]["identity"])
     directory.mkdir(exist_ok=True)
     wp = LeanWakeproxy(directory, config)
-    await asyncio.to_thread(wp.start)
-    deadline = time.monotonic() + ready_within
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(wp.admin + "/readyz") as resp:
-                    if resp.status == 200:
-                        return wp
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"wakeproxy not ready:\n{wp.output()}")
-            await asyncio.sleep(0.05)
+    await start(wp, ready_within=ready_within)
+    return wp
 
 
 def scale_writes(emulator: Emulator) -> int:

@@ -153,13 +153,17 @@ class BuildJobs:
         """The Job's pod once its container runs or ran; None if the Job ended without."""
         core = client.CoreV1Api(api.client)
         while True:
+            # The Job's status first, then its pods: a fast build can finish between two
+            # reads, and its pod must still be found then, or its whole log is lost.
+            finished = _finished(await self._job(api, job)) is not None
             pods = await api.call(core.list_namespaced_pod, self.namespace,
                                   label_selector=f"{BUILD_LABEL}={job.build_id}")
-            for pod in pods.get("items") or []:
+            items = pods.get("items") or []
+            for pod in items:
                 if _container_state(pod).keys() & {"running", "terminated"}:
                     return dict(pod)
-            if _finished(await self._job(api, job)) is not None:
-                return None
+            if finished:
+                return dict(items[0]) if items else None
             await asyncio.sleep(_POLL)
 
     async def _follow(self, api: Api, pod: str, write: Callable[[bytes], None], *,
