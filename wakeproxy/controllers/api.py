@@ -9,9 +9,7 @@ cancel a deploy or a delete half-way.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -35,6 +33,7 @@ from wakeproxy.obs.api_errors import (
     NotFound,
     Unauthorized,
 )
+from wakeproxy.obs.shield import shielded
 
 T = TypeVar("T")
 
@@ -66,13 +65,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise BadRequest("the request body must be a JSON object")
     return doc
-
-
-async def _shielded(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` to its end even if the client goes away meanwhile."""
-    task = asyncio.ensure_future(coro)
-    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
-    return await asyncio.shield(task)
 
 
 class _Routes:
@@ -148,10 +140,10 @@ class _Routes:
         app = request.match_info["name"]
         try:
             if isinstance(image, str):
-                outcome = await _shielded(self.c.deploy_image(app, image))
+                outcome = await shielded(self.c.deploy_image(app, image))
                 return web.json_response({"app": app, "image": image, "outcome": outcome})
             assert isinstance(build_id, str)
-            build, outcome = await _shielded(self.c.deploy(app, build_id))
+            build, outcome = await shielded(self.c.deploy(app, build_id))
         except ControllerError as e:
             raise _api_error(e) from None
         return web.json_response({"app": app, "build": build.view(), "outcome": outcome})
@@ -159,7 +151,7 @@ class _Routes:
     async def delete_app(self, request: web.Request) -> web.Response:
         app = request.match_info["name"]
         try:
-            await _shielded(self.c.delete(app))
+            await shielded(self.c.delete(app))
         except ControllerError as e:
             raise _api_error(e) from None
         return web.json_response({"deleted": app})

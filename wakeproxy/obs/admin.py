@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -35,6 +35,7 @@ from wakeproxy.obs.api_errors import (
     error_middleware,
 )
 from wakeproxy.obs.savings import BadPeriod, parse_period, savings_report
+from wakeproxy.obs.shield import shielded
 from wakeproxy.obs.views import Now, app_view
 from wakeproxy.settings import Savings
 
@@ -152,7 +153,7 @@ class _Api:
         state = self._state(request)
         name, timeout = state.name, state.policy.wake_timeout
         try:
-            await asyncio.wait_for(_shielded(self.commands.wake(name)), timeout + WAKE_GRACE)
+            await asyncio.wait_for(shielded(self.commands.wake(name)), timeout + WAKE_GRACE)
         except LookupError:
             raise NotFound(f"no app named {name!r}") from None
         except ShuttingDown as e:
@@ -177,7 +178,7 @@ class _Api:
     async def sleep(self, request: web.Request) -> web.Response:
         name = self._state(request).name
         try:
-            await _shielded(self.commands.sleep(name))
+            await shielded(self.commands.sleep(name))
         except LookupError:
             raise NotFound(f"no app named {name!r}") from None
         except ShuttingDown as e:
@@ -199,23 +200,10 @@ class _Api:
         return web.json_response({"host": host, "app": self.routes.table.resolve(host)})
 
 
-def _shielded(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
-    """Run `coro` as a task that outlives the request waiting on it; its outcome is always
-    retrieved, so a wake that fails after its admin request gave up logs no noise."""
-    task = asyncio.ensure_future(coro)
-    task.add_done_callback(_retrieve)
-    return asyncio.shield(task)
-
-
 def _cancelled_here() -> bool:
     """Whether the handler itself is being cancelled (not the command's task)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def build_admin_app(
