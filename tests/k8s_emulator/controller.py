@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import NotFound
 from .history import Event, Item, Subscription
+from .meta import meta
 from .resources import ResourceType
 from .store import Store
 
@@ -35,8 +36,21 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
 
+    # Set by controllers of an owning kind (Deployment, Job): events of that kind and of
+    # the objects it owns are keyed by the owner's (namespace, name).
+    owner_kind: str | None = None
+
     def keys_for(self, event: Event) -> Iterable[Hashable]:
-        raise NotImplementedError
+        if self.owner_kind is None:
+            raise NotImplementedError
+        obj = event.obj
+        ns = str(meta(obj).get("namespace"))
+        if obj.get("kind") == self.owner_kind:
+            yield (ns, str(meta(obj)["name"]))
+            return
+        for ref in meta(obj).get("ownerReferences") or []:
+            if ref.get("kind") == self.owner_kind:
+                yield (ns, str(ref.get("name")))
 
     async def reconcile(self, key: Hashable) -> None:
         raise NotImplementedError

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 
 from . import resources as r
 from .controller import Controller
-from .history import Event
 from .meta import (
     JSON,
     deep,
@@ -39,16 +38,8 @@ def template_hash(template: JSON) -> str:
 class DeploymentController(Controller):
     name = "deployment-controller"
     watches = (r.DEPLOYMENTS, r.PODS)
+    owner_kind = "Deployment"
 
-    def keys_for(self, event: Event) -> Iterable[Hashable]:
-        obj = event.obj
-        ns = str(meta(obj).get("namespace"))
-        if obj.get("kind") == "Deployment":
-            yield (ns, str(meta(obj)["name"]))
-            return
-        for ref in meta(obj).get("ownerReferences") or []:
-            if ref.get("kind") == "Deployment":
-                yield (ns, str(ref.get("name")))
 
     async def reconcile(self, key: Hashable) -> None:
         assert isinstance(key, tuple)

@@ -8,11 +8,10 @@ with startTime/completionTime. Never runs processes.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 
 from . import resources as r
 from .controller import Controller
-from .history import Event
 from .meta import (
     JSON,
     condition,
@@ -30,16 +29,8 @@ from .meta import (
 class JobController(Controller):
     name = "job-controller"
     watches = (r.JOBS, r.PODS)
+    owner_kind = "Job"
 
-    def keys_for(self, event: Event) -> Iterable[Hashable]:
-        obj = event.obj
-        ns = str(meta(obj).get("namespace"))
-        if obj.get("kind") == "Job":
-            yield (ns, str(meta(obj)["name"]))
-            return
-        for ref in meta(obj).get("ownerReferences") or []:
-            if ref.get("kind") == "Job":
-                yield (ns, str(ref.get("name")))
 
     async def reconcile(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
