@@ -40,7 +40,6 @@ class DeploymentController(Controller):
     watches = (r.DEPLOYMENTS, r.PODS)
     owner_kind = "Deployment"
 
-
     async def reconcile(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
         ns, name = key

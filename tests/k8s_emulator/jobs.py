@@ -31,7 +31,6 @@ class JobController(Controller):
     watches = (r.JOBS, r.PODS)
     owner_kind = "Job"
 
-
     async def reconcile(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
         ns, name = key
