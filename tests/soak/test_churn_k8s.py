@@ -4,16 +4,12 @@ Two real `wakeproxy serve` processes share one Lease: the leader sweeps, both se
 client fleet per replica sends GETs, POSTs whose bodies must come back byte for byte and
 WebSocket messages to a few Deployments whose `idle-after` is tiny, so the leader scales
 them to zero and either replica scales them up again, over and over, while traffic flows
-through both. The leader learns the follower's activity only from the activity records,
-up to a couple of intervals late, so requests on the follower regularly race a scale-down
-decided on stale activity; before scaling down, the leader therefore re-reads records the
-peers wrote after its decision. Through the leader every request must get its own correct
-answer. Through the follower nothing may be lost and every GET must be right, but a burst
-that starts in the few tens of milliseconds between the follower's last record and the
-pod's termination still reaches the dying pod: a POST there is answered 502 (it cannot be
-replayed) and an open WebSocket is closed. Closing that window needs a two-phase sleep
-(followers hold the app before the leader scales it); until then the count is printed and
-bounded.
+through both. The leader decides a sleep on activity records up to an interval old, so
+requests on the follower regularly start after the last record it read: the sleep is
+therefore two-phase (the leader proposes it, the follower holds the app and answers once
+nothing of it is open there, and only then the leader scales to zero). Through either
+replica, every request must get its own correct answer: no POST answered 502 by a dying
+pod, no WebSocket cut.
 """
 
 from __future__ import annotations
@@ -45,10 +41,6 @@ ROUTES = (("alpha", "bravo", "charlie"), ("charlie", "delta", "echo"))
 MIN_REQUESTS = 20_000
 MIN_WAKES = 200
 TIME_LIMIT = 80.0  # seconds of traffic at most
-# Requests on the follower that the leader's scale-down cut off (POST answered 502, an
-# open WebSocket closed): the race the leader's fresh re-check narrows but cannot close
-# (see the module docstring). Printed exactly; a rise beyond this is a regression.
-MAX_CUT_ON_FOLLOWER = 40
 
 
 @pytest.mark.slow
@@ -104,6 +96,8 @@ async def test_churn_on_kubernetes_with_two_replicas_loses_no_request(
         held = sum(int(m.total("wakeproxy_held_duration_seconds_count")) for m in scrapes)
         ok_scales = sum(int(m.total("wakeproxy_scale_calls_total", result="ok"))
                         for m in scrapes)
+        proposals = {r: sum(int(m.total("wakeproxy_sleep_proposals_total", result=r))
+                            for m in scrapes) for r in ("agreed", "wanted", "unanswered")}
         figures = (
             f"k8s soak (2 replicas): {tally.total} requests sent ({tally.sent['get']} GET, "
             f"{tally.sent['post']} POST, {tally.sent['ws_upgrade']} WebSocket upgrades, "
@@ -113,25 +107,22 @@ async def test_churn_on_kubernetes_with_two_replicas_loses_no_request(
             f"{wakes()} pods started (wakes), {slept} sleeps, {woke} wakes seen by the "
             f"replicas, {failed_wakes} failed wakes, {held} requests held; "
             f"{scale_writes(emulator)} scale writes recorded by the API "
-            f"({ok_scales} ok); leader at the end: "
+            f"({ok_scales} ok); sleep proposals {proposals}; leader at the end: "
             f"{[wp.config_path.parent.name for wp in leader_now]}; via the leader: "
             f"{_brief(fleets[0].tally)}; via the follower: {_brief(fleets[1].tally)}"
         )
         figure("soak", figures)
         print(figures)
 
-        leader, follower = fleets[0].tally, fleets[1].tally
-        assert leader.problems == [], figures + "\n" + "\n".join(leader.problems)
-        assert tally.lost == 0, figures + "\n" + "\n".join(tally.problems)
-        assert not [p for p in follower.problems if " GET " in p], follower.problems
-        cut = follower.server_errors + follower.wrong
-        assert cut <= MAX_CUT_ON_FOLLOWER, figures + "\n" + "\n".join(follower.problems)
-        for wp in replicas[:1]:
+        assert tally.problems == [], figures + "\n" + "\n".join(tally.problems[:20])
+        assert tally.lost == tally.server_errors == tally.wrong == 0, figures
+        for wp in replicas:
             assert wp.server_errors == [], wp.server_errors[:5]
         assert tally.total >= MIN_REQUESTS, figures
         assert wakes() >= MIN_WAKES, figures
         assert failed_wakes == 0, figures
         assert slept >= MIN_WAKES, figures
+        assert proposals["agreed"] >= MIN_WAKES // 2, figures  # the sleeps went two-phase
     finally:
         for wp in replicas:
             await asyncio.to_thread(stop, wp)

@@ -107,6 +107,9 @@ class PlatformStats:
         self.watch_restarts: dict[str, int] = {}  # resource → count
         self.api_errors: dict[int, int] = {}  # HTTP status → count
         self.scale_calls: dict[str, int] = {}  # "ok" | "conflict" | "error" → count
+        # Two-phase sleeps this replica proposed, by outcome: "agreed", "wanted" (a peer
+        # or a request here wants the app), "unanswered" (a peer did not answer in time).
+        self.sleep_proposals: dict[str, int] = {}
         # Deployments that declare an app but were refused (bad annotations, a host
         # already claimed by an older app): app name → reason.
         self.apps_refused: dict[str, str] = {}
@@ -122,3 +125,6 @@ class PlatformStats:
 
     def scale_called(self, result: str) -> None:
         self.scale_calls[result] = self.scale_calls.get(result, 0) + 1
+
+    def sleep_proposed(self, result: str) -> None:
+        self.sleep_proposals[result] = self.sleep_proposals.get(result, 0) + 1

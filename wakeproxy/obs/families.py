@@ -136,6 +136,11 @@ API_ERRORS = Family(
 SCALE_CALLS = Family(
     "wakeproxy_scale_calls_total", "counter",
     "Calls to the scale subresource, by result (ok, conflict, error).", ("result",))
+SLEEP_PROPOSALS = Family(
+    "wakeproxy_sleep_proposals_total", "counter",
+    "Sleeps this replica proposed to its peers before scaling down, by outcome (agreed; "
+    "wanted: a request wanted the app; unanswered: a peer did not answer in time).",
+    ("result",))
 
 APPS_REFUSED = Family(
     "wakeproxy_app_refused", "gauge",
@@ -143,7 +148,8 @@ APPS_REFUSED = Family(
     "app or its annotations are invalid); the reason is in the log.", ("app",))
 
 KUBERNETES_METRICS: tuple[Family, ...] = (
-    LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS, APPS_REFUSED,
+    LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS, SLEEP_PROPOSALS,
+    APPS_REFUSED,
 )
 
 FAMILIES: tuple[Family, ...] = (

@@ -45,6 +45,7 @@ from wakeproxy.obs.families import (
     REQUEST_DURATION,
     REQUESTS,
     SCALE_CALLS,
+    SLEEP_PROPOSALS,
     SLEEPS,
     TUNNELS,
     WAKE_DURATION,
@@ -183,6 +184,8 @@ class WakeproxyCollector(Collector):
             _add(m[API_ERRORS.name], [str(code)], count)
         for result, count in sorted(p.scale_calls.items()):
             _add(m[SCALE_CALLS.name], [result], count)
+        for result, count in sorted(p.sleep_proposals.items()):
+            _add(m[SLEEP_PROPOSALS.name], [result], count)
         for app in sorted(p.apps_refused):
             _add(m[APPS_REFUSED.name], [app], 1)
 

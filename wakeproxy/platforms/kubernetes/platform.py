@@ -8,8 +8,12 @@ ready in its EndpointSlice, or — sooner — answering a direct probe (TCP conn
 app's readiness path) as soon as its address is published. A wake that could not reach
 the API for its whole timeout fails as UNAVAILABLE (503 with Retry-After); one that
 timed out otherwise scales back down only what it scaled up, and only if nobody changed
-the count since. Sleep: scale to zero unless someone else changed the count meanwhile;
-if the API cannot be reached, the app stays up and is reported serving again.
+the count since. Sleep, with other replicas running, is two-phase (drains.py): propose
+it in the activity record, wait until every peer has taken the app out of rotation and
+has nothing of it open, then scale to zero unless someone else changed the count
+meanwhile; a peer that wants the app, or a request here, calls the sleep off. If the API
+cannot be reached, the app stays up and is reported serving again. A wake asked for
+while a peer's proposal holds the app waits for that proposal's outcome.
 
 `close()` stops watching and hands back the lease; it never scales apps down: other
 replicas keep serving them. Nothing else imports `kubernetes_asyncio`.
@@ -30,10 +34,11 @@ from wakeproxy.model.board import FailureKind, ReadinessBoard
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.peers import PeerActivity
 from wakeproxy.model.stats import PlatformStats
-from wakeproxy.platforms.kubernetes.activity import ActivitySync
+from wakeproxy.platforms.kubernetes.activity import ACTIVITY_LABEL, AGREE_WITHIN, ActivitySync
 from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, AppSpec
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.client import InCluster, connect
+from wakeproxy.platforms.kubernetes.drains import Drains
 from wakeproxy.platforms.kubernetes.elector import LeaseElector
 from wakeproxy.platforms.kubernetes.endpoints import SERVICE_NAME_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
@@ -84,9 +89,13 @@ class KubernetesPlatform:
         self._events: asyncio.Queue[PlatformEvent] = asyncio.Queue()
         self._deployments: dict[Key, JSON] = {}
         self._slices: dict[Key, JSON] = {}
+        self._records: dict[Key, JSON] = {}
+        self.drains = Drains(board=board, ledger=ledger, on_change=self._hold_changed,
+                             at_zero=lambda app: self.view.at_zero(app))
         self.view = ClusterView(deployments=self._deployments, slices=self._slices,
                                 defaults=defaults, emit=self._events.put_nowait,
-                                stats=stats)
+                                stats=stats, holding=self.drains.holding,
+                                on_zero=self.drains.settled)
         self._tasks: list[asyncio.Task[Any]] = []
         self._api: Api | None = None
         self._scaler: Scaler | None = None
@@ -125,19 +134,30 @@ class KubernetesPlatform:
                               api.discovery.list_endpoint_slice_for_all_namespaces),
             label_selector=SERVICE_NAME_LABEL, cache=self._slices,
             on_change=self.view.slices_changed, **common)
+        records = Watcher(
+            resource=Resource("leases", api.coordination.list_namespaced_lease,
+                              api.coordination.list_lease_for_all_namespaces),
+            label_selector=f"{ACTIVITY_LABEL}=true", cache=self._records,
+            on_change=self._records_changed, **{**common, "namespaces": (self._lease_namespace,)})
         activity = self._activity = ActivitySync(
             api=api, namespace=self._lease_namespace, lease_name=s.lease_name,
             identity=self.identity, interval=s.activity_interval, board=self._board,
-            ledger=self._ledger, peers=self._peers, clock=self._clock)
+            ledger=self._ledger, peers=self._peers, drains=self.drains,
+            records=self._records, records_current=lambda: records.healthy,
+            # Peers hold a proposed app at most this long: the wait for their answers,
+            # then one scale call, then a second of slack.
+            proposal_ttl=AGREE_WITHIN + s.request_timeout + 2.0, stats=self._stats,
+            clock=self._clock)
         self._elector = LeaseElector(
             api=api, namespace=self._lease_namespace, name=s.lease_name,
             identity=self.identity, duration=s.lease_duration, clock=self._clock,
             stats=self._stats, on_change=activity.leading_changed)
         self._stats.leader = False
-        self._watchers = [deployments, slices]
+        self._watchers = [deployments, slices, records]
         self._tasks = [
             spawn(deployments.run(), name="kubernetes:deployments"),
             spawn(slices.run(), name="kubernetes:endpointslices"),
+            spawn(records.run(), name="kubernetes:activity-records"),
             spawn(self._elector.run(), name="kubernetes:lease"),
             spawn(activity.run(), name="kubernetes:activity"),
         ]
@@ -152,6 +172,7 @@ class KubernetesPlatform:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.drains.close()
         try:
             async with asyncio.timeout(2 * self._settings.request_timeout):
                 if self._elector is not None:
@@ -167,12 +188,16 @@ class KubernetesPlatform:
         spec = self.view.spec(app)
         if spec is None or self._scaler is None:
             raise WakeFailed(f"{app} is not a Deployment wakeproxy knows")
+        if self._activity is not None:
+            self._activity.withdraw(app)  # a sleep we proposed is off: it is wanted
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.drains.holding(app):
+            await self._until_released(app, deadline)
         serving = self.view.serving(spec)
         if serving:
             self.view.woke(spec, serving)
             return serving
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         verdict_at = deadline - _verdict_margin(timeout)
         for watcher in self._watchers:
             if not watcher.healthy:
@@ -206,18 +231,26 @@ class KubernetesPlatform:
         spec = self.view.spec(app)
         if spec is None or self._scaler is None:
             return
+        withdraw = True
         try:
             if not self._api_healthy():
                 raise ScaleUnavailable("the Kubernetes API cannot be reached")
-            if self._activity is not None and await self._activity.used_lately(
-                    app, spec.policy.idle_after):
-                log.info("not scaled to zero: another replica used it meanwhile", app=app)
-                return
             deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
+            if self._activity is not None:
+                agreed = await self._activity.agree_to_sleep(
+                    app, spec.policy.idle_after, lambda: self._busy_here(app))
+                if agreed is None:
+                    log.info("not scaled to zero: wanted meanwhile, here or on a peer",
+                             app=app)
+                    return
+                deadline = min(deadline, agreed)
             written = await self._scaler.scale_down(spec, deadline=deadline)
             if written is not None:
                 self.view.wrote(spec, written)
                 log.info("scaled to zero", app=app)
+            # The proposal stays in our record until it expires: a peer whose watch of
+            # the Deployment lags keeps holding the app until it sees it at zero.
+            withdraw = False
         except ScaleUnavailable as e:
             log.warning("not scaled to zero; it keeps serving", app=app, reason=e.reason)
         except ApiError as e:
@@ -227,6 +260,8 @@ class KubernetesPlatform:
             log.info("not scaled to zero: another writer's count stands", app=app,
                      replicas=e.replicas)
         finally:
+            if withdraw and self._activity is not None:
+                self._activity.withdraw(app)  # not asleep after all: peers serve it again
             # Queued now, so the lifecycle applies it right after marking the app asleep.
             self.view.slept(spec)
 
@@ -246,12 +281,46 @@ class KubernetesPlatform:
     def _api_healthy(self) -> bool:
         return all(w.healthy for w in self._watchers)
 
+    def _records_changed(self, keys: set[Key]) -> None:
+        if self._activity is not None:
+            self._activity.records_changed(keys)
+        self.view.records_synced()
+
+    def _hold_changed(self, app: str) -> None:
+        """A peer's proposal started or stopped holding `app` here."""
+        self.view.hold_changed(app)
+        if self._activity is not None:
+            self._activity.nudge()  # our answer may have changed: write it now
+
+    def _busy_here(self, app: str) -> bool:
+        activity = self._ledger.peek(app)
+        return activity is not None and (activity.in_flight > 0 or activity.tunnels > 0)
+
+    async def _until_released(self, app: str, deadline: float) -> None:
+        """Wait out a peer's proposal to sleep `app`, telling it the app is wanted here."""
+        loop = asyncio.get_running_loop()
+        while self.drains.holding(app):
+            self.drains.want(app)
+            if self._activity is not None:
+                self._activity.nudge()
+            ended = self.drains.ended()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                async with asyncio.timeout(remaining):
+                    await ended.wait()
+            except TimeoutError:
+                pass
+
     async def _until_ready(
         self, spec: AppSpec, deadline: float, verdict_at: float,
     ) -> tuple[Endpoint, ...]:
         loop = asyncio.get_running_loop()
         policy = spec.policy
         while True:
+            if self.drains.holding(spec.name):
+                await self._until_released(spec.name, deadline)
             changed = self.view.changed()
             serving = self.view.serving(spec)
             if serving:

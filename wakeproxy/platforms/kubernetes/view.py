@@ -6,11 +6,13 @@ and emits `AppsChanged` and `EndpointsChanged` whenever what it would report cha
 
 An app serves on its ready endpoints plus those a direct probe found answering before
 the control plane marked them ready, and on none while its Deployment wants zero
-replicas (old pods still listed as ready after a scale-down do not count). The replica
+replicas (old pods still listed as ready after a scale-down do not count), and on none
+while a peer's proposal to sleep it holds it here (drains.py). The replica
 count we wrote ourselves overrides the cached Deployment until the watch catches up, so
 a lagging watch cannot make a sleeping app look awake. Endpoints are reported only once
 both watchers have synced, and only after the app set that names them. Never calls the
-API: the platform does, and tells the view what it wrote.
+API: the platform does, and tells the view what it wrote. Endpoints are reported only once
+the activity records are read too, so no proposal in them is missed.
 """
 
 from __future__ import annotations
@@ -62,12 +64,17 @@ class ClusterView:
         defaults: AppPolicy,
         emit: Callable[[PlatformEvent], None],
         stats: PlatformStats,
+        holding: Callable[[str], bool] = lambda app: False,
+        on_zero: Callable[[str], None] = lambda app: None,
     ) -> None:
         self._deployments = deployments
         self._slices = slices
         self._defaults = defaults
         self._emit = emit
         self._stats = stats
+        self._holding = holding
+        self._on_zero = on_zero  # an app's Deployment was seen wanting zero replicas
+        self._records_synced = False
         self._specs: dict[Key, AppSpec | str] = {}
         self.catalog = Catalog()
         self._policies: tuple[AppPolicy, ...] | None = None  # last AppsChanged sent
@@ -102,6 +109,23 @@ class ClusterView:
         else:
             for key in keys:  # the replica count may have changed
                 self.refresh(app_name(*key))
+        for key in keys:
+            spec = self._specs.get(key)
+            if isinstance(spec, AppSpec) and self.desired(spec) == 0:
+                self._on_zero(spec.name)
+        self._fire()
+
+    def records_synced(self) -> None:
+        """The activity records were read (again): endpoints may be reported now."""
+        if not self._records_synced:
+            self._records_synced = True
+            for app in self.catalog.apps:
+                self.refresh(app)
+            self._fire()
+
+    def hold_changed(self, app: str) -> None:
+        """A peer's proposal started or stopped holding `app`: report what serves now."""
+        self.refresh(app)
         self._fire()
 
     def slices_changed(self, keys: set[Key]) -> None:
@@ -145,6 +169,11 @@ class ClusterView:
         obj = self._deployments.get(key)
         return desired_replicas(obj) if obj is not None else 0
 
+    def at_zero(self, app: str) -> bool:
+        """Whether `app`'s Deployment wants zero replicas now (as far as we know)."""
+        spec = self.spec(app)
+        return spec is not None and self.desired(spec) == 0
+
     def addresses(self, spec: AppSpec) -> PodAddresses:
         keys = self._slice_index.get((spec.namespace, spec.service), ())
         return addresses_of((self._slices[k] for k in keys if k in self._slices), spec.port)
@@ -154,6 +183,8 @@ class ClusterView:
         if self.desired(spec) == 0:
             self._probed.pop(spec.name, None)
             return ()
+        if self._holding(spec.name):
+            return ()  # a peer is putting it to sleep: hold requests until that ends
         addresses = self.addresses(spec)
         kept = self._probed.get(spec.name, set()) & addresses.starting
         if kept:
@@ -180,7 +211,7 @@ class ClusterView:
         self.refresh(spec.name)
 
     def refresh(self, app: str) -> None:
-        if not self._slices_synced or self._policies is None:
+        if not self._slices_synced or not self._records_synced or self._policies is None:
             return
         spec = self.catalog.apps.get(app)
         if spec is None:
