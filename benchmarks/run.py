@@ -25,7 +25,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchlib import machine, nginx, options, procs, report, scale, storm, wake, wakeproxy, wrk
+from benchlib import (
+    machine,
+    nginx,
+    options,
+    procs,
+    report,
+    runtime,
+    scale,
+    storm,
+    wake,
+    wakeproxy,
+    wrk,
+)
 from benchlib.procs import Processes, StartFailed
 from benchlib.report import DIRECT, MANY_APPS, NGINX_PROXY, WAKEPROXY, Cell, Row
 
@@ -54,8 +66,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 class Bench:
     """One run: the temp dir, the processes in it, and the numbers they produce."""
 
-    def __init__(self, args: argparse.Namespace, ng: str, wr: str) -> None:
+    def __init__(self, args: argparse.Namespace, ng: str, wr: str, rt: runtime.Runtime) -> None:
         self.args = args
+        # Every wakeproxy process and probe runs on this interpreter (see benchlib/runtime.py).
+        self.rt = rt
         self.nginx, self.wrk = ng, wr
         self.pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
         self.base = Path(tempfile.mkdtemp(prefix="wakeproxy-bench-"))
@@ -123,9 +137,9 @@ class Bench:
                                app_command=self.app_command, extra_apps=extra_apps,
                                storm_delay=storm_delay)
         wp = self.wps[who] = wakeproxy.Wakeproxy(
-            self.procs, python=self.args.python, config=config,
+            self.procs, python=self.rt.python, config=config,
             log_path=self.base / f"{who}.log", listen_port=listen, admin_port=admin,
-            token=token, pid_dir=self.pid_dir, core=self.core(PROXY_CORE))
+            token=token, pid_dir=self.pid_dir, core=self.core(PROXY_CORE), env=self.rt.env)
         wp.start(timeout=120)
         if warm:
             wp.warm(wakeproxy.BENCH_HOST, nginx.SMALL_PATH)
@@ -209,7 +223,7 @@ class Bench:
             startup_delay=self.args.storm_delay)
 
     def measure_scale(self) -> dict[str, Any]:
-        """Idle memory with a few apps, the sweeper's tick, and (full runs) import costs."""
+        """Idle memory with a few apps, the sweeper's tick, and what the imports weigh."""
         out: dict[str, Any] = {"memory": self.memory}
         if WAKEPROXY in self.args.contenders:
             idle = self.start_wakeproxy("wakeproxy-idle", extra_apps=IDLE_APPS - 2, warm=False)
@@ -218,10 +232,10 @@ class Bench:
             del self.wps["wakeproxy-idle"]
         print("  sweeper tick, in-process", flush=True)
         ticks = "20" if self.args.quick else "50"
-        out["sweeper"] = scale.run_probe(self.args.python, "sweep_cost", "--total", str(MANY),
-                                         "--ticks", ticks)
-        if not self.args.quick:
-            out["imports"] = scale.run_probe(self.args.python, "import_cost")
+        out["sweeper"] = scale.run_probe(self.rt.python, "sweep_cost", "--total", str(MANY),
+                                         "--ticks", ticks, env=self.rt.env)
+        # About a second: run in quick runs too, so `--quick` reproduces every memory figure.
+        out["imports"] = scale.run_probe(self.rt.python, "import_cost", env=self.rt.env)
         return out
 
     def wakeproxy_log_bytes(self) -> int | None:
@@ -256,11 +270,17 @@ def main(argv: list[str]) -> int:
     args = options.parse_args(argv, description=__doc__.split("\n\n")[0],
                               results=HERE / "results")
     ng, wr = options.preflight(args.install)
+    try:
+        rt = runtime.resolve(args.python, args.out)
+    except runtime.RuntimeUnavailable as e:
+        print(f"error: no interpreter to run wakeproxy on: {e}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
-    bench = Bench(args, ng, wr)
+    bench = Bench(args, ng, wr, rt)
     started_at = time.monotonic()
     try:
         info = machine.machine_info(nginx.nginx_version(ng), wr, bench.pin)
+        info["wakeproxy_runtime"] = runtime.describe(rt)
         print(f"benchmark: {', '.join(args.contenders)}; {args.rounds} round(s) x "
               f"{args.duration:g} s; temp dir {bench.base}", flush=True)
         bench.setup()

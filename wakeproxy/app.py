@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from wakeproxy import __version__
+from wakeproxy.allocator import tune_allocator
 from wakeproxy.controllers.api import WEBHOOK_PATH, add_controller_routes
 from wakeproxy.controlplane.apps import install_apps
 from wakeproxy.controlplane.lifecycle import Lifecycle
@@ -288,6 +289,7 @@ async def serve(settings: Settings) -> int:
 def run(settings: Settings) -> int:
     """Run wakeproxy until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(settings.log_format, settings.log_level, cluster=settings.cluster)
+    tune_allocator()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; the default loop still works

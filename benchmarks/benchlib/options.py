@@ -29,7 +29,10 @@ def parse_args(argv: list[str], *, description: str, results: Path) -> argparse.
     p.add_argument("--out", type=Path, default=results, help="where latest.* go")
     p.add_argument("--contenders", default=",".join(report.MAIN),
                    help="comma-separated subset of: " + ", ".join(report.MAIN))
-    p.add_argument("--python", default=sys.executable, help="interpreter that runs wakeproxy")
+    p.add_argument("--python", default=None,
+                   help="interpreter that runs wakeproxy and the probes, used as is (default: a "
+                        "venv with only wakeproxy's runtime dependencies, built in "
+                        "OUT/runtime-venv on first use and reused)")
     p.add_argument("--install", action="store_true",
                    help="apt-get install nginx-light wrk when missing (root only)")
     args = p.parse_args(argv)

@@ -156,6 +156,15 @@ def _us(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f} µs"
 
 
+def _runtime_line(rt: dict[str, Any] | None) -> list[str]:
+    """Which interpreter wakeproxy ran on: it decides what the memory rows weigh."""
+    if not rt:
+        return []
+    dev = ", ".join(rt.get("dev_only_present", [])) or "none"
+    return [f"wakeproxy ran on: {rt['kind']} ({rt.get('executable', '?')}, Python "
+            f"{rt.get('python', '?')}); development-only packages importable there: {dev}."]
+
+
 def to_markdown(doc: dict[str, Any]) -> str:
     m, s = doc["machine"], doc["settings"]
     lines = [
@@ -165,6 +174,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         f"{m.get('load_average_at_end', ['?'])[0]} at end (other work on the machine adds noise).",
         f"{s['rounds']} round(s) x {s['duration_s']} s per contender and row, interleaved; "
         "each number is the median over rounds. wrk -t1, keep-alive GETs.",
+        *_runtime_line(m.get("wakeproxy_runtime")),
         "",
         "| Row | Contender | req/s | MB/s | p50 | p99 | CPU/req | vs nginx-proxy | vs direct "
         "| errors |",

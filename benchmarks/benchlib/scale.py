@@ -8,8 +8,10 @@ process's resident set. Never loads a process with requests.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,15 @@ class ProbeFailed(Exception):
     """A probe exited badly or printed no JSON."""
 
 
-def run_probe(python: str, name: str, *args: str, timeout: float = 300.0) -> dict[str, Any]:
-    """Run `probes/NAME.py ARGS` and return the JSON object it printed last."""
+def run_probe(
+    python: str, name: str, *args: str, env: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """Run `probes/NAME.py ARGS` (`env` added to this process's) and return its last JSON."""
     argv = [python, str(PROBES / f"{name}.py"), *args]
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                             env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired as e:
         raise ProbeFailed(f"{name} did not finish within {timeout:.0f}s") from e
     lines = out.stdout.strip().splitlines()

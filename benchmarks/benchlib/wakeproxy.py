@@ -110,9 +110,11 @@ class Wakeproxy:
     def __init__(
         self, procs: Processes, *, python: str, config: Path, log_path: Path, listen_port: int,
         admin_port: int, token: str, pid_dir: Path, core: int | None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.procs = procs
         self.python = python
+        self.env = env or {}
         self.config = config
         self.log_path = log_path
         self.listen_port = listen_port
@@ -130,7 +132,8 @@ class Wakeproxy:
 
     def start(self, timeout: float = 30.0) -> None:
         argv = [self.python, "-m", "wakeproxy", "serve", "--config", str(self.config)]
-        self.started = self.procs.start("wakeproxy", argv, core=self.core, log_path=self.log_path)
+        self.started = self.procs.start("wakeproxy", argv, core=self.core, log_path=self.log_path,
+                                        env=self.env)
         wait_for_port("127.0.0.1", self.listen_port, timeout, self.started)
         wait_for_port("127.0.0.1", self.admin_port, timeout, self.started)
 

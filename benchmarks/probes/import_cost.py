@@ -25,6 +25,7 @@ STEPS = (
     ("prometheus_client", "metrics exposition"),
     ("wakeproxy.app", "wakeproxy itself (data plane, control plane, obs, settings)"),
     ("wakeproxy.platforms.local.platform", "the local platform"),
+    ("wakeproxy.cli", "the command line (`serve` is started through it)"),
 )
 
 
