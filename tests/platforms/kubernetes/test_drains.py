@@ -34,12 +34,13 @@ APP = "default.web"
 
 async def two_replicas(
     emulator: Emulator, make_world: MakeWorld, idle_after: str = "100ms",
+    stale_after: float | None = None,
 ) -> tuple[World, World]:
     """A leader and a follower, the app awake on both and each seeing the other fresh."""
     emulator.create(app_deployment("web", hosts="web.example.com", idle_after=idle_after))
-    leader = await make_world(emulator, identity="wp-a")
+    leader = await make_world(emulator, identity="wp-a", stale_after=stale_after)
     await until(leader.platform.leader, 5)
-    follower = await make_world(emulator, identity="wp-b")
+    follower = await make_world(emulator, identity="wp-b", stale_after=stale_after)
     await leader.lifecycle.wake(APP)
     await until(lambda: follower.state(APP).phase is Phase.AWAKE, 5)
     now = time.monotonic
@@ -160,3 +161,25 @@ async def test_a_proposal_left_by_a_dead_leader_holds_an_app_only_for_its_time_t
     # The token is spent: the same proposal, still in the record, holds nothing again.
     await asyncio.sleep(0.3)
     assert replica.state(APP).phase is Phase.AWAKE
+
+
+async def test_a_peer_that_cannot_write_its_answer_keeps_the_app_up_and_gets_it_back(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    # A peer counts as gone once its record has not changed for `stale_after` (16 s with
+    # the default interval); here it is alive, only its writes fail.
+    leader, follower = await two_replicas(k8s_emulator, make_world, idle_after="10ms",
+                                          stale_after=10.0)
+    # The follower's record cannot be written (the API refuses it): its answer never
+    # arrives, so the leader must not take silence for consent.
+    rule = k8s_emulator.faults.fail(500, times=None, verb="update", resource="leases",
+                                    name=record_name("wakeproxy", "wp-b"))
+    asked = time.monotonic()
+    await asyncio.wait_for(leader.lifecycle.sleep(APP), AGREE_WITHIN + 2)
+    assert time.monotonic() - asked >= AGREE_WITHIN - 0.1
+    assert replicas_of(k8s_emulator, "web") == 1
+    assert leader.stats.sleep_proposals == {"unanswered": 1}
+    # The withdrawal reaches the follower through its watch: it serves the app again.
+    await until(lambda: follower.state(APP).phase is Phase.AWAKE, 2)
+    await until(lambda: leader.state(APP).phase is Phase.AWAKE, 2)
+    k8s_emulator.faults.remove(rule)
