@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from tests.controllers.gitrepo import BAD_BUILD, Repo
-from tests.platforms.procs import alive
+from tests.platforms.procs import alive, wait_dead
 from wakeproxy.controllers.builder import LocalBuilder, Source
 from wakeproxy.controllers.builds import BuildState
 
@@ -87,3 +87,14 @@ async def test_a_build_cancelled_while_queued_ends_cancelled(tmp_path: Path) -> 
     await builder.wait(first)
     assert second.state is BuildState.CANCELLED
     assert first.state is BuildState.SUCCEEDED
+
+
+async def test_what_a_build_step_leaves_running_is_stopped_when_it_ends(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "git")
+    # A daemon that let go of the output pipe: the step ends while it still runs.
+    repo.commit("x", build="sleep 30 > /dev/null 2>&1 &\necho $! > ../daemon.pid\n"
+                           "cp content.src content.txt\n")
+    builder = LocalBuilder(root=tmp_path / "builds", environ=ENV)
+    build = await builder.wait(builder.start("shop", Source(repo.url, "sh build.sh"), "main"))
+    assert build.state is BuildState.SUCCEEDED, build.log.tail()
+    await wait_dead(int((tmp_path / "builds" / "shop" / "daemon.pid").read_text()), within=2)

@@ -31,6 +31,7 @@ STATE = ControllerState(
         BuildRecord("shop-cccccc", "shop", "/git/shop.git", "feature", "failed", 5.0,
                     exit_code=3, reason="the build command exited with code 3"),
     ),
+    deliveries=(("72d3162e-cc78-11e3-81ab-4c9367dc0958", 1.7e9), ("d-2", 1.7e9 + 0.5)),
 )
 
 
@@ -58,6 +59,8 @@ def test_a_missing_file_is_an_empty_start_and_is_not_created(tmp_path: Path) -> 
     '{"version": 1, "apps": {"shop": {"releases": [{"build": "x", "directory": true}]}}}',
     '{"version": 1, "review_apps": [{"name": "pr-1-shop", "number": true, "base": "shop",'
     ' "head_sha": "a", "host": "h"}]}',
+    '{"version": 1, "webhook_deliveries": ["d-1"]}',
+    '{"version": 1, "webhook_deliveries": {"d-1": "yesterday"}}',
 ])
 def test_a_corrupt_file_warns_naming_it_and_starts_empty(tmp_path: Path, content: str) -> None:
     path = tmp_path / "state.json"
@@ -86,6 +89,18 @@ def test_the_file_is_plain_json_a_person_can_read(tmp_path: Path) -> None:
     assert doc["apps"]["shop"]["releases"][-1]["build"] == "shop-bbbbbb"
     assert doc["review_apps"][0]["number"] == 3
     assert doc["builds"][1]["exit_code"] == 3
+    assert doc["webhook_deliveries"] == {"72d3162e-cc78-11e3-81ab-4c9367dc0958": 1.7e9,
+                                         "d-2": 1.7e9 + 0.5}
+
+
+def test_a_file_saved_before_deliveries_were_kept_still_loads(tmp_path: Path) -> None:
+    doc = json.loads(render(STATE))
+    del doc["webhook_deliveries"]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(doc))
+    store = StateStore(path)
+    assert store.load() == ControllerState(STATE.releases, STATE.reviews, STATE.builds)
+    assert store.loaded
 
 
 async def test_the_writer_coalesces_changes_and_saves_the_latest(tmp_path: Path) -> None:

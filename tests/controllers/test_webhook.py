@@ -10,7 +10,13 @@ import pytest
 
 from tests.controllers.conftest import SECRET, Stack
 from wakeproxy.controllers.errors import BadWebhook, WebhookRefused
-from wakeproxy.controllers.webhook import Deliveries, parse_pull_request, signature_valid
+from wakeproxy.controllers.webhook import (
+    WINDOW,
+    Deliveries,
+    parse_pull_request,
+    signature_valid,
+)
+from wakeproxy.model.clock import FakeClock
 
 SHA = "a" * 40
 
@@ -33,6 +39,37 @@ def test_deliveries_are_remembered_within_a_bound() -> None:
     assert seen.first_time("a") and not seen.first_time("a")
     assert seen.first_time("b") and seen.first_time("c")
     assert seen.first_time("a")  # forgotten: the oldest went first
+
+
+def test_deliveries_are_forgotten_after_the_redelivery_window() -> None:
+    clock = FakeClock()
+    seen = Deliveries(clock=clock)
+    assert seen.first_time("old")
+    clock.advance(WINDOW - 1)
+    assert seen.first_time("new")
+    assert not seen.first_time("old")  # GitHub can still redeliver it: a duplicate
+    clock.advance(2)
+    assert seen.first_time("old")  # past the window GitHub offers: a new delivery
+    assert not seen.first_time("new")
+
+
+def test_deliveries_carry_over_to_a_new_run_within_their_bounds() -> None:
+    clock = FakeClock()
+    changes: list[int] = []
+    first = Deliveries(limit=3, clock=clock, changed=lambda: changes.append(1))
+    for delivery in ("a", "b", "c"):
+        assert first.first_time(delivery)
+        clock.advance(WINDOW / 3)
+    assert not first.first_time("c")
+    assert len(changes) == 3  # one per new delivery, none for a duplicate
+    saved = first.records()
+    assert [d for d, _ in saved] == ["a", "b", "c"]
+
+    second = Deliveries(limit=2, clock=clock)  # a restart that keeps two ids: the newest
+    second.restore(saved)
+    assert [d for d, _ in second.records()] == ["b", "c"]
+    assert not second.first_time("b") and not second.first_time("c")
+    assert second.first_time("a")
 
 
 @pytest.mark.parametrize(("doc", "message"), [

@@ -99,3 +99,37 @@ async def test_a_corrupt_state_file_gives_a_warning_and_a_clean_start(
         await asyncio.sleep(0.05)
     else:
         raise AssertionError(f"no saved build in {state_file}")
+
+
+async def test_a_redelivery_after_a_restart_builds_nothing(
+    tmp_path: Path, start_wakeproxy: Any,
+) -> None:
+    repo = Repo(tmp_path / "git")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    pr = repo.commit("pr one", branch="feature")
+    cfg = config(tmp_path, repo, pids)
+    wp = start_wakeproxy(cfg)
+    async with aiohttp.ClientSession() as s:
+        status, body = await hook(s, wp, payload("opened", pr), delivery="delivery-1")
+        assert status == 202 and body["review_apps"] == ["pr-1-shop"]
+        await wait_build(s, wp, pr, deployed=True)
+    assert wp.terminate() == 0
+    saved = json.loads((tmp_path / "builds" / "state.json").read_text())
+    assert list(saved["webhook_deliveries"]) == ["delivery-1"]
+
+    wp = start_wakeproxy(cfg)
+    async with aiohttp.ClientSession() as s:
+        before = await builds(s, wp)
+        assert len(before) == 1
+        # GitHub's "Redeliver" sends the same id again: already handled before the restart.
+        status, body = await hook(s, wp, payload("opened", pr), delivery="delivery-1")
+        assert (status, body) == (202, {"delivery": "delivery-1", "ignored": "already received"})
+        # The same event under a new id is a new delivery: it is built again.
+        status, body = await hook(s, wp, payload("opened", pr), delivery="delivery-2")
+        assert status == 202 and body["review_apps"] == ["pr-1-shop"]
+        deadline = time.monotonic() + 15
+        while len(after := await builds(s, wp)) < 2 or after[0]["state"] != "succeeded":
+            assert time.monotonic() < deadline, after
+            await asyncio.sleep(0.05)
+        assert len(after) == 2  # one build per delivery id, none for the redelivery

@@ -6,8 +6,11 @@ is kept beside them (`buildlogs`). At most `concurrency` builds run at once;
 the rest wait as QUEUED. A build past `timeout` fails; a cancelled build (superseded by a
 newer commit) stops its processes and leaves no directory behind, nor does a failed one.
 `changed` is called whenever what `records()` returns changes (so it can be saved), and
-`restore` brings back the builds of an earlier run. Must never: deploy, or touch the
-readiness board or the routes.
+`restore` brings back the builds of an earlier run. Each step (git, the build command)
+runs in a process group of its own, registered with the local platform's `watchdog` while
+it runs, so it dies with wakeproxy even if wakeproxy is SIGKILLed; whatever a step leaves
+running in its group when it exits is killed. Must never: deploy, or touch the readiness
+board or the routes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from wakeproxy.controllers.buildlogs import LogFiles
 from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.state import BuildRecord
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.platforms.local.watchdog import GroupWatchdog
 
 log = structlog.get_logger("wakeproxy.builds")
 
@@ -63,9 +67,11 @@ class LocalBuilder(BuildBook):
     def __init__(
         self, *, root: Path, environ: Mapping[str, str], concurrency: int = 2,
         timeout: float = 900.0, changed: Callable[[], None] = _nothing,
+        watchdog: GroupWatchdog | None = None,
     ) -> None:
         super().__init__()
         self._root = root
+        self._watchdog = watchdog
         self._changed = changed
         self._logs = LogFiles(root)
         self._unloaded: set[str] = set()  # restored builds whose log is only on disk yet
@@ -182,13 +188,22 @@ class LocalBuilder(BuildBook):
         except OSError as e:
             raise _StepFailed(f"{what or argv[0]} could not start: {e.strerror}", None) from None
         assert proc.stdout is not None
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.add(proc.pid)  # a new session: the step leads its own group
         try:
+            if watchdog is not None and not watchdog.running:
+                await watchdog.start()  # it died: a new one, told every group (this one too)
             while chunk := await proc.stdout.read(65536):
                 build.log.write(chunk)
             code = await proc.wait()
         except BaseException:  # cancelled or timed out: nothing of the build may live on
             await _kill_group(proc)
             raise
+        finally:
+            _kill_leftovers(proc.pid)
+            if watchdog is not None:
+                watchdog.remove(proc.pid)
         if code != 0:
             name = what or ("the build command" if argv[0] == "/bin/sh" else argv[0])
             raise _StepFailed(f"{name} exited with code {code}", code)
@@ -289,6 +304,16 @@ class LocalBuilder(BuildBook):
                 if d.is_dir() and stray.fullmatch(d.name) and d.name not in known:
                     log.warning("leftover build directory removed", directory=str(d))
                     shutil.rmtree(d, ignore_errors=True)
+
+
+def _kill_leftovers(pgid: int) -> None:
+    """SIGKILL what is left in a step's group after its leader exited (a daemon it started).
+
+    Safe against pid reuse: while a member of the group lives its id cannot be given to a
+    new process, and once none does, this runs moments after the leader was reaped.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:

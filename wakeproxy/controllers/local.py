@@ -7,8 +7,12 @@ Data flow::
                                               --AppsChanged/EndpointsChanged--> Lifecycle
     GitHub --POST /hooks/github--> webhook checks --PullRequestEvent--> ReviewApps
         --> LocalBuilder + LocalDeployer (one worker per review app, newest commit wins)
-    builder/deployer/review apps --changed--> StateWriter --> <builds_dir>/state.json
-    start(): state.json --> builds, review apps (AppsChanged, asleep), deployed releases
+    builder/deployer/review apps/deliveries --changed--> StateWriter --> state.json
+    start(): state.json --> builds, review apps (AppsChanged, asleep), deployed releases,
+        webhook delivery ids (a redelivery after a restart is still a duplicate)
+
+Build processes are watched by the platform's watchdog, as app processes are: they die
+with wakeproxy even when it is SIGKILLed.
 
 Must never: write the board or the routes (the lifecycle does), or block a webhook.
 """
@@ -36,6 +40,7 @@ from wakeproxy.controllers.state import (
     StateStore,
     StateWriter,
 )
+from wakeproxy.controllers.webhook import Deliveries
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.platforms.local.platform import LocalPlatform
 from wakeproxy.settings import LocalApp
@@ -56,8 +61,9 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         self._store = StateStore(builds_dir / STATE_FILE)
         self._writer = StateWriter(self._store, self._snapshot)
         changed = self._changed
+        self._deliveries = Deliveries(changed=changed)  # the front's dedupe, saved
         self.builder = LocalBuilder(root=builds_dir, environ=environ, timeout=build_timeout,
-                                    changed=changed)
+                                    changed=changed, watchdog=platform.watchdog)
         self.deployer = LocalDeployer(
             platform=platform, lifecycle=lifecycle, board=board, builder=self.builder,
             drain=drain, changed=changed)
@@ -76,6 +82,7 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         """
         state = self._store.load()
         self.builder.restore(state.builds)
+        self._deliveries.restore(state.deliveries)
         reopened: list[str] = []
         if self.reviews is not None:
             reopened = self.reviews.restore(state.reviews)
@@ -128,7 +135,8 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         reviews = () if self.reviews is None else tuple(
             r for r in self.reviews.records() if self.deployer.exists(r.name))
         return ControllerState(releases=releases, reviews=reviews,
-                               builds=self.builder.records())
+                               builds=self.builder.records(),
+                               deliveries=self._deliveries.records())
 
     # -- builds and deploys ------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """What the controllers remember across restarts, and the one file it lives in.
 
 `<builds_dir>/state.json` holds, per app, its deployed release and the one before it; the
-open review apps; and every remembered build's outcome (logs stay in their own files).
+open review apps; every remembered build's outcome (logs stay in their own files); and the
+ids of recent GitHub webhook deliveries (so a redelivery after a restart is ignored).
 `StateStore` reads and writes it: a write goes to a temporary file that is flushed to
 disk and renamed over the old one, so a crash leaves either the old file or the new one.
 `StateWriter` coalesces change notifications into background writes (one at a time, the
@@ -79,6 +80,8 @@ class ControllerState:
     releases: Mapping[str, tuple[ReleaseRecord, ...]] = field(default_factory=dict)
     reviews: tuple[ReviewRecord, ...] = ()
     builds: tuple[BuildRecord, ...] = ()  # oldest first
+    # (X-GitHub-Delivery id, wall-clock time it arrived), oldest first; bounded by webhook.
+    deliveries: tuple[tuple[str, float], ...] = ()
 
 
 class _Corrupt(Exception):
@@ -140,6 +143,11 @@ def _build(raw: object) -> BuildRecord:
     )
 
 
+def _deliveries(raw: object) -> tuple[tuple[str, float], ...]:
+    d = _obj(raw, "webhook_deliveries")
+    return tuple((delivery, float(_get(d, delivery, _NUM))) for delivery in d)
+
+
 def parse(text: str) -> ControllerState:
     """The file's text → the state it holds. Raises ValueError saying what is wrong."""
     try:
@@ -153,11 +161,13 @@ def parse(text: str) -> ControllerState:
         }
         reviews = tuple(_review(r) for r in _list(doc.get("review_apps", []), "review_apps"))
         builds = tuple(_build(b) for b in _list(doc.get("builds", []), "builds"))
+        deliveries = _deliveries(doc.get("webhook_deliveries", {}))
     except _Corrupt as e:
         raise ValueError(str(e)) from None
     except ValueError as e:  # JSON syntax, including a file cut short
         raise ValueError(f"not valid JSON ({e})") from None
-    return ControllerState(releases=releases, reviews=reviews, builds=builds)
+    return ControllerState(releases=releases, reviews=reviews, builds=builds,
+                           deliveries=deliveries)
 
 
 def render(state: ControllerState) -> str:
@@ -168,6 +178,8 @@ def render(state: ControllerState) -> str:
                  for name, rs in sorted(state.releases.items()) if rs},
         "review_apps": [asdict(r) for r in state.reviews],
         "builds": [asdict(b) for b in state.builds],
+        # An object, one line per id: the file stays small with thousands of them.
+        "webhook_deliveries": dict(state.deliveries),
     }
     return json.dumps(doc, indent=1) + "\n"
 

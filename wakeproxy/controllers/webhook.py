@@ -1,5 +1,9 @@
 """GitHub webhook deliveries: is it signed with our secret, have we seen it, what does it say.
 
+Delivery ids are remembered for `WINDOW` (GitHub.com lets a delivery be redelivered for
+3 days, GitHub Enterprise Server for 7), at most `LIMIT` of them, the oldest forgotten
+first. `records()`/`restore()` carry them across a restart (the local controllers save
+them in their state file), so a redelivery after a restart is still a duplicate.
 Must never: compare a signature in variable time, record a delivery before its signature
 checked out (an unsigned request could otherwise block a genuine one), or act on it.
 """
@@ -11,11 +15,14 @@ import hmac
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from wakeproxy.controllers.errors import BadWebhook
+from wakeproxy.model.clock import Clock, SystemClock
 
-_SEEN = 10_000  # deliveries remembered for dedupe; GitHub redelivers within hours
+LIMIT = 10_000  # delivery ids remembered for dedupe (about 600 KB in the state file)
+WINDOW = 7 * 24 * 3600.0  # seconds; the longest redelivery window GitHub offers
 _SHA = re.compile(r"[0-9a-fA-F]{40}")
 REVIEW_ACTIONS = frozenset({"opened", "reopened", "synchronize", "closed"})
 
@@ -29,20 +36,55 @@ def signature_valid(secret: bytes, body: bytes, header: str | None) -> bool:
 
 
 class Deliveries:
-    """The ids of recent deliveries (bounded: the oldest are forgotten first)."""
+    """The ids of recent deliveries, oldest first, each with when it arrived (wall clock).
 
-    def __init__(self, limit: int = _SEEN) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
+    Bounded twice: at most `limit` ids, none older than `window` seconds. `changed` is
+    called whenever `records()` changes (so it can be saved).
+    """
+
+    def __init__(
+        self, limit: int = LIMIT, window: float = WINDOW, *, clock: Clock | None = None,
+        changed: Callable[[], None] | None = None,
+    ) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
         self._limit = limit
+        self._window = window
+        self._clock = clock or SystemClock()
+        self._changed = changed or (lambda: None)
 
     def first_time(self, delivery: str) -> bool:
-        """Record `delivery`; False when it was seen already."""
+        """Record `delivery`; False when it was seen already (within the bounds)."""
+        now = self._clock.wall()
+        self._forget_old(now)
         if delivery in self._seen:
             return False
-        self._seen[delivery] = None
-        if len(self._seen) > self._limit:
+        self._seen[delivery] = now
+        while len(self._seen) > self._limit:
             self._seen.popitem(last=False)
+        self._changed()
         return True
+
+    def records(self) -> tuple[tuple[str, float], ...]:
+        """(id, received at) of every remembered delivery, oldest first."""
+        return tuple(self._seen.items())
+
+    def restore(self, records: Iterable[tuple[str, float]]) -> None:
+        """Remember the deliveries of an earlier run too (those still within the bounds)."""
+        latest: dict[str, float] = {}
+        for delivery, at in [*records, *self._seen.items()]:
+            latest[delivery] = max(at, latest.get(delivery, at))
+        self._seen = OrderedDict(sorted(latest.items(), key=lambda r: r[1]))
+        self._forget_old(self._clock.wall())
+        while len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+
+    def _forget_old(self, now: float) -> None:
+        horizon = now - self._window
+        while self._seen:
+            oldest = next(iter(self._seen.values()))
+            if oldest >= horizon:
+                return
+            self._seen.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Wake = spawn the app's command with a fresh free `PORT`, then probe it every
 until it answers; the wake costs little beyond the app's own start-up. Sleep = SIGTERM
 to the group, SIGKILL after `stop_grace`. A process that exits while awake is reported as
 AppExited. Nothing it starts outlives it: `close()` stops every group, and a watchdog
-process kills the groups left behind if wakeproxy dies without closing. It never touches
+process kills the groups left behind if wakeproxy dies without closing (the local builder
+registers its build groups with the same watchdog, see `watchdog`). It never touches
 the readiness board; the lifecycle turns its results into phases.
 
 Apps built from source (`repo` set) run a *release*: the controllers fetch and build it
@@ -187,6 +188,11 @@ class LocalPlatform:
             raise
         await asyncio.shield(self._retire(old, self._grace(app)))
         return True
+
+    @property
+    def watchdog(self) -> GroupWatchdog:
+        """The one watchdog of this platform; the local builder hands it its build groups."""
+        return self._watchdog
 
     # -- extras for the admin API --------------------------------------------------------
 

@@ -1,11 +1,12 @@
-"""Kills our app process groups if wakeproxy itself dies without stopping them.
+"""Kills our process groups (apps, and local builds) if wakeproxy dies without stopping them.
 
 A small shell process, started in its own session, reads "+ PGID" / "- PGID" lines from
 a pipe only wakeproxy holds open. When that pipe reaches end-of-file — wakeproxy exited,
 crashed, or was SIGKILLed — it sends SIGKILL to every group still listed, grandchildren
 included. This covers what PR_SET_PDEATHSIG cannot: `/bin/sh -c` does not exec its
 command here, so a death signal would reach only the shell and orphan the app.
-On a normal shutdown the platform stops every group itself first; the list is then empty.
+On a normal shutdown the platform and the builder stop every group themselves first; the
+list is then empty. One watchdog serves a platform: the builder gets the platform's.
 """
 
 from __future__ import annotations
@@ -34,14 +35,23 @@ class GroupWatchdog:
     def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
         self._groups: set[int] = set()
+        self._closed = False  # once closed, never started again (nothing would close it)
+        # A wake and a build may both find it dead: one of them starts the new one.
+        self._starting = asyncio.Lock()
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
-        """Start it, or start a new one if the last one died; it learns every known group."""
-        if self.running:
+        """Start it, or start a new one if the last one died; it learns every known group.
+
+        Does nothing once closed."""
+        async with self._starting:
+            await self._start()
+
+    async def _start(self) -> None:
+        if self.running or self._closed:
             return
         if self._proc is not None:
             log.warning("watchdog process died; starting a new one",
@@ -74,6 +84,7 @@ class GroupWatchdog:
         proc.stdin.write(line.encode("ascii"))
 
     async def close(self) -> None:
+        self._closed = True
         proc = self._proc
         if proc is None:
             return
