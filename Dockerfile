@@ -6,6 +6,10 @@ COPY wakeproxy ./wakeproxy
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
+# git: the builds resolve a branch or tag to its commit (`git ls-remote`) before the build Job.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 # The root filesystem is read-only in the cluster: no bytecode files written at run time.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -74,6 +74,11 @@ class Repo:
         _git("push", "-q", "--force", self.url, f"HEAD:refs/heads/{branch}", cwd=self.work)
         return _git("rev-parse", "HEAD", cwd=self.work)
 
+    def tag(self, name: str) -> None:
+        """An annotated tag of the last commit (its own id is not the commit's), pushed."""
+        _git("tag", "-a", "-m", name, name, cwd=self.work)
+        _git("push", "-q", self.url, f"refs/tags/{name}", cwd=self.work)
+
 
 def app_command() -> str:
     return f"exec {sys.executable} app.py"

@@ -1,11 +1,17 @@
-"""Every API call the Kubernetes controllers make, once: a build (succeeded and cancelled),
-a deploy creating and then updating an app, and its deletion (for the RBAC test)."""
+"""Every API call the Kubernetes controllers make, once: the builds list read back, an
+app routed before its first deploy, a build of a branch (succeeded and cancelled), its
+log read back, the first deploy over the reserved Deployment and an update, and its
+deletion (for the RBAC test)."""
 
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
+from tests.controllers.gitrepo import Repo
 from tests.e2e.harness import ECHO_APP
+from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.cluster import KubernetesDeployer
@@ -23,22 +29,33 @@ async def controllers_calls(emulator: Emulator) -> None:
     client = await connect(kubeconfig=str(emulator.kubeconfig), incluster=None, pool_size=4)
     api = Api(client, timeout=5.0, stats=PlatformStats(leader=False))
     try:
-        s = KubernetesBuilds(namespace="default", builder_command=("sh", "-c", "echo ok"),
-                             app_command=(sys.executable, str(ECHO_APP)))
-        builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
-        deployer = KubernetesDeployer(deploys=Deploys(lambda: api, s), builder=builder)
-        deployer.add_app(LocalApp(policy=AppPolicy(name="rbac", hosts=("rbac.example.com",)),
-                                  command=""))
-        build = await builder.wait(builder.start("rbac", Source(repo="https://g/r.git"), "main"))
-        await deployer.deploy("rbac", build)
-        await deployer.deploy("rbac", build)  # the update: an apply
-        slow = KubernetesBuilder(jobs=BuildJobs(lambda: api, KubernetesBuilds(
-            namespace="default", builder_command=("sh", "-c", "sleep 5"))), registry="r")
-        cancelled = slow.start("rbac", Source(repo="https://g/r.git"), "main")
-        while not emulator.pods():
-            await __import__("asyncio").sleep(0.05)
-        slow.cancel(cancelled.id, "test")
-        await slow.wait(cancelled)
-        await deployer.delete("rbac")
+        with tempfile.TemporaryDirectory() as tmp:
+            await _calls(emulator, api, Repo(Path(tmp)))
     finally:
         await client.close()
+
+
+async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
+    repo.commit("one")
+    s = KubernetesBuilds(namespace="default", builder_command=("sh", "-c", "echo ok"),
+                         app_command=(sys.executable, str(ECHO_APP)))
+    builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
+    await builder.restore()
+    deployer = KubernetesDeployer(deploys=Deploys(lambda: api, s), builder=builder)
+    deployer.add_app(LocalApp(policy=AppPolicy(name="rbac", hosts=("rbac.example.com",)),
+                              command=""))
+    await deployer.start()  # reserved: routed, not deployed yet
+    build = await builder.wait(builder.start("rbac", Source(repo=repo.url), "main"))
+    await deployer.deploy("rbac", build)  # the first deploy: apply, then unmark
+    await deployer.deploy("rbac", build)  # the update: an apply
+    later = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
+    await later.restore()
+    [found] = later.list()
+    await later.load_log(found)
+    slow = KubernetesBuilder(jobs=BuildJobs(lambda: api, KubernetesBuilds(
+        namespace="default", builder_command=("sh", "-c", "exec sleep 5"))), registry="r")
+    cancelled = slow.start("rbac", Source(repo=repo.url), "main")
+    await until(lambda: [p for p in emulator.pods() if "sleep" in str(p)], 10)
+    slow.cancel(cancelled.id, "test")
+    await slow.wait(cancelled)
+    await deployer.delete("rbac")

@@ -1,10 +1,15 @@
 """Build Jobs on the emulator: a valid Job, its pod log streamed into the build log, the
-outcome (exit code and last lines) from the Job's status."""
+outcome (exit code and last lines) from the Job's status, a branch or tag resolved to the
+exact commit built, and the builds list read back from the Jobs after a restart."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
 
+from tests.controllers.gitrepo import Repo
+from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator import resources as r
 from wakeproxy.controllers.builder import Source
@@ -38,8 +43,10 @@ async def test_a_build_is_a_job_whose_log_streams_into_the_build(
     assert seen_running
     assert build.state is BuildState.SUCCEEDED, build.reason
     text = build.log.read(0)[0].decode()
-    assert f"pushing registry.test:5000/shop:{build.id}" in text
-    assert b.image(build) == f"registry.test:5000/shop:{build.id}"
+    suffix = build.id.rsplit("-", 1)[1]
+    assert build.commit == SHA
+    assert f"pushing registry.test:5000/shop:{SHA}-{suffix}" in text
+    assert b.image(build) == f"registry.test:5000/shop:{SHA}-{suffix}"
     [job] = k8s_emulator.store.items(r.JOBS)  # stored: valid for the strict schemas
     spec = job["spec"]
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 30
@@ -68,14 +75,109 @@ async def test_a_failing_job_is_a_failed_build_with_exit_code_and_last_lines(
 def test_the_production_job_runs_rootless_buildkit_on_the_commit() -> None:
     from wakeproxy.platforms.kubernetes.builds import BuildJob, job_manifest
 
-    job = BuildJob(build_id="shop-abc123", repo="https://git.example/shop.git", ref=SHA,
-                   image="registry:5000/shop:shop-abc123")
+    job = BuildJob(build_id="shop-abc123", repo="https://git.example/shop.git", ref="main",
+                   commit=SHA, image=f"registry:5000/shop:{SHA}-abc123")
     manifest = job_manifest(job, dataclasses.replace(KubernetesBuilds()))
     [c] = manifest["spec"]["template"]["spec"]["containers"]
     assert c["command"] == ["buildctl-daemonless.sh"]
     assert f"context=https://git.example/shop.git#{SHA}" in c["args"]
-    assert "type=image,name=registry:5000/shop:shop-abc123,push=true" in " ".join(c["args"])
+    assert f"type=image,name=registry:5000/shop:{SHA}-abc123,push=true" in " ".join(c["args"])
+    notes = manifest["metadata"]["annotations"]
+    assert (notes["wakeproxy.io/ref"], notes["wakeproxy.io/commit"]) == ("main", SHA)
     assert c["securityContext"]["runAsUser"] == 1000
     import kubernetes_validate  # type: ignore[import-untyped]
 
     kubernetes_validate.validate(manifest, kubernetes_validate.latest_version(), strict=True)
+
+
+def job_of(emulator: Emulator, build_id: str) -> dict[str, Any]:
+    job = emulator.store.find(r.JOBS, "default", f"build-{build_id}")
+    assert job is not None
+    return job
+
+
+async def test_a_branch_or_tag_is_resolved_to_the_commit_the_job_builds_and_tags(
+    k8s_emulator: Emulator, api: Api, tmp_path: Path,
+) -> None:
+    repo = Repo(tmp_path / "git")
+    first = repo.commit("one")
+    repo.tag("v1")
+    head = repo.commit("two")  # main moved on; v1 still names the first commit
+    url = f"file://{repo.url}"
+    b = builder(api, 'echo "building $WAKEPROXY_REF at $WAKEPROXY_COMMIT"')
+    on_main = await b.wait(b.start("shop", Source(repo=url), "main"))
+    on_tag = await b.wait(b.start("shop", Source(repo=url), "v1"))
+    assert on_main.state is BuildState.SUCCEEDED, on_main.reason
+    assert (on_main.ref, on_main.commit) == ("main", head)
+    assert (on_tag.ref, on_tag.commit) == ("v1", first)
+    assert on_main.view()["commit"] == head  # what `wakeproxy builds` shows
+    assert f"building main at {head}" in on_main.log.read(0)[0].decode()
+    suffix = on_main.id.rsplit("-", 1)[1]
+    assert b.image(on_main) == f"registry.test:5000/shop:{head}-{suffix}"
+    notes = job_of(k8s_emulator, on_main.id)["metadata"]["annotations"]
+    assert (notes["wakeproxy.io/ref"], notes["wakeproxy.io/commit"]) == ("main", head)
+    # A branch that does not exist fails at once, naming it; no Job is created.
+    missing = await b.wait(b.start("shop", Source(repo=url), "no-such-branch"))
+    assert missing.state is BuildState.FAILED
+    assert missing.reason is not None
+    assert "no branch or tag named 'no-such-branch'" in missing.reason
+    assert k8s_emulator.store.find(r.JOBS, "default", f"build-{missing.id}") is None
+    gone = await b.wait(b.start("shop", Source(repo=f"file://{tmp_path}/nowhere.git"), "main"))
+    assert gone.state is BuildState.FAILED
+    assert gone.reason is not None and "git ls-remote" in gone.reason
+
+
+async def test_builds_are_read_back_from_their_jobs_after_a_restart(
+    k8s_emulator: Emulator, api: Api, tmp_path: Path,
+) -> None:
+    repo = Repo(tmp_path / "git")
+    sha = repo.commit("one")
+    url = f"file://{repo.url}"
+    before = builder(api, 'echo "building $WAKEPROXY_COMMIT"; '
+                          'if [ "$WAKEPROXY_REF" = broken ]; then echo "boom"; exit 4; fi; '
+                          'if [ "$WAKEPROXY_REF" = slow ]; then sleep 1; fi; echo pushed')
+    repo.commit("broken", branch="broken")
+    repo.commit("slow", branch="slow")
+    ok = await before.wait(before.start("shop", Source(repo=url), "main"))
+    bad = await before.wait(before.start("pr-7-shop", Source(repo=url), "broken"))
+    assert (ok.state, bad.state) == (BuildState.SUCCEEDED, BuildState.FAILED)
+    slow = before.start("shop", Source(repo=url), "slow")
+    await until(lambda: k8s_emulator.store.find(r.JOBS, "default", f"build-{slow.id}"), 10)
+
+    # A new wakeproxy (or another replica) reads the list back from the Jobs.
+    after = builder(api, "exit 99")
+    assert set(await after.restore()) == {ok.id, bad.id, slow.id}
+    assert [b.id for b in after.list()] == [slow.id, bad.id, ok.id]  # newest first
+    again = {b.id: b for b in after.list()}
+    for earlier in (ok, bad):
+        view, was = again[earlier.id].view(), earlier.view()
+        for key in ("app", "ref", "commit", "state", "exit_code"):
+            assert view[key] == was[key], key
+        assert abs(view["created_at"] - was["created_at"]) < 1e-3
+        for key in ("started_at", "finished_at"):  # the API keeps whole seconds
+            assert abs(view[key] - was[key]) <= 1.5, key
+    assert again[ok.id].commit == sha
+    assert after.image(again[ok.id]) == before.image(ok)  # still deployable
+    assert again[bad.id].reason == "the builder exited with code 4"
+    await after.load_log(again[bad.id])
+    text = again[bad.id].log.read(0)[0].decode()
+    assert "boom" in text and "==> build failed: the builder exited with code 4" in text
+    # A build still running is followed again to its end (never deleted from here).
+    assert again[slow.id].state is BuildState.RUNNING
+    await after.wait(again[slow.id])
+    await before.wait(slow)
+    assert again[slow.id].state is BuildState.SUCCEEDED
+    assert "pushed" in again[slow.id].log.read(0)[0].decode()
+
+    # Once the pod is gone, the log says so instead of failing.
+    [pod] = [p for p in k8s_emulator.pods()
+             if p["metadata"]["labels"].get("wakeproxy.io/build") == ok.id]
+    k8s_emulator.store.delete(r.PODS, "default", pod["metadata"]["name"])
+    await until(lambda: not [p for p in k8s_emulator.pods()
+                             if p["metadata"]["labels"].get("wakeproxy.io/build") == ok.id], 10)
+    later = builder(api, "exit 99")
+    await later.restore()
+    build = later.get(ok.id)
+    assert build is not None and build.state is BuildState.SUCCEEDED
+    await later.load_log(build)
+    assert "no longer available: its pod is gone" in build.log.read(0)[0].decode()

@@ -86,6 +86,24 @@ async def test_a_prebuilt_image_deploys_as_the_app_and_a_bad_reference_is_refuse
     assert notes["wakeproxy.io/hosts"] == "shop.example.com"
 
 
+def marked(emulator: Emulator, name: str) -> bool | None:
+    """Whether the app's Deployment is marked not deployed yet; None without one."""
+    dep = deployment(emulator, name)
+    if dep is None:
+        return None
+    return "wakeproxy.io/not-deployed" in dep["metadata"].get("annotations", {})  # type: ignore[attr-defined,index]
+
+
+async def visit(session: aiohttp.ClientSession, wp: Wakeproxy, host: str, *,
+                unless: int | None = None) -> tuple[int, str, str | None] | None:
+    """(status, body, Retry-After) of a GET to `host`; None when the status is `unless`."""
+    async with session.get(wp.url + "/", headers={"Host": host},
+                           timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        if resp.status == unless:
+            return None
+        return resp.status, await resp.text(), resp.headers.get("Retry-After")
+
+
 def signed(body: bytes) -> dict[str, str]:
     return {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
             "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest(),
@@ -116,7 +134,8 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
             "kubeconfig": str(k8s_emulator.kubeconfig), "namespaces": ["default"],
             "lease_namespace": "default", "request_timeout": "2s",
             "builds": {"namespace": "default",
-                       "builder_command": ["sh", "-c", "echo building $WAKEPROXY_REF"],
+                       "builder_command": ["sh", "-c",
+                                           "sleep 1.5; echo building $WAKEPROXY_REF"],
                        "app_command": [sys.executable, str(ECHO_APP)]},
         },
     }
@@ -127,9 +146,20 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
             async with s.post(wp.admin + "/hooks/github", data=event("opened"),
                               headers=signed(event("opened"))) as resp:
                 assert resp.status == 202
+            # Opened, built but not deployed yet: routed at once, with a clear 503 (as on
+            # the local platform), never a 404 "unknown host" and never a wake.
             await until(lambda: deployment(k8s_emulator, "pr-1-shop") is not None, 15)
             dep = deployment(k8s_emulator, "pr-1-shop")
             assert dep is not None and dep["spec"]["replicas"] == 0  # type: ignore[index]
+            status, text, retry = await until(
+                lambda: visit(s, wp, "pr-1-shop.review.localhost", unless=404), 15)
+            assert status == 503 and retry is not None, text
+            assert "no release deployed yet" in text
+            # The configured app with a repo is routed the same way from the start on.
+            status, text, retry = await visit(s, wp, "shop.localhost")
+            assert status == 503 and retry is not None and "no release deployed yet" in text
+            assert not k8s_emulator.pods(app="pr-1-shop")
+            await until(lambda: marked(k8s_emulator, "pr-1-shop") is False, 20)
             async with s.get(wp.url + "/", headers={"Host": "pr-1-shop.review.localhost"},
                              timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 assert resp.status == 200, await resp.text()

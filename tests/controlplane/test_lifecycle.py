@@ -21,7 +21,7 @@ from tests.platforms.procs import (
     wait_file,
 )
 from wakeproxy.controlplane.errors import UnknownApp, WakeError, WakeTimedOut
-from wakeproxy.model.board import Phase
+from wakeproxy.model.board import FailureKind, Phase
 
 
 async def test_demand_wakes_the_app_and_its_endpoint_serves(
@@ -193,3 +193,16 @@ async def test_commands_reject_unknown_apps(make_world: MakeWorld) -> None:
     world.demand.request("nope")  # logged and dropped; the loop keeps serving
     world.demand.request("web")
     await until(world.state("web"), phase_is(Phase.AWAKE))
+
+
+async def test_an_app_not_deployed_yet_fails_its_wake_as_unavailable_without_starting(
+    make_world: MakeWorld, tmp_path: Path,
+) -> None:
+    count = tmp_path / "starts"
+    world = await make_world(local_app("web", server_command(count=count),
+                                       unavailable="no release deployed yet"))
+    with pytest.raises(WakeError, match="no release deployed yet"):
+        await world.lifecycle.wake("web")
+    state = world.state("web")
+    assert state.failure is not None and state.failure.kind is FailureKind.UNAVAILABLE
+    assert starts(count) == 0  # the platform was never asked

@@ -100,14 +100,14 @@ class _Routes:
 
     async def get_build(self, request: web.Request) -> web.Response:
         try:
-            build = self.c.get_build(request.match_info["id"])
+            build = await self.c.read_build(request.match_info["id"])
         except ControllerError as e:
             raise _api_error(e) from None
         return web.json_response(build.view(tail=True))
 
     async def build_log(self, request: web.Request) -> web.StreamResponse:
         try:
-            build = self.c.get_build(request.match_info["id"])
+            build = await self.c.read_build(request.match_info["id"])
         except ControllerError as e:
             raise _api_error(e) from None
         follow = request.query.get("follow", "") in ("1", "true", "yes")

@@ -10,7 +10,12 @@ Data flow::
 
 Apps are named as configured (`shop`) or as review apps (`pr-<n>-<app>`); each becomes a
 Deployment and Service of that name in `kubernetes.builds.namespace`, which the platform
-then routes as `<namespace>.<name>`. Must never: route or scale anything itself.
+then routes as `<namespace>.<name>`. An app known before its first deploy (a configured
+app with a repo, from start on; a review app, from its pull request's `opened` on) gets
+its Deployment at once, asleep and marked not deployed yet (Deploys.reserve), so it
+answers 503 "no release deployed yet" with Retry-After, as on the local platform, rather
+than 404. On start, the builds list is read back from the build Jobs still in the cluster.
+Must never: route or scale anything itself.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from wakeproxy.controllers.errors import (
 )
 from wakeproxy.controllers.front import ControllerFront
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
+from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.platforms.kubernetes.deploys import Deploys, Release
@@ -54,13 +60,53 @@ class KubernetesDeployer:
         self._builder = builder
         self._apps: dict[str, LocalApp] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._reserving: set[asyncio.Task[None]] = set()
+        self._started = False
 
     def exists(self, app: str) -> bool:
         return app in self._apps
 
     def add_app(self, local: LocalApp) -> None:
-        """Know `local` (routed once its first build is deployed and the watch sees it)."""
+        """Know `local`; once started, route it before its first deploy (`reserve`)."""
         self._apps[local.policy.name] = local
+        if self._started:
+            task = spawn(self.reserve(local.policy.name), name=f"reserve:{local.policy.name}")
+            self._reserving.add(task)
+            task.add_done_callback(self._reserving.discard)
+
+    async def start(self) -> None:
+        """Reserve every app known so far (the API client exists from now on)."""
+        self._started = True
+        await asyncio.gather(*(self.reserve(app) for app in list(self._apps)))
+
+    async def reserve(self, app: str) -> None:
+        """Give `app` its Deployment, marked not deployed yet, unless it has one.
+
+        Why a Deployment and not a route of our own: the platform's watch of Deployments
+        is the one source of the app set on every replica, so the app is routed, with the
+        reason, on all of them and after restarts, and the first deploy only has to take
+        the mark off. A failure is logged: the app is routed at its first deploy anyway.
+        """
+        async with self._lock(app):
+            definition = self._apps.get(app)
+            if definition is None:
+                return  # deleted meanwhile: reserve nothing
+            # Never run: the Deployment stays at zero replicas and a marked app is never
+            # woken; the image only names what will be deployed there.
+            release = self._release(definition, f"{self._builder.registry}/{app}:not-deployed",
+                                    "")
+            reason = f"no release deployed yet (build and deploy one: wakeproxy build {app})"
+            try:
+                await self._deploys.reserve(release, reason)
+            except ApiError as e:
+                log.warning("app not routed before its first deploy: the Kubernetes API "
+                            "refused its Deployment", app=app, status=e.status,
+                            reason=e.message)
+
+    async def close(self) -> None:
+        for task in list(self._reserving):
+            task.cancel()
+        await asyncio.gather(*self._reserving, return_exceptions=True)
 
     async def deploy(self, app: str, build: Build) -> str:
         if app not in self._apps:
@@ -87,11 +133,15 @@ class KubernetesDeployer:
         log.info("deployed", app=app, image=image, outcome=outcome)
         return outcome
 
+    @staticmethod
+    def _release(definition: LocalApp, image: str, build_id: str) -> Release:
+        app = definition.policy.name
+        return Release(name=app, image=image, hosts=definition.policy.hosts,
+                       build_id=build_id, labels=labels_of(app), env=definition.env,
+                       stop_grace=definition.stop_grace)
+
     async def _apply(self, app: str, image: str, build_id: str) -> str:
-        definition = self._apps[app]
-        release = Release(name=app, image=image, hosts=definition.policy.hosts,
-                          build_id=build_id, labels=labels_of(app), env=definition.env,
-                          stop_grace=definition.stop_grace)
+        release = self._release(self._apps[app], image, build_id)
         async with self._lock(app):
             try:
                 return await self._deploys.apply(release)
@@ -101,13 +151,16 @@ class KubernetesDeployer:
 
     async def delete(self, app: str) -> None:
         """Delete exactly the objects labelled as `app`'s (Deployment, Service, Jobs)."""
+        # Forgotten first: a reservation still waiting for the lock then creates nothing.
+        known = self._apps.pop(app, None)
         async with self._lock(app):
             try:
                 deleted = await self._deploys.delete(app)
             except ApiError as e:
+                if known is not None:
+                    self._apps[app] = known
                 raise ControllerError(f"the Kubernetes API refused to delete {app}: "
                                       f"HTTP {e.status} {e.message}") from None
-        known = self._apps.pop(app, None)
         if known is None and not deleted:
             raise UnknownApp(app)
 
@@ -126,6 +179,7 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         self._apps = {a.policy.name: a for a in apps if a.repo is not None}
         self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
                                          registry=settings.registry)
+        self._namespace = settings.namespace
         self.deployer = KubernetesDeployer(deploys=Deploys(api, settings), builder=self.builder)
         for app in self._apps.values():
             self.deployer.add_app(app)
@@ -147,10 +201,18 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         return await self.deployer.deploy_image(app, image)
 
     async def start(self) -> None:
-        """Nothing to restore: the cluster keeps the Deployments; builds are not kept."""
+        """Read the builds list back from the build Jobs, and route the configured apps
+        not deployed yet. Call once, after the platform started, before serving. Never
+        fails: what cannot be done is logged."""
+        restored = await self.builder.restore()
+        await self.deployer.start()
+        if restored:
+            log.info("builds read back from their Jobs", namespace=self._namespace,
+                     builds=len(restored))
 
     async def close(self) -> None:
         await self._cancel_tasks()
         if self.reviews is not None:
             await self.reviews.close()
+        await self.deployer.close()
         await self.builder.close()

@@ -1,10 +1,15 @@
 """Builds on Kubernetes: each build a Job (see platforms.kubernetes.builds), kept as a `Build`.
 
 Same surface as the local builder, so review apps and the admin API use either: a build
-is QUEUED, RUNNING while its Job runs (the Job's pod log streams into `Build.log`, so
-`wakeproxy logs BUILD --follow` works the same), then SUCCEEDED with an image in the
-registry, or FAILED with the exit code and the log's last lines, or CANCELLED (its Job is
-deleted). Must never: deploy, or call the API other than through `BuildJobs`.
+is QUEUED, RUNNING while its ref is resolved to a commit (`git ls-remote`, git_refs.py)
+and its Job runs (the Job's pod log streams into `Build.log`, so `wakeproxy logs BUILD
+--follow` works the same), then SUCCEEDED with an image `<registry>/<app>:<commit>-<id>`
+in the registry, or FAILED with the exit code and the log's last lines, or CANCELLED (its
+Job is deleted). `restore` reads the builds of earlier runs back from their Jobs after a
+restart: finished ones with their outcome (their log is read from the pod when first
+asked for, or says it is gone), running ones followed again to their end (only watched:
+such a build is never deleted or deployed from here). Must never: deploy, or call the
+API other than through `BuildJobs` and `BuildHistory`.
 """
 
 from __future__ import annotations
@@ -13,15 +18,20 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 import structlog
 
 from wakeproxy.controllers.build_book import BuildBook
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import Build, BuildState
+from wakeproxy.controllers.git_refs import Unresolved, is_commit, resolve
 from wakeproxy.controllers.review import base_of
 from wakeproxy.controlplane.tasks import spawn
-from wakeproxy.platforms.kubernetes.builds import BuildJob, BuildJobs
+from wakeproxy.platforms.kubernetes.build_history import BuildHistory, FoundJob
+from wakeproxy.platforms.kubernetes.builds import BuildJob, BuildJobs, JobOutcome
 from wakeproxy.platforms.kubernetes.deploys import APP_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError
 
@@ -29,6 +39,10 @@ log = structlog.get_logger("wakeproxy.builds")
 
 REVIEW_LABEL = "wakeproxy.io/review-app"
 PULL_REQUEST_LABEL = "wakeproxy.io/pull-request"
+
+LOG_GONE = ("==> the log of this build is no longer available: its pod is gone from the "
+            "cluster (Kubernetes deletes a finished build Job and its pod after "
+            "kubernetes.builds.ttl; a pod can also go sooner)\n")
 
 
 def labels_of(app: str) -> dict[str, str]:
@@ -41,11 +55,21 @@ def labels_of(app: str) -> dict[str, str]:
 
 
 class KubernetesBuilder(BuildBook):
-    def __init__(self, *, jobs: BuildJobs, registry: str) -> None:
+    def __init__(self, *, jobs: BuildJobs, registry: str,
+                 environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self._jobs = jobs
+        self._history = BuildHistory(jobs)
         self._registry = registry
+        self._environ = environ  # for git; None: this process's environment
         self._images: dict[str, str] = {}
+        # Read-back builds whose log is still in their pod (or gone): read when asked for.
+        self._unread: dict[str, BuildJob] = {}
+        self._reading: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def registry(self) -> str:
+        return self._registry
 
     def image(self, build: Build) -> str | None:
         """The image a succeeded build pushed."""
@@ -54,49 +78,165 @@ class KubernetesBuilder(BuildBook):
     def start(self, app: str, source: Source, ref: str) -> Build:
         # Job names are DNS labels: `build-` + id must fit in 63 characters.
         build_id = f"{app[:48].rstrip('-')}-{secrets.token_hex(3)}"
+        while build_id in self._builds:  # read-back builds hold ids too
+            build_id = f"{app[:48].rstrip('-')}-{secrets.token_hex(3)}"
         build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time())
         self._builds[build_id] = build
         self._forget_old()
-        job = BuildJob(build_id=build_id, repo=source.repo, ref=ref,
-                       image=f"{self._registry}/{app}:{build_id}", labels=labels_of(app))
-        task = spawn(self._run(build, job), name=f"build:{build_id}")
-        task.add_done_callback(lambda _: self._tasks.pop(build_id, None))
-        self._tasks[build_id] = task
+        self._track(build, self._run(build))
         log.info("build queued", build=build_id, app=app, ref=ref, platform="kubernetes")
         return build
 
     def remove_release(self, build: Build) -> None:
         """Nothing on disk here: an unused image stays in the registry."""
 
-    async def _run(self, build: Build, job: BuildJob) -> None:
+    async def load_log(self, build: Build) -> None:
+        """Fill a read-back build's log from its pod, once (or say that it is gone)."""
+        job = self._unread.get(build.id)
+        if job is None:
+            return
+        task = self._reading.get(build.id)
+        if task is None:
+            task = self._reading[build.id] = spawn(self._read_log(build, job),
+                                                   name=f"build-log:{build.id}")
+        await asyncio.shield(task)
+
+    # -- what survives a restart -------------------------------------------------------
+
+    async def restore(self) -> list[str]:
+        """Read back the builds whose Jobs are still in the cluster; returns their ids.
+
+        Never fails: an API that cannot be read is logged, and the list starts empty.
+        """
+        try:
+            found = await self._history.found()
+        except ApiError as e:
+            log.warning("earlier builds not read back: the Kubernetes API refused the list",
+                        status=e.status, reason=e.message)
+            return []
+        restored = []
+        for f in found:
+            if f.job.build_id not in self._builds:
+                self._builds[f.job.build_id] = self._read_back(f)
+                restored.append(f.job.build_id)
+        # Oldest first, as if they had been started here: `list()` shows newest first.
+        self._builds = OrderedDict(sorted(self._builds.items(),
+                                          key=lambda kv: (kv[1].created_at, kv[0])))
+        self._forget_old()
+        return restored
+
+    def _read_back(self, f: FoundJob) -> Build:
+        job = f.job
+        build = Build(id=job.build_id, app=f.app, repo=job.repo, ref=job.ref,
+                      created_at=job.created_at, commit=job.commit or None,
+                      started_at=f.started_at or job.created_at)
+        if f.finished is None:
+            build.state = BuildState.RUNNING
+            build.log.line(f"==> read back after a restart: build Job "
+                           f"{self._jobs.namespace}/{job.job_name} still runs; following it")
+            self._track(build, self._follow(build, job, owned=False))
+            return build
+        succeeded, why = f.finished
+        build.finished_at = f.finished_at
+        if succeeded:
+            build.state = BuildState.SUCCEEDED
+            self._images[build.id] = job.image
+        else:
+            build.state, build.exit_code = BuildState.FAILED, f.exit_code
+            build.reason = (f"the builder exited with code {f.exit_code}"
+                            if f.exit_code is not None else why)
+        build.log.close()
+        build.done.set()
+        self._unread[build.id] = job
+        return build
+
+    async def _read_log(self, build: Build, job: BuildJob) -> None:
+        try:
+            data = await self._history.log(job)
+        except ApiError as e:
+            note = (f"==> the log of this build could not be read from the Kubernetes API "
+                    f"now (HTTP {e.status} {e.message}); ask again later\n").encode()
+            build.log.restore(note, len(note))
+            return  # still unread: the next ask tries again
+        finally:
+            self._reading.pop(build.id, None)
+        self._unread.pop(build.id, None)
+        outcome = build.reason or f"built {job.image}"
+        text = (f"==> build Job {self._jobs.namespace}/{job.job_name}: {job.repo} {job.ref} "
+                f"({job.commit}) -> {job.image}\n").encode()
+        text += LOG_GONE.encode() if data is None else data
+        if text and not text.endswith(b"\n"):
+            text += b"\n"
+        text += f"==> build {build.state.value}: {outcome}\n".encode()
+        build.log.restore(text, len(text))
+
+    # -- running one build -------------------------------------------------------------
+
+    def _track(self, build: Build, work: Coroutine[Any, Any, None]) -> None:
+        task = spawn(work, name=f"build:{build.id}")
+        task.add_done_callback(lambda _: self._tasks.pop(build.id, None))
+        self._tasks[build.id] = task
+
+    async def _run(self, build: Build) -> None:
         blog = build.log
         build.state, build.started_at = BuildState.RUNNING, time.time()
-        # A review app's head commit is exact; a branch is resolved by the builder's fetch.
-        build.commit = job.ref
-        blog.line(f"==> build Job {self._jobs.namespace}/{job.job_name}: {job.repo} "
-                  f"{job.ref} -> {job.image}")
         try:
-            outcome = await self._jobs.run(job, blog.write)
+            build.commit = await self._resolve(build)
+        except Unresolved as e:
+            self._finish(build, BuildState.FAILED, f"the ref could not be resolved: {e.reason}")
+            return
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._jobs.delete(job))
+            self._finish(build, BuildState.CANCELLED, build.reason or "cancelled")
+            raise
+        suffix = build.id.rsplit("-", 1)[-1]
+        # The exact commit, and unique per build: a rebuild of one commit still rolls out.
+        job = BuildJob(build_id=build.id, repo=build.repo, ref=build.ref, commit=build.commit,
+                       image=f"{self._registry}/{build.app}:{build.commit}-{suffix}",
+                       labels=labels_of(build.app), created_at=build.created_at)
+        blog.line(f"==> build Job {self._jobs.namespace}/{job.job_name}: {job.repo} "
+                  f"{job.commit} -> {job.image}")
+        await self._follow(build, job, owned=True)
+
+    async def _resolve(self, build: Build) -> str:
+        if is_commit(build.ref):
+            return build.ref.lower()
+        build.log.line(f"==> git ls-remote {build.repo} {build.ref}")
+        commit = await resolve(build.repo, build.ref, environ=self._environ)
+        build.log.line(f"==> {build.ref} is {commit}")
+        return commit
+
+    async def _follow(self, build: Build, job: BuildJob, *, owned: bool) -> None:
+        """Run (`owned`: create, and delete when cancelled) or only watch the build Job."""
+        try:
+            if owned:
+                outcome = await self._jobs.run(job, build.log.write)
+            else:
+                outcome = await self._jobs.follow(job, build.log.write)
+        except asyncio.CancelledError:
+            if owned:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._jobs.delete(job))
             self._finish(build, BuildState.CANCELLED, build.reason or "cancelled")
             raise
         except TimeoutError:
-            with contextlib.suppress(Exception):
-                await self._jobs.delete(job)
+            if owned:
+                with contextlib.suppress(Exception):
+                    await self._jobs.delete(job)
             self._finish(build, BuildState.FAILED, "the build Job did not finish in time")
             return
         except ApiError as e:
             self._finish(build, BuildState.FAILED,
                          f"the Kubernetes API refused the build: HTTP {e.status} {e.message}")
             return
+        self._outcome(build, job, outcome)
+
+    def _outcome(self, build: Build, job: BuildJob, outcome: JobOutcome) -> None:
         if outcome.succeeded:
             self._images[build.id] = job.image
             self._finish(build, BuildState.SUCCEEDED, f"built {job.image}")
             return
         build.exit_code = outcome.exit_code
-        tail = [line for line in blog.tail(5) if line.strip()]
+        tail = [line for line in build.log.tail(5) if line.strip()]
         reason = outcome.reason + (": " + " | ".join(tail) if tail else "")
         self._finish(build, BuildState.FAILED, reason)
 
@@ -108,7 +248,8 @@ class KubernetesBuilder(BuildBook):
         build.log.close()
         build.done.set()
         log.info("build finished", build=build.id, app=build.app, state=state.value,
-                 reason=reason, exit_code=build.exit_code)
+                 reason=reason, exit_code=build.exit_code, commit=build.commit)
 
     def _forgotten(self, build: Build) -> None:
         self._images.pop(build.id, None)
+        self._unread.pop(build.id, None)

@@ -41,6 +41,7 @@ class FrontBuilder(Protocol):
     def get(self, build_id: str) -> Build | None: ...
     def list(self, app: str | None = None) -> list[Build]: ...
     async def wait(self, build: Build) -> Build: ...
+    async def load_log(self, build: Build) -> None: ...
 
 
 B = TypeVar("B", bound=FrontBuilder)
@@ -77,6 +78,13 @@ class ControllerFront(Generic[B, D]):
         build = self.builder.get(build_id)
         if build is None:
             raise UnknownBuild(build_id)
+        return build
+
+    async def read_build(self, build_id: str) -> Build:
+        """The build with its log, which a builder may first have to read back (a build
+        of an earlier run on Kubernetes: its pod's log, or a note that it is gone)."""
+        build = self.get_build(build_id)
+        await self.builder.load_log(build)
         return build
 
     async def deploy(self, app: str, build_id: str) -> tuple[Build, str]:

@@ -258,6 +258,12 @@ class Lifecycle:
         me = asyncio.current_task()
         log.info("waking app", app=app, attempt=attempt)
         try:
+            current = self._board.get(app)
+            unavailable = (current or state).policy.unavailable
+            if unavailable is not None:
+                # Nothing to wake yet (no release deployed): say why, try again later.
+                return self._wake_failed(app, attempt, "failed", unavailable, started,
+                                         FailureKind.UNAVAILABLE)
             cutoff = asyncio.timeout(timeout + _PLATFORM_DEADLINE_SLACK)
             try:
                 async with cutoff:

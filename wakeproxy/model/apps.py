@@ -28,6 +28,10 @@ class AppPolicy:
     # Replicas the app runs when awake: each second asleep saves this many replica-seconds
     # (the local platform runs one process per app).
     awake_replicas: int = 1
+    # Why the app cannot be woken at all yet (built from source, no release deployed): a
+    # request is answered 503 with Retry-After and this reason, and the platform is not
+    # asked. Set by platforms whose apps are routed before their first deploy (Kubernetes).
+    unavailable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

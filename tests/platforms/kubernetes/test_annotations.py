@@ -63,3 +63,11 @@ def test_the_older_deployment_keeps_a_contested_host_and_others_are_unaffected()
     assert catalog.refused["apps.d"] == "wakeproxy.io/port: bad"
     # The same set in any order gives the same answer on every replica.
     assert build_catalog([first, other, later], {}).apps.keys() == catalog.apps.keys()
+
+
+def test_an_app_marked_not_deployed_yet_is_routed_but_unavailable_with_the_reason() -> None:
+    s = spec(dep("shop", hosts="shop.example.com", port="http",
+                 not_deployed="no release deployed yet (build and deploy one)"))
+    assert s.policy.hosts == ("shop.example.com",)
+    assert s.policy.unavailable == "no release deployed yet (build and deploy one)"
+    assert spec(dep("shop", hosts="shop.example.com", port="http")).policy.unavailable is None

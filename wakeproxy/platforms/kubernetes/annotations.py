@@ -12,6 +12,7 @@ The contract users write::
         wakeproxy.io/idle-after: "10m"       # optional; default: `defaults.idle_after`
         wakeproxy.io/wake-timeout: "90s"     # optional; default: `defaults.wake_timeout`
         wakeproxy.io/awake-replicas: "2"     # optional; default: 1
+        wakeproxy.io/not-deployed: "why"     # set by the controllers until the first deploy
 
 The app is named `<namespace>.<deployment>` (a namespace has no dots, so the name is
 unambiguous and fits in URLs and metric labels). Pure functions: no I/O, no state.
@@ -35,6 +36,9 @@ SERVICE = "wakeproxy.io/service"
 IDLE_AFTER = "wakeproxy.io/idle-after"
 WAKE_TIMEOUT = "wakeproxy.io/wake-timeout"
 AWAKE_REPLICAS = "wakeproxy.io/awake-replicas"
+# An app built from source whose first release is not deployed yet: routed, never woken
+# (a request gets 503 with this reason and Retry-After).
+NOT_DEPLOYED = "wakeproxy.io/not-deployed"
 
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -124,6 +128,8 @@ def parse_deployment(obj: JSON, defaults: AppPolicy) -> AppSpec | str:
             changes["awake_replicas"] = int(raw)
         else:
             bad(AWAKE_REPLICAS, "a whole number of replicas above 0")
+    if NOT_DEPLOYED in notes:
+        changes["unavailable"] = str(notes[NOT_DEPLOYED]).strip() or "no release deployed yet"
     if problems:
         return "; ".join(problems)
     policy = dataclasses.replace(

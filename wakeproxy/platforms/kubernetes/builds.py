@@ -1,8 +1,11 @@
 """Image builds as `batch/v1` Jobs: the Job manifest, its pod's log followed, its outcome.
 
 A build Job runs rootless BuildKit (`buildctl-daemonless.sh`, no daemon, no privileges):
-it fetches the commit from git itself (`--opt context=<repo>#<ref>`), builds the
-Dockerfile at the root of that commit and pushes the image to the in-cluster registry.
+it fetches the commit from git itself (`--opt context=<repo>#<commit>`: the exact commit
+the ref was resolved to), builds the Dockerfile at the root of that commit and pushes the
+image to the in-cluster registry. The Job carries what the build was (`wakeproxy.io/*`
+labels and annotations: app, build id, repo, ref, commit, image, when it was asked for),
+so the builds list can be read back from the cluster after a restart (history.py).
 The Job has a deadline, resource requests and limits, no retries (a failed build is a
 fact to report, not to retry) and a TTL after which Kubernetes deletes it. Its pod's log
 is followed (`follow=true`) into the caller's sink while the build runs; the outcome
@@ -29,6 +32,12 @@ from wakeproxy.settings import KubernetesBuilds
 log = structlog.get_logger("wakeproxy.kubernetes.builds")
 
 BUILD_LABEL = "wakeproxy.io/build"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+REPO = "wakeproxy.io/repo"
+REF = "wakeproxy.io/ref"
+COMMIT = "wakeproxy.io/commit"
+IMAGE = "wakeproxy.io/image"
+CREATED_AT = "wakeproxy.io/created-at"  # wall-clock seconds, as the build record has them
 CONTAINER = "buildkit"
 _POLL = 0.2  # how often the Job and its pod are read while waiting for them
 _LOG_IDLE = 600.0  # a build may print nothing for this long (a slow layer)
@@ -36,13 +45,19 @@ _LOG_IDLE = 600.0  # a build may print nothing for this long (a slow layer)
 
 @dataclass(frozen=True, slots=True)
 class BuildJob:
-    """One build to run: which commit of which repository becomes which image."""
+    """One build to run: which commit of which repository becomes which image.
+
+    `ref` is what was asked for (a branch, a tag, a commit); `commit` the commit it named
+    when the build started, which is what the Job builds.
+    """
 
     build_id: str
     repo: str
     ref: str
+    commit: str
     image: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
 
     @property
     def job_name(self) -> str:
@@ -58,11 +73,12 @@ class JobOutcome:
 
 def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
     """The Job of one build (rootless BuildKit as its documentation asks for it)."""
-    labels = {**job.labels, BUILD_LABEL: job.build_id,
-              "app.kubernetes.io/managed-by": "wakeproxy"}
+    labels = {**job.labels, BUILD_LABEL: job.build_id, MANAGED_BY: "wakeproxy"}
+    notes = {REPO: job.repo, REF: job.ref, COMMIT: job.commit, IMAGE: job.image,
+             CREATED_AT: f"{job.created_at:.6f}"}
     output = f"type=image,name={job.image},push=true,registry.insecure=true"
     argv = ["build", "--progress=plain", "--frontend", "dockerfile.v0",
-            "--opt", f"context={job.repo}#{job.ref}", "--output", output]
+            "--opt", f"context={job.repo}#{job.commit}", "--output", output]
     container: JSON = {
         "name": CONTAINER, "image": s.builder_image,
         "env": [
@@ -70,6 +86,7 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
             {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
             {"name": "WAKEPROXY_REPO", "value": job.repo},
             {"name": "WAKEPROXY_REF", "value": job.ref},
+            {"name": "WAKEPROXY_COMMIT", "value": job.commit},
             {"name": "WAKEPROXY_IMAGE", "value": job.image},
         ],
         "securityContext": {
@@ -90,7 +107,7 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
         container["args"] = argv
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job.job_name, "labels": labels},
+        "metadata": {"name": job.job_name, "labels": labels, "annotations": notes},
         "spec": {
             "activeDeadlineSeconds": max(1, int(s.deadline)),
             "backoffLimit": 0,
@@ -119,6 +136,9 @@ class BuildJobs:
     def namespace(self) -> str:
         return self._s.namespace
 
+    def api(self) -> Api:
+        return self._api()
+
     async def run(self, job: BuildJob, write: Callable[[bytes], None]) -> JobOutcome:
         """Create the Job, stream its log into `write`, return how it ended.
 
@@ -129,6 +149,14 @@ class BuildJobs:
         batch = client.BatchV1Api(api.client)
         await api.call(batch.create_namespaced_job, self.namespace, job_manifest(job, self._s))
         log.info("build job created", job=job.job_name, namespace=self.namespace)
+        return await self.follow(job, write)
+
+    async def follow(self, job: BuildJob, write: Callable[[bytes], None]) -> JobOutcome:
+        """Stream an existing Job's log into `write` (from its start), return how it ended.
+
+        Raises like `run`.
+        """
+        api = self._api()
         async with asyncio.timeout(self._s.deadline + 60.0):
             pod = await self._started_pod(api, job)
             streamed = 0
@@ -155,12 +183,12 @@ class BuildJobs:
         while True:
             # The Job's status first, then its pods: a fast build can finish between two
             # reads, and its pod must still be found then, or its whole log is lost.
-            finished = _finished(await self._job(api, job)) is not None
+            finished = job_finished(await self._job(api, job)) is not None
             pods = await api.call(core.list_namespaced_pod, self.namespace,
                                   label_selector=f"{BUILD_LABEL}={job.build_id}")
             items = pods.get("items") or []
             for pod in items:
-                if _container_state(pod).keys() & {"running", "terminated"}:
+                if container_state(pod).keys() & {"running", "terminated"}:
                     return dict(pod)
             if finished:
                 return dict(items[0]) if items else None
@@ -192,7 +220,7 @@ class BuildJobs:
         return await api.call(batch.read_namespaced_job, job.job_name, self.namespace)
 
     async def _outcome(self, api: Api, job: BuildJob) -> JobOutcome:
-        while (finished := _finished(await self._job(api, job))) is None:  # noqa: ASYNC110
+        while (finished := job_finished(await self._job(api, job))) is None:  # noqa: ASYNC110
             await asyncio.sleep(_POLL)
         succeeded, reason = finished
         if succeeded:
@@ -207,13 +235,13 @@ class BuildJobs:
         pods = await api.call(core.list_namespaced_pod, self.namespace,
                               label_selector=f"{BUILD_LABEL}={job.build_id}")
         for pod in pods.get("items") or []:
-            terminated = _container_state(pod).get("terminated")
+            terminated = container_state(pod).get("terminated")
             if isinstance(terminated, dict) and isinstance(terminated.get("exitCode"), int):
                 return int(terminated["exitCode"]), str(terminated.get("reason") or "")
         return None, ""
 
 
-def _container_state(pod: Any) -> dict[str, Any]:
+def container_state(pod: Any) -> dict[str, Any]:
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         if status.get("name") == CONTAINER:
             state = status.get("state") or {}
@@ -221,7 +249,7 @@ def _container_state(pod: Any) -> dict[str, Any]:
     return {}
 
 
-def _finished(job: JSON) -> tuple[bool, str] | None:
+def job_finished(job: JSON) -> tuple[bool, str] | None:
     """(succeeded, why) once the Job has a terminal condition, else None."""
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("status") != "True":

@@ -9,6 +9,14 @@ Replicas: a new Deployment is created asleep (`replicas: 0`, by a plain create);
 later write is an apply (field manager `wakeproxy`) that never mentions `spec.replicas`,
 so the apply never owns the count and a deploy neither wakes nor puts to sleep an app
 (the scale subresource, written by the platform, owns it). Must never: scale anything.
+
+Before its first deploy, an app the controllers know (a configured app with a repo, a
+review app once its pull request is opened) has a Deployment too, created asleep and
+annotated `wakeproxy.io/not-deployed` (see `reserve`): the platform routes it like any
+app, so a request gets 503 "no release deployed yet" with Retry-After, not 404 "unknown
+host", on every replica — the annotation lives in the cluster, not in one replica's
+memory. The first deploy applies the real release over it and then removes the
+annotation (a merge patch: an apply cannot drop a field another write set).
 """
 
 from __future__ import annotations
@@ -19,7 +27,13 @@ from dataclasses import dataclass, field
 import structlog
 from kubernetes_asyncio import client
 
-from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, HOSTS, PORT, SERVICE
+from wakeproxy.platforms.kubernetes.annotations import (
+    ENABLED_LABEL,
+    HOSTS,
+    NOT_DEPLOYED,
+    PORT,
+    SERVICE,
+)
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.errors import Conflict, NotFound
 from wakeproxy.settings import KubernetesBuilds
@@ -30,6 +44,7 @@ FIELD_MANAGER = "wakeproxy"
 APP_LABEL = "wakeproxy.io/app-name"
 BUILD_ANNOTATION = "wakeproxy.io/build"
 _APPLY = "application/apply-patch+yaml"
+_MERGE = "application/merge-patch+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,24 @@ class Deploys:
         self._api = api
         self._s = settings
 
+    async def reserve(self, release: Release, reason: str) -> bool:
+        """Route an app before its first deploy: create its Deployment asleep, marked
+        not deployed yet with `reason` (`release.image` is never run: it stays at zero
+        replicas, and the platform never wakes a marked app). True if created; an app
+        that already has a Deployment (deployed, or reserved by another replica) is
+        left as it is."""
+        api = self._api()
+        apps = client.AppsV1Api(api.client)
+        manifest = deployment_manifest(release, self._s, replicas=0)
+        manifest["metadata"]["annotations"][NOT_DEPLOYED] = reason
+        try:
+            await api.call(apps.create_namespaced_deployment, self._s.namespace, manifest,
+                           field_manager=FIELD_MANAGER)
+        except Conflict:
+            return False
+        log.info("deployment reserved: routed, not deployed yet", app=release.name)
+        return True
+
     async def apply(self, release: Release) -> str:
         """Create or update the app's Service and Deployment; returns what happened."""
         api = self._api()
@@ -110,7 +143,7 @@ class Deploys:
                        service_manifest(release, self._s), field_manager=FIELD_MANAGER,
                        force=True, _content_type=_APPLY)
         try:
-            await api.call(apps.read_namespaced_deployment, release.name, ns)
+            current = await api.call(apps.read_namespaced_deployment, release.name, ns)
         except NotFound:
             try:
                 await api.call(apps.create_namespaced_deployment, ns,
@@ -119,10 +152,20 @@ class Deploys:
                 log.info("deployment created asleep", app=release.name, image=release.image)
                 return "created asleep; the first request wakes it"
             except Conflict:
-                pass  # created meanwhile by another replica: apply over it
+                current = {}  # created meanwhile by another replica: apply over it
         await api.call(apps.patch_namespaced_deployment, release.name, ns,
                        deployment_manifest(release, self._s, replicas=None),
                        field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY)
+        notes = (current.get("metadata") or {}).get("annotations") or {}
+        if NOT_DEPLOYED in notes or not current:
+            # After the apply, so the app is never woken on the reserved image. Absent
+            # already is fine (a merge patch removing a missing key changes nothing).
+            unmark = {"metadata": {"annotations": {NOT_DEPLOYED: None}}}
+            await api.call(apps.patch_namespaced_deployment, release.name, ns, unmark,
+                           field_manager=FIELD_MANAGER, _content_type=_MERGE)
+            log.info("deployment applied: first release", app=release.name,
+                     image=release.image)
+            return "deployed asleep; the first request wakes it"
         log.info("deployment applied", app=release.name, image=release.image)
         return "applied; replicas unchanged (awake pods roll to the new image)"
 
