@@ -1,7 +1,7 @@
-"""Every API call the Kubernetes controllers make, once: the builds list read back, an
-app routed before its first deploy, a build of a branch (succeeded and cancelled), its
-log read back, the first deploy over the reserved Deployment and an update, and its
-deletion (for the RBAC test)."""
+"""Every API call the Kubernetes controllers make, once: the builds list and the open
+review apps read back, an app routed before its first deploy, a build of a branch
+(succeeded and cancelled), its log read back, the first deploy over the reserved
+Deployment and an update, and its deletion (for the RBAC test)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tests.k8s_emulator import Emulator
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.cluster import KubernetesDeployer
 from wakeproxy.controllers.cluster_builds import KubernetesBuilder
+from wakeproxy.controllers.cluster_reviews import found_reviews
 from wakeproxy.model.apps import AppPolicy
 from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.api import Api
@@ -41,7 +42,9 @@ async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
                          app_command=(sys.executable, str(ECHO_APP)))
     builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
     await builder.restore()
-    deployer = KubernetesDeployer(deploys=Deploys(lambda: api, s), builder=builder)
+    deploys = Deploys(lambda: api, s)
+    await found_reviews(deploys)
+    deployer = KubernetesDeployer(deploys=deploys, builder=builder)
     deployer.add_app(LocalApp(policy=AppPolicy(name="rbac", hosts=("rbac.example.com",)),
                               command=""))
     await deployer.start()  # reserved: routed, not deployed yet

@@ -11,6 +11,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -110,6 +111,23 @@ def signed(body: bytes) -> dict[str, str]:
             "Content-Type": "application/json"}
 
 
+def review_config(emulator: Emulator, token: str, build_script: str) -> dict[str, Any]:
+    """wakeproxy on the emulator with app `shop` (built from a repo) and review apps."""
+    return {
+        "platform": "kubernetes", "admin_token": token,
+        "defaults": {"wake_timeout": "20s"},
+        "review_apps": {"domain": "review.localhost", "webhook_secret_file": "secret"},
+        "apps": [{"name": "shop", "hosts": ["shop.localhost"],
+                  "repo": "https://git.example/shop.git", "github_repo": "acme/shop"}],
+        "kubernetes": {
+            "kubeconfig": str(emulator.kubeconfig), "namespaces": ["default"],
+            "lease_namespace": "default", "request_timeout": "2s",
+            "builds": {"namespace": "default", "builder_command": ["sh", "-c", build_script],
+                       "app_command": [sys.executable, str(ECHO_APP)]},
+        },
+    }
+
+
 def event(action: str) -> bytes:
     return json.dumps({"action": action, "number": 1,
                        "pull_request": {"number": 1, "head": {"sha": SHA}},
@@ -124,21 +142,8 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "other", "labels": {"wakeproxy.io/app-name": "other"}},
         "spec": {"ports": [{"port": 80}]}}, "default")
-    config = {
-        "platform": "kubernetes", "admin_token": "admin-token-for-tests-0123",
-        "defaults": {"wake_timeout": "20s"},
-        "review_apps": {"domain": "review.localhost", "webhook_secret_file": "secret"},
-        "apps": [{"name": "shop", "hosts": ["shop.localhost"],
-                  "repo": "https://git.example/shop.git", "github_repo": "acme/shop"}],
-        "kubernetes": {
-            "kubeconfig": str(k8s_emulator.kubeconfig), "namespaces": ["default"],
-            "lease_namespace": "default", "request_timeout": "2s",
-            "builds": {"namespace": "default",
-                       "builder_command": ["sh", "-c",
-                                           "sleep 1.5; echo building $WAKEPROXY_REF"],
-                       "app_command": [sys.executable, str(ECHO_APP)]},
-        },
-    }
+    config = review_config(k8s_emulator, "admin-token-for-tests-0123",
+                           "sleep 1.5; echo building $WAKEPROXY_REF")
     wp = Wakeproxy(tmp_path, config)
     await start(wp)
     try:

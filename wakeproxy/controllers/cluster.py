@@ -14,8 +14,10 @@ then routes as `<namespace>.<name>`. An app known before its first deploy (a con
 app with a repo, from start on; a review app, from its pull request's `opened` on) gets
 its Deployment at once, asleep and marked not deployed yet (Deploys.reserve), so it
 answers 503 "no release deployed yet" with Retry-After, as on the local platform, rather
-than 404. On start, the builds list is read back from the build Jobs still in the cluster.
-Must never: route or scale anything itself.
+than 404. On start, the builds list is read back from the build Jobs still in the cluster,
+and the open review apps from their Deployments (cluster_reviews.py), so a pull request
+opened before a restart is still built on `synchronize`, deleted on `closed`, and built
+by `wakeproxy build pr-<n>-<app>`. Must never: route or scale anything itself.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import structlog
 
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import Build
 from wakeproxy.controllers.cluster_builds import KubernetesBuilder, labels_of
+from wakeproxy.controllers.cluster_reviews import found_reviews
 from wakeproxy.controllers.errors import (
     ControllerError,
     NotBuildable,
@@ -74,10 +77,14 @@ class KubernetesDeployer:
             self._reserving.add(task)
             task.add_done_callback(self._reserving.discard)
 
-    async def start(self) -> None:
-        """Reserve every app known so far (the API client exists from now on)."""
+    async def start(self, present: Collection[str] = ()) -> None:
+        """Reserve every app known so far (the API client exists from now on), but those
+        `present`: read back from their Deployments just now, they need no reservation,
+        and one deleted since (its pull request closed on another replica) must not
+        come back."""
         self._started = True
-        await asyncio.gather(*(self.reserve(app) for app in list(self._apps)))
+        await asyncio.gather(*(self.reserve(app) for app in list(self._apps)
+                               if app not in present))
 
     async def reserve(self, app: str) -> None:
         """Give `app` its Deployment, marked not deployed yet, unless it has one.
@@ -93,8 +100,7 @@ class KubernetesDeployer:
                 return  # deleted meanwhile: reserve nothing
             # Never run: the Deployment stays at zero replicas and a marked app is never
             # woken; the image only names what will be deployed there.
-            release = self._release(definition, f"{self._builder.registry}/{app}:not-deployed",
-                                    "")
+            release = self._release(definition, f"{self._builder.registry}/{app}:not-deployed")
             reason = f"no release deployed yet (build and deploy one: wakeproxy build {app})"
             try:
                 await self._deploys.reserve(release, reason)
@@ -117,7 +123,7 @@ class KubernetesDeployer:
         if image is None:
             raise NotDeployable(f"build {build.id} is {build.state.value}; only a succeeded "
                                 "build can be deployed")
-        outcome = await self._apply(app, image, build.id)
+        outcome = await self._apply(app, image, build.id, build.commit or "")
         build.deployed_at = time.time()
         log.info("deployed", app=app, build=build.id, image=image, outcome=outcome)
         return outcome
@@ -129,19 +135,20 @@ class KubernetesDeployer:
         if not _IMAGE.fullmatch(image):
             raise NotDeployable(f"{image!r} is not an image reference like "
                                 "registry.example.com/shop:1.2 or shop@sha256:<digest>")
-        outcome = await self._apply(app, image, "")
+        outcome = await self._apply(app, image)
         log.info("deployed", app=app, image=image, outcome=outcome)
         return outcome
 
     @staticmethod
-    def _release(definition: LocalApp, image: str, build_id: str) -> Release:
+    def _release(definition: LocalApp, image: str, build_id: str = "",
+                 commit: str = "") -> Release:
         app = definition.policy.name
         return Release(name=app, image=image, hosts=definition.policy.hosts,
-                       build_id=build_id, labels=labels_of(app), env=definition.env,
-                       stop_grace=definition.stop_grace)
+                       build_id=build_id, labels=labels_of(app), commit=commit,
+                       env=definition.env, stop_grace=definition.stop_grace)
 
-    async def _apply(self, app: str, image: str, build_id: str) -> str:
-        release = self._release(self._apps[app], image, build_id)
+    async def _apply(self, app: str, image: str, build_id: str = "", commit: str = "") -> str:
+        release = self._release(self._apps[app], image, build_id, commit)
         async with self._lock(app):
             try:
                 return await self._deploys.apply(release)
@@ -180,7 +187,8 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
                                          registry=settings.registry)
         self._namespace = settings.namespace
-        self.deployer = KubernetesDeployer(deploys=Deploys(api, settings), builder=self.builder)
+        self._deploys = Deploys(api, settings)
+        self.deployer = KubernetesDeployer(deploys=self._deploys, builder=self.builder)
         for app in self._apps.values():
             self.deployer.add_app(app)
         self._secret = review.webhook_secret if review is not None else None
@@ -201,14 +209,32 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         return await self.deployer.deploy_image(app, image)
 
     async def start(self) -> None:
-        """Read the builds list back from the build Jobs, and route the configured apps
-        not deployed yet. Call once, after the platform started, before serving. Never
-        fails: what cannot be done is logged."""
+        """Read the builds list back from the build Jobs and the open review apps from
+        their Deployments, and route the configured apps not deployed yet. Call once,
+        after the platform started, before serving. Never fails: what cannot be done is
+        logged."""
         restored = await self.builder.restore()
-        await self.deployer.start()
+        reopened = await self._reopen_reviews()
+        await self.deployer.start(present=reopened)
         if restored:
             log.info("builds read back from their Jobs", namespace=self._namespace,
                      builds=len(restored))
+        if reopened:
+            log.info("open review apps read back from their Deployments",
+                     namespace=self._namespace, review_apps=reopened)
+
+    async def _reopen_reviews(self) -> list[str]:
+        if self.reviews is None:
+            return []
+        try:
+            records = await found_reviews(self._deploys)
+        except ApiError as e:
+            # Serving goes on: such a review app is known again at its pull request's
+            # next push, and `closed` deletes its objects by label all the same.
+            log.warning("open review apps not read back: the Kubernetes API refused the "
+                        "list", namespace=self._namespace, status=e.status, reason=e.message)
+            return []
+        return self.reviews.restore(records)
 
     async def close(self) -> None:
         await self._cancel_tasks()

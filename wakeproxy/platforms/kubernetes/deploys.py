@@ -3,7 +3,10 @@
 The Deployment carries the `wakeproxy.io/*` annotations and the enabled label, so the
 platform's watch routes it like any app a user declared. Everything a deploy creates is
 labelled `wakeproxy.io/app-name: <name>` (review apps also `wakeproxy.io/review-app` and
-`wakeproxy.io/pull-request`), and `delete` removes exactly what carries that label.
+`wakeproxy.io/pull-request`), and `delete` removes exactly what carries that label. A
+deployed build's commit is annotated too (`wakeproxy.io/commit`), and `found` lists the
+Deployments carrying a label, so what the controllers made can be read back after a
+restart.
 
 Replicas: a new Deployment is created asleep (`replicas: 0`, by a plain create); every
 later write is an apply (field manager `wakeproxy`) that never mentions `spec.replicas`,
@@ -35,6 +38,7 @@ from wakeproxy.platforms.kubernetes.annotations import (
     SERVICE,
 )
 from wakeproxy.platforms.kubernetes.api import JSON, Api
+from wakeproxy.platforms.kubernetes.builds import MANAGED_BY
 from wakeproxy.platforms.kubernetes.errors import Conflict, NotFound
 from wakeproxy.settings import KubernetesBuilds
 
@@ -43,6 +47,7 @@ log = structlog.get_logger("wakeproxy.kubernetes.deploys")
 FIELD_MANAGER = "wakeproxy"
 APP_LABEL = "wakeproxy.io/app-name"
 BUILD_ANNOTATION = "wakeproxy.io/build"
+COMMIT_ANNOTATION = "wakeproxy.io/commit"
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 
@@ -58,11 +63,11 @@ class Release:
     labels: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     stop_grace: float = 10.0
+    commit: str = ""  # the commit the image was built from; "" for a prebuilt image
 
 
 def _labels(release: Release) -> dict[str, str]:
-    return {**release.labels, APP_LABEL: release.name,
-            "app.kubernetes.io/managed-by": "wakeproxy"}
+    return {**release.labels, APP_LABEL: release.name, MANAGED_BY: "wakeproxy"}
 
 
 def deployment_manifest(release: Release, s: KubernetesBuilds, *, replicas: int | None) -> JSON:
@@ -86,13 +91,18 @@ def deployment_manifest(release: Release, s: KubernetesBuilds, *, replicas: int 
     }
     if replicas is not None:
         spec["replicas"] = replicas
+    notes = {HOSTS: ",".join(release.hosts), PORT: "http", SERVICE: release.name,
+             BUILD_ANNOTATION: release.build_id}
+    if release.commit:
+        # Metadata, not the pod template: it never rolls the pods by itself. Left out
+        # of a later apply (a prebuilt image), server-side apply removes it.
+        notes[COMMIT_ANNOTATION] = release.commit
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
             "name": release.name, "namespace": s.namespace,
             "labels": {**_labels(release), ENABLED_LABEL: "true"},
-            "annotations": {HOSTS: ",".join(release.hosts), PORT: "http",
-                            SERVICE: release.name, BUILD_ANNOTATION: release.build_id},
+            "annotations": notes,
         },
         "spec": spec,
     }
@@ -168,6 +178,15 @@ class Deploys:
             return "deployed asleep; the first request wakes it"
         log.info("deployment applied", app=release.name, image=release.image)
         return "applied; replicas unchanged (awake pods roll to the new image)"
+
+    async def found(self, selector: str) -> list[JSON]:
+        """The Deployments of the namespace whose labels match `selector`, made by us
+        (`app.kubernetes.io/managed-by: wakeproxy`). Raises ApiError."""
+        api = self._api()
+        apps = client.AppsV1Api(api.client)
+        found = await api.call(apps.list_namespaced_deployment, self._s.namespace,
+                               label_selector=f"{selector},{MANAGED_BY}=wakeproxy")
+        return [item for item in found.get("items") or [] if isinstance(item, dict)]
 
     async def delete(self, name: str) -> list[str]:
         """Delete every Deployment, Service and Job labelled as `name`'s; their kinds/names."""
