@@ -206,3 +206,5 @@ async def test_an_app_not_deployed_yet_fails_its_wake_as_unavailable_without_sta
     state = world.state("web")
     assert state.failure is not None and state.failure.kind is FailureKind.UNAVAILABLE
     assert starts(count) == 0  # the platform was never asked
+    # Counted apart from failures: nothing was tried, and no alert should fire for it.
+    assert world.stats.wakes == {("web", "not_deployed"): 1}

@@ -213,6 +213,9 @@ async def test_cli_builds_follows_the_log_deploys_and_deletes_an_app(
         # Built from source but never deployed: a clear 503, not a crash or a 502.
         status, text = await get(s, wp, "shop.localhost")
         assert status == 503 and "no release deployed yet" in text
+        async with s.get(wp.admin + "/metrics") as resp:
+            metrics = await resp.text()
+        assert 'wakeproxy_wakes_total{app="shop",result="not_deployed"} 1.0' in metrics
 
         done = await asyncio.to_thread(cli, wp, "build", "shop", "--ref", "main", "--follow")
         assert done.returncode == 0, done.stderr

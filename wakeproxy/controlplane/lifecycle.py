@@ -50,11 +50,13 @@ log = structlog.get_logger("wakeproxy.lifecycle")
 # How long past wake_timeout the platform may take to honour its own deadline (and stop
 # what it started) before the lifecycle cancels the call.
 _PLATFORM_DEADLINE_SLACK = 1.0
+# The result label of a wake that found nothing deployed to wake (not a failure).
+NOT_DEPLOYED = "not_deployed"
 
 
 @dataclass(frozen=True, slots=True)
 class WakeOutcome:
-    result: str  # "ready" | "failed" | "timeout": the label of WakeStats.wakes
+    result: str  # "ready" | "failed" | "timeout" | "not_deployed": WakeStats.wakes' label
     reason: str = ""
 
 
@@ -262,7 +264,7 @@ class Lifecycle:
             unavailable = (current or state).policy.unavailable
             if unavailable is not None:
                 # Nothing to wake yet (no release deployed): say why, try again later.
-                return self._wake_failed(app, attempt, "failed", unavailable, started,
+                return self._wake_failed(app, attempt, NOT_DEPLOYED, unavailable, started,
                                          FailureKind.UNAVAILABLE)
             cutoff = asyncio.timeout(timeout + _PLATFORM_DEADLINE_SLACK)
             try:
@@ -271,7 +273,8 @@ class Lifecycle:
                 if not endpoints:
                     raise WakeFailed("the platform reported no endpoint")
             except WakeFailed as e:
-                return self._wake_failed(app, attempt, "failed", e.reason, started, e.kind)
+                result = NOT_DEPLOYED if e.not_deployed else "failed"
+                return self._wake_failed(app, attempt, result, e.reason, started, e.kind)
             except TimeoutError:
                 if cutoff.expired():
                     # The platform overran its own deadline, so it may not have stopped
@@ -307,8 +310,11 @@ class Lifecycle:
         if self._board.get(app) is not None:
             self._board.mark_wake_failed(app, reason, kind)
         self._stats.wake_finished(app, result, seconds)
-        log.warning("app failed to wake", app=app, attempt=attempt, result=result,
-                    kind=kind.value, reason=reason, seconds=round(seconds, 4))
+        # A visit to an app with nothing deployed yet is expected (a review app whose
+        # first build runs): not a warning.
+        report = log.info if result == NOT_DEPLOYED else log.warning
+        report("app failed to wake", app=app, attempt=attempt, result=result,
+               kind=kind.value, reason=reason, seconds=round(seconds, 4))
         return WakeOutcome(result, reason)
 
     def _start_sleep(self, state: AppState) -> asyncio.Task[None]:

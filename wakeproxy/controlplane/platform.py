@@ -21,12 +21,17 @@ class WakeFailed(Exception):
 
     `kind` UNAVAILABLE says the platform itself could not be reached (an API outage), so
     held requests are told to retry later instead of being told the app is broken.
+    `not_deployed` says there is nothing to wake yet (an app built from source with no
+    release deployed): counted apart from failures, since nothing was tried.
     """
 
-    def __init__(self, reason: str, kind: FailureKind = FailureKind.FAILED) -> None:
+    def __init__(
+        self, reason: str, kind: FailureKind = FailureKind.FAILED, *, not_deployed: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+        self.not_deployed = not_deployed
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,8 @@ HOLD_REJECTED = Family(
 
 WAKES = Family(
     "wakeproxy_wakes_total", "counter",
-    "Wake attempts finished, by result (ready, failed, timeout).", ("app", "result"))
+    "Wake attempts finished, by result (ready, failed, timeout, not_deployed: nothing "
+    "deployed to wake yet).", ("app", "result"))
 WAKE_DURATION = Family(
     "wakeproxy_wake_duration_seconds", "histogram",
     "Time from scale-up to the first ready endpoint, for successful wakes.", ("app",))

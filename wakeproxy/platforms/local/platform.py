@@ -81,7 +81,7 @@ class LocalPlatform:
         if local.repo is not None and app not in self._releases:
             raise WakeFailed(
                 f"no release deployed yet (build and deploy one: wakeproxy build {app})",
-                FailureKind.UNAVAILABLE)
+                FailureKind.UNAVAILABLE, not_deployed=True)
         current = self._procs.get(app)
         if current is not None:
             if current.ready and current.returncode is None:
