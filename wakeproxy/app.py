@@ -72,6 +72,12 @@ class Daemon:
     # The process environment, read here and nowhere below (tests pass their own).
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
+    def _lease_namespace(self) -> str:
+        """Where the Leases go (the platform's, and the controllers' delivery log)."""
+        k = self.settings.kubernetes
+        configured = k.lease_namespace if k is not None else None
+        return configured or self.environ.get("POD_NAMESPACE") or "default"
+
     def _build_platform(self) -> Platform:
         s = self.settings
         if s.platform == "local":
@@ -92,7 +98,7 @@ class Daemon:
                         apps=len(s.apps))
         return KubernetesPlatform(
             k, defaults=s.defaults, identity=replica_identity(k.identity, env),
-            lease_namespace=k.lease_namespace or env.get("POD_NAMESPACE") or "default",
+            lease_namespace=self._lease_namespace(),
             incluster=incluster, board=self.board, ledger=self.ledger, peers=self.peers,
             stats=self.platform_stats, clock=self.clock,
         )
@@ -155,7 +161,9 @@ class Daemon:
             platform = self.platform
             k = s.kubernetes or KubernetesSettings()
             return KubernetesControllers(apps=s.apps, review=s.review_apps,
-                                         settings=k.builds, api=lambda: platform.api)
+                                         settings=k.builds, api=lambda: platform.api,
+                                         lease_namespace=self._lease_namespace(),
+                                         lease_name=k.lease_name, clock=self.clock)
         return LocalControllers(
             apps=s.apps, review=s.review_apps, builds_dir=Path(s.builds_dir),
             platform=self.platform, lifecycle=self.lifecycle, board=self.board,

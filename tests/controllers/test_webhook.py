@@ -91,8 +91,9 @@ async def test_the_webhook_checks_signature_before_anything_else(stack: Stack) -
                        "repository": {"full_name": "acme/shop"}}).encode()
     headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "d1"}
     with pytest.raises(WebhookRefused):
-        stack.controllers.webhook({**headers, "X-Hub-Signature-256": sign(body, b"x")}, body)
+        await stack.controllers.webhook({**headers, "X-Hub-Signature-256": sign(body, b"x")},
+                                        body)
     # The refused delivery was not recorded: the genuine one with its id goes through.
     signed = {**headers, "X-Hub-Signature-256": sign(body)}
-    assert stack.controllers.webhook(signed, body)["review_apps"] == ["pr-3-shop"]
-    assert stack.controllers.webhook(signed, body)["ignored"] == "already received"
+    assert (await stack.controllers.webhook(signed, body))["review_apps"] == ["pr-3-shop"]
+    assert (await stack.controllers.webhook(signed, body))["ignored"] == "already received"

@@ -1,7 +1,8 @@
 """Every API call the Kubernetes controllers make, once: the builds list and the open
 review apps read back, an app routed before its first deploy, a build of a branch
 (succeeded and cancelled), its log read back, the first deploy over the reserved
-Deployment and an update, and its deletion (for the RBAC test)."""
+Deployment and an update, its deletion, and webhook deliveries recorded in the shared
+delivery log (created, then updated) (for the RBAC test)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from wakeproxy.controllers.cluster import KubernetesDeployer
 from wakeproxy.controllers.cluster_builds import KubernetesBuilder
 from wakeproxy.controllers.cluster_reviews import found_reviews
 from wakeproxy.model.apps import AppPolicy
+from wakeproxy.model.clock import SystemClock
 from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.platforms.kubernetes.client import connect
+from wakeproxy.platforms.kubernetes.delivery_log import LeaseDeliveryLog
 from wakeproxy.platforms.kubernetes.deploys import Deploys
 from wakeproxy.settings import KubernetesBuilds, LocalApp
 
@@ -62,3 +65,6 @@ async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
     slow.cancel(cancelled.id, "test")
     await slow.wait(cancelled)
     await deployer.delete("rbac")
+    deliveries = LeaseDeliveryLog(api=lambda: api, namespace="default", lease_name="rbac",
+                                  clock=SystemClock())
+    assert await deliveries.first_time("d-1") and await deliveries.first_time("d-2")

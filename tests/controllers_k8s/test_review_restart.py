@@ -174,7 +174,8 @@ async def test_only_deployments_made_for_a_review_app_are_reopened(
                     repo="https://git.example/shop.git", github_repo="acme/shop")
     controllers = KubernetesControllers(
         apps=[shop], review=ReviewSettings(domain="review.localhost", webhook_secret=SECRET),
-        settings=KubernetesBuilds(namespace="default"), api=lambda: api)
+        settings=KubernetesBuilds(namespace="default"), api=lambda: api,
+        lease_namespace="default", lease_name="wakeproxy")
     await controllers.start()
     try:
         assert controllers.reviews is not None

@@ -74,7 +74,7 @@ class _Routes:
     async def webhook(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            outcome = self.c.webhook(request.headers, body)
+            outcome = await self.c.webhook(request.headers, body)
         except ControllerError as e:
             raise _api_error(e) from None
         return web.json_response(outcome, status=202)

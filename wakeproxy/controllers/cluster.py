@@ -7,6 +7,7 @@ Data flow::
         --watch--> KubernetesPlatform --AppsChanged--> lifecycle (routes the app)
     GitHub --POST /hooks/github--> webhook checks --PullRequestEvent--> ReviewApps
         --> KubernetesBuilder + KubernetesDeployer (one worker per review app)
+    webhook checks <--read-check-write--> Lease `<lease_name>-deliveries` (LeaseDeliveryLog)
 
 Apps are named as configured (`shop`) or as review apps (`pr-<n>-<app>`); each becomes a
 Deployment and Service of that name in `kubernetes.builds.namespace`, which the platform
@@ -17,7 +18,10 @@ answers 503 "no release deployed yet" with Retry-After, as on the local platform
 than 404. On start, the builds list is read back from the build Jobs still in the cluster,
 and the open review apps from their Deployments (cluster_reviews.py), so a pull request
 opened before a restart is still built on `synchronize`, deleted on `closed`, and built
-by `wakeproxy build pr-<n>-<app>`. Must never: route or scale anything itself.
+by `wakeproxy build pr-<n>-<app>`. The ids of webhook deliveries that start work are
+shared through a Lease in the lease namespace (delivery_log.py), so a redelivery is a
+duplicate whichever replica the Service routes it to, and after a restart. Must never:
+route or scale anything itself.
 """
 
 from __future__ import annotations
@@ -41,9 +45,12 @@ from wakeproxy.controllers.errors import (
 )
 from wakeproxy.controllers.front import ControllerFront
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
+from wakeproxy.controllers.webhook import Deliveries
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
+from wakeproxy.platforms.kubernetes.delivery_log import LeaseDeliveryLog
 from wakeproxy.platforms.kubernetes.deploys import Deploys, Release
 from wakeproxy.platforms.kubernetes.errors import ApiError
 from wakeproxy.settings import KubernetesBuilds, LocalApp
@@ -176,13 +183,22 @@ class KubernetesDeployer:
 
 
 class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeployer]):
-    """The admin API's and the webhook's controllers on Kubernetes."""
+    """The admin API's and the webhook's controllers on Kubernetes.
+
+    `lease_namespace` and `lease_name` are the platform's (kubernetes.lease_namespace and
+    lease_name): the delivery log is the Lease `<lease_name>-deliveries` there.
+    """
 
     def __init__(
         self, *, apps: Sequence[LocalApp], review: ReviewSettings | None,
-        settings: KubernetesBuilds, api: Callable[[], Api],
+        settings: KubernetesBuilds, api: Callable[[], Api], lease_namespace: str,
+        lease_name: str, clock: Clock | None = None,
     ) -> None:
         super().__init__()
+        clock = clock or SystemClock()
+        self._deliveries = Deliveries(clock=clock)  # this replica's: no API call for these
+        self._shared = LeaseDeliveryLog(api=api, namespace=lease_namespace,
+                                        lease_name=lease_name, clock=clock)
         self._apps = {a.policy.name: a for a in apps if a.repo is not None}
         self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
                                          registry=settings.registry)

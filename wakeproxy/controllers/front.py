@@ -28,6 +28,7 @@ from wakeproxy.controllers.review import ReviewApps
 from wakeproxy.controllers.webhook import (
     REVIEW_ACTIONS,
     Deliveries,
+    SharedDeliveries,
     parse_pull_request,
     signature_valid,
 )
@@ -49,7 +50,8 @@ D = TypeVar("D", bound=Deployer)
 
 
 class ControllerFront(Generic[B, D]):
-    """Subclasses set `builder`, `deployer`, `reviews`, `_secret` and define `source`."""
+    """Subclasses set `builder`, `deployer`, `reviews`, `_secret` and define `source`;
+    with several replicas, also `_shared`."""
 
     builder: B
     deployer: D
@@ -58,6 +60,7 @@ class ControllerFront(Generic[B, D]):
 
     def __init__(self) -> None:
         self._deliveries = Deliveries()
+        self._shared: SharedDeliveries | None = None  # what the other replicas received
         self._tasks: set[asyncio.Task[None]] = set()
 
     def source(self, app: str) -> Source:
@@ -114,8 +117,13 @@ class ControllerFront(Generic[B, D]):
 
     # -- the GitHub webhook ------------------------------------------------------------
 
-    def webhook(self, headers: Mapping[str, str], body: bytes) -> dict[str, object]:
+    async def webhook(self, headers: Mapping[str, str], body: bytes) -> dict[str, object]:
         """Check and queue one delivery; returns what was done (for the 202 body).
+
+        A duplicate is a delivery whose id this replica remembers or, for one that would
+        start work, whose id the shared log (`_shared`: on Kubernetes, every replica's)
+        has. When the shared log cannot tell in time, the delivery is accepted: a lost
+        pull request event is worse than a rare second build of the same commit.
 
         Raises WebhookRefused (bad or missing signature, or review apps not configured)
         and BadWebhook (a signed delivery that is not a usable pull_request event).
@@ -127,15 +135,23 @@ class ControllerFront(Generic[B, D]):
         delivery = headers.get("X-GitHub-Delivery", "").strip()
         if not delivery:
             raise BadWebhook("X-GitHub-Delivery is required")
+        already: dict[str, object] = {"delivery": delivery, "ignored": "already received"}
         if not self._deliveries.first_time(delivery):
-            return {"delivery": delivery, "ignored": "already received"}
+            return already
         kind = headers.get("X-GitHub-Event", "")
         if kind != "pull_request":
             return {"delivery": delivery, "ignored": f"event {kind or '(none)'} not handled"}
         event = parse_pull_request(body, delivery)
+        if event.action not in REVIEW_ACTIONS:
+            return {"delivery": delivery, "ignored": f"action {event.action} not handled"}
+        unknown: dict[str, object] = {"delivery": delivery,
+                                      "ignored": f"no app builds {event.repository}"}
+        if event.repository.lower() not in self.reviews.repositories():
+            return unknown
+        # Only deliveries that start work are shared: the rest cost no API call.
+        if self._shared is not None and await self._shared.first_time(delivery) is False:
+            return already
         names = self.reviews.submit(event)
         if not names:
-            why = (f"action {event.action} not handled" if event.action not in REVIEW_ACTIONS
-                   else f"no app builds {event.repository}")
-            return {"delivery": delivery, "ignored": why}
+            return unknown
         return {"delivery": delivery, "action": event.action, "review_apps": names}

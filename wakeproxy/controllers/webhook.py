@@ -3,7 +3,9 @@
 Delivery ids are remembered for `WINDOW` (GitHub.com lets a delivery be redelivered for
 3 days, GitHub Enterprise Server for 7), at most `LIMIT` of them, the oldest forgotten
 first. `records()`/`restore()` carry them across a restart (the local controllers save
-them in their state file), so a redelivery after a restart is still a duplicate.
+them in their state file), so a redelivery after a restart is still a duplicate. Where
+several replicas answer the webhook (Kubernetes), a `SharedDeliveries` log tells each
+of them about the deliveries any of them received.
 Must never: compare a signature in variable time, record a delivery before its signature
 checked out (an unsigned request could otherwise block a genuine one), or act on it.
 """
@@ -17,6 +19,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from wakeproxy.controllers.errors import BadWebhook
 from wakeproxy.model.clock import Clock, SystemClock
@@ -85,6 +88,15 @@ class Deliveries:
             if oldest >= horizon:
                 return
             self._seen.popitem(last=False)
+
+
+class SharedDeliveries(Protocol):
+    """Delivery ids every replica records and consults, kept across restarts."""
+
+    async def first_time(self, delivery: str) -> bool | None:
+        """Record `delivery`; False when any replica recorded it already, None when that
+        cannot be told in time (the log is unreachable; the implementation logs why)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

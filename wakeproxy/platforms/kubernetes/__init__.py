@@ -17,7 +17,8 @@ Modules: `client` (kubeconfig or in-cluster), `api` (calls, timeouts, typed `err
 `catalog` (host conflicts), `endpoints` (slices → addresses), `view` (derived state and
 events), `scaler` (conditional scale writes), `elector` (Lease), `activity` (peer
 activity records), `drains` (a peer's sleep proposal, this replica's side), `platform`
-(the Platform the control plane drives).
+(the Platform the control plane drives); for the controllers: `builds`, `build_history`,
+`deploys`, and `delivery_log` (recent webhook delivery ids shared through a Lease).
 """
 
 from wakeproxy.platforms.kubernetes.client import ClientConfigError, InCluster
