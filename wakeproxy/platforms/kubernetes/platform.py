@@ -235,7 +235,7 @@ class KubernetesPlatform:
         try:
             if not self._api_healthy():
                 raise ScaleUnavailable("the Kubernetes API cannot be reached")
-            deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
+            agreed: float | None = None
             if self._activity is not None:
                 agreed = await self._activity.agree_to_sleep(
                     app, spec.policy.idle_after, lambda: self._busy_here(app))
@@ -243,6 +243,9 @@ class KubernetesPlatform:
                     log.info("not scaled to zero: wanted meanwhile, here or on a peer",
                              app=app)
                     return
+            # A full request budget from now, but within the peers' hold of the app.
+            deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
+            if agreed is not None:
                 deadline = min(deadline, agreed)
             written = await self._scaler.scale_down(spec, deadline=deadline)
             if written is not None:
