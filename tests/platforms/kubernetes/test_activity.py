@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -11,7 +12,7 @@ from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.resources import LEASES
 from tests.platforms.kubernetes.support import World, app_deployment, replicas_of, until
 from wakeproxy.model.board import Phase
-from wakeproxy.platforms.kubernetes.activity import record_name
+from wakeproxy.platforms.kubernetes.activity import ACTIVITY_ANNOTATION, record_name
 
 MakeWorld = Callable[..., Coroutine[Any, Any, World]]
 
@@ -84,3 +85,30 @@ async def test_a_dead_peers_open_requests_stop_counting(
     assert time.monotonic() - killed >= 0.6
     record = k8s_emulator.store.find(LEASES, "default", "wakeproxy-activity-wp-b")
     assert record is not None  # still there: removed only once gone for a long time
+
+
+async def test_a_peer_whose_clock_is_off_by_an_hour_is_read_by_the_ages_it_reports(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("web", hosts="web.example.com"))
+    leader = await make_world(k8s_emulator, identity="wp-a")
+    ahead = time.time() + 3600.0  # the peer's wall clock, an hour fast
+    k8s_emulator.create({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": record_name("wakeproxy", "wp-skewed"), "namespace": "default",
+                     "labels": {"wakeproxy.io/activity": "true"},
+                     "annotations": {ACTIVITY_ANNOTATION: json.dumps(
+                         {"apps": {"default.web": [ahead - 2.0, 0]}, "at": ahead})}},
+        "spec": {"holderIdentity": "wp-skewed"},
+    })
+
+    def seen() -> float | None:
+        merged = leader.peers.merged("default.web", time.monotonic())
+        return None if merged is None else merged.last_access
+
+    await until(seen, 5)
+    last = seen()
+    assert last is not None
+    # Used two seconds before the peer wrote: not an hour in the future (which would
+    # keep the app awake for an hour) nor an hour ago (which would let it be swept).
+    assert 1.5 <= time.monotonic() - last <= 3.0

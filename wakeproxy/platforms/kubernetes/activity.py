@@ -2,9 +2,11 @@
 
 Every `interval`, each replica writes ONE object — its own Lease `<lease>-activity-<id>`
 (label `wakeproxy.io/activity: "true"`) — whose annotation holds, for every app used
-recently on this replica, the last access as wall time and the requests and tunnels open
-now. Every replica watches those Leases; each changed record is fed into PeerActivity,
-converted to this replica's monotonic clock, so the leader's sweeper decides on
+recently on this replica, the last access and the requests and tunnels open now, and
+the time the record was written (`at`, by the same clock). Every replica watches those
+Leases; each changed record is fed into PeerActivity, its accesses converted to this
+replica's monotonic clock by their age at writing (`at` minus the last access), so replicas'
+wall clocks need not agree; the leader's sweeper decides on
 cluster-wide activity. Apps idle for longer than their `idle_after` are left out of the
 record: they could not change a sweep decision, and the record stays small. The leader
 also deletes records left behind by replicas that are long gone.
@@ -199,6 +201,8 @@ class ActivitySync:
             extra["sleep"] = proposed
         if answers:
             extra["drain"] = answers
+        # What the last accesses are measured against: a reader uses ages, not our clock.
+        extra["at"] = round(self._clock.wall(), 3)
         meta: JSON = {
             "name": self._name, "namespace": self._namespace,
             "labels": {ACTIVITY_LABEL: "true", "app.kubernetes.io/managed-by": "wakeproxy"},
@@ -401,6 +405,10 @@ def _document(item: JSON) -> JSON:
 
 def _apps(doc: JSON, now: float, wall: float) -> dict[str, PeerApp]:
     raw = doc.get("apps")
+    # The writer's clock when it wrote the record; we see it within the watch's delay,
+    # which errs towards recent (an app kept awake a little longer, never cut short).
+    # A record without it (an older version) is read against our own wall clock.
+    written = float(doc["at"]) if _number(doc.get("at")) else wall
     apps: dict[str, PeerApp] = {}
     for app, entry in raw.items() if isinstance(raw, dict) else ():
         if not isinstance(entry, list) or len(entry) != 2:
@@ -408,8 +416,7 @@ def _apps(doc: JSON, now: float, wall: float) -> dict[str, PeerApp]:
         last, open_now = entry
         mono = None
         if _number(last):
-            # A peer's wall time → our monotonic clock (nodes keep wall clocks in step).
-            mono = now - (wall - float(last))
+            mono = now - max(0.0, written - float(last))
         count = open_now if isinstance(open_now, int) and not isinstance(open_now, bool) else 0
         apps[str(app)] = PeerApp(mono, max(0, count))
     return apps
