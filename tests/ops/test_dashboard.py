@@ -45,6 +45,7 @@ def test_the_panels_answer_what_on_call_asks() -> None:
     assert "Request rate by app" in by_series["wakeproxy_requests_total"]
     assert "Errors by app" in by_series["wakeproxy_requests_total"]
     assert "Pod-hours saved" in by_series["wakeproxy_app_asleep_seconds_total"]
+    assert "Sleep proposals" in by_series["wakeproxy_sleep_proposals_total"]
     latency = next(p for p in graph_panels() if p["title"] == "Wake latency")
     assert [t["legendFormat"] for t in latency["targets"]] == ["p50", "p90", "p99"]
 
