@@ -65,7 +65,7 @@ def test_an_empty_file_gives_the_documented_defaults() -> None:
     assert s.listen == ("127.0.0.1", 8080)
     assert s.admin_listen == ("127.0.0.1", 9090)
     assert s.admin_token is None
-    assert (s.log_format, s.log_level) == ("json", "info")
+    assert (s.log_format, s.log_level, s.log_access) == ("json", "info", True)
     assert s.trusted_proxies == ()
     assert s.sweep_interval == 1.0
     assert s.drain_grace == 30.0
@@ -94,7 +94,7 @@ platform: local
 listen: 0.0.0.0:80
 admin_listen: "[::1]:9191"
 admin_token: 0123456789abcdef-token
-log: {format: console, level: DEBUG}
+log: {format: console, level: DEBUG, access: false}
 trusted_proxies: [10.0.0.0/8, 192.168.1.1, "fd00::/8"]
 sweep_interval: 250ms
 drain_grace: 1m
@@ -144,7 +144,7 @@ review_apps: {enabled: false}
     assert s.listen == ("0.0.0.0", 80)
     assert s.admin_listen == ("::1", 9191)
     assert s.admin_token == "0123456789abcdef-token"
-    assert (s.log_format, s.log_level) == ("console", "debug")
+    assert (s.log_format, s.log_level, s.log_access) == ("console", "debug", False)
     assert s.trusted_proxies == (
         ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.1/32"),
         ipaddress.ip_network("fd00::/8"))
@@ -303,6 +303,7 @@ def test_each_limit_error(key: str, bad: object, expected: str) -> None:
     ({"log": {"level": "loud"}}, "log.level: expected one of: debug, info, warning, error, "
                                  "got 'loud'"),
     ({"log": "json"}, "log: expected a mapping of keys to values, got 'json'"),
+    ({"log": {"access": "off"}}, "log.access: expected true or false, got 'off'"),
     ({"limits": [1]}, "limits: expected a mapping of keys to values, got [1]"),
     ({"defaults": "5m"}, "defaults: expected a mapping of keys to values, got '5m'"),
     ({"trusted_proxies": "10.0.0.0/8"},

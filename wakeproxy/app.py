@@ -296,7 +296,8 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     """Run wakeproxy until SIGTERM/SIGINT; returns the process exit code."""
-    configure_logging(settings.log_format, settings.log_level, cluster=settings.cluster)
+    configure_logging(settings.log_format, settings.log_level, cluster=settings.cluster,
+                      access_lines=settings.log_access)
     tune_allocator()
     try:
         import uvloop

@@ -99,6 +99,16 @@ def test_access_lines_are_off_above_info() -> None:
     assert [e["event"] for e in lines(buf)] == ["shown"]
 
 
+def test_access_lines_can_be_turned_off_alone() -> None:
+    for fmt in ("json", "console"):
+        buf = io.StringIO()
+        configure_logging(fmt, "info", stream=buf, access_lines=False)
+        AccessLogSink()(access_record())
+        structlog.get_logger().info("still shown")
+        text = buf.getvalue()
+        assert "still shown" in text and "request" not in text, (fmt, text)
+
+
 def test_structlog_events_are_json_lines_with_timestamp_level_event_cluster() -> None:
     buf = io.StringIO()
     configure_logging("json", "debug", cluster="prod", stream=buf)

@@ -95,6 +95,7 @@ def configure_logging(
     *,
     cluster: str | None = None,
     stream: TextIO | None = None,
+    access_lines: bool = True,
 ) -> EventOutput:
     """Configure structlog and stdlib logging for the process; returns the access output.
 
@@ -107,7 +108,7 @@ def configure_logging(
         raise ValueError(f"log level: expected one of {', '.join(_LEVELS)}, got {level!r}")
     out = stream if stream is not None else sys.stdout
     global _output
-    enabled = lvl <= logging.INFO
+    enabled = access_lines and lvl <= logging.INFO  # access lines are info lines
     access: EventOutput
     events: TextIO = out
     if fmt == "json":

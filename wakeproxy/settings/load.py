@@ -56,6 +56,8 @@ class Settings:
     limits: Limits
     apps: tuple[LocalApp, ...]
     savings: Savings = Savings()  # noqa: RUF009 - frozen, one shared default is safe
+    # One JSON line per request (at info level); off saves ~3 µs of CPU per request.
+    log_access: bool = True
     kubernetes: KubernetesSettings | None = None
     # The `defaults:` section as a policy (name and hosts empty): what a platform that
     # discovers apps starts from before an app's own overrides.
@@ -138,7 +140,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         given = top.get("admin_listen") or f"{admin[0]}:{admin[1]} (the default)"
         r.fail("admin_listen", "an address other than listen's", given)
     token = read_token(r, top, base_dir)
-    log_format, log_level = read_log(r, top.get("log"))
+    log_format, log_level, log_access = read_log(r, top.get("log"))
     trusted = read_networks(r, top.get("trusted_proxies"))
     sweep_interval = r.get(top, "sweep_interval", "", positive_duration, POSITIVE_DURATION, 1.0)
     drain_grace = r.get(top, "drain_grace", "", parse_duration, DURATION, 30.0)
@@ -156,6 +158,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
     return Settings(
         source=source, cluster=cluster, platform=platform, listen=listen, admin_listen=admin,
         admin_token=token, log_format=log_format, log_level=log_level, trusted_proxies=trusted,
+        log_access=log_access,
         sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=apps,
         savings=savings, kubernetes=kubernetes, review_apps=review_apps, builds_dir=builds_dir,
         defaults=AppPolicy(name="-", hosts=(),

@@ -13,7 +13,12 @@ from typing import Any
 
 from wakeproxy.model.limits import Limits
 from wakeproxy.settings.reader import Reader
-from wakeproxy.settings.values import POSITIVE_DURATION, positive_duration, positive_int
+from wakeproxy.settings.values import (
+    POSITIVE_DURATION,
+    boolean,
+    positive_duration,
+    positive_int,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,10 +63,10 @@ def read_token(r: Reader, top: Mapping[str, Any], base_dir: Path) -> str | None:
     return None
 
 
-def read_log(r: Reader, raw: object) -> tuple[str, str]:
-    """The `log:` section → (format, level)."""
+def read_log(r: Reader, raw: object) -> tuple[str, str, bool]:
+    """The `log:` section → (format, level, whether each request gets an access line)."""
     log = r.mapping(raw, "log")
-    r.unknown_keys(log, {"format", "level"}, "log")
+    r.unknown_keys(log, {"format", "level", "access"}, "log")
     log_format = log.get("format", "json")
     if log_format not in ("json", "console"):
         r.fail("log.format", "json or console", log_format)
@@ -70,7 +75,8 @@ def read_log(r: Reader, raw: object) -> tuple[str, str]:
     if log_level not in ("debug", "info", "warning", "error"):
         r.fail("log.level", "one of: debug, info, warning, error", log.get("level"))
         log_level = "info"
-    return log_format, log_level
+    access = r.get(log, "access", "log.", boolean, "true or false", True)
+    return log_format, log_level, access
 
 
 def read_networks(r: Reader, raw: object) -> tuple[Network, ...]:
