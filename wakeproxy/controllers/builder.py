@@ -90,11 +90,12 @@ class LocalBuilder(BuildBook):
 
     # -- commands --------------------------------------------------------------------
 
-    def start(self, app: str, source: Source, ref: str) -> Build:
+    def start(self, app: str, source: Source, ref: str, *, deploy: bool = False) -> Build:
         build_id = f"{app}-{secrets.token_hex(3)}"
         while build_id in self._builds:
             build_id = f"{app}-{secrets.token_hex(3)}"
-        build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time())
+        build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time(),
+                      deploy=deploy)
         self._builds[build_id] = build
         self._forget_old()
         task = spawn(self._run(build, source), name=f"build:{build_id}")

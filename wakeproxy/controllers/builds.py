@@ -103,6 +103,9 @@ class Build:
     reason: str | None = None  # why it failed or was cancelled
     release_dir: str | None = None
     deployed_at: float | None = None
+    # To be deployed once it succeeds (a review app's push, a build asked with `deploy`):
+    # on Kubernetes the build Job carries it, so a restarted wakeproxy still deploys it.
+    deploy: bool = False
     log: BuildLog = field(default_factory=BuildLog)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 

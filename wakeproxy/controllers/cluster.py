@@ -18,10 +18,12 @@ answers 503 "no release deployed yet" with Retry-After, as on the local platform
 than 404. On start, the builds list is read back from the build Jobs still in the cluster,
 and the open review apps from their Deployments (cluster_reviews.py), so a pull request
 opened before a restart is still built on `synchronize`, deleted on `closed`, and built
-by `wakeproxy build pr-<n>-<app>`. The ids of webhook deliveries that start work are
-shared through a Lease in the lease namespace (delivery_log.py), so a redelivery is a
-duplicate whichever replica the Service routes it to, and after a restart. Must never:
-route or scale anything itself.
+by `wakeproxy build pr-<n>-<app>`; a build read back still running that was to be
+deployed once built (a review app's push, `build --deploy`) is deployed when it succeeds,
+unless a newer one of the same app was asked for meanwhile. The ids of webhook deliveries
+that start work are shared through a Lease in the lease namespace (delivery_log.py), so a
+redelivery is a duplicate whichever replica the Service routes it to, and after a
+restart. Must never: route or scale anything itself.
 """
 
 from __future__ import annotations
@@ -232,12 +234,46 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         restored = await self.builder.restore()
         reopened = await self._reopen_reviews()
         await self.deployer.start(present=reopened)
+        self._resume_deploys(restored)
         if restored:
             log.info("builds read back from their Jobs", namespace=self._namespace,
                      builds=len(restored))
         if reopened:
             log.info("open review apps read back from their Deployments",
                      namespace=self._namespace, review_apps=reopened)
+
+    def _resume_deploys(self, restored: Collection[str]) -> None:
+        """Deploy the read-back builds that still run and were to be deployed once built
+        (a review app's push, `build --deploy`), as if wakeproxy had not restarted.
+
+        Every replica that restarts while such a Job runs follows it and deploys it: the
+        deploy is a server-side apply of the same release (image, build, commit), so a
+        second one changes nothing, and no replica is left out (a leader that did not
+        restart would never have read the Job back). What must not happen is an older
+        commit deployed over a newer one: see `_still_newest`.
+        """
+        for build_id in restored:
+            build = self.builder.get(build_id)
+            if build is not None and build.deploy and not build.state.finished:
+                log.info("build read back still running: deployed once it succeeds",
+                         app=build.app, build=build.id, commit=build.commit)
+                self._deploy_later(build, self._still_newest)
+
+    async def _still_newest(self, build: Build) -> bool:
+        """Whether no newer build of the app, also to be deployed, was asked for since (on
+        any replica: its Job tells). The newest wins, as without a restart; when the API
+        cannot tell, the build is not deployed (a warning says how to deploy it)."""
+        try:
+            superseded = await self.builder.superseded(build)
+        except ApiError as e:
+            log.warning("build read back not deployed: the Kubernetes API refused the list "
+                        "of newer builds", app=build.app, build=build.id, status=e.status,
+                        reason=e.message, hint=f"wakeproxy deploy {build.app} {build.id}")
+            return False
+        if superseded:
+            log.info("build read back not deployed: a newer build of the app was asked for",
+                     app=build.app, build=build.id)
+        return not superseded
 
     async def _reopen_reviews(self) -> list[str]:
         if self.reviews is None:

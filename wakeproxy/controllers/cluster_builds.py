@@ -5,11 +5,14 @@ is QUEUED, RUNNING while its ref is resolved to a commit (`git ls-remote`, git_r
 and its Job runs (the Job's pod log streams into `Build.log`, so `wakeproxy logs BUILD
 --follow` works the same), then SUCCEEDED with an image `<registry>/<app>:<commit>-<id>`
 in the registry, or FAILED with the exit code and the log's last lines, or CANCELLED (its
-Job is deleted). `restore` reads the builds of earlier runs back from their Jobs after a
-restart: finished ones with their outcome (their log is read from the pod when first
-asked for, or says it is gone), running ones followed again to their end (only watched:
-such a build is never deleted or deployed from here). Must never: deploy, or call the
-API other than through `BuildJobs` and `BuildHistory`.
+Job is deleted). A build to deploy once built (`deploy`: a review app's push, a build
+asked with `deploy`) says so on its Job. `close` (wakeproxy stopping: a rollout, a node
+drain) leaves the running Jobs running, for the next wakeproxy or another replica to
+follow. `restore` reads the builds of earlier runs back from their Jobs after a restart:
+finished ones with their outcome (their log is read from the pod when first asked for,
+or says it is gone), running ones followed again to their end (only watched: such a
+build is never deleted from here; the controllers deploy it, see `superseded`). Must
+never: deploy, or call the API other than through `BuildJobs` and `BuildHistory`.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class KubernetesBuilder(BuildBook):
         # Read-back builds whose log is still in their pod (or gone): read when asked for.
         self._unread: dict[str, BuildJob] = {}
         self._reading: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
 
     @property
     def registry(self) -> str:
@@ -75,12 +79,13 @@ class KubernetesBuilder(BuildBook):
         """The image a succeeded build pushed."""
         return self._images.get(build.id) if build.state is BuildState.SUCCEEDED else None
 
-    def start(self, app: str, source: Source, ref: str) -> Build:
+    def start(self, app: str, source: Source, ref: str, *, deploy: bool = False) -> Build:
         # Job names are DNS labels: `build-` + id must fit in 63 characters.
         build_id = f"{app[:48].rstrip('-')}-{secrets.token_hex(3)}"
         while build_id in self._builds:  # read-back builds hold ids too
             build_id = f"{app[:48].rstrip('-')}-{secrets.token_hex(3)}"
-        build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time())
+        build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time(),
+                      deploy=deploy)
         self._builds[build_id] = build
         self._forget_old()
         self._track(build, self._run(build))
@@ -100,6 +105,13 @@ class KubernetesBuilder(BuildBook):
             task = self._reading[build.id] = spawn(self._read_log(build, job),
                                                    name=f"build-log:{build.id}")
         await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Stop following the builds, leaving their Jobs running: the next wakeproxy (or
+        another replica) reads them back and follows them to their end, so a build is not
+        lost to a rollout. A build still resolving its ref has no Job yet and is lost."""
+        self._closing = True
+        await super().close()
 
     # -- what survives a restart -------------------------------------------------------
 
@@ -129,7 +141,7 @@ class KubernetesBuilder(BuildBook):
         job = f.job
         build = Build(id=job.build_id, app=f.app, repo=job.repo, ref=job.ref,
                       created_at=job.created_at, commit=job.commit or None,
-                      started_at=f.started_at or job.created_at)
+                      started_at=f.started_at or job.created_at, deploy=job.deploy)
         if f.finished is None:
             build.state = BuildState.RUNNING
             build.log.line(f"==> read back after a restart: build Job "
@@ -149,6 +161,19 @@ class KubernetesBuilder(BuildBook):
         build.done.set()
         self._unread[build.id] = job
         return build
+
+    async def superseded(self, build: Build) -> bool:
+        """Whether a build of the same app asked for later is also to be deployed: started
+        here, or its Job started by any replica. Then that one wins, whatever its outcome,
+        as when a newer push arrives while a build runs. Raises ApiError."""
+        def newer(app: str, created_at: float, build_id: str, deploy: bool) -> bool:
+            return (app == build.app and deploy and build_id != build.id
+                    and (created_at, build_id) > (build.created_at, build.id))
+
+        if any(newer(b.app, b.created_at, b.id, b.deploy) for b in self._builds.values()):
+            return True
+        return any(newer(f.app, f.job.created_at, f.job.build_id, f.job.deploy)
+                   for f in await self._history.found(build.app))
 
     async def _read_log(self, build: Build, job: BuildJob) -> None:
         try:
@@ -192,7 +217,8 @@ class KubernetesBuilder(BuildBook):
         # The exact commit, and unique per build: a rebuild of one commit still rolls out.
         job = BuildJob(build_id=build.id, repo=build.repo, ref=build.ref, commit=build.commit,
                        image=f"{self._registry}/{build.app}:{build.commit}-{suffix}",
-                       labels=labels_of(build.app), created_at=build.created_at)
+                       labels=labels_of(build.app), created_at=build.created_at,
+                       deploy=build.deploy)
         blog.line(f"==> build Job {self._jobs.namespace}/{job.job_name}: {job.repo} "
                   f"{job.commit} -> {job.image}")
         await self._follow(build, job, owned=True)
@@ -213,7 +239,8 @@ class KubernetesBuilder(BuildBook):
             else:
                 outcome = await self._jobs.follow(job, build.log.write)
         except asyncio.CancelledError:
-            if owned:
+            # Cancelled by a user or a newer push: the Job goes. Stopping: it stays.
+            if owned and not self._closing:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._jobs.delete(job))
             self._finish(build, BuildState.CANCELLED, build.reason or "cancelled")

@@ -9,7 +9,7 @@ from. Must never: build, deploy or route anything itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, Protocol, TypeVar
 
 import structlog
@@ -38,7 +38,7 @@ log = structlog.get_logger("wakeproxy.controllers")
 
 
 class FrontBuilder(Protocol):
-    def start(self, app: str, source: Source, ref: str) -> Build: ...
+    def start(self, app: str, source: Source, ref: str, *, deploy: bool = False) -> Build: ...
     def get(self, build_id: str) -> Build | None: ...
     def list(self, app: str | None = None) -> list[Build]: ...
     async def wait(self, build: Build) -> Build: ...
@@ -70,11 +70,9 @@ class ControllerFront(Generic[B, D]):
     # -- builds and deploys ------------------------------------------------------------
 
     def build(self, app: str, ref: str, *, deploy: bool = False) -> Build:
-        build = self.builder.start(app, self.source(app), ref)
+        build = self.builder.start(app, self.source(app), ref, deploy=deploy)
         if deploy:
-            task = spawn(self._deploy_when_built(build), name=f"deploy:{build.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._deploy_later(build)
         return build
 
     def get_build(self, build_id: str) -> Build:
@@ -102,13 +100,31 @@ class ControllerFront(Generic[B, D]):
     async def delete(self, app: str) -> None:
         await self.deployer.delete(app)
 
-    async def _deploy_when_built(self, build: Build) -> None:
+    def _deploy_later(self, build: Build,
+                      wanted: Callable[[Build], Awaitable[bool]] | None = None) -> None:
+        """Deploy `build` once it succeeds and, if `wanted` is given, it says so then."""
+        task = spawn(self._deploy_when_built(build, wanted), name=f"deploy:{build.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deploy_when_built(self, build: Build,
+                                 wanted: Callable[[Build], Awaitable[bool]] | None) -> None:
         await self.builder.wait(build)
-        if build.state is BuildState.SUCCEEDED:
-            try:
-                await self.deployer.deploy(build.app, build)
-            except ControllerError as e:
-                log.warning("deploy after build failed", build=build.id, reason=e.message)
+        if build.state is not BuildState.SUCCEEDED:
+            log.warning("build to deploy did not succeed: not deployed", app=build.app,
+                        build=build.id, state=build.state.value, reason=build.reason)
+            return
+        if wanted is not None and not await wanted(build):
+            return
+        try:
+            await self.deployer.deploy(build.app, build)
+        except ControllerError as e:
+            log.warning("deploy after build failed", build=build.id, reason=e.message)
+
+    async def idle(self) -> None:
+        """Return once no deploy waits for its build (for tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _cancel_tasks(self) -> None:
         for task in list(self._tasks):

@@ -177,7 +177,8 @@ class ReviewApps:
         self._open[name] = ReviewRecord(name, event.number, base.policy.name, event.head_sha,
                                         definition.policy.hosts[0])
         self._changed()
-        build = self._builder.start(name, source_of(base), event.head_sha)
+        # Marked to deploy: on Kubernetes a wakeproxy restarted while it runs deploys it.
+        build = self._builder.start(name, source_of(base), event.head_sha, deploy=True)
         worker.build = build
         try:
             await self._builder.wait(build)

@@ -1,12 +1,13 @@
 """Earlier builds read back from their Jobs: the builds list survives a wakeproxy restart.
 
 Each build Job carries what its build was (builds.py: the build id and app as labels; the
-repo, ref, commit, image and request time as annotations); its status tells whether it
-still runs, when it started and finished, and whether it succeeded; its pod, while it
-exists, the exit code and the log. Kubernetes deletes a finished Job and its pod after
-`kubernetes.builds.ttl`, and a pod can go sooner (node gone, pod garbage collection):
-what is gone from the cluster cannot be read back, and `log` says so (None). Cancelled
-builds deleted their Job, so they are not found either. Must never: write to the API.
+repo, ref, commit, image, request time and whether to deploy it once built as
+annotations); its status tells whether it still runs, when it started and finished, and
+whether it succeeded; its pod, while it exists, the exit code and the log. Kubernetes
+deletes a finished Job and its pod after `kubernetes.builds.ttl`, and a pod can go sooner
+(node gone, pod garbage collection): what is gone from the cluster cannot be read back,
+and `log` says so (None). Cancelled builds deleted their Job, so they are not found
+either. Must never: write to the API.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from wakeproxy.platforms.kubernetes.builds import (
     COMMIT,
     CONTAINER,
     CREATED_AT,
+    DEPLOY,
     IMAGE,
     MANAGED_BY,
     REF,
@@ -84,7 +86,8 @@ def read_back(obj: JSON, pods: list[JSON]) -> FoundJob | None:
     ref = str(notes.get(REF) or "")
     job = BuildJob(build_id=str(build_id), repo=str(notes.get(REPO) or ""), ref=ref,
                    commit=str(notes.get(COMMIT) or ""), image=str(notes.get(IMAGE) or ""),
-                   labels={k: str(v) for k, v in labels.items()}, created_at=created_at)
+                   labels={k: str(v) for k, v in labels.items()}, created_at=created_at,
+                   deploy=notes.get(DEPLOY) == "true")
     if job.job_name != meta.get("name"):
         return None  # not named as we name build Jobs: someone else's
     status = obj.get("status") or {}
@@ -106,12 +109,14 @@ class BuildHistory:
     def __init__(self, jobs: BuildJobs) -> None:
         self._jobs = jobs
 
-    async def found(self) -> list[FoundJob]:
-        """Every build Job of ours still in the cluster, oldest first. Raises ApiError."""
+    async def found(self, app: str | None = None) -> list[FoundJob]:
+        """Every build Job of ours still in the cluster (of `app` only, if given), oldest
+        first. Raises ApiError."""
         api, ns = self._jobs.api(), self._jobs.namespace
         batch, core = client.BatchV1Api(api.client), client.CoreV1Api(api.client)
-        jobs = await api.call(batch.list_namespaced_job, ns, label_selector=BUILD_LABEL)
-        pods = await api.call(core.list_namespaced_pod, ns, label_selector=BUILD_LABEL)
+        selector = BUILD_LABEL if app is None else f"{BUILD_LABEL},{APP_LABEL}={app}"
+        jobs = await api.call(batch.list_namespaced_job, ns, label_selector=selector)
+        pods = await api.call(core.list_namespaced_pod, ns, label_selector=selector)
         by_build: dict[str, list[JSON]] = {}
         for pod in pods.get("items") or []:
             build = ((pod.get("metadata") or {}).get("labels") or {}).get(BUILD_LABEL)

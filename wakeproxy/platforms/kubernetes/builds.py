@@ -4,7 +4,8 @@ A build Job runs rootless BuildKit (`buildctl-daemonless.sh`, no daemon, no priv
 it fetches the commit from git itself (`--opt context=<repo>#<commit>`: the exact commit
 the ref was resolved to), builds the Dockerfile at the root of that commit and pushes the
 image to the in-cluster registry. The Job carries what the build was (`wakeproxy.io/*`
-labels and annotations: app, build id, repo, ref, commit, image, when it was asked for),
+labels and annotations: app, build id, repo, ref, commit, image, when it was asked for,
+whether it is to be deployed once built),
 so the builds list can be read back from the cluster after a restart (history.py).
 The Job has a deadline, resource requests and limits, no retries (a failed build is a
 fact to report, not to retry) and a TTL after which Kubernetes deletes it. Its pod's log
@@ -38,6 +39,9 @@ REF = "wakeproxy.io/ref"
 COMMIT = "wakeproxy.io/commit"
 IMAGE = "wakeproxy.io/image"
 CREATED_AT = "wakeproxy.io/created-at"  # wall-clock seconds, as the build record has them
+# "true" on the Job of a build to deploy once it succeeds (a review app's push, a build
+# asked with `deploy`): a wakeproxy restarted while it runs still deploys it.
+DEPLOY = "wakeproxy.io/deploy-when-built"
 CONTAINER = "buildkit"
 _POLL = 0.2  # how often the Job and its pod are read while waiting for them
 _LOG_IDLE = 600.0  # a build may print nothing for this long (a slow layer)
@@ -58,6 +62,7 @@ class BuildJob:
     image: str
     labels: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+    deploy: bool = False
 
     @property
     def job_name(self) -> str:
@@ -76,6 +81,8 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
     labels = {**job.labels, BUILD_LABEL: job.build_id, MANAGED_BY: "wakeproxy"}
     notes = {REPO: job.repo, REF: job.ref, COMMIT: job.commit, IMAGE: job.image,
              CREATED_AT: f"{job.created_at:.6f}"}
+    if job.deploy:
+        notes[DEPLOY] = "true"
     output = f"type=image,name={job.image},push=true,registry.insecure=true"
     argv = ["build", "--progress=plain", "--frontend", "dockerfile.v0",
             "--opt", f"context={job.repo}#{job.commit}", "--output", output]
