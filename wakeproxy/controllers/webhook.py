@@ -16,13 +16,13 @@ import hashlib
 import hmac
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from wakeproxy.controllers.errors import BadWebhook
 from wakeproxy.model.clock import Clock, SystemClock
+from wakeproxy.model.recent import RecentIds
 
 LIMIT = 10_000  # delivery ids remembered for dedupe (about 600 KB in the state file)
 WINDOW = 7 * 24 * 3600.0  # seconds; the longest redelivery window GitHub offers
@@ -49,45 +49,24 @@ class Deliveries:
         self, limit: int = LIMIT, window: float = WINDOW, *, clock: Clock | None = None,
         changed: Callable[[], None] | None = None,
     ) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._limit = limit
-        self._window = window
+        self._seen = RecentIds(limit, window)
         self._clock = clock or SystemClock()
         self._changed = changed or (lambda: None)
 
     def first_time(self, delivery: str) -> bool:
         """Record `delivery`; False when it was seen already (within the bounds)."""
-        now = self._clock.wall()
-        self._forget_old(now)
-        if delivery in self._seen:
+        if not self._seen.add(delivery, self._clock.wall()):
             return False
-        self._seen[delivery] = now
-        while len(self._seen) > self._limit:
-            self._seen.popitem(last=False)
         self._changed()
         return True
 
     def records(self) -> tuple[tuple[str, float], ...]:
         """(id, received at) of every remembered delivery, oldest first."""
-        return tuple(self._seen.items())
+        return self._seen.records()
 
     def restore(self, records: Iterable[tuple[str, float]]) -> None:
         """Remember the deliveries of an earlier run too (those still within the bounds)."""
-        latest: dict[str, float] = {}
-        for delivery, at in [*records, *self._seen.items()]:
-            latest[delivery] = max(at, latest.get(delivery, at))
-        self._seen = OrderedDict(sorted(latest.items(), key=lambda r: r[1]))
-        self._forget_old(self._clock.wall())
-        while len(self._seen) > self._limit:
-            self._seen.popitem(last=False)
-
-    def _forget_old(self, now: float) -> None:
-        horizon = now - self._window
-        while self._seen:
-            oldest = next(iter(self._seen.values()))
-            if oldest >= horizon:
-                return
-            self._seen.popitem(last=False)
+        self._seen.restore(records, self._clock.wall())
 
 
 class SharedDeliveries(Protocol):

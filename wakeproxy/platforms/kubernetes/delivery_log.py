@@ -31,6 +31,7 @@ from collections.abc import Callable
 import structlog
 
 from wakeproxy.model.clock import Clock
+from wakeproxy.model.recent import RecentIds
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.errors import ApiError, Conflict, NotFound
 
@@ -124,12 +125,12 @@ class LeaseDeliveryLog:
                     coordination.read_namespaced_lease, self.name, self._namespace)
             except NotFound:
                 lease = None
-            records = self._recent(parse_records(lease))
-            if key in records:
+            recent = RecentIds(self._limit, self._window)
+            now = int(self._clock.wall())
+            recent.restore(parse_records(lease).items(), now)
+            if not recent.add(key, now):
                 return False
-            records[key] = int(self._clock.wall())
-            while len(records) > self._limit:
-                del records[next(iter(records))]
+            records = {k: int(at) for k, at in recent.records()}
             try:
                 if lease is None:
                     await api.call(coordination.create_namespaced_lease, self._namespace,
@@ -141,10 +142,6 @@ class LeaseDeliveryLog:
                 continue  # another replica wrote (or created it) first: read its ids
             return True
         raise ApiError(f"the Lease changed under {_ATTEMPTS} writes in a row", status=409)
-
-    def _recent(self, records: dict[str, int]) -> dict[str, int]:
-        horizon = self._clock.wall() - self._window
-        return {k: at for k, at in records.items() if at >= horizon}
 
     def _body(self, lease: JSON | None, records: dict[str, int]) -> JSON:
         old: JSON = (lease or {}).get("metadata") or {}
