@@ -628,3 +628,18 @@ def test_savings_errors_name_file_key_and_expectation(doc: dict[str, Any], messa
 def test_savings_must_be_a_mapping() -> None:
     assert problem({"savings": 3}) == (
         f"{SRC}: savings: expected a mapping of keys to values, got 3")
+
+
+def test_duplicates_are_reported_beside_the_other_problems_of_the_same_apps() -> None:
+    doc = {"apps": [
+        APP,
+        {"name": "hello", "hosts": ["hello.localhost"], "idle_after": "five"},  # no command
+        {"name": "hello", "hosts": ["third.localhost", 7], "command": "x"},  # a bad host
+        {"name": "Bad Name", "hosts": ["third.localhost"], "command": "x"},
+    ]}
+    found = [p.split(": ")[1] for p in problems(doc)]
+    for where in ("apps[1].command", "apps[1].idle_after", "apps[1].name", "apps[1].hosts[0]",
+                  "apps[2].hosts[1]", "apps[2].name", "apps[3].name", "apps[3].hosts[0]"):
+        assert where in found
+    assert f"{SRC}: apps[3].hosts[0]: expected a host not already claimed by apps[2] (hello), " \
+           "got 'third.localhost'" in problems(doc)

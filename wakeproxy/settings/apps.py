@@ -143,8 +143,19 @@ def _read_source(
     return repo, github, build
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What apps[i] claims — its name and hosts, as far as they are valid — whether or not
+    its other keys are: a duplicate is reported beside every other problem."""
+
+    index: int
+    name: str | None
+    hosts: tuple[tuple[int, str], ...]  # (position in hosts:, pattern)
+
+
 def _read_app(
     r: Reader, raw: object, i: int, base: dict[str, Any], platform: str, base_dir: Path,
+    claims: list[_Claim],
 ) -> LocalApp | None:
     path = f"apps[{i}]"
     if raw is None or raw == {}:
@@ -159,8 +170,10 @@ def _read_app(
     if not isinstance(name, str) or not DNS_LABEL.match(name):
         r.fail(f"{path}.name", "a lowercase name of letters, digits and '-' (at most 63)", name)
         ok = False
+    valid_name = name if ok else None
     hosts_raw = m.get("hosts")
     hosts: list[str] = []
+    claimed: list[tuple[int, str]] = []
     if not isinstance(hosts_raw, list) or not hosts_raw:
         r.fail(f"{path}.hosts", "a non-empty list of host names or *.domain wildcards", hosts_raw)
         ok = False
@@ -170,9 +183,11 @@ def _read_app(
                 if not isinstance(h, str):
                     raise ValueError(h)
                 hosts.append(host_pattern(h))
+                claimed.append((j, hosts[-1]))
             except ValueError:
                 r.fail(f"{path}.hosts[{j}]", "a host name like app.example.com or *.example.com", h)
                 ok = False
+    claims.append(_Claim(i, valid_name, tuple(claimed)))
     command = m.get("command")
     if platform == "local" and (not isinstance(command, str) or not command.strip()):
         r.fail(f"{path}.command", "a shell command that listens on $PORT", command)
@@ -181,6 +196,10 @@ def _read_app(
     if cwd is not None and not isinstance(cwd, str):
         r.fail(f"{path}.cwd", "a directory path", cwd)
         ok = False
+    elif cwd is not None:
+        # Relative to the config file, like every other path in it: the same config
+        # works whichever directory wakeproxy is started from.
+        cwd = str((base_dir / cwd).resolve())
     env_raw = r.mapping(m.get("env"), f"{path}.env")
     env: dict[str, str] = {}
     for k, v in env_raw.items():
@@ -201,25 +220,25 @@ def _read_app(
     )
 
 
-def _check_unique(r: Reader, entries: list[tuple[int, LocalApp]]) -> None:
+def _check_unique(r: Reader, claims: list[_Claim]) -> None:
     """Each name used once, each host or wildcard claimed by one app (as RouteTable needs).
 
-    `entries` pair each valid app with its index in the file, so errors point at the
-    right `apps[i]` even when an earlier app was invalid.
+    Errors point at the right `apps[i]`, and apps with other problems take part: every
+    problem of a file is reported in one go.
     """
     names: dict[str, int] = {}
-    claims: dict[str, tuple[int, str]] = {}
-    for i, app in entries:
-        name = app.policy.name
-        if name in names:
+    owners: dict[str, tuple[int, str]] = {}
+    for claim in claims:
+        i, name = claim.index, claim.name
+        if name is not None and name in names:
             r.fail(f"apps[{i}].name", f"a name not already used by apps[{names[name]}]", name)
-        else:
+        elif name is not None:
             names[name] = i
-        for j, host in enumerate(app.policy.hosts):
+        for j, host in claim.hosts:
             key = normalize_pattern(host)
-            owner = claims.get(key)
+            owner = owners.get(key)
             if owner is None:
-                claims[key] = (i, name)
+                owners[key] = (i, name or f"apps[{i}]")
             elif owner[0] != i:
                 r.fail(
                     f"apps[{i}].hosts[{j}]",
@@ -231,13 +250,14 @@ def read_apps(
     r: Reader, raw: object, base: dict[str, Any], platform: str, base_dir: Path,
 ) -> tuple[LocalApp, ...]:
     """The `apps:` list; `base` is what `read_defaults` gave."""
-    entries: list[tuple[int, LocalApp]] = []
+    apps: list[LocalApp] = []
+    claims: list[_Claim] = []
     if raw is not None and not isinstance(raw, list):
         r.fail("apps", "a list of apps", raw)
     elif raw:
         for i, item in enumerate(raw):
-            app = _read_app(r, item, i, base, platform, base_dir)
+            app = _read_app(r, item, i, base, platform, base_dir, claims)
             if app is not None:
-                entries.append((i, app))
-    _check_unique(r, entries)
-    return tuple(app for _, app in entries)
+                apps.append(app)
+    _check_unique(r, claims)
+    return tuple(apps)
