@@ -61,7 +61,7 @@ class Repo:
         self.url = str(root / "shop.git")
         self.work = root / "shop-work"
         root.mkdir(parents=True, exist_ok=True)
-        _git("init", "-q", "--bare", self.url, cwd=root)
+        _git("init", "-q", "--bare", "-b", "main", self.url, cwd=root)
         _git("init", "-q", "-b", "main", str(self.work), cwd=root)
         (self.work / "app.py").write_text(APP)
 

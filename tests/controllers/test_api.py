@@ -50,7 +50,8 @@ async def test_errors_are_clear_json(stack: Stack, aiohttp_client: Any) -> None:
     c = await client_for(stack, aiohttp_client)
     cases = [
         ("/api/v1/apps/shop/builds", b"{", 400, "JSON object"),
-        ("/api/v1/apps/shop/builds", b'{"ref": "--upload-pack=x"}', 400, "ref must be"),
+        ("/api/v1/apps/shop/builds", b'{"ref": "--upload-pack=x"}', 400,
+         "is not a branch, tag, commit or revision"),
         ("/api/v1/apps/nope/builds", b"{}", 404, "no app named 'nope'"),
         ("/api/v1/apps/shop/deploys", b'{"build": "shop-000000"}', 404, "no build"),
         ("/api/v1/apps/shop/deploys", b"{}", 400, "give the build"),

@@ -8,6 +8,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.controllers.gitrepo import Repo
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
@@ -181,3 +183,34 @@ async def test_builds_are_read_back_from_their_jobs_after_a_restart(
     assert build is not None and build.state is BuildState.SUCCEEDED
     await later.load_log(build)
     assert "no longer available: its pod is gone" in build.log.read(0)[0].decode()
+
+
+async def test_a_revision_is_refused_with_a_reason_and_no_job_on_kubernetes(
+    k8s_emulator: Emulator, api: Api, tmp_path: Path,
+) -> None:
+    from wakeproxy.controllers.cluster import KubernetesControllers
+    from wakeproxy.controllers.errors import InvalidRef
+    from wakeproxy.model.apps import AppPolicy
+    from wakeproxy.settings import LocalApp
+
+    repo = Repo(tmp_path / "git")
+    first = repo.commit("one")
+    repo.commit("two")
+    url = f"file://{repo.url}"
+    settings = KubernetesBuilds(namespace="default", registry="registry.test:5000",
+                                deadline=30, builder_command=("sh", "-c", "true"))
+    shop = LocalApp(policy=AppPolicy(name="shop", hosts=("shop.example.com",)), command="",
+                    repo=url)
+    controllers = KubernetesControllers(apps=[shop], review=None, settings=settings,
+                                        api=lambda: api, lease_namespace="default",
+                                        lease_name="wakeproxy")
+    for ref in ("HEAD~1", "main^", " --upload-pack=x"):
+        with pytest.raises(InvalidRef) as e:
+            controllers.build("shop", ref)
+        assert "revision expression" in e.value.message or "is not a branch" in e.value.message
+    # A short id is not a name git ls-remote knows: the build fails saying what to give.
+    b = builder(api, "true")
+    short = await b.wait(b.start("shop", Source(repo=url), first[:7]))
+    assert short.state is BuildState.FAILED and short.reason is not None
+    assert "a short commit id cannot be looked up there: give the full id" in short.reason
+    assert k8s_emulator.store.items(r.JOBS) == []

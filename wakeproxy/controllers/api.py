@@ -18,6 +18,7 @@ from wakeproxy.controllers.errors import (
     BadWebhook,
     ControllerError,
     DeployFailed,
+    InvalidRef,
     NotBuildable,
     NotDeployable,
     UnknownApp,
@@ -42,6 +43,7 @@ WEBHOOK_PATH = "/hooks/github"
 ERRORS: dict[type[ControllerError], type[ApiError]] = {
     UnknownApp: NotFound,
     UnknownBuild: NotFound,
+    InvalidRef: BadRequest,
     NotBuildable: Conflict,
     NotDeployable: Conflict,
     DeployFailed: CommandFailed,
@@ -83,12 +85,13 @@ class _Routes:
         doc = await _json_body(request)
         ref = doc.get("ref", "HEAD")
         deploy = doc.get("deploy", False)
-        if not isinstance(ref, str) or not ref.strip() or ref.startswith("-"):
-            raise BadRequest("ref must be a branch, tag or commit like main or 3f2a9c1")
+        if not isinstance(ref, str):
+            raise BadRequest("ref must be a branch, tag, commit or revision like main, "
+                             "3f2a9c1 or HEAD~1")
         if not isinstance(deploy, bool):
             raise BadRequest("deploy must be true or false")
         try:
-            build = self.c.build(request.match_info["name"], ref.strip(), deploy=deploy)
+            build = self.c.build(request.match_info["name"], ref, deploy=deploy)
         except ControllerError as e:
             raise _api_error(e) from None
         return web.json_response(build.view(), status=202,

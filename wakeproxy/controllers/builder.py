@@ -32,8 +32,10 @@ import structlog
 from wakeproxy.controllers.build_book import BuildBook
 from wakeproxy.controllers.buildlogs import LogFiles
 from wakeproxy.controllers.builds import Build, BuildState
+from wakeproxy.controllers.git_refs import REVISION, is_commit, kind
 from wakeproxy.controllers.state import BuildRecord
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.redact import redact
 from wakeproxy.platforms.local.watchdog import GroupWatchdog
 
 log = structlog.get_logger("wakeproxy.builds")
@@ -76,6 +78,7 @@ class LocalBuilder(BuildBook):
         self._logs = LogFiles(root)
         self._unloaded: set[str] = set()  # restored builds whose log is only on disk yet
         self._env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
+        self._git_env = self._env
         self._slots = asyncio.Semaphore(concurrency)
         self._timeout = timeout
 
@@ -158,23 +161,56 @@ class LocalBuilder(BuildBook):
             self._finish(build, BuildState.CANCELLED, build.reason or "cancelled")
 
     async def _fetch(self, build: Build, source: Source, release: Path) -> str:
+        """Check out the commit `build.ref` names into `release`; returns that commit.
+
+        A full commit id or a plain name (branch, tag, HEAD) is fetched alone, shallow. A
+        revision (`HEAD~1`, `main^`, a short id) needs history: every branch and tag is
+        fetched (branches as `refs/remotes/<name>`, so `main~1` finds them; the remote's
+        HEAD becomes ours when the ref starts with HEAD) and `git rev-parse` resolves it.
+        User input reaches git only after `--end-of-options`.
+        """
         blog = build.log
         await asyncio.to_thread(release.mkdir, parents=True, exist_ok=True)
-        blog.line(f"==> git fetch {source.repo} {build.ref}")
+        blog.line(f"==> git fetch {redact(source.repo)} {build.ref}")
         git = ["git", "-C", str(release)]
-        await self._step(build, ["git", "init", "-q", str(release)], None, self._env)
-        await self._step(
-            build, [*git, "fetch", "--quiet", "--depth", "1", "--no-tags", source.repo,
-                    build.ref], None, self._env, what="git fetch")
+        await self._step(build, ["git", "init", "-q", str(release)], None, self._git_env)
+        if kind(build.ref) != REVISION:
+            await self._step(
+                build, [*git, "fetch", "--quiet", "--depth", "1", "--no-tags",
+                        "--end-of-options", source.repo, build.ref], None, self._git_env,
+                what="git fetch")
+            target = await self._rev_parse(git, "FETCH_HEAD^{commit}")
+        else:
+            # HEAD~1 means the remote's HEAD, not our empty one: fetched when named.
+            head = ["+HEAD:refs/wakeproxy/HEAD"] if build.ref.startswith("HEAD") else []
+            await self._step(
+                build, [*git, "fetch", "--quiet", "--tags", "--end-of-options", source.repo,
+                        *head, "+refs/heads/*:refs/remotes/*"], None, self._git_env,
+                what="git fetch")
+            if head:
+                await self._step(build, [*git, "update-ref", "--no-deref", "HEAD",
+                                         "refs/wakeproxy/HEAD"], None, self._git_env,
+                                 what="git update-ref")
+            target = await self._rev_parse(git, f"{build.ref}^{{commit}}")
+            if target is None:
+                raise _StepFailed(f"{build.ref!r} names no commit in the repository", None)
+        if target is None:
+            raise _StepFailed("git fetch gave no commit", None)
+        # -f: a HEAD set above has an empty index; the checkout must not keep that.
         await self._step(build, [*git, "-c", "advice.detachedHead=false", "checkout", "-q",
-                                 "FETCH_HEAD"], None, self._env, what="git checkout")
+                                 "-f", "--detach", target], None, self._git_env,
+                         what="git checkout")
+        blog.line(f"==> checked out {target}")
+        return target
+
+    async def _rev_parse(self, git: Sequence[str], rev: str) -> str | None:
         proc = await asyncio.create_subprocess_exec(
-            *git, "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=self._env)
+            *git, "rev-parse", "--verify", "--quiet", "--end-of-options", rev,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL, env=self._git_env)
         out, _ = await proc.communicate()
         commit = out.decode().strip()
-        blog.line(f"==> checked out {commit}")
-        return commit
+        return commit if proc.returncode == 0 and is_commit(commit) else None
 
     async def _step(
         self, build: Build, argv: Sequence[str], cwd: Path | None, env: Mapping[str, str],

@@ -41,6 +41,7 @@ from wakeproxy.controllers.cluster_builds import KubernetesBuilder, labels_of
 from wakeproxy.controllers.cluster_reviews import found_reviews
 from wakeproxy.controllers.errors import (
     ControllerError,
+    InvalidRef,
     NotBuildable,
     NotDeployable,
     UnknownApp,
@@ -225,6 +226,16 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
 
     async def deploy_image(self, app: str, image: str) -> str:
         return await self.deployer.deploy_image(app, image)
+
+    def check_ref(self, ref: str) -> str:
+        """Also refuse what `git ls-remote` cannot resolve here: the build Job is given a
+        commit, looked up by name without a clone."""
+        ref = super().check_ref(ref)
+        if "~" in ref or "^" in ref:
+            raise InvalidRef(f"{ref!r} is a revision expression: on Kubernetes a ref is "
+                             "resolved with git ls-remote, which knows branches and tags "
+                             "only; give a branch, a tag or a full commit id")
+        return ref
 
     async def start(self) -> None:
         """Read the builds list back from the build Jobs and the open review apps from

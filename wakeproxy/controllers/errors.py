@@ -41,3 +41,8 @@ class WebhookRefused(ControllerError):
 
 class BadWebhook(ControllerError):
     """A webhook delivery that is not what GitHub sends."""
+
+
+class InvalidRef(ControllerError):
+    """A ref to build that is not a branch, tag, commit or revision (or not one this
+    platform can resolve)."""

@@ -19,10 +19,12 @@ from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.errors import (
     BadWebhook,
     ControllerError,
+    InvalidRef,
     NotDeployable,
     UnknownBuild,
     WebhookRefused,
 )
+from wakeproxy.controllers.git_refs import BadRef, check_ref
 from wakeproxy.controllers.ports import Deployer
 from wakeproxy.controllers.review import ReviewApps
 from wakeproxy.controllers.webhook import (
@@ -69,7 +71,17 @@ class ControllerFront(Generic[B, D]):
 
     # -- builds and deploys ------------------------------------------------------------
 
+    def check_ref(self, ref: str) -> str:
+        """The ref, stripped, if this platform can build it. Raises InvalidRef."""
+        try:
+            return check_ref(ref)
+        except BadRef as e:
+            raise InvalidRef(str(e)) from None
+
     def build(self, app: str, ref: str, *, deploy: bool = False) -> Build:
+        """Start a build of `ref` (as a user gave it). Raises InvalidRef, UnknownApp,
+        NotBuildable."""
+        ref = self.check_ref(ref)
         build = self.builder.start(app, self.source(app), ref, deploy=deploy)
         if deploy:
             self._deploy_later(build)
