@@ -25,7 +25,9 @@ async def built(stack: Stack, content: str, build: str | None = None) -> str:
 
 
 async def test_an_app_without_a_release_is_unavailable_until_deployed(stack: Stack) -> None:
-    with pytest.raises(WakeError, match="no release deployed yet"):
+    # The message names the command that deploys, not a plain build (which does not).
+    with pytest.raises(WakeError, match=r"no release deployed yet \(build and deploy one: "
+                                        r"wakeproxy build shop --deploy\)"):
         await stack.lifecycle.wake("shop")
     state = stack.board.get("shop")
     assert state is not None and state.failure is not None

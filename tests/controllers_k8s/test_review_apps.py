@@ -163,6 +163,7 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
             # The configured app with a repo is routed the same way from the start on.
             status, text, retry = await visit(s, wp, "shop.localhost")
             assert status == 503 and retry is not None and "no release deployed yet" in text
+            assert "wakeproxy build shop --deploy" in text
             assert not k8s_emulator.pods(app="pr-1-shop")
             await until(lambda: marked(k8s_emulator, "pr-1-shop") is False, 20)
             async with s.get(wp.url + "/", headers={"Host": "pr-1-shop.review.localhost"},

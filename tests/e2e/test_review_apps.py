@@ -213,6 +213,7 @@ async def test_cli_builds_follows_the_log_deploys_and_deletes_an_app(
         # Built from source but never deployed: a clear 503, not a crash or a 502.
         status, text = await get(s, wp, "shop.localhost")
         assert status == 503 and "no release deployed yet" in text
+        assert "wakeproxy build shop --deploy" in text
         async with s.get(wp.admin + "/metrics") as resp:
             metrics = await resp.text()
         assert 'wakeproxy_wakes_total{app="shop",result="not_deployed"} 1.0' in metrics

@@ -50,6 +50,7 @@ from wakeproxy.controllers.front import ControllerFront
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
 from wakeproxy.controllers.webhook import Deliveries
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.apps import not_deployed
 from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
@@ -111,7 +112,7 @@ class KubernetesDeployer:
             # Never run: the Deployment stays at zero replicas and a marked app is never
             # woken; the image only names what will be deployed there.
             release = self._release(definition, f"{self._builder.registry}/{app}:not-deployed")
-            reason = f"no release deployed yet (build and deploy one: wakeproxy build {app})"
+            reason = not_deployed(app)
             try:
                 await self._deploys.reserve(release, reason)
             except ApiError as e:

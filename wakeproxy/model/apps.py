@@ -34,6 +34,12 @@ class AppPolicy:
     unavailable: str | None = None
 
 
+def not_deployed(app: str) -> str:
+    """Why an app built from source answers 503 before its first deploy, and the one
+    command that fixes it (a plain `wakeproxy build` builds but does not deploy)."""
+    return f"no release deployed yet (build and deploy one: wakeproxy build {app} --deploy)"
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """A ready address of an app."""

@@ -26,7 +26,7 @@ import structlog
 
 from wakeproxy.controlplane.platform import AppExited, WakeFailed
 from wakeproxy.controlplane.tasks import spawn
-from wakeproxy.model.apps import AppPolicy, Endpoint
+from wakeproxy.model.apps import AppPolicy, Endpoint, not_deployed
 from wakeproxy.model.board import FailureKind
 from wakeproxy.platforms.local.net import free_port, probe_http, probe_tcp
 from wakeproxy.platforms.local.process import AppProcess
@@ -80,8 +80,7 @@ class LocalPlatform:
             raise WakeFailed("the local platform is shut down")
         if local.repo is not None and app not in self._releases:
             raise WakeFailed(
-                f"no release deployed yet (build and deploy one: wakeproxy build {app})",
-                FailureKind.UNAVAILABLE, not_deployed=True)
+                not_deployed(app), FailureKind.UNAVAILABLE, not_deployed=True)
         current = self._procs.get(app)
         if current is not None:
             if current.ready and current.returncode is None:
