@@ -163,11 +163,12 @@ class Daemon:
             return KubernetesControllers(apps=s.apps, review=s.review_apps,
                                          settings=k.builds, api=lambda: platform.api,
                                          lease_namespace=self._lease_namespace(),
-                                         lease_name=k.lease_name, clock=self.clock)
+                                         lease_name=k.lease_name, clock=self.clock,
+                                         config_file=s.source)
         return LocalControllers(
             apps=s.apps, review=s.review_apps, builds_dir=Path(s.builds_dir),
             platform=self.platform, lifecycle=self.lifecycle, board=self.board,
-            environ=self.environ,
+            environ=self.environ, config_file=s.source,
         )
 
     async def start(self) -> None:

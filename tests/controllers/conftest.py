@@ -71,7 +71,8 @@ async def running_stack(tmp_path: Path, repo: Repo, pids: Path) -> AsyncIterator
     controllers = LocalControllers(
         apps=[app], review=ReviewApps(domain="review.localhost", webhook_secret=SECRET),
         builds_dir=tmp_path / "builds", platform=platform, lifecycle=lifecycle, board=board,
-        environ={"PATH": "/usr/bin:/bin"}, drain=0.2, build_timeout=20.0)
+        environ={"PATH": "/usr/bin:/bin"}, drain=0.2, build_timeout=20.0,
+        config_file="cluster.yaml")
     try:
         await controllers.start()
         yield Stack(repo, pids, tmp_path / "builds", board, routes, lifecycle, platform,

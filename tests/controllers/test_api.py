@@ -77,3 +77,13 @@ async def test_errors_are_clear_json(stack: Stack, aiohttp_client: Any) -> None:
 
     r = await c.post(WEBHOOK_PATH, data=b"{}")  # no token needed, but a signature is
     assert r.status == 401 and "signature" in (await r.json())["error"]
+
+
+async def test_deleting_an_app_of_the_config_file_is_refused_with_what_to_do(
+        stack: Stack, aiohttp_client: Any) -> None:
+    c = await client_for(stack, aiohttp_client)
+    r = await c.delete("/api/v1/apps/shop", headers=AUTH)
+    assert r.status == 409
+    body = await r.json()
+    assert "shop is declared in cluster.yaml: remove it from apps: there" in str(body)
+    assert stack.board.get("shop") is not None

@@ -11,7 +11,12 @@ import pytest
 from tests.controllers.conftest import Stack
 from tests.platforms.procs import alive
 from wakeproxy.controllers.builds import BuildState
-from wakeproxy.controllers.errors import DeployFailed, NotDeployable, UnknownApp
+from wakeproxy.controllers.errors import (
+    DeclaredInConfig,
+    DeployFailed,
+    NotDeployable,
+    UnknownApp,
+)
 from wakeproxy.controlplane.errors import WakeError
 
 
@@ -104,13 +109,26 @@ async def test_only_a_succeeded_build_of_the_app_deploys(stack: Stack) -> None:
 
 
 async def test_delete_unroutes_stops_and_removes_releases(stack: Stack) -> None:
+    # What deleting a review app does (ReviewApps and `wakeproxy delete` call this).
     await stack.controllers.deploy("shop", await built(stack, "one"))
     await stack.lifecycle.wake("shop")
     pid = stack.platform.pid("shop")
-    await stack.controllers.delete("shop")
+    await stack.controllers.deployer.delete("shop")
     assert stack.board.get("shop") is None
     assert stack.routes.table.resolve("shop.localhost") is None
     assert pid is not None and not alive(pid)
     assert not (stack.builds_dir / "shop").exists()
     with pytest.raises(UnknownApp):
+        await stack.controllers.deployer.delete("shop")
+
+
+async def test_an_app_of_the_config_file_is_not_deleted_at_run_time(stack: Stack) -> None:
+    # It would come back at the next restart: refused, with what to do instead.
+    await stack.controllers.deploy("shop", await built(stack, "one"))
+    with pytest.raises(DeclaredInConfig, match=r"shop is declared in cluster\.yaml: remove "
+                                               r"it from apps: there and restart wakeproxy"):
         await stack.controllers.delete("shop")
+    await stack.lifecycle.wake("shop")
+    assert await stack.fetch("shop") == "one"
+    with pytest.raises(UnknownApp):
+        await stack.controllers.delete("nope")

@@ -244,11 +244,26 @@ async def test_cli_builds_follows_the_log_deploys_and_deletes_an_app(
             capture_output=True, text=True, timeout=30)
         assert unauthorized.returncode == 1 and "HTTP 401" in unauthorized.stderr
 
-        gone = await asyncio.to_thread(cli, wp, "delete", "shop")
-        assert gone.returncode == 0 and "shop: deleted" in gone.stdout
-        assert (await get(s, wp, "shop.localhost"))[0] == 404
+        # An app of the config file would come back at the next restart: refused, saying
+        # where to remove it; it keeps serving.
+        kept = await asyncio.to_thread(cli, wp, "delete", "shop")
+        assert kept.returncode == 1
+        assert f"shop is declared in {wp.config_path}: remove it from apps: there" \
+            in kept.stderr
+        assert await get(s, wp, "shop.localhost") == (200, "main one")
+
+        # A review app, made at run time, is deleted: process, releases and route.
+        v2 = repo.commit("review one", branch="feature")
+        shop_pids = set(pids.iterdir())
+        await hook(s, wp, payload("opened", v2))
+        await wait_build(s, wp, v2, deployed=True)
+        assert await get(s, wp) == (200, "review one")
+        gone = await asyncio.to_thread(cli, wp, "delete", "pr-1-shop")
+        assert gone.returncode == 0 and "pr-1-shop: deleted" in gone.stdout
+        assert (await get(s, wp))[0] == 404
+        assert (await get(s, wp, "shop.localhost"))[0] == 200
         deadline = time.monotonic() + 5
-        started = [int(p.name) for p in pids.iterdir()]
+        started = [int(p.name) for p in set(pids.iterdir()) - shop_pids]
         while pids_alive(started) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         assert started and pids_alive(started) == []

@@ -17,6 +17,7 @@ from aiohttp import web
 from wakeproxy.controllers.errors import (
     BadWebhook,
     ControllerError,
+    DeclaredInConfig,
     DeployFailed,
     InvalidRef,
     NotBuildable,
@@ -46,6 +47,7 @@ ERRORS: dict[type[ControllerError], type[ApiError]] = {
     InvalidRef: BadRequest,
     NotBuildable: Conflict,
     NotDeployable: Conflict,
+    DeclaredInConfig: Conflict,
     DeployFailed: CommandFailed,
     BadWebhook: BadRequest,
     WebhookRefused: Unauthorized,

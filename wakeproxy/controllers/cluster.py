@@ -196,9 +196,9 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
     def __init__(
         self, *, apps: Sequence[LocalApp], review: ReviewSettings | None,
         settings: KubernetesBuilds, api: Callable[[], Api], lease_namespace: str,
-        lease_name: str, clock: Clock | None = None,
+        lease_name: str, clock: Clock | None = None, config_file: str = "",
     ) -> None:
-        super().__init__()
+        super().__init__(declared=[a.policy.name for a in apps], config_file=config_file)
         clock = clock or SystemClock()
         self._deliveries = Deliveries(clock=clock)  # this replica's: no API call for these
         self._shared = LeaseDeliveryLog(api=api, namespace=lease_namespace,

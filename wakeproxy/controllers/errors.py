@@ -27,6 +27,17 @@ class NotBuildable(ControllerError):
     """The app has no `repo` to build from."""
 
 
+class DeclaredInConfig(ControllerError):
+    """The app is declared in the config file: only removing it there deletes it for good
+    (a runtime delete would last until the next restart, which reads the file again)."""
+
+    def __init__(self, app: str, config_file: str) -> None:
+        super().__init__(
+            f"{app} is declared in {config_file}: remove it from apps: there and restart "
+            "wakeproxy to delete it (wakeproxy delete removes apps made at run time, such "
+            "as review apps)")
+
+
 class NotDeployable(ControllerError):
     """The build cannot be deployed (failed, still running, or of another app)."""
 

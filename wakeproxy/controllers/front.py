@@ -9,7 +9,7 @@ from. Must never: build, deploy or route anything itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Generic, Protocol, TypeVar
 
 import structlog
@@ -19,6 +19,7 @@ from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.errors import (
     BadWebhook,
     ControllerError,
+    DeclaredInConfig,
     InvalidRef,
     NotDeployable,
     UnknownBuild,
@@ -60,7 +61,10 @@ class ControllerFront(Generic[B, D]):
     reviews: ReviewApps | None
     _secret: bytes | None
 
-    def __init__(self) -> None:
+    def __init__(self, *, declared: Collection[str] = (), config_file: str = "") -> None:
+        # The config file's apps: deleted only by removing them there (DeclaredInConfig).
+        self._declared = frozenset(declared)
+        self._config_file = config_file or "the config file"
         self._deliveries = Deliveries()
         self._shared: SharedDeliveries | None = None  # what the other replicas received
         self._tasks: set[asyncio.Task[None]] = set()
@@ -110,6 +114,10 @@ class ControllerFront(Generic[B, D]):
                             f"build {app} and deploy the build")
 
     async def delete(self, app: str) -> None:
+        """Delete an app made at run time (a review app). Raises DeclaredInConfig for an
+        app of the config file, UnknownApp for one that does not exist."""
+        if app in self._declared:
+            raise DeclaredInConfig(app, self._config_file)
         await self.deployer.delete(app)
 
     def _deploy_later(self, build: Build,

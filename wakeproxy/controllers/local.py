@@ -54,8 +54,9 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         self, *, apps: Sequence[LocalApp], review: ReviewSettings | None, builds_dir: Path,
         platform: LocalPlatform, lifecycle: EventSink, board: ReadinessBoard,
         environ: Mapping[str, str], drain: float = 0.5, build_timeout: float = 900.0,
+        config_file: str = "",
     ) -> None:
-        super().__init__()
+        super().__init__(declared=[a.policy.name for a in apps], config_file=config_file)
         self._apps = {a.policy.name: a for a in apps}
         self._board = board
         self._store = StateStore(builds_dir / STATE_FILE)
