@@ -116,7 +116,9 @@ class LocalBuilder(BuildBook):
             self._changed()
 
     async def discard(self, app: str) -> None:
-        """Cancel the app's builds and delete every release directory it has."""
+        """Cancel the app's builds, delete every release directory and log it has, and
+        forget its builds: a deleted app (a closed pull request's) leaves nothing that
+        would be listed, or missed with a warning after a restart."""
         for build in self.list(app):
             self.cancel(build.id, "the app was deleted")
         mine = [t for bid, t in self._tasks.items()
@@ -124,6 +126,10 @@ class LocalBuilder(BuildBook):
         await asyncio.gather(*mine, return_exceptions=True)
         await asyncio.to_thread(shutil.rmtree, self._root / app, True)
         await asyncio.to_thread(self._logs.discard, app)
+        for build in self.list(app):
+            del self._builds[build.id]
+            self._unloaded.discard(build.id)
+        self._changed()
 
     # -- running one build -------------------------------------------------------------
 
