@@ -161,7 +161,7 @@ class Daemon:
             platform = self.platform
             k = s.kubernetes or KubernetesSettings()
             return KubernetesControllers(apps=s.apps, review=s.review_apps,
-                                         settings=k.builds, api=lambda: platform.api,
+                                         settings=k.builds, api=lambda: platform.controllers_api,
                                          lease_namespace=self._lease_namespace(),
                                          lease_name=k.lease_name, clock=self.clock,
                                          config_file=s.source)
@@ -172,18 +172,13 @@ class Daemon:
         )
 
     async def start(self) -> None:
-        s = self.settings
-        try:
-            await self.platform.start()
-        except Exception as e:
-            from wakeproxy.platforms.kubernetes import ClientConfigError
+        """Listen first, then start the parts that may wait on a slow platform.
 
-            if isinstance(e, ClientConfigError):
-                raise StartupError(f"cannot reach Kubernetes: {e}") from None
-            raise
-        if self.controllers is not None:
-            # Before the first request: review apps and deployed releases of the last run.
-            await self.controllers.start()
+        `/healthz` answers from the first moment on (a pod's startupProbe must not kill a
+        replica whose API server is slow); `/readyz` only once requests can be routed:
+        the platform's apps are installed and the controllers have read back their work.
+        """
+        s = self.settings
         admin = build_admin_app(
             board=self.board, ledger=self.ledger, commands=self.lifecycle,
             registry=self.registry, cluster=s.cluster, token=s.admin_token,
@@ -201,27 +196,39 @@ class Daemon:
             where = _fmt(s.admin_listen)
             raise StartupError(f"cannot listen on admin_listen {where}: {e.strerror}") from None
         try:
+            await self.platform.start()  # no API call: it connects and spawns its watches
+        except Exception as e:
+            from wakeproxy.platforms.kubernetes import ClientConfigError
+
+            if isinstance(e, ClientConfigError):
+                raise StartupError(f"cannot reach Kubernetes: {e}") from None
+            raise
+        try:
             bound = await self.dataplane.start(*s.listen)
         except OSError as e:
             raise StartupError(f"cannot listen on listen {_fmt(s.listen)}: {e.strerror}") from None
         admin_bound = runner.addresses[0][:2] if runner.addresses else s.admin_listen
         self._spawn(self.lifecycle.run(), "lifecycle")
         self._spawn(self.sweeper.run(), "sweeper")
-        if s.platform == "local":
-            self.ready = True
-        else:
-            # Ready (for /readyz) once the discovered apps are installed, not before:
-            # a request routed meanwhile would find no app.
-            self._spawn(self._ready_when_synced(), "apps-synced")
+        self._spawn(self._become_ready(), "start-up")
         log.info(
             "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(admin_bound),
             apps=len(s.apps), platform=s.platform, version=__version__,
         )
 
-    async def _ready_when_synced(self) -> None:
-        await self.lifecycle.apps_synced.wait()
+    async def _become_ready(self) -> None:
+        """Start the controllers (sequential API calls, each up to the request timeout),
+        wait for the platform's first app set, then report ready."""
+        if self.controllers is not None:
+            # Before ready: review apps and deployed releases of the last run are known
+            # before the first webhook or build request is taken.
+            await self.controllers.start()
+        if self.settings.platform != "local":
+            # A request routed before the discovered apps are installed would find none.
+            await self.lifecycle.apps_synced.wait()
+            log.info("apps synced", apps=len(self.board))
         self.ready = True
-        log.info("apps synced", apps=len(self.board))
+        log.info("ready")
         await asyncio.Event().wait()  # a background part: it ends only when cancelled
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -22,6 +22,7 @@ replicas keep serving them. Nothing else imports `kubernetes_asyncio`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -52,7 +53,20 @@ log = structlog.get_logger("wakeproxy.kubernetes")
 
 _PROBE_TIMEOUT = 1.0  # one direct probe of a pod that accepted but answers slowly
 _SPARE_CONNECTIONS = 16  # beyond the open watches: calls, scale writes, the lease
+# The controllers' own client: a build holds one connection for as long as it follows its
+# log, so builds share this pool among themselves and never take the data plane's.
+_CONTROLLER_CONNECTIONS = 16
 _UNDO_BUDGET = 0.5  # scaling back a timed-out wake, within the lifecycle's deadline slack
+
+
+# The lease and the activity record are handed back at shutdown within this much (else they
+# expire by themselves): part of the budget terminationGracePeriodSeconds must cover.
+_HANDBACK_MAX = 5.0
+
+
+def handback_budget(settings: KubernetesSettings) -> float:
+    """The longest `close()` spends handing back the lease and the activity record."""
+    return min(2 * settings.request_timeout, _HANDBACK_MAX)
 
 
 def _verdict_margin(timeout: float) -> float:
@@ -98,6 +112,7 @@ class KubernetesPlatform:
                                 on_zero=self.drains.settled)
         self._tasks: list[asyncio.Task[Any]] = []
         self._api: Api | None = None
+        self._controllers_api: Api | None = None
         self._scaler: Scaler | None = None
         self._elector: LeaseElector | None = None
         self._activity: ActivitySync | None = None
@@ -106,10 +121,18 @@ class KubernetesPlatform:
 
     @property
     def api(self) -> Api:
-        """The API client of the started platform (the controllers share it)."""
+        """The API client of the started platform: watches, scale writes, leases."""
         if self._api is None:
             raise RuntimeError("the Kubernetes platform is not started")
         return self._api
+
+    @property
+    def controllers_api(self) -> Api:
+        """A client of their own for the controllers (builds' log streams, deploys): a
+        pool they can fill without stalling a wake's scale write or a watch's reconnect."""
+        if self._controllers_api is None:
+            raise RuntimeError("the Kubernetes platform is not started")
+        return self._controllers_api
 
     # -- Platform ----------------------------------------------------------------------
 
@@ -119,6 +142,10 @@ class KubernetesPlatform:
         api_client = await connect(kubeconfig=s.kubeconfig, incluster=self._incluster,
                                    pool_size=2 * scopes + _SPARE_CONNECTIONS)
         api = self._api = Api(api_client, timeout=s.request_timeout, stats=self._stats)
+        controllers_client = await connect(kubeconfig=s.kubeconfig, incluster=self._incluster,
+                                           pool_size=_CONTROLLER_CONNECTIONS)
+        self._controllers_api = Api(controllers_client, timeout=s.request_timeout,
+                                    stats=self._stats)
         self._scaler = Scaler(api, self._stats)
         common: dict[str, Any] = {
             "api": api, "namespaces": s.namespaces, "stats": self._stats, "clock": self._clock,
@@ -173,16 +200,19 @@ class KubernetesPlatform:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.drains.close()
+        handbacks: list[Coroutine[Any, Any, None]] = []
+        if self._elector is not None:
+            handbacks.append(self._elector.release())
+        if self._activity is not None:
+            handbacks.append(self._activity.remove())
         try:
-            async with asyncio.timeout(2 * self._settings.request_timeout):
-                if self._elector is not None:
-                    await self._elector.release()
-                if self._activity is not None:
-                    await self._activity.remove()
+            async with asyncio.timeout(handback_budget(self._settings)):
+                await asyncio.gather(*handbacks)
         except TimeoutError:
             log.warning("lease and activity record not handed back in time")
-        if self._api is not None:
-            await self._api.client.close()
+        for api in (self._api, self._controllers_api):
+            if api is not None:
+                await api.client.close()
 
     async def wake(self, app: str, *, timeout: float) -> tuple[Endpoint, ...]:  # noqa: ASYNC109
         spec = self.view.spec(app)
