@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 
-from tests.dataplane.conftest import Proxy, Upstream, read_response
+from tests.dataplane.conftest import Proxy, ProxyFactory, Upstream, read_response
+from wakeproxy.model.limits import Limits
 
 SIZE = 200 * 1024 * 1024
 # The proxy runs in this process; without backpressure a stalled side would make it
@@ -95,3 +97,36 @@ async def test_chunked_upload_is_reframed_for_the_app(proxy: Proxy, upstream: Up
     resp = await asyncio.wait_for(read_response(reader), 5)
     assert resp.status == 200 and int(resp.body) == total
     writer.close()
+
+
+async def test_a_slow_but_steady_reader_is_never_cut(
+    make_proxy: ProxyFactory, upstream: Upstream
+):
+    # The send deadline is about no progress (like nginx's send_timeout), not a deadline
+    # set once when writing pauses: a client reading 4 KB/s keeps its download long past
+    # client_send_timeout, although writing stays paused all that time (the transport's
+    # buffer cannot drain to its low-water mark at that pace). A small receive buffer
+    # makes the client's window reopen every few KB, as on a real network link (on
+    # loopback the segment size is 64 KB, so a big window would open only every 16 s).
+    proxy = await make_proxy(Limits(client_send_timeout=1.0))
+    proxy.add_app("files", ("files.test",), upstream.endpoint)
+    size = 16 << 20
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # the smallest Linux allows
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (proxy.host, proxy.port))
+    await loop.sock_sendall(sock, b"GET /download?size=%d HTTP/1.1\r\nHost: files.test\r\n"
+                                  b"Connection: close\r\n\r\n" % size)
+    got = 0
+    with sock:
+        for _ in range(16):  # 1 KB every 0.25 s for 4 s: four times the send timeout
+            await asyncio.sleep(0.25)
+            got += len(await loop.sock_recv(sock, 1024))
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5):
+            got += len(chunk)
+    # The whole body came (and a head of a few hundred bytes); a cut reader would have
+    # had only what the kernel buffers held, then a reset or a hang.
+    assert size < got < size + 400, got
+    (record,) = await proxy.wait_records(1)
+    assert record.status == 200 and record.reason is None, record

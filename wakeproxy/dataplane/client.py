@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
 import struct
+import termios
 from typing import TYPE_CHECKING, NoReturn, cast
 
 from httptools import (
@@ -78,6 +80,7 @@ class ClientConnection(asyncio.Protocol):
         "peer",
         "peer_bytes",
         "send_deadline",
+        "send_mark",
         "transport",
         "trusted",
         "tunnel",
@@ -110,7 +113,10 @@ class ClientConnection(asyncio.Protocol):
         self._closed = False  # the transport was told to close
         self.deadline = 0.0
         self.deadline_kind = 0
-        self.send_deadline = 0.0  # while writing is paused: the client must read by then
+        # While writing is paused: when the client must next have read something, and
+        # how many bytes were still unsent when it last did.
+        self.send_deadline = 0.0
+        self.send_mark = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -197,6 +203,7 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.writing_paused = True
         self.send_deadline = self.ctx.loop.time() + self.ctx.send_timeout
+        self.send_mark = unsent_bytes(self.transport)
         if self.tunnel is not None:
             self.tunnel.client_full(True)
         elif self.active is not None and self.active.upstream is not None:
@@ -392,6 +399,21 @@ class ClientConnection(asyncio.Protocol):
         elif kind == TUNNEL and self.tunnel is not None:
             self.tunnel.close()
 
+    def send_checked(self, now: float) -> None:
+        """The tick's look at a paused send: progress pushes the deadline on, like nginx's
+        `send_timeout` (the time between two successful writes), never a fixed deadline:
+        a slow but steady reader (a phone on a bad link) must not be cut."""
+        unsent = unsent_bytes(self.transport)
+        if unsent < self.send_mark:
+            self.send_mark = unsent
+            self.send_deadline = now + self.ctx.send_timeout
+            if self.deadline_kind == TUNNEL:
+                self.deadline = now + self.ctx.tunnel_idle_timeout
+        elif unsent > self.send_mark:
+            self.send_mark = unsent  # more was queued: not the client's progress
+        if self.send_deadline <= now:
+            self.send_stalled()
+
     def send_stalled(self) -> None:
         """The client read nothing of what we sent for `client_send_timeout`."""
         self.writing_paused = False
@@ -463,6 +485,20 @@ class ClientConnection(asyncio.Protocol):
         self._closed = True
         t.close()
 
+
+def unsent_bytes(transport: asyncio.Transport) -> int:
+    """Bytes written but not yet taken by the client: the transport's buffer plus what the
+    kernel has not had acknowledged (SIOCOUTQ). The client reading shrinks it."""
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, _INT_ZERO)
+            unsent += struct.unpack("i", out)[0]
+    return unsent
+
+
+_INT_ZERO = struct.pack("i", 0)
 
 # SO_LINGER on with a zero timeout: closing sends a reset instead of a normal close.
 _LINGER_ZERO = struct.pack("ii", 1, 0)

@@ -161,8 +161,8 @@ class DataPlane:
                 try:
                     if conn.deadline_kind and conn.deadline <= now:
                         conn.deadline_passed()
-                    if conn.writing_paused and conn.send_deadline <= now:
-                        conn.send_stalled()
+                    if conn.writing_paused:
+                        conn.send_checked(now)
                 except Exception:
                     ctx.log.exception("deadline handling failed")
                     conn.close()
