@@ -11,6 +11,8 @@ import collections
 import contextlib
 import json
 import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -392,12 +394,17 @@ def parse_responses(data: bytes) -> list[Response]:
     return collector.responses
 
 
-async def exchange_raw(proxy: Proxy, data: bytes, *, limit: float = 3.0) -> bytes:
-    """Send `data`, read until the proxy closes the connection (or `limit` seconds pass)."""
+async def exchange_raw(
+    proxy: Proxy, data: bytes, *, limit: float = 3.0, half_close: bool = False
+) -> bytes:
+    """Send `data` (then shut the sending side, with `half_close`), read until the proxy
+    closes the connection (or `limit` seconds pass)."""
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     try:
         writer.write(data)
         await writer.drain()
+        if half_close:
+            writer.write_eof()
         out = bytearray()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
@@ -437,3 +444,10 @@ async def read_response(reader: asyncio.StreamReader, *, head_only: bool = False
     else:
         resp.body = await reader.read()
     return resp
+
+
+def abort(writer: asyncio.StreamWriter) -> None:
+    """Leave with a reset, as a client that is gone for good (not a half-close)."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from tests.dataplane.conftest import Proxy, Upstream, read_response, until
+from tests.dataplane.conftest import Proxy, Upstream, abort, read_response, until
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.board import Phase
 
@@ -135,7 +135,8 @@ async def test_client_leaving_while_held_is_logged_499_and_never_sent(
     writer.write(b"GET /gone HTTP/1.1\r\nHost: shop.test\r\n\r\n")
     await writer.drain()
     await until(lambda: proxy.dataplane.held_requests >= 1)
-    writer.close()
+    # Gone for good (a reset); a client that only half-closes is still answered.
+    abort(writer)
     records = await proxy.wait_records(1)
     assert records[0].status == 499 and records[0].held is not None
     assert proxy.dataplane.held_requests == 0

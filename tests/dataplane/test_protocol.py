@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.dataplane.conftest import (
     read_response,
     until,
 )
+from tests.dataplane.realapps import real_app
 from wakeproxy.model.limits import Limits
 
 
@@ -209,3 +211,58 @@ async def test_connections_beyond_the_limit_are_refused(
     assert (await read_response(r)).status == 200
     for _, w in kept:
         w.close()
+
+
+@pytest.mark.parametrize(
+    ("server", "version", "awake"),
+    [("gunicorn", "1.0", True), ("uvicorn", "1.1", True), ("gunicorn", "1.1", False),
+     ("uvicorn", "1.0", False)],
+)
+async def test_a_client_that_half_closes_after_its_request_gets_its_answer(
+    proxy: Proxy, server: str, version: str, awake: bool
+):
+    # `nc -N` shuts its sending side down once its input ends. The request arrived whole:
+    # it is answered (gunicorn and uvicorn answer it direct, HAProxy through it), then the
+    # connection closes. Through a sleeping app as well.
+    async with real_app(server) as endpoint:
+        proxy.add_app("shop", ("shop.test",), endpoint, awake=awake)
+        request = f"GET /slow?delay=0.2 HTTP/{version}\r\nHost: shop.test\r\n\r\n".encode()
+        nc = await asyncio.create_subprocess_exec(
+            "nc", "-N", proxy.host, str(proxy.port),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(nc.communicate(request), 10)
+    response = only_response(out)
+    assert (response.status, response.body) == (200, b"GET /slow ")
+    (record,) = await proxy.wait_records(1)
+    assert record.status == 200
+
+
+async def test_pipelined_requests_before_a_half_close_are_all_answered(proxy: Proxy):
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    async with real_app("uvicorn") as endpoint:
+        proxy.add_app("shop", ("shop.test",), endpoint)
+        with sock:
+            await loop.sock_connect(sock, (proxy.host, proxy.port))
+            await loop.sock_sendall(sock, b"GET /slow?delay=0.1 HTTP/1.1\r\nHost: shop.test\r\n"
+                                          b"\r\nGET /a HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            out = bytearray()
+            async with asyncio.timeout(5):
+                while chunk := await loop.sock_recv(sock, 65536):
+                    out += chunk  # ends when the proxy closes after the second answer
+    first, second = parse_responses(bytes(out))
+    assert (first.body, second.body) == (b"GET /slow ", b"GET /a ")
+
+
+async def test_a_request_cut_short_by_a_half_close_is_not_sent_on(
+    proxy: Proxy, upstream: Upstream
+):
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint)
+    out = await exchange_raw(proxy, b"POST /upload HTTP/1.1\r\nHost: shop.test\r\n"
+                                    b"Content-Length: 100\r\n\r\nonly some", half_close=True)
+    assert out == b""
+    (record,) = await proxy.wait_records(1)
+    assert record.status == 499

@@ -61,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
 
     __slots__ = (
         "_closed",
+        "_eof",
         "_headers",
         "_in_head",
         "_parser",
@@ -111,6 +112,7 @@ class ClientConnection(asyncio.Protocol):
         self.writing_paused = False
         self.closing = False  # nothing more is written
         self._closed = False  # the transport was told to close
+        self._eof = False  # the client half-closed: close after what it asked for
         self.deadline = 0.0
         self.deadline_kind = 0
         # While writing is paused: when the client must next have read something, and
@@ -179,7 +181,22 @@ class ClientConnection(asyncio.Protocol):
                 self._run(ex)
 
     def eof_received(self) -> bool | None:
-        return None  # a client that stops sending is gone; connection_lost cleans up
+        """The client finished sending (a half-close, like `nc -N` or shutdown(SHUT_WR)).
+
+        Requests that arrived whole are still answered, then the connection closes; a
+        request cut short, or a connection with nothing to answer, closes now. A client
+        that closed for good is noticed when the answer meets its reset."""
+        if self._in_head or self._parsing is not None or self.closing:
+            return None  # a request cut short: the client is gone
+        if self.tunnel is not None:
+            self.tunnel.client_eof()
+            return True
+        if self.active is None and not self._queue:
+            return None
+        # Not passed on to the app: some (uvicorn) drop a request whose client half-closed
+        # before they answered, which direct happens only when the app is slow.
+        self._eof = True
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -347,6 +364,9 @@ class ClientConnection(asyncio.Protocol):
             if not self._queue:
                 self.resume(self.PIPELINE)
             self._run(nxt)
+            return
+        if self._eof:
+            self.close()
             return
         if self._stopped:
             self.close(linger=True)

@@ -60,6 +60,14 @@ class Tunnel:
         else:
             self.client.resume(TUNNEL_BACKPRESSURE)
 
+    def client_eof(self) -> None:
+        """The client half-closed: pass it on; the app's own close ends the tunnel."""
+        t = self.upstream.transport
+        if not self.upstream.closing and t.can_write_eof():
+            t.write_eof()
+        else:
+            self.close()
+
     def client_closed(self) -> None:
         self.upstream.close()
         self._end()
