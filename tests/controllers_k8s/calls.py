@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tests.controllers.gitrepo import Repo
+from tests.controllers_k8s.layout import APPS_NS, LEASE_NS
 from tests.e2e.harness import ECHO_APP
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
@@ -30,7 +31,8 @@ from wakeproxy.settings import KubernetesBuilds, LocalApp
 
 
 async def controllers_calls(emulator: Emulator) -> None:
-    client = await connect(kubeconfig=str(emulator.kubeconfig), incluster=None, pool_size=4)
+    client = await connect(kubeconfig=str(emulator.wakeproxy_kubeconfig), incluster=None,
+                           pool_size=4)
     api = Api(client, timeout=5.0, stats=PlatformStats(leader=False))
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -41,7 +43,7 @@ async def controllers_calls(emulator: Emulator) -> None:
 
 async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
     repo.commit("one")
-    s = KubernetesBuilds(namespace="default", builder_command=("sh", "-c", "echo ok"),
+    s = KubernetesBuilds(builder_command=("sh", "-c", "echo ok"),
                          app_command=(sys.executable, str(ECHO_APP)))
     builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
     await builder.restore()
@@ -59,12 +61,12 @@ async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
     [found] = later.list()
     await later.load_log(found)
     slow = KubernetesBuilder(jobs=BuildJobs(lambda: api, KubernetesBuilds(
-        namespace="default", builder_command=("sh", "-c", "exec sleep 5"))), registry="r")
+        builder_command=("sh", "-c", "exec sleep 5"))), registry="r")
     cancelled = slow.start("rbac", Source(repo=repo.url), "main")
-    await until(lambda: [p for p in emulator.pods() if "sleep" in str(p)], 10)
+    await until(lambda: [p for p in emulator.pods(APPS_NS) if "sleep" in str(p)], 10)
     slow.cancel(cancelled.id, "test")
     await slow.wait(cancelled)
     await deployer.delete("rbac")
-    deliveries = LeaseDeliveryLog(api=lambda: api, namespace="default", lease_name="rbac",
+    deliveries = LeaseDeliveryLog(api=lambda: api, namespace=LEASE_NS, lease_name="rbac",
                                   clock=SystemClock())
     assert await deliveries.first_time("d-1") and await deliveries.first_time("d-2")

@@ -17,7 +17,7 @@ __all__ = ["k8s_emulator", "make_k8s_emulator"]
 
 @pytest.fixture
 async def api(k8s_emulator: Emulator) -> AsyncIterator[Api]:
-    client = await connect(kubeconfig=str(k8s_emulator.kubeconfig), incluster=None,
+    client = await connect(kubeconfig=str(k8s_emulator.wakeproxy_kubeconfig), incluster=None,
                            pool_size=8)
     try:
         yield Api(client, timeout=5.0, stats=PlatformStats(leader=False))

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.controllers_k8s.layout import LEASE_NS
 from tests.controllers_k8s.test_review_apps import deployment, marked, review_config, visit
 from tests.controllers_k8s.test_review_restart import HOST, SECRET, TOKEN, deliver, image
 from tests.e2e.harness import Wakeproxy
@@ -50,9 +51,8 @@ def replica(api: Api, gate: Path) -> KubernetesControllers:
                     repo="https://git.example/shop.git", github_repo="acme/shop")
     return KubernetesControllers(
         apps=[shop], review=ReviewSettings(domain="review.localhost", webhook_secret=SECRET),
-        settings=KubernetesBuilds(namespace="default",
-                                  builder_command=("sh", "-c", gated(gate))),
-        api=lambda: api, lease_namespace="default", lease_name="wakeproxy")
+        settings=KubernetesBuilds(builder_command=("sh", "-c", gated(gate))),
+        api=lambda: api, lease_namespace=LEASE_NS, lease_name="wakeproxy")
 
 
 def push(c: KubernetesControllers, action: str, commit: str) -> None:

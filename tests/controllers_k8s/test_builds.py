@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.controllers.gitrepo import Repo
+from tests.controllers_k8s.layout import BUILDS_NS
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator import resources as r
@@ -25,7 +26,7 @@ SHA = "3f2a9c1" + "0" * 33
 
 
 def builder(api: Api, script: str) -> KubernetesBuilder:
-    settings = KubernetesBuilds(namespace="default", registry="registry.test:5000",
+    settings = KubernetesBuilds(registry="registry.test:5000",
                                 deadline=30, builder_command=("sh", "-c", script))
     return KubernetesBuilder(jobs=BuildJobs(lambda: api, settings), registry=settings.registry)
 
@@ -93,7 +94,7 @@ def test_the_production_job_runs_rootless_buildkit_on_the_commit() -> None:
 
 
 def job_of(emulator: Emulator, build_id: str) -> dict[str, Any]:
-    job = emulator.store.find(r.JOBS, "default", f"build-{build_id}")
+    job = emulator.store.find(r.JOBS, BUILDS_NS, f"build-{build_id}")
     assert job is not None
     return job
 
@@ -123,7 +124,7 @@ async def test_a_branch_or_tag_is_resolved_to_the_commit_the_job_builds_and_tags
     assert missing.state is BuildState.FAILED
     assert missing.reason is not None
     assert "no branch or tag named 'no-such-branch'" in missing.reason
-    assert k8s_emulator.store.find(r.JOBS, "default", f"build-{missing.id}") is None
+    assert k8s_emulator.store.find(r.JOBS, BUILDS_NS, f"build-{missing.id}") is None
     gone = await b.wait(b.start("shop", Source(repo=f"file://{tmp_path}/nowhere.git"), "main"))
     assert gone.state is BuildState.FAILED
     assert gone.reason is not None and "git ls-remote" in gone.reason
@@ -144,7 +145,7 @@ async def test_builds_are_read_back_from_their_jobs_after_a_restart(
     bad = await before.wait(before.start("pr-7-shop", Source(repo=url), "broken"))
     assert (ok.state, bad.state) == (BuildState.SUCCEEDED, BuildState.FAILED)
     slow = before.start("shop", Source(repo=url), "slow")
-    await until(lambda: k8s_emulator.store.find(r.JOBS, "default", f"build-{slow.id}"), 10)
+    await until(lambda: k8s_emulator.store.find(r.JOBS, BUILDS_NS, f"build-{slow.id}"), 10)
 
     # A new wakeproxy (or another replica) reads the list back from the Jobs.
     after = builder(api, "exit 99")
@@ -172,10 +173,10 @@ async def test_builds_are_read_back_from_their_jobs_after_a_restart(
     assert "pushed" in again[slow.id].log.read(0)[0].decode()
 
     # Once the pod is gone, the log says so instead of failing.
-    [pod] = [p for p in k8s_emulator.pods()
+    [pod] = [p for p in k8s_emulator.pods(BUILDS_NS)
              if p["metadata"]["labels"].get("wakeproxy.io/build") == ok.id]
-    k8s_emulator.store.delete(r.PODS, "default", pod["metadata"]["name"])
-    await until(lambda: not [p for p in k8s_emulator.pods()
+    k8s_emulator.store.delete(r.PODS, BUILDS_NS, pod["metadata"]["name"])
+    await until(lambda: not [p for p in k8s_emulator.pods(BUILDS_NS)
                              if p["metadata"]["labels"].get("wakeproxy.io/build") == ok.id], 10)
     later = builder(api, "exit 99")
     await later.restore()

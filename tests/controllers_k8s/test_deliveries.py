@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 import pytest
 import structlog
 
+from tests.controllers_k8s.layout import LEASE_NS
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator import resources as r
 from wakeproxy.controllers.cluster import KubernetesControllers
@@ -54,7 +55,7 @@ def build_jobs(emulator: Emulator, app: str) -> list[str]:
 
 
 def shared_ids(emulator: Emulator) -> list[str]:
-    lease = emulator.store.find(r.LEASES, "default", LOG)
+    lease = emulator.store.find(r.LEASES, LEASE_NS, LOG)
     return list(parse_records(lease))
 
 
@@ -66,7 +67,7 @@ class Cluster:
         self._stack = stack
 
     async def replica(self, *, request_timeout: float = 5.0) -> KubernetesControllers:
-        client = await connect(kubeconfig=str(self.emulator.kubeconfig), incluster=None,
+        client = await connect(kubeconfig=str(self.emulator.wakeproxy_kubeconfig), incluster=None,
                                pool_size=8)
         self._stack.push_async_callback(client.close)
         api = Api(client, timeout=request_timeout, stats=PlatformStats(leader=False))
@@ -74,9 +75,8 @@ class Cluster:
                         repo="https://git.example/shop.git", github_repo="acme/shop")
         controllers = KubernetesControllers(
             apps=[shop], review=ReviewSettings(domain="review.localhost", webhook_secret=SECRET),
-            settings=KubernetesBuilds(namespace="default",
-                                      builder_command=("sh", "-c", "echo built")),
-            api=lambda: api, lease_namespace="default", lease_name="wakeproxy")
+            settings=KubernetesBuilds(builder_command=("sh", "-c", "echo built")),
+            api=lambda: api, lease_namespace=LEASE_NS, lease_name="wakeproxy")
         await controllers.start()
         self._stack.push_async_callback(controllers.close)
         return controllers
@@ -185,7 +185,7 @@ async def test_the_shared_log_keeps_at_most_its_bound_oldest_dropped_first(
     k8s_emulator: Emulator, api: Api,
 ) -> None:
     clock = FakeClock()
-    log = LeaseDeliveryLog(api=lambda: api, namespace="default", lease_name="wakeproxy",
+    log = LeaseDeliveryLog(api=lambda: api, namespace=LEASE_NS, lease_name="wakeproxy",
                            clock=clock, limit=3, window=3600.0)
     for delivery_id in ("d-1", "d-2", "d-3", "d-4"):
         assert await log.first_time(delivery_id) is True
@@ -199,6 +199,6 @@ async def test_the_shared_log_keeps_at_most_its_bound_oldest_dropped_first(
     # An id that JSON would escape, or a long one, is kept as its digest (bounded size).
     odd = 'x"' * 100
     assert await log.first_time(odd) is True and await log.first_time(odd) is False
-    lease = k8s_emulator.store.get(r.LEASES, "default", LOG)
+    lease = k8s_emulator.store.get(r.LEASES, LEASE_NS, LOG)
     assert key_of(odd) in json.loads(lease["metadata"]["annotations"][ANNOTATION])
     assert len(key_of(odd)) == 64

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from tests.controllers.gitrepo import Repo
+from tests.controllers_k8s.layout import APPS_NS, LEASE_NS, app_pods
 from tests.controllers_k8s.test_review_apps import marked, visit
 from tests.e2e.harness import ECHO_APP, Wakeproxy
 from tests.e2e_k8s.cluster import start, until
@@ -28,10 +29,9 @@ def config(emulator: Emulator, repo: Repo) -> dict[str, Any]:
         "defaults": {"wake_timeout": "20s"},
         "apps": [{"name": "shop", "hosts": ["shop.localhost"], "repo": f"file://{repo.url}"}],
         "kubernetes": {
-            "kubeconfig": str(emulator.kubeconfig), "namespaces": ["default"],
-            "lease_namespace": "default", "request_timeout": "2s",
-            "builds": {"namespace": "default",
-                       "builder_command": ["sh", "-c",
+            "kubeconfig": str(emulator.wakeproxy_kubeconfig), "namespaces": [APPS_NS],
+            "lease_namespace": LEASE_NS, "request_timeout": "2s",
+            "builds": {"builder_command": ["sh", "-c",
                                            "echo building $WAKEPROXY_REF at $WAKEPROXY_COMMIT"],
                        "app_command": [sys.executable, str(ECHO_APP)]},
         },
@@ -57,7 +57,7 @@ async def test_an_app_is_routed_before_its_first_deploy_and_builds_survive_a_res
             status, text, retry = await until(
                 lambda: visit(s, wp, "shop.localhost", unless=404), 15)
             assert status == 503 and retry is not None and "no release deployed yet" in text
-            assert not k8s_emulator.pods(app="shop")  # a visit never builds or wakes
+            assert not app_pods(k8s_emulator, "shop")  # a visit never builds or wakes
 
             async with s.post(wp.admin + "/api/v1/apps/shop/builds", headers=AUTH,
                               json={"ref": "main", "deploy": True}) as resp:

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.controllers_k8s.layout import APPS_NS, LEASE_NS, app_pods
 from tests.e2e.harness import ECHO_APP, Wakeproxy
 from tests.e2e_k8s.cluster import start, until
 from tests.k8s_emulator import Emulator
@@ -34,13 +35,13 @@ SHA = "a" * 40
 
 
 def deployment(emulator: Emulator, name: str) -> dict[str, object] | None:
-    return emulator.store.find(r.DEPLOYMENTS, "default", name)
+    return emulator.store.find(r.DEPLOYMENTS, APPS_NS, name)
 
 
 async def test_apply_creates_asleep_and_never_resets_replicas(
     k8s_emulator: Emulator, api: Api,
 ) -> None:
-    s = KubernetesBuilds(namespace="default", app_command=(sys.executable, str(ECHO_APP)))
+    s = KubernetesBuilds(app_command=(sys.executable, str(ECHO_APP)))
     deploys = Deploys(lambda: api, s)
     release = Release(name="shop", image="reg:5000/shop:1", hosts=("shop.example.com",),
                       build_id="shop-1", labels={"wakeproxy.io/app-name": "shop"})
@@ -51,7 +52,7 @@ async def test_apply_creates_asleep_and_never_resets_replicas(
     notes = dep["metadata"]["annotations"]  # type: ignore[index]
     assert notes["wakeproxy.io/hosts"] == "shop.example.com"
     assert dep["metadata"]["labels"]["wakeproxy.io/enabled"] == "true"  # type: ignore[index]
-    k8s_emulator.store.mutate(r.DEPLOYMENTS, "default", "shop",
+    k8s_emulator.store.mutate(r.DEPLOYMENTS, APPS_NS, "shop",
                               lambda d: d["spec"].update(replicas=1))
     await deploys.apply(Release(name="shop", image="reg:5000/shop:2", hosts=release.hosts,
                                 build_id="shop-2"))
@@ -67,7 +68,7 @@ async def test_apply_creates_asleep_and_never_resets_replicas(
 async def test_a_prebuilt_image_deploys_as_the_app_and_a_bad_reference_is_refused(
     k8s_emulator: Emulator, api: Api,
 ) -> None:
-    s = KubernetesBuilds(namespace="default", app_command=(sys.executable, str(ECHO_APP)))
+    s = KubernetesBuilds(app_command=(sys.executable, str(ECHO_APP)))
     deployer = KubernetesDeployer(
         deploys=Deploys(lambda: api, s),
         builder=KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry))
@@ -120,9 +121,9 @@ def review_config(emulator: Emulator, token: str, build_script: str) -> dict[str
         "apps": [{"name": "shop", "hosts": ["shop.localhost"],
                   "repo": "https://git.example/shop.git", "github_repo": "acme/shop"}],
         "kubernetes": {
-            "kubeconfig": str(emulator.kubeconfig), "namespaces": ["default"],
-            "lease_namespace": "default", "request_timeout": "2s",
-            "builds": {"namespace": "default", "builder_command": ["sh", "-c", build_script],
+            "kubeconfig": str(emulator.wakeproxy_kubeconfig), "namespaces": [APPS_NS],
+            "lease_namespace": LEASE_NS, "request_timeout": "2s",
+            "builds": {"builder_command": ["sh", "-c", build_script],
                        "app_command": [sys.executable, str(ECHO_APP)]},
         },
     }
@@ -141,7 +142,7 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
     other = k8s_emulator.store.create(r.SERVICES, {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "other", "labels": {"wakeproxy.io/app-name": "other"}},
-        "spec": {"ports": [{"port": 80}]}}, "default")
+        "spec": {"ports": [{"port": 80}]}}, APPS_NS)
     config = review_config(k8s_emulator, "admin-token-for-tests-0123",
                            "sleep 1.5; echo building $WAKEPROXY_REF")
     wp = Wakeproxy(tmp_path, config)
@@ -164,7 +165,7 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
             status, text, retry = await visit(s, wp, "shop.localhost")
             assert status == 503 and retry is not None and "no release deployed yet" in text
             assert "wakeproxy build shop --deploy" in text
-            assert not k8s_emulator.pods(app="pr-1-shop")
+            assert not app_pods(k8s_emulator, "pr-1-shop")
             await until(lambda: marked(k8s_emulator, "pr-1-shop") is False, 20)
             async with s.get(wp.url + "/", headers={"Host": "pr-1-shop.review.localhost"},
                              timeout=aiohttp.ClientTimeout(total=30)) as resp:
@@ -181,6 +182,6 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
             names = {o["metadata"]["name"] for o in k8s_emulator.store.items(r.SERVICES)}
             assert "pr-1-shop" not in names and "other" in names
             assert other["metadata"]["uid"] == k8s_emulator.store.find(
-                r.SERVICES, "default", "other")["metadata"]["uid"]  # type: ignore[index]
+                r.SERVICES, APPS_NS, "other")["metadata"]["uid"]  # type: ignore[index]
     finally:
         await asyncio.to_thread(wp.terminate)

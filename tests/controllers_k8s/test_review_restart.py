@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.controllers_k8s.layout import APPS_NS, LEASE_NS
 from tests.controllers_k8s.test_review_apps import deployment, marked, review_config, visit
 from tests.e2e.harness import Wakeproxy
 from tests.e2e_k8s.cluster import start, until
@@ -156,7 +157,7 @@ async def test_only_deployments_made_for_a_review_app_are_reopened(
             "spec": {"replicas": 0, "selector": {"matchLabels": {"x": name}},
                      "template": {"metadata": {"labels": {"x": name}},
                                   "spec": {"containers": [{"name": "app", "image": "i"}]}}}},
-            "default")
+            APPS_NS)
 
     ours = {"app.kubernetes.io/managed-by": "wakeproxy"}
     made("pr-3-shop", {**ours, "wakeproxy.io/app-name": "pr-3-shop",
@@ -174,8 +175,8 @@ async def test_only_deployments_made_for_a_review_app_are_reopened(
                     repo="https://git.example/shop.git", github_repo="acme/shop")
     controllers = KubernetesControllers(
         apps=[shop], review=ReviewSettings(domain="review.localhost", webhook_secret=SECRET),
-        settings=KubernetesBuilds(namespace="default"), api=lambda: api,
-        lease_namespace="default", lease_name="wakeproxy")
+        settings=KubernetesBuilds(), api=lambda: api,
+        lease_namespace=LEASE_NS, lease_name="wakeproxy")
     await controllers.start()
     try:
         assert controllers.reviews is not None

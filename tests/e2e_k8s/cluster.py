@@ -105,13 +105,22 @@ class Cluster:
         return sum(1 for p in pods.items if p.metadata.deletion_timestamp is None)
 
     def wakeproxy_config(self, **kubernetes: Any) -> dict[str, Any]:
-        """The config of a wakeproxy replica for this cluster, with short intervals."""
+        """The config of a wakeproxy replica for this cluster, with short intervals.
+
+        On the emulator wakeproxy acts as its ServiceAccount, with the RBAC of k8s/ (its
+        Leases in its own namespace); on a real cluster, as the test's kubeconfig.
+        """
+        if self.emulator is not None:
+            kubeconfig = self.emulator.wakeproxy_kubeconfig
+            leases = self.emulator.wakeproxy_namespace
+        else:
+            kubeconfig, leases = self.kubeconfig, self.namespace
         return {
             "platform": "kubernetes",
             "defaults": {"idle_after": "5m", "wake_timeout": "20s"},
             "kubernetes": {
-                "kubeconfig": str(self.kubeconfig), "namespaces": [self.namespace],
-                "lease_namespace": self.namespace, "lease_duration": "1s",
+                "kubeconfig": str(kubeconfig), "namespaces": [self.namespace],
+                "lease_namespace": leases, "lease_duration": "1s",
                 "activity_interval": "200ms", "request_timeout": "2s",
                 "watch_timeout": "30s", "watch_idle_timeout": "5s", **kubernetes,
             },

@@ -6,6 +6,9 @@ Owns the one frozen settings object; every other module receives the values it n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from .install import K8S_DIR
 
 
 @dataclass(frozen=True)
@@ -19,8 +22,12 @@ class EmulatorConfig:
     watch_timeout: float = 1800.0
     # HTTPS with a throwaway CA (needed for in-cluster config) instead of plain HTTP.
     tls: bool = False
-    # Requests without the bearer token are 401 Unauthorized.
+    # Requests without a known bearer token are 401 Unauthorized.
     require_token: bool = True
+    # The project's manifests (built with `kubectl kustomize`): their Namespaces are created
+    # with their labels and their RBAC decides what wakeproxy's ServiceAccount token may do
+    # (the admin token may do anything). None: no install, and no RBAC enforcement.
+    install_dir: Path | None = K8S_DIR
     namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
     node_name: str = "emulator-node"
     # Pod and Service changes show in EndpointSlices this long after they happen.

@@ -22,6 +22,7 @@ from .errors import BadRequest, Gone, MethodNotAllowed
 from .httpio import list_body, read_body, respond, success_status
 from .meta import JSON, meta
 from .patch import APPLY, STRATEGIC, apply_patch
+from .rbac import AUTHORIZE
 from .routing import ApiRequest, query_bool
 from .selectors import Filter, parse_field_selector, parse_label_selector
 from .store import Store
@@ -107,7 +108,8 @@ class ResourceHandlers:
         return respond(obj)
 
     async def _apply(self, req: ApiRequest, request: web.Request) -> web.Response:
-        """Server-side apply, minimally: create if absent, else merge the applied fields."""
+        """Server-side apply, minimally: create if absent (authorized as `create` too),
+        else merge the applied fields."""
         assert req.name is not None
         if not request.query.get("fieldManager"):
             raise BadRequest("PATCH " + request.path + ": fieldManager is required for "
@@ -126,6 +128,10 @@ class ResourceHandlers:
                              f"({req.name!r})")
         dry_run = _dry_run(request.query)
         if self.store.find(req.rt, req.namespace, req.name) is None:
+            # An apply that creates is authorized as a create as well (patch came first).
+            authorize = request.get(AUTHORIZE)
+            if authorize is not None:
+                authorize("create")
             return respond(self.store.create(req.rt, body, req.namespace, dry_run=dry_run), 201)
         current = self.store.get(req.rt, req.namespace, req.name)
         body.get("metadata", {}).pop("resourceVersion", None)

@@ -1,13 +1,14 @@
 """A record of every API request the emulator received, in RBAC terms.
 
 Owns the list of `RecordedRequest`s (verb, API group, resource, subresource, namespace, name,
-status code) and the summary an RBAC test compares with a Role: the set of
+status code, and every verb it was authorized as: a server-side apply that creates its object
+is a `patch` and a `create`) and the summary an RBAC test compares with a Role: the set of
 (apiGroup, resource[/subresource], verb) actually used. Never changes how requests are served.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -23,6 +24,8 @@ class RecordedRequest:
     user_agent: str
     # Filled in when the answer is known; 0 while a long request (a watch) is still open.
     status: int = 0
+    # The RBAC verbs the request was authorized as, in order (the first is `verb`).
+    verbs: list[str] = field(default_factory=list)
 
     @property
     def rbac_resource(self) -> str | None:
@@ -54,9 +57,11 @@ class Recorder:
         ]
 
     def rbac_rules(self) -> set[tuple[str, str, str]]:
-        """{(apiGroup, resource or resource/subresource, verb)} over all resource requests."""
+        """{(apiGroup, resource or resource/subresource, verb)} over all resource requests,
+        with every verb each was authorized as."""
         return {
-            (r.group or "", r.rbac_resource, r.verb)
+            (r.group or "", r.rbac_resource, verb)
             for r in self.requests
-            if r.verb is not None and r.rbac_resource is not None
+            if r.rbac_resource is not None
+            for verb in (r.verbs or ([r.verb] if r.verb else []))
         }

@@ -1,7 +1,9 @@
 """The emulator as a whole: the HTTP(S) server, its dispatch, and the parts it wires together.
 
 Owns the listening site (and taking it down/up on the same port), authentication by bearer
-token, recording every request, applying fault rules before a request is served, dispatch by
+token (the admin's, or wakeproxy's ServiceAccount's), RBAC authorization of every resource
+request (rbac.py, with the rules of the project's manifests: install.py), recording every
+request, applying fault rules before a request is served, dispatch by
 verb and subresource, rendering every failure as a Status (an unexpected exception is also
 kept in `errors` so the test fails), and the start/close order of store, controllers and
 kubelet. Never implements a verb itself.
@@ -27,12 +29,14 @@ from .faults import Faults, Rule
 from .gc import GarbageCollector
 from .handlers import ResourceHandlers, _dry_run
 from .httpio import read_body, respond, respond_error
+from .install import Install, load
 from .jobs import JobController
 from .kubeconfig import InClusterFiles, write_incluster, write_kubeconfig
 from .kubelet import Kubelet
 from .logs import pick_container, serve_log
 from .meta import JSON, labels_of, meta
 from .podspec import assign_port_and_node
+from .rbac import ADMIN, AUTHORIZE, Attributes, Authorize, Authorizer, Identity
 from .recorder import RecordedRequest, Recorder
 from .routing import ApiRequest, GroupVersionPath, Parsed, VersionPath
 from .scale import ScaleSubresource
@@ -57,7 +61,16 @@ class Emulator:
         self.faults = Faults(self.store)
         self.recorder = Recorder()
         self.errors: list[BaseException] = []
-        self.token = secrets.token_urlsafe(24)
+        self.token = secrets.token_urlsafe(24)  # the admin's: the tests' own identity
+        self.install: Install | None = (load(self.config.install_dir)
+                                        if self.config.install_dir is not None else None)
+        self._authorizer = Authorizer(self.install.rbac if self.install else ())
+        # wakeproxy's ServiceAccount token: what its pods would have mounted.
+        self.wakeproxy_token = secrets.token_urlsafe(24)
+        account = self.install.service_account if self.install else ("wakeproxy", "wakeproxy")
+        self.wakeproxy_identity = (Identity.service_account(*account) if self.install
+                                   else ADMIN)
+        self._identities = {self.token: ADMIN, self.wakeproxy_token: self.wakeproxy_identity}
         self._handlers = ResourceHandlers(self.store)
         self._scale = ScaleSubresource(self.store, validator)
         c = self.config
@@ -78,7 +91,9 @@ class Emulator:
         self._site: web.TCPSite | None = None
         self._certs: ServerCertificate | None = None
         self.port = 0
-        self.kubeconfig = workdir / "kubeconfig.yaml"
+        self.kubeconfig = workdir / "kubeconfig.yaml"  # the admin's
+        # Give this one (or `incluster`) to wakeproxy: it acts as its ServiceAccount.
+        self.wakeproxy_kubeconfig = workdir / "wakeproxy-kubeconfig.yaml"
         self.incluster: InClusterFiles | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -87,12 +102,21 @@ class Emulator:
         return f"{'https' if self.config.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
+    def wakeproxy_namespace(self) -> str:
+        """The namespace wakeproxy is installed in (k8s/): where its Leases may be written."""
+        return self.install.namespace if self.install else "default"
+
+    @property
     def ca_file(self) -> Path | None:
         return self._certs.ca_cert if self._certs else None
 
     async def start(self) -> None:
         for ns in self.config.namespaces:
             self.store.create(r.NAMESPACES, {"metadata": {"name": ns}})
+        for namespace in self.install.namespaces if self.install else ():
+            self.store.create(r.NAMESPACES, {"metadata": {
+                "name": namespace["metadata"]["name"],
+                "labels": dict(namespace["metadata"].get("labels") or {})}})
         if self.config.tls:
             self._certs = await asyncio.to_thread(generate, self.workdir / "tls")
         app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -106,9 +130,12 @@ class Emulator:
         self.kubelet.start()
         write_kubeconfig(self.kubeconfig, server=self.base_url, token=self.token,
                          ca_file=self.ca_file)
+        write_kubeconfig(self.wakeproxy_kubeconfig, server=self.base_url,
+                         token=self.wakeproxy_token, ca_file=self.ca_file)
         if self._certs is not None:
             self.incluster = write_incluster(self.workdir / "serviceaccount", port=self.port,
-                                             token=self.token, ca_file=self._certs.ca_cert)
+                                             token=self.wakeproxy_token,
+                                             ca_file=self._certs.ca_cert)
 
     async def up(self) -> None:
         """Listen again (on the same port once it has been chosen)."""
@@ -184,10 +211,15 @@ class Emulator:
                     unroutable = err
                 # Recorded on arrival so open watches show up while they last.
                 record = self._record(request, parsed)
-                self._authenticate(request)  # before anything else, as the real server does
+                # Authentication before anything else, then authorization, as the real
+                # server's filters do.
+                who = self._authenticate(request)
                 if unroutable is not None:
                     raise unroutable
                 assert parsed is not None
+                if isinstance(parsed, ApiRequest):
+                    request[AUTHORIZE] = self._authorize_for(who, parsed, record)
+                    request[AUTHORIZE](parsed.verb)
                 await self._apply_faults(parsed, request)
                 resp = await self._dispatch(parsed, request)
             except ApiError as err:
@@ -208,11 +240,27 @@ class Emulator:
             if record is not None:
                 record.status = status
 
-    def _authenticate(self, request: web.Request) -> None:
-        if not self.config.require_token:
-            return
-        if request.headers.get("Authorization", "") != f"Bearer {self.token}":
+    def _authenticate(self, request: web.Request) -> Identity:
+        header = request.headers.get("Authorization", "")
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else None
+        who = self._identities.get(token) if token else None
+        if who is not None:
+            return who
+        if self.config.require_token:
             raise Unauthorized("Unauthorized")
+        return ADMIN
+
+    def _authorize_for(self, who: Identity, req: ApiRequest,
+                       record: RecordedRequest | None) -> Authorize:
+        """The check of one request, by verb: the request's own verb first, and `create`
+        too when a server-side apply turns out to create its object."""
+        def authorize(verb: str) -> None:
+            if record is not None and verb not in record.verbs:
+                record.verbs.append(verb)
+            self._authorizer.check(who, Attributes(verb, req.rt.group, req.resource,
+                                                   req.subresource, req.namespace, req.name))
+
+        return authorize
 
     async def _apply_faults(self, parsed: Parsed,
                             request: web.Request) -> None:

@@ -29,6 +29,8 @@ from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.settings import KubernetesSettings
 
 ENABLED = {"wakeproxy.io/enabled": "true"}
+# wakeproxy's own namespace in the install (k8s/): its Leases live there, as in production.
+LEASE_NS = "wakeproxy"
 
 
 def app_deployment(
@@ -64,13 +66,16 @@ async def until(check: Callable[[], Any], within: float = 10.0, every: float = 0
             await asyncio.sleep(every)
 
 
-async def api_client(emulator: Emulator) -> ApiClient:
-    return await new_client_from_config(config_file=str(emulator.kubeconfig))
+async def api_client(emulator: Emulator, *, admin: bool = False) -> ApiClient:
+    """A client acting as wakeproxy's ServiceAccount (what its components run as), or as
+    the cluster's admin (for a component exercised on what wakeproxy never reads)."""
+    kubeconfig = emulator.kubeconfig if admin else emulator.wakeproxy_kubeconfig
+    return await new_client_from_config(config_file=str(kubeconfig))
 
 
 def fast_settings(emulator: Emulator | None, **overrides: Any) -> KubernetesSettings:
     base = KubernetesSettings(
-        kubeconfig=str(emulator.kubeconfig) if emulator is not None else None,
+        kubeconfig=str(emulator.wakeproxy_kubeconfig) if emulator is not None else None,
         lease_duration=1.0, activity_interval=0.2, request_timeout=2.0,
         watch_timeout=30.0, watch_idle_timeout=5.0,
     )
@@ -118,7 +123,7 @@ async def build_world(
     stats = PlatformStats(leader=False)
     platform = KubernetesPlatform(
         k, defaults=defaults or AppPolicy(name="-", hosts=(), wake_timeout=10.0),
-        identity=identity, lease_namespace="default", incluster=incluster, board=board,
+        identity=identity, lease_namespace=LEASE_NS, incluster=incluster, board=board,
         ledger=ledger, peers=peers, stats=stats, clock=clock)
     await platform.start()
     lifecycle = Lifecycle(board=board, demand=demand, platform=platform, stats=wake_stats,

@@ -10,7 +10,13 @@ from typing import Any
 
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.resources import LEASES
-from tests.platforms.kubernetes.support import World, app_deployment, replicas_of, until
+from tests.platforms.kubernetes.support import (
+    LEASE_NS,
+    World,
+    app_deployment,
+    replicas_of,
+    until,
+)
 from wakeproxy.model.board import Phase
 from wakeproxy.platforms.kubernetes.activity import ACTIVITY_ANNOTATION, record_name
 
@@ -83,7 +89,7 @@ async def test_a_dead_peers_open_requests_stop_counting(
     # Its record goes stale (unchanged for 1.5 s), then the app is swept.
     await until(lambda: state.phase is Phase.ASLEEP, 5)
     assert time.monotonic() - killed >= 0.6
-    record = k8s_emulator.store.find(LEASES, "default", "wakeproxy-activity-wp-b")
+    record = k8s_emulator.store.find(LEASES, LEASE_NS, "wakeproxy-activity-wp-b")
     assert record is not None  # still there: removed only once gone for a long time
 
 
@@ -95,7 +101,7 @@ async def test_a_peer_whose_clock_is_off_by_an_hour_is_read_by_the_ages_it_repor
     ahead = time.time() + 3600.0  # the peer's wall clock, an hour fast
     k8s_emulator.create({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": record_name("wakeproxy", "wp-skewed"), "namespace": "default",
+        "metadata": {"name": record_name("wakeproxy", "wp-skewed"), "namespace": LEASE_NS,
                      "labels": {"wakeproxy.io/activity": "true"},
                      "annotations": {ACTIVITY_ANNOTATION: json.dumps(
                          {"apps": {"default.web": [ahead - 2.0, 0]}, "at": ahead})}},

@@ -19,6 +19,7 @@ from typing import Any
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.resources import LEASES
 from tests.platforms.kubernetes.support import (
+    LEASE_NS,
     World,
     app_deployment,
     replicas_of,
@@ -49,7 +50,7 @@ async def two_replicas(
 
 
 def record_of(emulator: Emulator, identity: str) -> dict[str, Any]:
-    lease = emulator.store.find(LEASES, "default", record_name("wakeproxy", identity))
+    lease = emulator.store.find(LEASES, LEASE_NS, record_name("wakeproxy", identity))
     assert lease is not None
     doc: dict[str, Any] = json.loads(lease["metadata"]["annotations"][ACTIVITY_ANNOTATION])
     return doc
@@ -144,7 +145,7 @@ async def test_a_proposal_left_by_a_dead_leader_holds_an_app_only_for_its_time_t
     # The record of a leader that proposed a sleep and then died, as it would write it.
     k8s_emulator.create({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": record_name("wakeproxy", "wp-gone"), "namespace": "default",
+        "metadata": {"name": record_name("wakeproxy", "wp-gone"), "namespace": LEASE_NS,
                      "labels": {"wakeproxy.io/activity": "true"},
                      "annotations": {ACTIVITY_ANNOTATION: json.dumps(
                          {"apps": {}, "sleep": {APP: ["dead-1", 1.0]}})}},

@@ -12,7 +12,7 @@ import pytest
 
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.resources import LEASES
-from tests.platforms.kubernetes.support import api_client, until
+from tests.platforms.kubernetes.support import LEASE_NS, api_client, until
 from wakeproxy.model.clock import SystemClock
 from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.api import Api
@@ -43,7 +43,7 @@ async def candidate(
         client = await api_client(k8s_emulator)
         clients.append(client)
         stats = PlatformStats(leader=False)
-        elector = LeaseElector(api=Api(client, timeout=2.0, stats=stats), namespace="default",
+        elector = LeaseElector(api=Api(client, timeout=2.0, stats=stats), namespace=LEASE_NS,
                                name="wakeproxy", identity=identity, duration=1.0,
                                clock=SystemClock(), stats=stats)
         c = Candidate(elector, stats)
@@ -73,7 +73,7 @@ async def test_one_leader_and_failover_when_it_dies(
     group = [await candidate("wp-a"), await candidate("wp-b"), await candidate("wp-c")]
     first = await until(lambda: leaders(group), 5)
     assert len(first) == 1
-    lease = k8s_emulator.store.get(LEASES, "default", "wakeproxy")
+    lease = k8s_emulator.store.get(LEASES, LEASE_NS, "wakeproxy")
     assert lease["spec"]["holderIdentity"] == first[0]
     assert MICRO.match(lease["spec"]["renewTime"]) and MICRO.match(lease["spec"]["acquireTime"])
     leader = next(c for c in group if c.elector.identity == first[0])
@@ -97,7 +97,7 @@ async def test_one_leader_and_failover_when_it_dies(
     assert len(second) == 1 and second[0] != first[0]
     assert took < 3.0  # about one lease duration plus a retry period
     assert overlaps == []
-    lease = k8s_emulator.store.get(LEASES, "default", "wakeproxy")
+    lease = k8s_emulator.store.get(LEASES, LEASE_NS, "wakeproxy")
     assert lease["spec"]["holderIdentity"] == second[0]
     assert lease["spec"]["leaseTransitions"] == 1
 

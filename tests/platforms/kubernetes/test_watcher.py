@@ -50,7 +50,7 @@ async def watch(k8s_emulator: Emulator) -> AsyncIterator[Callable[..., Watched]]
 
     async def start(emulator: Emulator = k8s_emulator, idle_timeout: float = 5.0,
                     namespaces: tuple[str, ...] = ()) -> Watched:
-        client = await api_client(emulator)
+        client = await api_client(emulator, admin=True)  # ConfigMaps: not wakeproxy's
         clients.append(client)
         stats = PlatformStats(leader=False)
         w = Watched(Api(client, timeout=2.0, stats=stats), stats, idle_timeout, namespaces)

@@ -1,0 +1,28 @@
+"""Where the controllers work in these tests: the namespaces of the shipped install (k8s/),
+with the defaults of `kubernetes.builds`, so the RBAC and Pod Security of the manifests
+that ship are the ones the tests meet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.k8s_emulator import Emulator
+from wakeproxy.platforms.kubernetes.builds import BUILD_LABEL
+from wakeproxy.platforms.kubernetes.deploys import APP_LABEL
+from wakeproxy.settings import KubernetesBuilds
+
+JSON = dict[str, Any]
+
+# Deployments and Services of deployed apps (kubernetes.builds.namespace), and the Leases
+# (wakeproxy's own namespace).
+APPS_NS = KubernetesBuilds().namespace
+LEASE_NS = "wakeproxy"
+# Build Jobs and their pods.
+BUILDS_NS = KubernetesBuilds().namespace
+
+
+def app_pods(emulator: Emulator, app: str) -> list[JSON]:
+    """The pods of a deployed app (labelled with its name by every deploy), not its builds'."""
+    return [p for p in emulator.pods(APPS_NS)
+            if (p["metadata"].get("labels") or {}).get(APP_LABEL) == app
+            and BUILD_LABEL not in p["metadata"]["labels"]]
