@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.controllers_k8s.test_build_resume import opened
+from tests.controllers_k8s.layout import LEASE_NS
 from tests.controllers_k8s.test_review_apps import deployment
 from tests.controllers_k8s.test_review_restart import SECRET
 from tests.e2e_k8s.cluster import until
@@ -23,8 +24,8 @@ async def test_only_apps_made_at_run_time_are_deleted(api: Api, k8s_emulator: Em
                     repo="https://git.example/shop.git", github_repo="acme/shop")
     c = KubernetesControllers(
         apps=[shop], review=ReviewSettings(domain="review.localhost", webhook_secret=SECRET),
-        settings=KubernetesBuilds(namespace="default", builder_command=("sh", "-c", "exit 1")),
-        api=lambda: api, lease_namespace="default", lease_name="wakeproxy",
+        settings=KubernetesBuilds(builder_command=("sh", "-c", "exit 1")),
+        api=lambda: api, lease_namespace=LEASE_NS, lease_name="wakeproxy",
         config_file="/etc/wakeproxy/cluster.yaml")
     await c.start()
     try:
