@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.controllers_k8s.test_build_resume import opened
 from tests.controllers_k8s.layout import LEASE_NS
+from tests.controllers_k8s.test_build_resume import opened
 from tests.controllers_k8s.test_review_apps import deployment
 from tests.controllers_k8s.test_review_restart import SECRET
 from tests.e2e_k8s.cluster import until
