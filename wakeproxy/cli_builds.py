@@ -77,27 +77,62 @@ def cmd_build(args: argparse.Namespace, client: Client) -> int:
             if build.get("state") != last:
                 last = build.get("state")
                 print(f"build {build_id}: {last}", flush=True)
+    succeeded = build.get("state") == "succeeded"
+    if not args.json:
+        print(_summary(build), flush=True)
+    if succeeded and args.deploy:
+        build = _await_deploy(client, build)
     if args.json:
         print(json.dumps(build, indent=2))
-    else:
-        print(_summary(build))
-    if build.get("state") != "succeeded":
+    if not succeeded:
         if not args.follow:
             for line in build.get("log_tail") or []:
                 print(f"  | {line}", file=sys.stderr)
         return 1
     if not args.deploy:
         print(f"deploy it with: wakeproxy deploy {args.app} {build_id}")
+        return 0
+    what = f"build {build_id} of {build.get('app')}"
+    if build.get("commit"):
+        what += f" (commit {str(build['commit'])[:7]})"
+    if build.get("deploy_error"):
+        print(f"{what} was not deployed: {build['deploy_error']}", file=sys.stderr)
+        return 1
+    if not args.json:
+        outcome = build.get("deploy_outcome")
+        print(f"deployed {what}" + (f": {outcome}" if outcome else ""))
     return 0
 
 
+def _await_deploy(client: Client, build: dict[str, Any]) -> dict[str, Any]:
+    """The build once the server deployed it, or said why it did not."""
+    build_id = str(build.get("id"))
+    while not (build.get("deployed_at") or build.get("deploy_error")):
+        time.sleep(_POLL)
+        build = client.call("GET", f"/api/v1/builds/{_q(build_id)}")
+    return build
+
+
+def _release(build: dict[str, Any]) -> str:
+    """Whether the build's release can still be deployed: kept, gone, or none made."""
+    if build.get("state") != "succeeded":
+        return "-"
+    return "kept" if build.get("release") else "gone"
+
+
+def _live(build: dict[str, Any]) -> str:
+    live = build.get("live")
+    return "?" if live is None else ("live" if live else "-")
+
+
 def format_builds(builds: list[dict[str, Any]]) -> str:
-    header = ("BUILD", "APP", "REF", "COMMIT", "STATE", "EXIT", "DEPLOYED")
+    """One row per build; LIVE marks the build each app runs now, RELEASE whether the
+    build can still be deployed (`wakeproxy deploy APP BUILD`)."""
+    header = ("BUILD", "APP", "REF", "COMMIT", "STATE", "EXIT", "RELEASE", "LIVE")
     rows = [header] + [
         (str(b.get("id", "?")), str(b.get("app", "?")), str(b.get("ref", "?"))[:20],
          str(b.get("commit") or "-")[:12], str(b.get("state", "?")),
-         "-" if b.get("exit_code") is None else str(b["exit_code"]),
-         "yes" if b.get("deployed_at") else "-")
+         "-" if b.get("exit_code") is None else str(b["exit_code"]), _release(b), _live(b))
         for b in builds
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -156,7 +191,8 @@ def add_build_commands(
     p.add_argument("app", metavar="APP")
     p.add_argument("--ref", default="HEAD", help="branch, tag or commit (default: HEAD)")
     p.add_argument("--follow", action="store_true", help="show the build log as it runs")
-    p.add_argument("--deploy", action="store_true", help="deploy the build once it succeeds")
+    p.add_argument("--deploy", action="store_true",
+                   help="deploy the build once it succeeds, and wait until it is deployed")
     p.add_argument("--detach", action="store_true", help="return once the build is queued")
     bind(p, cmd_build)
 

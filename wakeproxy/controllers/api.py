@@ -101,7 +101,7 @@ class _Routes:
 
     async def list_builds(self, request: web.Request) -> web.Response:
         app = request.query.get("app")
-        return web.json_response([b.view() for b in self.c.builder.list(app)])
+        return web.json_response(await self.c.list_builds(app))
 
     async def get_build(self, request: web.Request) -> web.Response:
         try:

@@ -281,7 +281,8 @@ class LocalBuilder(BuildBook):
                 id=b.id, app=b.app, repo=b.repo, ref=b.ref, state=b.state.value,
                 created_at=b.created_at, commit=b.commit, started_at=b.started_at,
                 finished_at=b.finished_at, exit_code=b.exit_code, reason=b.reason,
-                release_dir=b.release_dir, deployed_at=b.deployed_at, log_bytes=b.log.end)
+                release_dir=b.release_dir, deployed_at=b.deployed_at, log_bytes=b.log.end,
+                deploy_outcome=b.deploy_outcome, deploy_error=b.deploy_error)
             for b in self._builds.values())
 
     def release_path(self, app: str, build_id: str) -> Path | None:
@@ -312,7 +313,8 @@ class LocalBuilder(BuildBook):
                 id=r.id, app=r.app, repo=r.repo, ref=r.ref, created_at=r.created_at,
                 state=state, commit=r.commit, started_at=r.started_at,
                 finished_at=r.finished_at, exit_code=r.exit_code, reason=r.reason,
-                deployed_at=r.deployed_at)
+                deployed_at=r.deployed_at, deploy_outcome=r.deploy_outcome,
+                deploy_error=r.deploy_error)
             if not state.finished:
                 shutil.rmtree(release, ignore_errors=True)
                 build.state, build.reason, build.finished_at = BuildState.FAILED, INTERRUPTED, now

@@ -106,6 +106,10 @@ class Build:
     # To be deployed once it succeeds (a review app's push, a build asked with `deploy`):
     # on Kubernetes the build Job carries it, so a restarted wakeproxy still deploys it.
     deploy: bool = False
+    # How that deploy ended (set by the controllers once it did): what it did, or why the
+    # build was not deployed. Neither set yet: the deploy is still to come.
+    deploy_outcome: str | None = None
+    deploy_error: str | None = None
     log: BuildLog = field(default_factory=BuildLog)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -116,6 +120,7 @@ class Build:
             "started_at": self.started_at, "finished_at": self.finished_at,
             "exit_code": self.exit_code, "reason": self.reason,
             "deployed_at": self.deployed_at, "log_bytes": self.log.end,
+            "deploy_outcome": self.deploy_outcome, "deploy_error": self.deploy_error,
         }
         if tail:
             out["log_tail"] = self.log.tail()

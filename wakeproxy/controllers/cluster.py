@@ -228,6 +228,18 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
     async def deploy_image(self, app: str, image: str) -> str:
         return await self.deployer.deploy_image(app, image)
 
+    async def _live_builds(self) -> dict[str, str] | None:
+        # The cluster is the record (a deploy may have come through another replica).
+        try:
+            return await self._deploys.live_builds()
+        except ApiError as e:
+            log.warning("live builds unknown: the Kubernetes API refused the list of "
+                        "Deployments", status=e.status, reason=e.message)
+            return None
+
+    def _has_release(self, build: Build) -> bool:
+        return self.builder.image(build) is not None
+
     def check_ref(self, ref: str) -> str:
         """Also refuse what `git ls-remote` cannot resolve here: the build Job is given a
         commit, looked up by name without a clone."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -129,17 +129,46 @@ class ControllerFront(Generic[B, D]):
 
     async def _deploy_when_built(self, build: Build,
                                  wanted: Callable[[Build], Awaitable[bool]] | None) -> None:
-        await self.builder.wait(build)
-        if build.state is not BuildState.SUCCEEDED:
-            log.warning("build to deploy did not succeed: not deployed", app=build.app,
-                        build=build.id, state=build.state.value, reason=build.reason)
-            return
-        if wanted is not None and not await wanted(build):
-            return
+        """Deploy `build` once built; whatever happens, `deploy_outcome` or `deploy_error`
+        says so in the end (`wakeproxy build --deploy` waits for one of them)."""
         try:
-            await self.deployer.deploy(build.app, build)
+            await self.builder.wait(build)
+            if build.state is not BuildState.SUCCEEDED:
+                build.deploy_error = f"the build {build.state.value}"
+                log.warning("build to deploy did not succeed: not deployed", app=build.app,
+                            build=build.id, state=build.state.value, reason=build.reason)
+                return
+            if wanted is not None and not await wanted(build):
+                build.deploy_error = f"a newer build of {build.app} is deployed instead"
+                return
+            build.deploy_outcome = await self.deployer.deploy(build.app, build)
         except ControllerError as e:
+            build.deploy_error = e.message
             log.warning("deploy after build failed", build=build.id, reason=e.message)
+        except BaseException:
+            build.deploy_error = "wakeproxy stopped before the deploy ended"
+            raise
+
+    async def list_builds(self, app: str | None = None) -> list[dict[str, Any]]:
+        """The builds as the admin API lists them: each with `live` (the build its app
+        runs now; None when the platform cannot tell) and `release` (its release still
+        exists, so it can be deployed)."""
+        builds = self.builder.list(app)
+        live = await self._live_builds()
+        out = []
+        for b in builds:
+            view = b.view()
+            view["live"] = None if live is None else live.get(b.app) == b.id
+            view["release"] = self._has_release(b)
+            out.append(view)
+        return out
+
+    async def _live_builds(self) -> dict[str, str] | None:
+        """Each app's live build id; None when it cannot be known now."""
+        raise NotImplementedError
+
+    def _has_release(self, build: Build) -> bool:
+        raise NotImplementedError
 
     async def idle(self) -> None:
         """Return once no deploy waits for its build (for tests)."""

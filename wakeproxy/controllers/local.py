@@ -153,6 +153,12 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
             raise NotBuildable(f"{app} is not built from source: give it a repo in the config")
         return source_of(local)
 
+    async def _live_builds(self) -> dict[str, str]:
+        return {app: builds[-1].id for app, builds in self.deployer.releases().items()}
+
+    def _has_release(self, build: Build) -> bool:
+        return build.release_dir is not None
+
     async def close(self) -> None:
         await self._cancel_tasks()
         if self.reviews is not None:

@@ -72,6 +72,8 @@ class BuildRecord:
     release_dir: str | None = None
     deployed_at: float | None = None
     log_bytes: int = 0
+    deploy_outcome: str | None = None  # how a deploy asked with the build ended
+    deploy_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,8 @@ def _build(raw: object) -> BuildRecord:
         release_dir=_get(d, "release_dir", str, True),
         deployed_at=_get(d, "deployed_at", _NUM, True),
         log_bytes=_get(d, "log_bytes", int, True) or 0,
+        deploy_outcome=_get(d, "deploy_outcome", str, True),
+        deploy_error=_get(d, "deploy_error", str, True),
     )
 
 

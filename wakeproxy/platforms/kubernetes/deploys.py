@@ -188,6 +188,19 @@ class Deploys:
                                label_selector=f"{selector},{MANAGED_BY}=wakeproxy")
         return [item for item in found.get("items") or [] if isinstance(item, dict)]
 
+    async def live_builds(self) -> dict[str, str]:
+        """Each deployed app's build, as its Deployment says (apps not deployed yet, or
+        running a prebuilt image, have none). Raises ApiError."""
+        live = {}
+        for item in await self.found(APP_LABEL):
+            meta = item.get("metadata") or {}
+            notes = meta.get("annotations") or {}
+            build = notes.get(BUILD_ANNOTATION)
+            app = (meta.get("labels") or {}).get(APP_LABEL)
+            if build and app and NOT_DEPLOYED not in notes:
+                live[str(app)] = str(build)
+        return live
+
     async def delete(self, name: str) -> list[str]:
         """Delete every Deployment, Service and Job labelled as `name`'s; their kinds/names."""
         api = self._api()
