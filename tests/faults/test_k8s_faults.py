@@ -138,7 +138,8 @@ async def test_the_leader_killed_mid_sweep_the_survivor_finishes_it(
     await until(lambda: statuses.count(200) >= 3, 10)
     tasks.append(asyncio.create_task(watch_busy()))
     # Every scale write hangs for a while: the leader's sweep is caught in the middle.
-    rule = emulator.faults.stall(3.0, times=None, verb="update", subresource="scale")
+    # (A scale to zero is a patch of the Deployment that records the count it replaces.)
+    rule = emulator.faults.stall(3.0, times=None, verb="patch", resource="deployments")
     try:
         await until(lambda: _sweep_in_flight(emulator), 15, every=0.02)
         assert a.proc is not None
@@ -164,7 +165,7 @@ async def _served(wp: LeanWakeproxy, app: str) -> bool:
 
 
 def _sweep_in_flight(emulator: Emulator) -> bool:
-    return any(r.subresource == "scale" and r.verb == "update" and r.status == 0
+    return any(r.resource == "deployments" and r.verb == "patch" and r.status == 0
                for r in emulator.recorder.requests)
 
 

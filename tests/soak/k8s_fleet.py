@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.e2e_k8s.cluster import Cluster, start
 from tests.k8s_emulator import Emulator
+from tests.platforms.kubernetes.support import is_scale_write
 from tests.soak.support import FAST_APP, LeanWakeproxy
 
 # Short intervals: wakes and sleeps measured in tens of milliseconds, not seconds.
@@ -69,9 +70,8 @@ async def start_replica(tmp: Path, config: dict[str, Any],
 
 
 def scale_writes(emulator: Emulator) -> int:
-    """Scale subresource writes the API answered (any status), from the recorder."""
-    return sum(1 for r in emulator.recorder.requests
-               if r.subresource == "scale" and r.verb in ("update", "patch"))
+    """Replica count writes the API answered (any status), from the recorder."""
+    return sum(1 for r in emulator.recorder.requests if is_scale_write(r))
 
 
 def stop(wp: LeanWakeproxy) -> int | None:

@@ -11,7 +11,7 @@ single values. Import from this package, not from the modules.
 """
 
 from wakeproxy.model.limits import Limits
-from wakeproxy.settings.apps import LocalApp
+from wakeproxy.settings.apps import POLICY_FIELDS, LocalApp
 from wakeproxy.settings.kubernetes import KubernetesBuilds, KubernetesSettings
 from wakeproxy.settings.load import Settings, load_settings, parse_settings
 from wakeproxy.settings.reader import ConfigError
@@ -20,6 +20,7 @@ from wakeproxy.settings.savings import Savings
 from wakeproxy.settings.values import parse_address, parse_duration
 
 __all__ = [
+    "POLICY_FIELDS",
     "ConfigError",
     "KubernetesBuilds",
     "KubernetesSettings",

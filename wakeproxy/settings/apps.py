@@ -82,6 +82,10 @@ _POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
     ("readiness_path", _readiness_path, "a path starting with /"),
     ("stop_grace", parse_duration, DURATION),
 )
+# Each per-app key's converter and what it expects: the one reading of a per-app setting,
+# for the config file and for platforms that take the same settings from elsewhere.
+POLICY_FIELDS: Mapping[str, tuple[Callable[[object], Any], str]] = {
+    key: (conv, expected) for key, conv, expected in _POLICY_FIELDS}
 
 
 def _policy_fields(

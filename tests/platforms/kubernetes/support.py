@@ -13,6 +13,7 @@ from kubernetes_asyncio.config import new_client_from_config
 
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.manifests import deployment, http_server_command
+from tests.k8s_emulator.recorder import RecordedRequest
 from tests.k8s_emulator.resources import DEPLOYMENTS
 from wakeproxy.controlplane.lifecycle import Lifecycle
 from wakeproxy.controlplane.sweeper import Sweeper
@@ -48,10 +49,17 @@ def replicas_of(emulator: Emulator, name: str, namespace: str = "default") -> in
     return int(emulator.store.get(DEPLOYMENTS, namespace, name)["spec"].get("replicas") or 0)
 
 
+def is_scale_write(r: RecordedRequest) -> bool:
+    """A replica count written: up through the `scale` subresource, to zero as a patch of
+    the Deployment that also records the count it replaced."""
+    return ((r.subresource == "scale" and r.verb in ("update", "patch"))
+            or (r.resource == "deployments" and r.subresource is None and r.verb == "patch"))
+
+
 def scale_writes(emulator: Emulator, name: str | None = None, status: int | None = 200) -> int:
-    """Scale subresource writes the emulator answered (with `status`, when given)."""
+    """Replica count writes the emulator answered (with `status`, when given)."""
     return sum(1 for r in emulator.recorder.requests
-               if r.subresource == "scale" and r.verb in ("update", "patch")
+               if is_scale_write(r)
                and (name is None or r.name == name)
                and (status is None or r.status == status))
 

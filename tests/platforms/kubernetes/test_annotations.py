@@ -71,3 +71,38 @@ def test_an_app_marked_not_deployed_yet_is_routed_but_unavailable_with_the_reaso
     assert s.policy.hosts == ("shop.example.com",)
     assert s.policy.unavailable == "no release deployed yet (build and deploy one)"
     assert spec(dep("shop", hosts="shop.example.com", port="http")).policy.unavailable is None
+
+
+def test_the_config_files_per_app_settings_are_annotations_of_the_same_name() -> None:
+    s = spec(dep("shop", hosts="shop.example.com", port="http", readiness_path="/ready",
+                 ignored_paths="/healthz, /ping", waiting_page="true", max_held_requests="50",
+                 release_concurrency="4", probe_interval="20ms"))
+    p = s.policy
+    assert p.readiness_path == "/ready"
+    assert p.ignored_paths == ("/healthz", "/ping")
+    assert p.waiting_page is True and p.max_held_requests == 50
+    assert (p.release_concurrency, p.probe_interval) == (4, 0.02)
+
+
+def test_bad_per_app_settings_are_refused_with_what_the_config_file_expects() -> None:
+    reason = parse_deployment(
+        dep("shop", hosts="shop.example.com", port="http", readiness_path="ready",
+            ignored_paths="/ok, nope", waiting_page="maybe", max_held_requests="-1",
+            stop_grace="5s"), DEFAULTS)
+    assert isinstance(reason, str)
+    assert "wakeproxy.io/readiness-path: expected a path starting with /" in reason
+    assert "wakeproxy.io/ignored-paths: expected a list of paths starting with /" in reason
+    assert "wakeproxy.io/waiting-page: expected true or false" in reason
+    assert "wakeproxy.io/max-held-requests: expected a whole number above 0" in reason
+    assert "stop-grace" not in reason  # not an annotation: the pod's grace period rules
+
+
+def test_a_wake_restores_the_count_recorded_at_the_last_sleep() -> None:
+    recorded = spec(dep("shop", hosts="shop.example.com", port="http", awake_replicas="2",
+                        replicas_before_sleep="5"))
+    assert recorded.policy.awake_replicas == 5
+    declared = spec(dep("shop", hosts="shop.example.com", port="http", awake_replicas="2"))
+    assert declared.policy.awake_replicas == 2
+    bad = parse_deployment(dep("shop", hosts="shop.example.com", port="http",
+                               replicas_before_sleep="0"), DEFAULTS)
+    assert isinstance(bad, str) and "wakeproxy.io/replicas-before-sleep" in bad

@@ -181,7 +181,7 @@ async def test_a_sleep_contested_by_another_writer_keeps_the_app(
     k8s_emulator.create(app_deployment("web", hosts="web.example.com"))
     world = await make_world(k8s_emulator)
     await world.lifecycle.wake("default.web")
-    k8s_emulator.faults.stall(0.3, verb="update", subresource="scale")
+    k8s_emulator.faults.stall(0.3, verb="patch", resource="deployments")  # the scale to 0
     sleeping = asyncio.create_task(world.lifecycle.sleep("default.web"))
     await asyncio.sleep(0.1)
     set_replicas(k8s_emulator, "web", 2)  # a person scales it up meanwhile
@@ -241,3 +241,24 @@ async def test_a_wake_that_times_out_scales_back_down_what_it_scaled_up(
     assert replicas_of(k8s_emulator, "mute") == 0
     assert world.stats.scale_calls == {"ok": 2}  # up, then back down
     await until(lambda: not k8s_emulator.pods(app="mute"), 10)
+
+
+async def test_a_wake_restores_the_replica_count_the_app_had_before_sleeping(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("web", hosts="web.example.com", replicas=3))
+    world = await make_world(k8s_emulator)
+    state = world.state("default.web")
+    await until(lambda: state.phase is Phase.AWAKE and len(state.endpoints) == 3, 10)
+    await world.lifecycle.sleep("default.web")
+    stored = k8s_emulator.store.get(DEPLOYMENTS, "default", "web")
+    assert stored["spec"]["replicas"] == 0
+    assert stored["metadata"]["annotations"]["wakeproxy.io/replicas-before-sleep"] == "3"
+    await until(lambda: world.state("default.web").policy.awake_replicas == 3, 5)
+    await world.lifecycle.wake("default.web")
+    assert replicas_of(k8s_emulator, "web") == 3
+    # Also after a restart: the count is on the Deployment, not in a replica's memory.
+    await world.lifecycle.sleep("default.web")
+    restarted = await make_world(k8s_emulator, identity="wp-1")
+    await restarted.lifecycle.wake("default.web")
+    assert replicas_of(k8s_emulator, "web") == 3

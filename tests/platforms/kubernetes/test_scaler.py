@@ -92,7 +92,7 @@ async def test_sleep_never_undoes_another_writers_change(
     k8s_emulator.store.mutate(DEPLOYMENTS, "default", "web",
                               lambda d: d["spec"].update(replicas=1))
     # Our write is held up; meanwhile someone (an HPA) scales the app to 3.
-    k8s_emulator.faults.stall(0.3, verb="update", subresource="scale")
+    k8s_emulator.faults.stall(0.3, verb="patch", resource="deployments")
     scaler = scalers()
     sleeping = asyncio.create_task(scaler.scale_down(SPEC, deadline=deadline()))
     await asyncio.sleep(0.1)

@@ -9,10 +9,15 @@ The contract users write::
         wakeproxy.io/hosts: "shop.example.com, *.shop.example.com"
         wakeproxy.io/port: "http"            # a number, or a port name in the EndpointSlice
         wakeproxy.io/service: "shop"         # optional; default: the Deployment's name
-        wakeproxy.io/idle-after: "10m"       # optional; default: `defaults.idle_after`
-        wakeproxy.io/wake-timeout: "90s"     # optional; default: `defaults.wake_timeout`
+        wakeproxy.io/idle-after: "10m"       # optional: any per-app setting of the config
+        wakeproxy.io/ignored-paths: "/healthz, /ping"   # file, dashes for underscores
         wakeproxy.io/awake-replicas: "2"     # optional; default: 1
-        wakeproxy.io/not-deployed: "why"     # set by the controllers until the first deploy
+
+and what wakeproxy writes itself: `wakeproxy.io/replicas-before-sleep` (the count a
+scale to zero replaced; a wake restores it) and `wakeproxy.io/not-deployed` (set by the
+controllers until the first deploy). The per-app settings are read by the config file's
+own converters (`settings.POLICY_FIELDS`), so a value means the same in both places; a
+list is comma-separated.
 
 The app is named `<namespace>.<deployment>` (a namespace has no dots, so the name is
 unambiguous and fits in URLs and metric labels). Pure functions: no I/O, no state.
@@ -27,18 +32,26 @@ from typing import Any
 
 from wakeproxy.model.apps import AppPolicy
 from wakeproxy.platforms.kubernetes.api import JSON
-from wakeproxy.settings import parse_duration
+from wakeproxy.settings import POLICY_FIELDS
 
 ENABLED_LABEL = "wakeproxy.io/enabled"
 HOSTS = "wakeproxy.io/hosts"
 PORT = "wakeproxy.io/port"
 SERVICE = "wakeproxy.io/service"
-IDLE_AFTER = "wakeproxy.io/idle-after"
-WAKE_TIMEOUT = "wakeproxy.io/wake-timeout"
 AWAKE_REPLICAS = "wakeproxy.io/awake-replicas"
+# Written with every scale to zero: the count it replaced, which the next wake restores.
+REPLICAS_BEFORE_SLEEP = "wakeproxy.io/replicas-before-sleep"
 # An app built from source whose first release is not deployed yet: routed, never woken
 # (a request gets 503 with this reason and Retry-After).
 NOT_DEPLOYED = "wakeproxy.io/not-deployed"
+# The per-app settings of the config file, by annotation. Not `stop_grace`: the local
+# platform's signal timing, which a pod's terminationGracePeriodSeconds replaces.
+POLICY_ANNOTATIONS = {f"wakeproxy.io/{key.replace('_', '-')}": key
+                      for key in sorted(POLICY_FIELDS) if key != "stop_grace"}
+_LISTS = {"ignored_paths"}  # comma-separated in an annotation
+# Every annotation the parser reads (the documented table lists exactly these).
+ANNOTATIONS = (HOSTS, PORT, SERVICE, *POLICY_ANNOTATIONS, AWAKE_REPLICAS,
+               REPLICAS_BEFORE_SLEEP, NOT_DEPLOYED)
 
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -113,21 +126,23 @@ def parse_deployment(obj: JSON, defaults: AppPolicy) -> AppSpec | str:
     if not _DNS_LABEL.match(service):
         bad(SERVICE, "a Service name")
     changes: dict[str, Any] = {}
-    for key, field in ((IDLE_AFTER, "idle_after"), (WAKE_TIMEOUT, "wake_timeout")):
+    for key, field in POLICY_ANNOTATIONS.items():
         if key in notes:
+            convert, expected = POLICY_FIELDS[field]
             try:
-                seconds = parse_duration(notes[key])
-                if seconds <= 0:
-                    raise ValueError(seconds)
-                changes[field] = seconds
+                changes[field] = convert(_setting(notes[key], list_=field in _LISTS))
             except ValueError:
-                bad(key, "a duration above zero like 30s or 5m")
-    if AWAKE_REPLICAS in notes:
-        raw = str(notes[AWAKE_REPLICAS]).strip()
-        if raw.isdigit() and int(raw) >= 1:
-            changes["awake_replicas"] = int(raw)
-        else:
-            bad(AWAKE_REPLICAS, "a whole number of replicas above 0")
+                bad(key, expected + (" (comma-separated)" if field in _LISTS else ""))
+    for key in (AWAKE_REPLICAS, REPLICAS_BEFORE_SLEEP):
+        if key in notes:
+            raw = str(notes[key]).strip()
+            if raw.isdigit() and int(raw) >= 1:
+                # A count recorded at the last sleep wins over the declared one: a wake
+                # restores what ran before (an HPA's or a person's choice included).
+                if key == REPLICAS_BEFORE_SLEEP or "awake_replicas" not in changes:
+                    changes["awake_replicas"] = int(raw)
+            else:
+                bad(key, "a whole number of replicas above 0")
     if NOT_DEPLOYED in notes:
         changes["unavailable"] = str(notes[NOT_DEPLOYED]).strip() or "no release deployed yet"
     if problems:
@@ -135,3 +150,15 @@ def parse_deployment(obj: JSON, defaults: AppPolicy) -> AppSpec | str:
     policy = dataclasses.replace(
         defaults, name=app_name(namespace, name), hosts=tuple(hosts), **changes)
     return AppSpec(namespace, name, service, port, policy, str(meta.get("creationTimestamp") or ""))
+
+
+def _setting(text: object, *, list_: bool) -> object:
+    """An annotation's text as the config file's YAML would have typed the value."""
+    raw = str(text).strip()
+    if list_:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if raw.isdigit():
+        return int(raw)
+    return raw

@@ -6,6 +6,11 @@ another wakeproxy replica) wrote in between: read again and decide again — so 
 replicas waking one app make one scale call, and a sleep never undoes someone else's
 scale-up. Transient failures (no answer, 429, 5xx) are retried with backoff that honours
 Retry-After until the caller's deadline. Counts every write in PlatformStats by result.
+
+A scale to zero is written as one merge patch of the Deployment (with the same
+resourceVersion precondition) that also records the count it replaces in
+`wakeproxy.io/replicas-before-sleep`, so the next wake — on any replica, after any
+restart — restores it; scale-ups go through the `scale` subresource.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wakeproxy.model.stats import PlatformStats
-from wakeproxy.platforms.kubernetes.annotations import AppSpec
+from wakeproxy.platforms.kubernetes.annotations import REPLICAS_BEFORE_SLEEP, AppSpec
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.backoff import Backoff
 from wakeproxy.platforms.kubernetes.errors import ApiError, Conflict
+
+_MERGE = "application/merge-patch+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +109,26 @@ class Scaler:
         target = decide(int(replicas))
         if target is None:
             return None
-        meta = scale.get("metadata") or {}
-        body = {
-            "apiVersion": "autoscaling/v1", "kind": "Scale",
-            "metadata": {"name": spec.deployment, "namespace": spec.namespace,
-                         "resourceVersion": meta.get("resourceVersion")},
-            "spec": {"replicas": target},
-        }
+        version = (scale.get("metadata") or {}).get("resourceVersion")
         try:
-            written = await self._api.call(
-                apps.replace_namespaced_deployment_scale, spec.deployment, spec.namespace, body)
+            if target == 0:
+                # The count and what it replaced in one write: no sleep without its record.
+                patch = {"metadata": {"resourceVersion": version, "annotations": {
+                             REPLICAS_BEFORE_SLEEP: str(int(replicas))}},
+                         "spec": {"replicas": 0}}
+                written = await self._api.call(
+                    apps.patch_namespaced_deployment, spec.deployment, spec.namespace, patch,
+                    _content_type=_MERGE)
+            else:
+                body = {
+                    "apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": spec.deployment, "namespace": spec.namespace,
+                                 "resourceVersion": version},
+                    "spec": {"replicas": target},
+                }
+                written = await self._api.call(
+                    apps.replace_namespaced_deployment_scale, spec.deployment, spec.namespace,
+                    body)
         except Conflict:
             self._stats.scale_called("conflict")
             raise
