@@ -240,7 +240,8 @@ def test_status_finds_the_admin_server_from_env(
 def test_status_finds_the_admin_server_from_the_config(
     admin: AdminThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write(tmp_path, "cluster.yaml", {**GOOD, "admin_listen": f"0.0.0.0:{admin.port}"})
+    path = write(tmp_path, "cluster.yaml", {**GOOD, "admin_listen": f"0.0.0.0:{admin.port}",
+                                            "admin_token": "cli-test-token-0123"})
     assert main(["status", "--config", str(path)]) == 0
     assert "hello" in capsys.readouterr().out
 

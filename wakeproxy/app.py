@@ -23,7 +23,12 @@ from aiohttp import web
 
 from wakeproxy import __version__
 from wakeproxy.allocator import tune_allocator
-from wakeproxy.controllers.api import WEBHOOK_PATH, add_controller_routes
+from wakeproxy.controllers.api import (
+    PRIVATE_READS,
+    WEBHOOK_PATH,
+    add_controller_routes,
+    webhook_app,
+)
 from wakeproxy.controlplane.apps import install_apps
 from wakeproxy.controlplane.lifecycle import Lifecycle
 from wakeproxy.controlplane.platform import Platform
@@ -144,6 +149,7 @@ class Daemon:
         self.controllers = self._build_controllers()
         self._tasks: list[asyncio.Task[None]] = []
         self._admin_runner: web.AppRunner | None = None
+        self._webhook_runner: web.AppRunner | None = None
 
     def _build_controllers(self) -> Controllers | None:
         """Builds, deploys and review apps, on the platform in use."""
@@ -183,18 +189,19 @@ class Daemon:
             board=self.board, ledger=self.ledger, commands=self.lifecycle,
             registry=self.registry, cluster=s.cluster, token=s.admin_token,
             ready=lambda: self.ready, clock=self.clock, savings=s.savings,
-            open_paths=frozenset({WEBHOOK_PATH}),
+            open_paths=frozenset({WEBHOOK_PATH}), admin_hosts=s.admin_hosts,
+            private_reads=PRIVATE_READS,
         )
         if self.controllers is not None:
             add_controller_routes(admin, self.controllers)
-        runner = web.AppRunner(admin, access_log=None, handle_signals=False)
-        await runner.setup()
+        runner = await self._listen(admin, "admin_listen", s.admin_listen)
         self._admin_runner = runner
-        try:
-            await web.TCPSite(runner, s.admin_listen[0], s.admin_listen[1]).start()
-        except OSError as e:
-            where = _fmt(s.admin_listen)
-            raise StartupError(f"cannot listen on admin_listen {where}: {e.strerror}") from None
+        webhook_bound = None
+        if s.webhook_listen is not None and self.controllers is not None:
+            hooks = await self._listen(webhook_app(self.controllers), "webhook_listen",
+                                       s.webhook_listen)
+            self._webhook_runner = hooks
+            webhook_bound = hooks.addresses[0][:2] if hooks.addresses else s.webhook_listen
         try:
             await self.platform.start()  # no API call: it connects and spawns its watches
         except Exception as e:
@@ -214,7 +221,19 @@ class Daemon:
         log.info(
             "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(admin_bound),
             apps=len(s.apps), platform=s.platform, version=__version__,
+            **({"webhook": _fmt(webhook_bound)} if webhook_bound else {}),
         )
+
+    async def _listen(self, app: web.Application, key: str,
+                      where: tuple[str, int]) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, where[0], where[1]).start()
+        except OSError as e:
+            await runner.cleanup()
+            raise StartupError(f"cannot listen on {key} {_fmt(where)}: {e.strerror}") from None
+        return runner
 
     async def _become_ready(self) -> None:
         """Start the controllers (sequential API calls, each up to the request timeout),
@@ -260,8 +279,9 @@ class Daemon:
         if self.controllers is not None:
             await self.controllers.close()
         await self.lifecycle.close()
-        if self._admin_runner is not None:
-            await self._admin_runner.cleanup()
+        for runner in (self._webhook_runner, self._admin_runner):
+            if runner is not None:
+                await runner.cleanup()
         log.info("stopped")
 
 

@@ -91,9 +91,11 @@ class AdminClient:
             data = b""
         req = urllib.request.Request(self.base + path, method=method, data=data)
         req.add_header("Accept", "application/json")
-        if body is not None:
+        if method != "GET":  # the admin API takes JSON writes only (a browser's cannot be)
             req.add_header("Content-Type", "application/json")
-        if self.token and method != "GET":
+            if data == b"":
+                req.data = b"{}"
+        if self.token:  # reads of build logs need it too
             req.add_header("Authorization", f"Bearer {self.token}")
         return req
 
@@ -270,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"admin server (default: $WAKEPROXY_ADMIN or {DEFAULT_ADMIN})")
     client.add_argument("--config", metavar="FILE",
                         help="read admin_listen and the admin token from this config file")
-    client.add_argument("--token", help="admin token for writes (default: $WAKEPROXY_TOKEN)")
+    client.add_argument("--token",
+                        help="admin token for writes and build logs (default: $WAKEPROXY_TOKEN)")
     client.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="give up waiting for the admin server after this long")
     client.add_argument("--json", action="store_true", help="print the server's JSON")

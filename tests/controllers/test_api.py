@@ -62,7 +62,8 @@ async def test_errors_are_clear_json(stack: Stack, aiohttp_client: Any) -> None:
          "not from images"),
     ]
     for path, body, status, message in cases:
-        r = await c.post(path, data=body, headers=AUTH)
+        r = await c.post(path, data=body,
+                         headers={**AUTH, "Content-Type": "application/json"})
         assert r.status == status, (path, await r.text())
         assert message in (await r.json())["error"]
 

@@ -139,7 +139,8 @@ async def test_a_push_built_across_a_restart_is_served_once_it_succeeds(
             status, text, _ = await until(lambda: visit(s, wp, HOST, unless=503), 30)
             assert status == 200, text
             assert FIRST in image(k8s_emulator, APP)
-            async with s.get(wp.admin + "/api/v1/builds") as resp:
+            async with s.get(wp.admin + "/api/v1/builds",
+                             headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
                 [build] = await resp.json()
             assert (build["app"], build["commit"], build["state"]) == (APP, FIRST, "succeeded")
             assert build["deployed_at"], build

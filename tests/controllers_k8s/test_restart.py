@@ -39,7 +39,7 @@ def config(emulator: Emulator, repo: Repo) -> dict[str, Any]:
 
 
 async def build_state(s: aiohttp.ClientSession, wp: Wakeproxy, build_id: str) -> dict[str, Any]:
-    async with s.get(wp.admin + f"/api/v1/builds/{build_id}") as resp:
+    async with s.get(wp.admin + f"/api/v1/builds/{build_id}", headers=AUTH) as resp:
         assert resp.status == 200
         doc: dict[str, Any] = await resp.json()
         return doc
@@ -76,13 +76,13 @@ async def test_an_app_is_routed_before_its_first_deploy_and_builds_survive_a_res
     await start(wp)
     try:
         async with aiohttp.ClientSession() as s:
-            async with s.get(wp.admin + "/api/v1/builds") as resp:
+            async with s.get(wp.admin + "/api/v1/builds", headers=AUTH) as resp:
                 [again] = await resp.json()
             for key in ("id", "app", "ref", "commit", "state"):
                 assert again[key] == built[key], key
             assert abs(again["created_at"] - built["created_at"]) < 1e-3
             assert abs(again["finished_at"] - built["finished_at"]) <= 1.5
-            async with s.get(wp.admin + f"/api/v1/builds/{build_id}/log") as resp:
+            async with s.get(wp.admin + f"/api/v1/builds/{build_id}/log", headers=AUTH) as resp:
                 assert resp.status == 200
                 assert f"building main at {sha}" in await resp.text()
             listed = await asyncio.to_thread(

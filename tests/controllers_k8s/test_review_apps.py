@@ -32,6 +32,8 @@ from wakeproxy.settings import KubernetesBuilds, LocalApp
 
 SECRET = b"review-secret-for-tests"
 SHA = "a" * 40
+TOKEN = "admin-token-for-tests-0123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def deployment(emulator: Emulator, name: str) -> dict[str, object] | None:
@@ -143,7 +145,7 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "other", "labels": {"wakeproxy.io/app-name": "other"}},
         "spec": {"ports": [{"port": 80}]}}, APPS_NS)
-    config = review_config(k8s_emulator, "admin-token-for-tests-0123",
+    config = review_config(k8s_emulator, TOKEN,
                            "sleep 1.5; echo building $WAKEPROXY_REF")
     wp = Wakeproxy(tmp_path, config)
     await start(wp)
@@ -170,9 +172,10 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
             async with s.get(wp.url + "/", headers={"Host": "pr-1-shop.review.localhost"},
                              timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 assert resp.status == 200, await resp.text()
-            async with s.get(wp.admin + "/api/v1/builds") as resp:
+            async with s.get(wp.admin + "/api/v1/builds", headers=AUTH) as resp:
                 [build] = await resp.json()
-            async with s.get(wp.admin + f"/api/v1/builds/{build['id']}/log") as resp:
+            async with s.get(wp.admin + f"/api/v1/builds/{build['id']}/log",
+                             headers=AUTH) as resp:
                 assert f"building {SHA}" in await resp.text()
             async with s.post(wp.admin + "/hooks/github", data=event("closed"),
                               headers=signed(event("closed"))) as resp:

@@ -136,7 +136,8 @@ async def test_after_a_restart_synchronize_builds_and_deploys_the_new_commit(
         dep = deployment(k8s_emulator, "pr-7-shop")
         assert dep is not None
         assert dep["metadata"]["annotations"]["wakeproxy.io/commit"] == SECOND  # type: ignore[index]
-        async with s.get(wp.admin + "/api/v1/builds") as resp:
+        async with s.get(wp.admin + "/api/v1/builds",
+                         headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
             builds = await resp.json()
         newest = builds[0]
         assert (newest["app"], newest["commit"]) == ("pr-7-shop", SECOND)

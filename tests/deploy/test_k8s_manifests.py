@@ -17,7 +17,7 @@ from tests.controllers_k8s.calls import controllers_calls
 from tests.k8s_emulator import Emulator
 from tests.platforms.kubernetes.support import World, app_deployment, until
 from wakeproxy.model.board import Phase
-from wakeproxy.settings import parse_settings
+from wakeproxy.settings import ConfigError, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -73,6 +73,7 @@ def test_kustomize_builds_the_install_and_the_examples() -> None:
         ("Role", "wakeproxy-controllers"), ("RoleBinding", "wakeproxy-controllers"),
         ("ConfigMap", "wakeproxy-config"), ("Deployment", "wakeproxy"),
         ("Service", "wakeproxy"), ("PodDisruptionBudget", "wakeproxy"),
+        ("Service", "wakeproxy-webhook"), ("NetworkPolicy", "wakeproxy"),
     }
     for obj in objects.values():
         kubernetes_validate.validate(obj, VERSION, strict=True)
@@ -81,13 +82,73 @@ def test_kustomize_builds_the_install_and_the_examples() -> None:
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "wakeproxy"
     examples = {(o["kind"], o["metadata"]["name"]) for o in kustomize(K8S / "examples")}
     assert ("Ingress", "wakeproxy") in examples and ("Deployment", "hello") in examples
+    assert ("Ingress", "wakeproxy-webhook") in examples
 
 
-def test_the_config_in_the_configmap_is_a_valid_kubernetes_config() -> None:
-    cm = built()[("ConfigMap", "wakeproxy-config")]
-    s = parse_settings(cm["data"]["cluster.yaml"], "k8s/configmap.yaml")
+def mounted_files(obj: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
+    """Mount path → (kind, source name, optional) of the wakeproxy container's volumes."""
+    pod = obj["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    [c] = pod["containers"]
+    out = {}
+    for m in c["volumeMounts"]:
+        v = volumes[m["name"]]
+        kind = "secret" if "secret" in v else "configMap" if "configMap" in v else "other"
+        src = v.get(kind) or {}
+        out[m["mountPath"]] = (kind, src.get("secretName") or src.get("name", ""),
+                               bool(src.get("optional")))
+    return out
+
+
+def test_the_config_in_the_configmap_is_a_valid_kubernetes_config(tmp_path: Path) -> None:
+    """As the pod sees it: the admin token from its Secret, mounted where the config
+    says; without the token the config is refused (the admin port is not loopback)."""
+    objects = built()
+    text = objects[("ConfigMap", "wakeproxy-config")]["data"]["cluster.yaml"]
+    mounts = mounted_files(objects[("Deployment", "wakeproxy")])
+    token_dir = "/var/run/secrets/wakeproxy/admin"
+    assert mounts[token_dir] == ("secret", "wakeproxy-admin-token", False)
+    assert mounts["/var/run/secrets/wakeproxy/github"] == (
+        "secret", "wakeproxy-github-webhook", True)
+    (tmp_path / "token").write_text("0123456789abcdef" * 4)
+    s = parse_settings(text.replace(token_dir, str(tmp_path)), "k8s/configmap.yaml")
     assert s.platform == "kubernetes" and s.kubernetes is not None
     assert (s.listen[1], s.admin_listen[1]) == (8080, 9090)
+    assert s.admin_token == "0123456789abcdef" * 4
+    assert s.webhook_listen == ("0.0.0.0", 9091)
+    assert "wakeproxy.wakeproxy.svc" in s.admin_hosts
+    with pytest.raises(ConfigError, match="admin_token_file: expected a readable file"):
+        parse_settings(text, "k8s/configmap.yaml", base_dir=tmp_path)
+
+
+def test_only_http_and_the_webhook_are_open_the_admin_port_is_not() -> None:
+    objects = built()
+    policy = objects[("NetworkPolicy", "wakeproxy")]["spec"]
+    labels = objects[("Deployment", "wakeproxy")]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    open_ports, limited = set(), {}
+    for rule in policy["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        if "from" in rule:
+            for port in ports:
+                limited[port] = rule["from"]
+        else:
+            open_ports |= ports
+    assert open_ports == {"http", "webhook"}
+    assert set(limited) == {"admin"}
+    sources = limited["admin"]
+    # Never a bare namespace selector (every pod of a namespace: review apps, builds).
+    assert all("podSelector" in s for s in sources), sources
+    assert {"kubernetes.io/metadata.name": "monitoring"} in [
+        s.get("namespaceSelector", {}).get("matchLabels") for s in sources]
+    webhook = objects[("Service", "wakeproxy-webhook")]["spec"]
+    assert [p["targetPort"] for p in webhook["ports"]] == ["webhook"]
+    [ingress] = [o for o in kustomize(K8S / "examples")
+                 if o["metadata"]["name"] == "wakeproxy-webhook"]
+    [path] = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/hooks/github", "Exact")
+    assert path["backend"]["service"]["name"] == "wakeproxy-webhook"
 
 
 def test_the_deployment_is_ready_for_production() -> None:
@@ -117,7 +178,7 @@ def test_the_deployment_is_ready_for_production() -> None:
     service = objects[("Service", "wakeproxy")]
     assert service["spec"]["selector"].items() <= labels.items()
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"http": 8080, "admin": 9090}
+    assert ports == {"http": 8080, "admin": 9090, "webhook": 9091}
     assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {
         "http": "http", "admin": "admin"}
     mounts = {m["mountPath"] for m in c["volumeMounts"]}

@@ -9,7 +9,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from wakeproxy.settings import parse_settings
+from tests.deploy.conftest import parse_shipped
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_the_shipped_config_trusts_no_forwarded_headers_until_set() -> None:
     # ingress controller's range (k8s/README.md, "Client addresses").
     docs = yaml.safe_load_all((ROOT / "k8s" / "configmap.yaml").read_text())
     configmap = next(d for d in docs if d and d["kind"] == "ConfigMap")
-    settings = parse_settings(configmap["data"]["cluster.yaml"], "k8s/configmap.yaml")
+    settings = parse_shipped(configmap["data"]["cluster.yaml"])
     assert settings.trusted_proxies == ()
     readme = (ROOT / "k8s" / "README.md").read_text()
     assert "## Client addresses (`trusted_proxies`)" in readme

@@ -14,10 +14,11 @@ from typing import Any
 
 import yaml
 
+from tests.deploy.conftest import parse_shipped
 from tests.k8s_emulator import Emulator
 from tests.platforms.kubernetes.support import World, until
 from wakeproxy.platforms.kubernetes.platform import handback_budget
-from wakeproxy.settings import KubernetesSettings, parse_settings
+from wakeproxy.settings import KubernetesSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 MakeWorld = Callable[..., Coroutine[Any, Any, World]]
@@ -44,7 +45,7 @@ def test_the_shutdown_fits_in_the_termination_grace_period() -> None:
     pod = deployment["spec"]["template"]["spec"]
     container = next(c for c in pod["containers"] if c["name"] == "wakeproxy")
     configmap = next(d for d in _docs("configmap.yaml") if d["kind"] == "ConfigMap")
-    settings = parse_settings(configmap["data"]["cluster.yaml"], "k8s/configmap.yaml")
+    settings = parse_shipped(configmap["data"]["cluster.yaml"])
     k = settings.kubernetes or KubernetesSettings()
     needed = (_pre_stop_seconds(container) + settings.drain_grace + handback_budget(k)
               + EXIT_MARGIN)

@@ -51,6 +51,10 @@ class Wakeproxy:
         }
         self.config_path = tmp / "wakeproxy.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
+        token = config.get("admin_token")
+        # Build logs need the token when one is set; admin writes are JSON.
+        self.admin_headers = {"Content-Type": "application/json",
+                              **({"Authorization": f"Bearer {token}"} if token else {})}
         self.logs: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
@@ -112,7 +116,9 @@ class Wakeproxy:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def api(self, path: str, method: str = "GET") -> Any:
-        req = urllib.request.Request(self.admin + path, method=method)
+        data = b"{}" if method != "GET" else None  # admin writes are JSON
+        req = urllib.request.Request(self.admin + path, method=method, data=data,
+                                     headers=self.admin_headers)
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 

@@ -60,7 +60,7 @@ async def hook(
 
 
 async def builds(s: aiohttp.ClientSession, wp: Wakeproxy) -> list[dict[str, Any]]:
-    async with s.get(wp.admin + "/api/v1/builds") as r:
+    async with s.get(wp.admin + "/api/v1/builds", headers=wp.admin_headers) as r:
         assert r.status == 200
         result: list[dict[str, Any]] = await r.json()
         return result
@@ -75,7 +75,8 @@ async def wait_build(
         for b in await builds(s, wp):
             finished = b["state"] in ("succeeded", "failed", "cancelled")
             if b["commit"] == commit and finished and (b["deployed_at"] or not deployed):
-                async with s.get(wp.admin + f"/api/v1/builds/{b['id']}") as r:
+                async with s.get(wp.admin + f"/api/v1/builds/{b['id']}",
+                                 headers=wp.admin_headers) as r:
                     full: dict[str, Any] = await r.json()
                     return full
         await asyncio.sleep(0.05)

@@ -37,7 +37,7 @@ async def test_admin_writes_need_the_exact_bearer_token(start_lean) -> None:
             async with s.post(f"{wp.admin}{path}?token={TOKEN}") as r:
                 assert r.status == 401
         assert wp.app_state("app") == "asleep"  # nothing above woke it
-        async with s.post(wp.admin + "/api/v1/apps/app/wake",
+        async with s.post(wp.admin + "/api/v1/apps/app/wake", json={},
                           headers={"Authorization": f"bearer {TOKEN}"}) as r:
             assert r.status == 200
         # Reads stay open, and never show the token.

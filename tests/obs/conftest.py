@@ -28,6 +28,8 @@ class Admin:
         return self.ready
 
     async def json(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        if method != "GET" and "data" not in kw:
+            kw.setdefault("json", {})  # admin writes are JSON
         async with self.client.request(method, path, **kw) as resp:
             return resp.status, await resp.json()
 

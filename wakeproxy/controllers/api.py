@@ -34,12 +34,16 @@ from wakeproxy.obs.api_errors import (
     Conflict,
     NotFound,
     Unauthorized,
+    error_middleware,
 )
 from wakeproxy.obs.shield import shielded
 
 T = TypeVar("T")
 
 WEBHOOK_PATH = "/hooks/github"
+# Reads that need the admin token when one is set: build logs (and the failure reasons
+# quoting them) show what a build printed, which may be more than anyone should see.
+PRIVATE_READS = ("/api/v1/builds",)
 
 ERRORS: dict[type[ControllerError], type[ApiError]] = {
     UnknownApp: NotFound,
@@ -160,6 +164,14 @@ class _Routes:
         except ControllerError as e:
             raise _api_error(e) from None
         return web.json_response({"deleted": app})
+
+
+def webhook_app(controllers: Controllers) -> web.Application:
+    """The GitHub webhook alone (`webhook_listen`): the one admin route that may face
+    the internet, so the admin port can stay private."""
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_post(WEBHOOK_PATH, _Routes(controllers).webhook)
+    return app
 
 
 def add_controller_routes(app: web.Application, controllers: Controllers) -> None:

@@ -1,7 +1,9 @@
 """The admin server: health, readiness, /metrics, the app API (list, wake, sleep), savings.
 
 Every error leaves as JSON `{"error": "..."}` with its status from `api_errors.STATUS`.
-Writes need `Authorization: Bearer <token>` when a token is configured.
+Every request must name this server as its Host and come from no foreign origin
+(guard.py); writes must be JSON and need `Authorization: Bearer <token>` when a token
+is configured, as do reads of build logs (`private_reads`).
 
 Must never: send a traceback, let an admin timeout or a client hang-up cancel a wake or
 sleep that is under way, or change app state other than through `commands`.
@@ -34,6 +36,7 @@ from wakeproxy.obs.api_errors import (
     Unavailable,
     error_middleware,
 )
+from wakeproxy.obs.guard import guard_middleware, require_json
 from wakeproxy.obs.savings import BadPeriod, parse_period, savings_report
 from wakeproxy.obs.shield import shielded
 from wakeproxy.obs.views import Now, app_view
@@ -59,22 +62,27 @@ class AppCommands(Protocol):
     async def sleep(self, app: str) -> None: ...
 
 
-def _auth_middleware(token: str | None, open_paths: frozenset[str]) -> Middleware:
+def _auth_middleware(
+    token: str | None, open_paths: frozenset[str], private_reads: tuple[str, ...],
+) -> Middleware:
     expected = None if token is None else token.encode()
+
+    def private(path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in private_reads)
 
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if (
-            expected is not None
-            and request.method not in _READ_METHODS
-            and request.path not in open_paths
-        ):
+        if request.path in open_paths:
+            return await handler(request)
+        write = request.method not in _READ_METHODS
+        if expected is not None and (write or private(request.path)):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not given.strip():
+                what = "admin action" if write else "read"
                 raise Unauthorized(
-                    "this admin action needs Authorization: Bearer <token>",
+                    f"this {what} needs Authorization: Bearer <token>",
                     {"WWW-Authenticate": 'Bearer realm="wakeproxy"'},
                 )
             if not hmac.compare_digest(given.strip().encode(), expected):
@@ -82,6 +90,7 @@ def _auth_middleware(token: str | None, open_paths: frozenset[str]) -> Middlewar
                     "the bearer token is not valid",
                     {"WWW-Authenticate": 'Bearer realm="wakeproxy", error="invalid_token"'},
                 )
+        require_json(request)
         return await handler(request)
 
     return middleware
@@ -219,15 +228,21 @@ def build_admin_app(
     routes: Routes | None = None,
     savings: Savings | None = None,
     open_paths: frozenset[str] = frozenset(),
+    admin_hosts: tuple[str, ...] = (),
+    private_reads: tuple[str, ...] = (),
 ) -> web.Application:
     """The admin aiohttp application; run it with `access_log=None` (requests are not
-    app traffic). `open_paths` take writes without the bearer token: each must check
-    its own credentials (a webhook's signature)."""
+    app traffic). `open_paths` take writes without the bearer token or the browser
+    checks (guard.py): each must check its own credentials (a webhook's signature).
+    `admin_hosts` are the names besides IP literals and localhost it is reached by;
+    reads under `private_reads` (build logs) need the token too when one is set."""
     api = _Api(
         board=board, ledger=ledger, routes=routes, commands=commands, registry=registry,
         ready=ready, clock=clock, savings=savings or Savings(),
     )
-    app = web.Application(middlewares=[error_middleware, _auth_middleware(token, open_paths)])
+    app = web.Application(middlewares=[
+        error_middleware, guard_middleware(admin_hosts, open_paths),
+        _auth_middleware(token, open_paths, private_reads)])
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)

@@ -28,7 +28,16 @@ class BadRequest(ApiError): ...
 class Unauthorized(ApiError): ...
 
 
+class Forbidden(ApiError): ...
+
+
 class NotFound(ApiError): ...
+
+
+class UnsupportedMediaType(ApiError): ...
+
+
+class TooManyRequests(ApiError): ...
 
 
 class MethodNotAllowed(ApiError): ...
@@ -52,9 +61,12 @@ class Conflict(ApiError): ...
 STATUS: dict[type[ApiError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
     Conflict: 409,
+    UnsupportedMediaType: 415,
+    TooManyRequests: 429,
     InternalError: 500,
     CommandFailed: 502,
     Unavailable: 503,

@@ -21,10 +21,12 @@ from wakeproxy.settings.apps import LocalApp, read_apps, read_defaults
 from wakeproxy.settings.kubernetes import KubernetesSettings, read_kubernetes
 from wakeproxy.settings.proxy import (
     Network,
+    read_admin_hosts,
     read_limits,
     read_log,
     read_networks,
     read_token,
+    require_token,
     same_socket,
 )
 from wakeproxy.settings.reader import ConfigError, Reader
@@ -65,6 +67,10 @@ class Settings:
     review_apps: ReviewApps | None = None
     # Where builds fetch their release directories (an absolute path).
     builds_dir: str = ".wakeproxy/builds"
+    # Names besides IP literals and localhost the admin API answers to (its Host).
+    admin_hosts: tuple[str, ...] = ()
+    # A listener of its own serving only the GitHub webhook; None: none.
+    webhook_listen: tuple[str, int] | None = None
 
     @property
     def policies(self) -> tuple[AppPolicy, ...]:
@@ -74,7 +80,8 @@ class Settings:
 _TOP_KEYS = {
     "cluster", "platform", "listen", "admin_listen", "admin_token", "admin_token_file",
     "log", "trusted_proxies", "sweep_interval", "drain_grace", "limits", "defaults",
-    "apps", "kubernetes", "review_apps", "savings", "builds_dir",
+    "apps", "kubernetes", "review_apps", "savings", "builds_dir", "admin_hosts",
+    "webhook_listen",
 }
 _PLATFORMS = ("local", "kubernetes")
 
@@ -140,6 +147,13 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         given = top.get("admin_listen") or f"{admin[0]}:{admin[1]} (the default)"
         r.fail("admin_listen", "an address other than listen's", given)
     token = read_token(r, top, base_dir)
+    require_token(r, admin, token, top)
+    admin_hosts = read_admin_hosts(r, top)
+    webhook = r.get(top, "webhook_listen", "", parse_address,
+                    "an address like 0.0.0.0:9091", None)
+    for key, other in (("listen", listen), ("admin_listen", admin)):
+        if webhook is not None and same_socket(webhook, other):
+            r.fail("webhook_listen", f"an address other than {key}'s", top.get("webhook_listen"))
     log_format, log_level, log_access = read_log(r, top.get("log"))
     trusted = read_networks(r, top.get("trusted_proxies"))
     sweep_interval = r.get(top, "sweep_interval", "", positive_duration, POSITIVE_DURATION, 1.0)
@@ -161,6 +175,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         log_access=log_access,
         sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=apps,
         savings=savings, kubernetes=kubernetes, review_apps=review_apps, builds_dir=builds_dir,
+        admin_hosts=admin_hosts, webhook_listen=webhook,
         defaults=AppPolicy(name="-", hosts=(),
                            **{k: v for k, v in base.items() if k != "stop_grace"}),
     )

@@ -16,8 +16,10 @@ from wakeproxy.settings.reader import Reader
 from wakeproxy.settings.values import (
     POSITIVE_DURATION,
     boolean,
+    host_pattern,
     positive_duration,
     positive_int,
+    str_list,
 )
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -32,6 +34,44 @@ def same_socket(a: tuple[str, int], b: tuple[str, int]) -> bool:
         return True
     v4 = ":" not in host_a and ":" not in host_b
     return v4 and "0.0.0.0" in (host_a, host_b)
+
+
+def loopback_only(host: str) -> bool:
+    """Whether a listen host takes connections from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_names(v: object) -> tuple[str, ...]:
+    names = tuple(host_pattern(h) for h in str_list(v))
+    if any(n.startswith("*.") for n in names):
+        raise ValueError(v)
+    return names
+
+
+def read_admin_hosts(r: Reader, top: Mapping[str, Any]) -> tuple[str, ...]:
+    """`admin_hosts`: the names (besides IP literals and localhost) the admin API answers
+    to, e.g. its Service's DNS names on Kubernetes."""
+    return r.get(top, "admin_hosts", "", _host_names,
+                 "a list of host names like wakeproxy-admin.wakeproxy.svc", ())
+
+
+def require_token(r: Reader, admin: tuple[str, int], token: str | None,
+                  top: Mapping[str, Any]) -> None:
+    """An admin listener other machines can reach must have a token: without one, any
+    of them (any pod in a cluster) could build, deploy and delete."""
+    if token is not None or loopback_only(admin[0]):
+        return
+    if "admin_token" in top or "admin_token_file" in top:
+        return  # that key's own problem is reported already
+    where = top.get("admin_listen")
+    r.fail("admin_token_file",
+           f"a token (admin_token_file or admin_token) because admin_listen {where} is "
+           "reachable from other hosts; or an admin_listen on 127.0.0.1")
 
 
 def read_token(r: Reader, top: Mapping[str, Any], base_dir: Path) -> str | None:
