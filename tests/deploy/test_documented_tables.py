@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tests.deploy.conftest import parse_shipped
 from tests.deploy.test_k8s_manifests import built
 from wakeproxy.model.apps import AppPolicy
 from wakeproxy.platforms.kubernetes.annotations import (
@@ -26,7 +27,6 @@ from wakeproxy.platforms.kubernetes.annotations import (
     AppSpec,
     parse_deployment,
 )
-from wakeproxy.settings import parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "README.md", ROOT / "k8s" / "README.md", ROOT / "docs" / "OPERATIONS.md")
@@ -111,7 +111,7 @@ def test_every_documented_port_is_the_manifests_and_every_exposed_port_is_docume
     [container] = objects[("Deployment", "wakeproxy")]["spec"]["template"]["spec"]["containers"]
     pod = {p["name"]: p["containerPort"] for p in container["ports"]}
     cm = objects[("ConfigMap", "wakeproxy-config")]
-    settings = parse_settings(cm["data"]["cluster.yaml"], "k8s/configmap.yaml")
+    settings = parse_shipped(cm["data"]["cluster.yaml"])
     listening = {"http": settings.listen[1], "admin": settings.admin_listen[1]}
     found = [t for first in ("service port", "port") for t in tables(first)]
     assert found, "no port table in the docs"
