@@ -141,7 +141,7 @@ def test_check_config_lists_every_problem_with_file_and_key(
     assert out == ""
     problems = err.strip().splitlines()
     assert f"{path}: apps[0].idle_after: expected a duration above zero like 30s or 5m, " \
-           "got 'five'" in problems
+           "or never, got 'five'" in problems
     assert any(p.startswith(f"{path}: apps[1].wake_timout: expected one of: ") for p in problems)
     assert len(problems) == 2
 

@@ -231,14 +231,14 @@ apps:
 def test_a_bad_idle_after_names_file_key_and_expectation(bad: str) -> None:
     p = problem(f"apps: [{{name: a, hosts: [a.localhost], command: x, idle_after: {bad}}}]")
     assert p.startswith(f"{SRC}: apps[0].idle_after: expected a duration above zero like 30s "
-                        "or 5m, got ")
+                        "or 5m, or never, got ")
 
 
 def test_the_documented_duration_error_reads_as_promised() -> None:
     p = problem({"apps": [APP, APP | {"name": "b", "hosts": ["b.localhost"]},
                           APP | {"name": "c", "hosts": ["c.localhost"], "idle_after": "five"}]})
     assert p == f"{SRC}: apps[2].idle_after: expected a duration above zero like 30s or 5m, " \
-                "got 'five'"
+                "or never, got 'five'"
 
 
 def test_stop_grace_and_drain_grace_may_be_zero_but_not_negative() -> None:
@@ -253,7 +253,7 @@ def test_stop_grace_and_drain_grace_may_be_zero_but_not_negative() -> None:
 
 
 @pytest.mark.parametrize(("key", "bad", "expected"), [
-    ("idle_after", "soon", "a duration above zero like 30s or 5m"),
+    ("idle_after", "soon", "a duration above zero like 30s or 5m, or never"),
     ("wake_timeout", 0, "a duration above zero like 30s or 5m"),
     ("max_held_requests", 0, "a whole number above 0"),
     ("max_held_requests", 1.5, "a whole number above 0"),

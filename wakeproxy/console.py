@@ -30,6 +30,10 @@ def _last_access(app: dict[str, Any]) -> str:
     return "never"
 
 
+def _idle_after(value: object) -> str:
+    return format_duration(value) if isinstance(value, int | float) else str(value or "-")
+
+
 def format_table(apps: list[dict[str, Any]]) -> str:
     header = ("APP", "STATE", "HOSTS", "IN-FLIGHT", "LAST ACCESS", "IDLE AFTER")
     rows = [header] + [
@@ -40,7 +44,7 @@ def format_table(apps: list[dict[str, Any]]) -> str:
             # Open tunnels (WebSocket, SSE upgrades) keep an app awake like requests do.
             str(a.get("in_flight", 0) + a.get("tunnels", 0)),
             _last_access(a),
-            format_duration(float(a.get("idle_after", 0))),
+            _idle_after(a.get("idle_after")),
         )
         for a in apps
     ]

@@ -3,9 +3,10 @@
 Idle means awake, nothing in flight, no open tunnel, and `idle_after` elapsed since the
 later of the last access and the moment the app woke, so a freshly woken app gets a full
 `idle_after` even if nobody has used it yet, and an app that nobody ever requests is
-still swept. A sweep looks only at apps that are not asleep (the board keeps that set),
-so its cost grows with awake apps, not configured ones. It never writes the board
-itself: the lifecycle marks an app STOPPING in the same loop step as the decision.
+still swept; an app with `idle_after: never` is never swept. A sweep looks only at apps
+that are not asleep (the board keeps that set), so its cost grows with awake apps, not
+configured ones. It never writes the board itself: the lifecycle marks an app STOPPING
+in the same loop step as the decision.
 
 With several wakeproxy replicas, only the one the platform names `leader` sweeps, and it
 decides on cluster-wide activity: an app is busy if any fresh peer has a request open,
@@ -57,7 +58,7 @@ class Sweeper:
         peers = self._peers
         out: list[str] = []
         for state in self._board.not_asleep():
-            if state.phase is not Phase.AWAKE:
+            if state.phase is not Phase.AWAKE or state.policy.never_sleeps:
                 continue
             activity = self._ledger.peek(state.name)
             since = state.woke_at if state.woke_at is not None else state.phase_since

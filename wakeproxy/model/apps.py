@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -11,6 +12,8 @@ class AppPolicy:
 
     name: str
     hosts: tuple[str, ...]
+    # Seconds without a request before the sweeper puts it to sleep; math.inf: never
+    # (`idle_after: never`, e.g. production apps).
     idle_after: float = 300.0
     wake_timeout: float = 60.0
     max_held_requests: int = 1000
@@ -32,6 +35,10 @@ class AppPolicy:
     # request is answered 503 with Retry-After and this reason, and the platform is not
     # asked. Set by platforms whose apps are routed before their first deploy (Kubernetes).
     unavailable: str | None = None
+
+    @property
+    def never_sleeps(self) -> bool:
+        return math.isinf(self.idle_after)
 
 
 def not_deployed(app: str) -> str:

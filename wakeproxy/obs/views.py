@@ -52,7 +52,8 @@ def app_view(state: AppState, ledger: ActivityLedger, now: Now) -> dict[str, Any
         "last_access": now.iso_of(last),
         # Seconds since the last access on the server's own clock: immune to client skew.
         "idle_seconds": None if last is None else round(max(0.0, now.mono - last), 3),
-        "idle_after": policy.idle_after,
+        # `never` as in the config: JSON has no infinity.
+        "idle_after": "never" if policy.never_sleeps else policy.idle_after,
         "wake_timeout": policy.wake_timeout,
         "asleep_seconds": round(state.total_asleep(now.mono), 3),
         "wake_attempts": state.attempts,

@@ -19,9 +19,11 @@ from wakeproxy.settings.reader import Reader
 from wakeproxy.settings.values import (
     DNS_LABEL,
     DURATION,
+    IDLE_AFTER,
     POSITIVE_DURATION,
     boolean,
     host_pattern,
+    idle_after,
     nonblank,
     parse_duration,
     positive_duration,
@@ -72,7 +74,7 @@ def _readiness_path(v: object) -> str:
 
 
 _POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
-    ("idle_after", positive_duration, POSITIVE_DURATION),
+    ("idle_after", idle_after, IDLE_AFTER),
     ("wake_timeout", positive_duration, POSITIVE_DURATION),
     ("max_held_requests", positive_int, "a whole number above 0"),
     ("waiting_page", boolean, "true or false"),

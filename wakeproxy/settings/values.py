@@ -20,6 +20,9 @@ _DNS_SUBDOMAIN = re.compile(
 
 DURATION = "a duration like 30s or 5m"
 POSITIVE_DURATION = "a duration above zero like 30s or 5m"
+IDLE_AFTER = "a duration above zero like 30s or 5m, or never"
+# `idle_after: never`: an app the sweeper never puts to sleep (production apps).
+NEVER = math.inf
 
 
 def parse_duration(value: object) -> float:
@@ -87,6 +90,13 @@ def positive_duration(v: object) -> float:
     if d <= 0:
         raise ValueError(v)
     return d
+
+
+def idle_after(v: object) -> float:
+    """A positive duration, or `never` (NEVER: the app is never swept)."""
+    if isinstance(v, str) and v.strip().lower() == "never":
+        return NEVER
+    return positive_duration(v)
 
 
 def str_list(v: object) -> tuple[str, ...]:

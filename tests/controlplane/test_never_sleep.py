@@ -1,0 +1,91 @@
+"""`idle_after: never` (production apps): accepted by the config file and the Kubernetes
+annotation alike, never picked by the sweeper however long the app idles, and shown as
+`never` by the admin API and `wakeproxy status`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.controlplane.conftest import MakeWorld
+from tests.controlplane.test_sweeper import idle_app, mark_awake, sweeper
+from wakeproxy.cli import main
+from wakeproxy.console import format_table
+from wakeproxy.model.activity import ActivityLedger
+from wakeproxy.model.apps import AppPolicy
+from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.clock import FakeClock
+from wakeproxy.obs.views import Now, app_view
+from wakeproxy.platforms.kubernetes.annotations import AppSpec, parse_deployment
+from wakeproxy.settings import ConfigError, parse_settings
+
+DAY = 86400.0
+
+
+def settings_of(apps: list[dict[str, object]], **top: object) -> list[AppPolicy]:
+    doc = {"apps": apps, **top}
+    return list(parse_settings(yaml.safe_dump(doc), "cluster.yaml").policies)
+
+
+def test_the_config_file_accepts_never_per_app_and_as_the_default() -> None:
+    shop, api = settings_of(
+        [{"name": "shop", "hosts": ["shop.localhost"], "command": "x", "idle_after": "never"},
+         {"name": "api", "hosts": ["api.localhost"], "command": "x"}],
+        defaults={"idle_after": "Never"})
+    assert math.isinf(shop.idle_after) and shop.never_sleeps
+    assert api.never_sleeps  # from the defaults
+    (web,) = settings_of(
+        [{"name": "web", "hosts": ["web.localhost"], "command": "x", "idle_after": "5m"}],
+        defaults={"idle_after": "never"})
+    assert web.idle_after == 300.0 and not web.never_sleeps
+
+
+@pytest.mark.parametrize("bad", ["nevermore", "0", "-1m", True])
+def test_anything_else_is_refused_naming_never_as_an_option(bad: object) -> None:
+    with pytest.raises(ConfigError) as e:
+        settings_of([{"name": "shop", "hosts": ["s.localhost"], "command": "x",
+                      "idle_after": bad}])
+    assert e.value.problems == [
+        f"cluster.yaml: apps[0].idle_after: expected a duration above zero like 30s or 5m, "
+        f"or never, got {bad!r}"]
+
+
+def test_check_config_accepts_never(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("apps:\n  - {name: shop, hosts: [shop.localhost], command: x, "
+                    "idle_after: never}\n")
+    assert main(["check-config", str(path)]) == 0
+    assert "ok (1 app)" in capsys.readouterr().out
+
+
+def test_the_annotation_accepts_never() -> None:
+    obj = {"metadata": {"name": "shop", "namespace": "prod", "annotations": {
+        "wakeproxy.io/hosts": "shop.example.com", "wakeproxy.io/port": "http",
+        "wakeproxy.io/idle-after": "never"}}}
+    parsed = parse_deployment(obj, AppPolicy(name="-", hosts=()))
+    assert isinstance(parsed, AppSpec), parsed
+    assert parsed.policy.never_sleeps
+
+
+async def test_the_sweeper_never_picks_an_app_that_never_sleeps(make_world: MakeWorld) -> None:
+    clock = FakeClock()
+    world = await make_world(idle_app("prod", idle_after=math.inf), idle_app("staging", 60),
+                             clock=clock)
+    mark_awake(world, "prod")
+    mark_awake(world, "staging")
+    clock.advance(365 * DAY)
+    assert sweeper(world).due() == ["staging"]
+
+
+def test_status_shows_never() -> None:
+    clock = FakeClock()
+    board = ReadinessBoard(clock)
+    states = [board.put(AppPolicy(name="prod", hosts=("p.localhost",), idle_after=math.inf)),
+              board.put(AppPolicy(name="staging", hosts=("s.localhost",), idle_after=90.0))]
+    views = [app_view(s, ActivityLedger(clock), Now(clock)) for s in states]
+    assert [v["idle_after"] for v in views] == ["never", 90.0]
+    table = format_table(views).splitlines()
+    assert table[1].split()[-1] == "never" and table[2].split()[-1] == "1m30s"
