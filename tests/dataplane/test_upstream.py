@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 
 import aiohttp
+import pytest
 
 from tests.dataplane.conftest import (
     Proxy,
@@ -18,6 +20,7 @@ from tests.dataplane.conftest import (
     read_head,
     read_response,
 )
+from tests.dataplane.realapps import KEEP_ALIVE, real_app
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.limits import Limits
 
@@ -213,3 +216,64 @@ async def test_connect_timeout_is_502(make_proxy: ProxyFactory):
         for s in fillers:
             s.close()
         listener.close()
+
+
+def test_the_pool_lets_go_before_common_app_servers_close_idle_connections() -> None:
+    assert Limits().upstream_idle_timeout < min(KEEP_ALIVE.values())
+
+
+@pytest.mark.parametrize(
+    ("server", "args", "keep_alive", "limits"),
+    [
+        pytest.param("gunicorn", (), KEEP_ALIVE["gunicorn"], Limits(), id="gunicorn-defaults"),
+        pytest.param("gunicorn", (), KEEP_ALIVE["gunicorn"],
+                     Limits(upstream_idle_timeout=30), id="gunicorn-long-pool-timeout"),
+        pytest.param("uvicorn", ("--timeout-keep-alive", "1"), 1.0,
+                     Limits(upstream_idle_timeout=30), id="uvicorn-long-pool-timeout"),
+    ],
+)  # fmt: skip
+async def test_a_post_sent_as_the_app_closes_its_idle_connection_goes_through(
+    make_proxy: ProxyFactory, server: str, args: tuple[str, ...], keep_alive: float,
+    limits: Limits,
+) -> None:
+    # The app closes a pooled connection after its keep-alive. A POST (not retried: it is
+    # not idempotent) that arrives just before the close, while the proxy is busy, is
+    # handled only after the close: it must not be written to that dead connection.
+    proxy = await make_proxy(limits)
+    async with real_app(server, *args) as endpoint:
+        proxy.add_app("shop", ("shop.test",), endpoint)
+        client = socket.create_connection((proxy.host, proxy.port))
+        with client:
+            client.settimeout(5)
+            client.sendall(b"GET /first HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            assert (await recv_response(client)).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(keep_alive - 0.3)
+            client.sendall(b"POST /order HTTP/1.1\r\nHost: shop.test\r\n"
+                           b"Content-Length: 7\r\n\r\npayload")
+            # Busy past the app's close (gunicorn's threads check every second).
+            time.sleep(1.3 if server == "gunicorn" else 0.6)  # noqa: ASYNC251 - on purpose
+            got = await recv_response(client)
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"POST /order payload"), got
+
+
+async def recv_response(sock: socket.socket) -> bytes:
+    """One whole response from a blocking socket, read without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    got = b""
+    while not parse_responses(got):
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _set_once, ready)
+        try:
+            await asyncio.wait_for(ready, 5)
+        finally:
+            loop.remove_reader(sock.fileno())
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def _set_once(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)

@@ -52,12 +52,13 @@ class DataPlane:
         self._ctx: Context | None = None
         self._server: asyncio.Server | None = None
         self._tick: asyncio.Task[None] | None = None
-        # Deadlines are checked this often: a fraction of the shortest timeout.
+        # Deadlines are checked this often: a fraction of the shortest timeout. The pool's
+        # idle timeout is left out: a pooled connection's age is checked when it is taken,
+        # so its sweep only frees sockets and may come late.
         shortest = min(
             limits.client_head_timeout,
             limits.client_idle_timeout,
             limits.response_header_timeout,
-            limits.upstream_idle_timeout,
             limits.client_body_timeout,
             limits.client_send_timeout,
             limits.tunnel_idle_timeout,

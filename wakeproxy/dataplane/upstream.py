@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
@@ -25,6 +26,9 @@ log = structlog.get_logger("wakeproxy.dataplane")
 # Connect errors that mean nothing listens at the endpoint (so nothing was sent): the app
 # exited or moved, and the request may wait for its next endpoint.
 _NOBODY_THERE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+# A connection idle longer than this is peeked at before reuse (a system call or two); one
+# reused within it, as under load, is taken as it is.
+_PEEK_AFTER = 0.2
 
 
 class ConnectWaiter(Protocol):
@@ -135,11 +139,22 @@ class UpstreamPool:
     def acquire(self, endpoint: Endpoint) -> UpstreamConnection | None:
         """A live idle connection to `endpoint`, the most recently used first."""
         idle = self._idle.get(endpoint)
+        if not idle:
+            return None
+        now = self._loop.time()
         while idle:
             conn = idle.pop()
             # The app may have closed it a moment ago (EOF seen, connection_lost not yet run).
-            if not conn.closing and not conn.transport.is_closing():
-                return conn
+            if conn.closing or conn.transport.is_closing():
+                continue
+            age = now - conn.idle_since
+            if age > self._idle_timeout:
+                conn.close()  # due for the sweep, which has not run yet (a busy loop)
+                continue
+            if age > _PEEK_AFTER and not _still_open(conn.transport):
+                conn.close()  # its close is in our socket, not yet seen by the loop
+                continue
+            return conn
         return None
 
     def release(self, conn: UpstreamConnection) -> None:
@@ -225,6 +240,24 @@ class UpstreamPool:
             idle.clear()
         for task in list(self._connecting):
             task.cancel()
+
+
+def _still_open(transport: asyncio.Transport) -> bool:
+    """Whether the app has neither closed this idle connection nor sent on it: a peek at
+    the socket, for when the loop may not have read its close yet."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return True
+    peek = socket.socket(fileno=sock.fileno())
+    try:
+        peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True  # nothing to read: open and quiet, as an idle connection should be
+    except OSError:
+        return False
+    finally:
+        peek.detach()
+    return False  # its close, or bytes nobody asked for
 
 
 def _connected_to_itself(transport: asyncio.Transport) -> bool:

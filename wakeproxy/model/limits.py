@@ -16,7 +16,11 @@ class Limits:
     response_header_timeout: float = 60.0
     client_idle_timeout: float = 75.0
     client_head_timeout: float = 30.0
-    upstream_idle_timeout: float = 30.0
+    # A pooled connection the app has closed can be picked for a request at the very
+    # moment it closes, and a non-idempotent request on it fails for good. So the pool lets
+    # go first: below the shortest keep-alive of common app servers (gunicorn 2 s, uvicorn
+    # and Node 5 s), with room for the tick that sweeps it.
+    upstream_idle_timeout: float = 1.5
     upstream_pool_size: int = 256
     # A request body that makes no progress for this long (while we are reading it) is
     # answered 408: a client trickling an upload must not hold a connection forever.
