@@ -109,6 +109,7 @@ async def test_response_head_timeout_is_504(make_proxy: ProxyFactory, upstream: 
     async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
         async with s.get(proxy.url("/slow?delay=1")) as r:
             assert r.status == 504
+            assert r.headers["Retry-After"] == "5"  # as README's status table says
             assert "shop" in await r.text()
         async with s.get(proxy.url("/")) as r:  # the connection is still fine
             assert r.status == 200

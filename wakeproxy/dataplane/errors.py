@@ -14,14 +14,21 @@ RETRY_AFTER = 5
 
 
 class ProxyError(Exception):
-    """An answer we give instead of the app's. `message` names the app or host and why."""
+    """An answer we give instead of the app's. `message` names the app or host and why.
+
+    `retries`: the answer says when to try again (`Retry-After`, RETRY_AFTER seconds
+    unless given): a passing state of the app or the proxy, not a fault of the request.
+    """
 
     kind: ClassVar[str] = "error"
+    retries: ClassVar[bool] = False
 
     def __init__(self, message: str, *, app: str = "", retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.app = app
+        if retry_after is None and self.retries:
+            retry_after = RETRY_AFTER
         self.retry_after = retry_after
 
 
@@ -70,23 +77,23 @@ class InternalError(ProxyError):
 
 
 class HoldQueueFull(ProxyError):
-    pass
+    retries = True
 
 
 class AppUnavailable(ProxyError):
-    pass
+    retries = True
 
 
 class ShuttingDown(ProxyError):
-    pass
+    retries = True
 
 
 class WakeTimeout(ProxyError):
-    pass
+    retries = True
 
 
 class ResponseTimeout(ProxyError):
-    pass
+    retries = True
 
 
 STATUS: dict[type[ProxyError], int] = {
