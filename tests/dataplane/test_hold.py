@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
@@ -152,11 +153,14 @@ async def test_client_leaving_while_held_is_logged_499_and_never_sent(
 
 
 async def test_browsers_get_a_waiting_page_when_enabled(proxy: Proxy, upstream: Upstream):
-    proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False, waiting_page=True)
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False, waiting_page=True,
+                  waiting_page_after=0.3)
     gate = proxy.control.gates["shop"] = asyncio.Event()
     async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as s:
+        t0 = time.monotonic()
         async with s.get(proxy.url("/"), headers={"Accept": "text/html,*/*"}) as r:
             assert r.status == 503
+            assert time.monotonic() - t0 >= 0.3  # held first: the app might have woken
             page = await r.text()
             assert "Waking up shop" in page and 'http-equiv="refresh"' in page
             assert r.headers["Cache-Control"] == "no-store"
@@ -173,8 +177,23 @@ async def test_browsers_get_a_waiting_page_when_enabled(proxy: Proxy, upstream: 
             assert r.status == 200  # awake now: the real page
 
 
-async def test_waiting_page_mentions_a_failed_wake(proxy: Proxy, upstream: Upstream):
+async def test_a_browser_gets_an_app_that_wakes_quickly_without_the_waiting_page(
+    proxy: Proxy, upstream: Upstream
+):
     proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False, waiting_page=True)
+    proxy.control.delay = 0.2  # well within waiting_page_after's default 1s
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as s,
+        s.get(proxy.url("/"), headers={"Accept": "text/html"}) as r,
+    ):
+        assert r.status == 200
+    (record,) = proxy.records
+    assert record.held is not None and 0.15 < record.held < 1.0
+
+
+async def test_waiting_page_mentions_a_failed_wake(proxy: Proxy, upstream: Upstream):
+    proxy.add_app("shop", ("shop.test",), upstream.endpoint, awake=False, waiting_page=True,
+                  waiting_page_after=0.1)
     proxy.board.mark_waking("shop")
     proxy.board.mark_wake_failed("shop", "out of memory")
     proxy.control.gates["shop"] = asyncio.Event()

@@ -239,7 +239,11 @@ class Activator:
     def held(self) -> int:
         return sum(len(q.waiters) for q in self._queues.values())
 
-    def hold(self, req: HeldRequest, state: AppState) -> HoldQueue | None:
+    def hold(
+        self, req: HeldRequest, state: AppState, timeout: float | None = None
+    ) -> HoldQueue | None:
+        """`timeout`: held at most this long (a WakeTimeout then), instead of the app's
+        wake_timeout."""
         q = self._queues.get(state.name)
         if q is None or q.state is not state:
             q = self._queues[state.name] = HoldQueue(self, state)
@@ -249,7 +253,8 @@ class Activator:
             return None
         base = state.attempts if state.phase is Phase.ASLEEP else state.attempts - 1
         loop = asyncio.get_running_loop()
-        q.add(req, _Waiter(base, self.clock.monotonic(), loop.time() + policy.wake_timeout), loop)
+        wait = policy.wake_timeout if timeout is None else min(timeout, policy.wake_timeout)
+        q.add(req, _Waiter(base, self.clock.monotonic(), loop.time() + wait), loop)
         self.stats.app(q.app).held += 1
         self.demand.request(q.app)
         if q.task is None:

@@ -29,6 +29,8 @@ from wakeproxy.dataplane.errors import (
     ShuttingDown,
     UnknownHost,
     UpstreamFailed,
+    WakeFailed,
+    WakeTimeout,
     render,
     status_of,
 )
@@ -89,6 +91,7 @@ class Exchange(ResponseRelay):
         "host",
         "leftover",
         "method",
+        "page",
         "path",
         "pending",
         "pending_size",
@@ -151,6 +154,7 @@ class Exchange(ResponseRelay):
         self.retry_task: asyncio.Task[None] | None = None
         self.held_since: float | None = None
         self.held: float | None = None
+        self.page = False  # a browser's: the waiting page if the app is slow to wake
         self.queue: HoldQueue | None = None
         self.ticket: HoldQueue | None = None
         self.leftover: bytes | None = None
@@ -209,16 +213,20 @@ class Exchange(ResponseRelay):
         head = self.head
         assert head is not None
         ctx = self.ctx
+        page_after: float | None = None
         if state.policy.waiting_page and head.method == b"GET" and head.accept_html:
-            ctx.demand.request(self.app)
-            failure = state.failure.reason if state.failure is not None else None
-            keep = head.keep_alive and self.request_done and not ctx.draining
-            data = render_waiting_page(
-                self.app, failure, close=not keep, request_id=self.request_id
-            )
-            self._answer(data, 503, "waking up: sent the waiting page", keep)
+            # A browser: held a short while first, so that an app which wakes quickly is
+            # shown at once; then the page that reloads itself until the app answers.
+            page_after = state.policy.waiting_page_after
+            if page_after <= 0:
+                ctx.demand.request(self.app)
+                self._waiting_page(state)
+                return
+            self.page = True
+        queue = ctx.activator.hold(self, state, page_after)
+        if queue is None and self.page:
+            self._waiting_page(state)
             return
-        queue = ctx.activator.hold(self, state)
         if queue is None:
             self.respond(
                 HoldQueueFull(
@@ -248,9 +256,21 @@ class Exchange(ResponseRelay):
         self.held = held if self.held is None else self.held + held
         self.queue = None
         try:
-            self.respond(error)
+            state = self.ctx.board.get(self.app)
+            if self.page and isinstance(error, WakeTimeout | WakeFailed) and state is not None:
+                self._waiting_page(state)  # still waking, or failed and woken again
+            else:
+                self.respond(error)
         except Exception:
             self._crashed()
+
+    def _waiting_page(self, state: AppState) -> None:
+        head = self.head
+        assert head is not None
+        failure = state.failure.reason if state.failure is not None else None
+        keep = head.keep_alive and self.request_done and not self.ctx.draining
+        data = render_waiting_page(self.app, failure, close=not keep, request_id=self.request_id)
+        self._answer(data, 503, "waking up: sent the waiting page", keep)
 
     def forward(self, endpoint: Endpoint, *, fresh: bool = False) -> None:
         self.endpoint = endpoint

@@ -17,8 +17,11 @@ class AppPolicy:
     idle_after: float = 300.0
     wake_timeout: float = 60.0
     max_held_requests: int = 1000
-    # Serve browsers a self-refreshing "waking up" page instead of holding them.
+    # Serve browsers a self-refreshing "waking up" page instead of holding them, once a
+    # browser request has been held `waiting_page_after` seconds and the app is not ready
+    # yet (an app that wakes quickly is shown at once, without the page's reload).
     waiting_page: bool = False
+    waiting_page_after: float = 1.0
     # Held requests released at once when the app becomes ready; the rest follow one
     # by one as earlier ones get their response head (the app proved it can serve).
     release_concurrency: int = 16

@@ -50,7 +50,7 @@ class LocalApp:
 
 
 POLICY_KEYS = {
-    "idle_after", "wake_timeout", "max_held_requests", "waiting_page",
+    "idle_after", "wake_timeout", "max_held_requests", "waiting_page", "waiting_page_after",
     "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
 }
 _APP_KEYS = POLICY_KEYS | {
@@ -78,6 +78,7 @@ _POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
     ("wake_timeout", positive_duration, POSITIVE_DURATION),
     ("max_held_requests", positive_int, "a whole number above 0"),
     ("waiting_page", boolean, "true or false"),
+    ("waiting_page_after", parse_duration, DURATION),
     ("release_concurrency", positive_int, "a whole number above 0"),
     ("ignored_paths", _path_list, "a list of paths starting with /"),
     ("probe_interval", positive_duration, "a duration above zero like 5ms"),
@@ -105,6 +106,7 @@ def read_defaults(r: Reader, raw: object) -> dict[str, Any]:
     base: dict[str, Any] = {
         "idle_after": d.idle_after, "wake_timeout": d.wake_timeout,
         "max_held_requests": d.max_held_requests, "waiting_page": d.waiting_page,
+        "waiting_page_after": d.waiting_page_after,
         "release_concurrency": d.release_concurrency, "ignored_paths": d.ignored_paths,
         "probe_interval": d.probe_interval, "readiness_path": d.readiness_path,
         "stop_grace": 10.0,
