@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tests.controllers.gitrepo import Repo
-from tests.controllers_k8s.layout import APPS_NS, LEASE_NS
+from tests.controllers_k8s.layout import BUILDS_NS, LEASE_NS
 from tests.e2e.harness import ECHO_APP
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
@@ -63,7 +63,7 @@ async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
     slow = KubernetesBuilder(jobs=BuildJobs(lambda: api, KubernetesBuilds(
         builder_command=("sh", "-c", "exec sleep 5"))), registry="r")
     cancelled = slow.start("rbac", Source(repo=repo.url), "main")
-    await until(lambda: [p for p in emulator.pods(APPS_NS) if "sleep" in str(p)], 10)
+    await until(lambda: [p for p in emulator.pods(BUILDS_NS) if "sleep" in str(p)], 10)
     slow.cancel(cancelled.id, "test")
     await slow.wait(cancelled)
     await deployer.delete("rbac")

@@ -17,8 +17,8 @@ JSON = dict[str, Any]
 # (wakeproxy's own namespace).
 APPS_NS = KubernetesBuilds().namespace
 LEASE_NS = "wakeproxy"
-# Build Jobs and their pods.
-BUILDS_NS = KubernetesBuilds().namespace
+# Build Jobs and their pods (kubernetes.builds.job_namespace: Pod Security `privileged`).
+BUILDS_NS = KubernetesBuilds().job_namespace
 
 
 def app_pods(emulator: Emulator, app: str) -> list[JSON]:

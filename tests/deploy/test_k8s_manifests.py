@@ -71,14 +71,17 @@ def test_kustomize_builds_the_install_and_the_examples() -> None:
         ("ClusterRole", "wakeproxy"), ("ClusterRoleBinding", "wakeproxy"),
         ("Role", "wakeproxy-leases"), ("RoleBinding", "wakeproxy-leases"),
         ("Role", "wakeproxy-controllers"), ("RoleBinding", "wakeproxy-controllers"),
+        ("Namespace", "wakeproxy-builds"), ("Role", "wakeproxy-builds"),
+        ("RoleBinding", "wakeproxy-builds"),
         ("ConfigMap", "wakeproxy-config"), ("Deployment", "wakeproxy"),
         ("Service", "wakeproxy"), ("PodDisruptionBudget", "wakeproxy"),
         ("Service", "wakeproxy-webhook"), ("NetworkPolicy", "wakeproxy"),
     }
-    for obj in objects.values():
+    for (kind, name), obj in objects.items():
         kubernetes_validate.validate(obj, VERSION, strict=True)
-        if obj["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
-            assert obj["metadata"]["namespace"] == "wakeproxy"
+        if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            expected = "wakeproxy-builds" if name == "wakeproxy-builds" else "wakeproxy"
+            assert obj["metadata"]["namespace"] == expected, (kind, name)
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "wakeproxy"
     examples = {(o["kind"], o["metadata"]["name"]) for o in kustomize(K8S / "examples")}
     assert ("Ingress", "wakeproxy") in examples and ("Deployment", "hello") in examples

@@ -28,6 +28,8 @@ class EmulatorConfig:
     # with their labels and their RBAC decides what wakeproxy's ServiceAccount token may do
     # (the admin token may do anything). None: no install, and no RBAC enforcement.
     install_dir: Path | None = K8S_DIR
+    # Pods are checked against their namespace's `pod-security.kubernetes.io/enforce` level.
+    pod_security: bool = True
     namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
     node_name: str = "emulator-node"
     # Pod and Service changes show in EndpointSlices this long after they happen.

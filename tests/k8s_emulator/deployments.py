@@ -16,6 +16,7 @@ from collections.abc import Hashable
 
 from . import resources as r
 from .controller import Controller
+from .errors import Forbidden
 from .meta import (
     JSON,
     deep,
@@ -28,6 +29,8 @@ from .meta import (
 )
 
 _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# A pod creation refused by admission is tried again after this long.
+RETRY_FAILED_CREATE = 0.5
 
 
 def template_hash(template: JSON) -> str:
@@ -55,8 +58,16 @@ class DeploymentController(Controller):
         current = [p for p in active if _hash_of(p) == current_hash]
         old = [p for p in active if _hash_of(p) != current_hash]
         wanted = int((dep.get("spec") or {}).get("replicas", 1))
+        failure: str | None = None
         for _ in range(wanted - len(current)):
-            self._create_pod(dep, template, current_hash)
+            try:
+                self._create_pod(dep, template, current_hash)
+            except Forbidden as err:
+                # Pod Security admission refused the pod: reported on the status, retried
+                # later (the ReplicaSet controller's back-off).
+                failure = err.message
+                self.enqueue(key, RETRY_FAILED_CREATE)
+                break
         if len(current) > wanted:
             surplus = sorted(current, key=lambda p: (is_pod_ready(p),
                                                      meta(p)["creationTimestamp"]))
@@ -66,7 +77,7 @@ class DeploymentController(Controller):
         if old and (wanted == 0 or ready_current >= wanted):
             for pod in old:
                 self.store.delete(r.PODS, ns, meta(pod)["name"])
-        self._write_status(ns, name, dep, active, current, wanted)
+        self._write_status(ns, name, dep, active, current, wanted, failure)
 
     def _create_pod(self, dep: JSON, template: JSON, pod_hash: str) -> None:
         pod_meta = deep(template.get("metadata") or {})
@@ -84,7 +95,7 @@ class DeploymentController(Controller):
         self.store.create(r.PODS, pod, str(meta(dep)["namespace"]))
 
     def _write_status(self, ns: str, name: str, dep: JSON, active: list[JSON],
-                      current: list[JSON], wanted: int) -> None:
+                      current: list[JSON], wanted: int, failure: str | None) -> None:
         ready = sum(1 for p in active if is_pod_ready(p))
         counts = {
             "replicas": len(active),
@@ -109,6 +120,10 @@ class DeploymentController(Controller):
                        f'ReplicaSet "{name}" has successfully progressed.' if complete
                        else f'ReplicaSet "{name}" is progressing.'),
         ]
+        if failure is not None:
+            # As the ReplicaSet controller reports a refused pod, copied to the Deployment.
+            status["conditions"].append(_condition(old_status, "ReplicaFailure", True,
+                                                   "FailedCreate", failure))
 
         def change(obj: JSON) -> None:
             obj["status"] = status

@@ -3,7 +3,8 @@
 Owns: creating one pod at a time for a Job (parallelism beyond 1 is not emulated), counting
 succeeded and failed pods, retrying up to `backoffLimit`, and the terminal conditions
 (`SuccessCriteriaMet` + `Complete`, or `FailureTarget` + `Failed` with BackoffLimitExceeded)
-with startTime/completionTime. Never runs processes.
+with startTime/completionTime. A pod refused by Pod Security admission leaves the Job without
+pods (retried). Never runs processes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Hashable
 
 from . import resources as r
 from .controller import Controller
+from .deployments import RETRY_FAILED_CREATE
+from .errors import Forbidden
 from .meta import (
     JSON,
     condition,
@@ -62,7 +65,12 @@ class JobController(Controller):
                 self.store.delete(r.PODS, ns, meta(pod)["name"])
             active = []
         elif not active:
-            active = [self._create_pod(job)]
+            try:
+                active = [self._create_pod(job)]
+            except Forbidden:
+                # Refused by Pod Security admission: the Job stays without a pod (a real
+                # cluster reports a FailedCreate event) and the creation is retried.
+                self.enqueue(key, RETRY_FAILED_CREATE)
         counts = {"active": len(active), "succeeded": succeeded, "failed": failed,
                   "ready": sum(1 for p in active if is_pod_ready(p)), "terminating": 0}
         new.update({k: v for k, v in counts.items() if v or k == "ready"})

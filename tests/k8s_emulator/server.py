@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import discovery, routing
+from . import discovery, pod_security, routing
 from . import resources as r
 from .config import EmulatorConfig
 from .controller import Controller
@@ -87,6 +87,9 @@ class Emulator:
                                     publish_delay=c.endpoint_publish_delay),
         ]
         self.store.admission.append(assign_port_and_node(c.node_name))
+        if c.pod_security:
+            self.store.admission.append(pod_security.admission(
+                lambda ns: self.store.find(r.NAMESPACES, None, ns)))
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._certs: ServerCertificate | None = None

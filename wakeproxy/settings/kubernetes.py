@@ -25,8 +25,12 @@ from wakeproxy.settings.values import (
 class KubernetesBuilds:
     """Where the bundled controllers build images (Jobs) and deploy apps on Kubernetes."""
 
-    # The namespace of build Jobs and of the Deployments and Services deploys create.
+    # The namespace of the Deployments and Services deploys create (Pod Security
+    # `restricted`: app pods get a securityContext that passes it).
     namespace: str = "wakeproxy"
+    # The namespace build Jobs run in: rootless BuildKit needs unconfined seccomp and
+    # AppArmor, which only a `privileged` namespace admits (k8s/builds.yaml).
+    job_namespace: str = "wakeproxy-builds"
     # Host[:port] of the registry builds push to and Deployments pull from.
     registry: str = "wakeproxy-registry.wakeproxy.svc:5000"
     builder_image: str = "docker.io/moby/buildkit:v0.16.0-rootless"
@@ -139,6 +143,8 @@ def _read_kubernetes_builds(r: Reader, raw: object) -> KubernetesBuilds:
     return KubernetesBuilds(
         namespace=r.get(m, "namespace", p, dns_label,
                         "a namespace name like wakeproxy", d.namespace),
+        job_namespace=r.get(m, "job_namespace", p, dns_label,
+                            "a namespace name like wakeproxy-builds", d.job_namespace),
         registry=r.get(m, "registry", p, nonblank, "a registry host[:port]", d.registry),
         builder_image=r.get(m, "builder_image", p, nonblank, "an image reference",
                             d.builder_image),

@@ -43,6 +43,8 @@ CREATED_AT = "wakeproxy.io/created-at"  # wall-clock seconds, as the build recor
 # asked with `deploy`): a wakeproxy restarted while it runs still deploys it.
 DEPLOY = "wakeproxy.io/deploy-when-built"
 CONTAINER = "buildkit"
+# AppArmor on Kubernetes 1.29 (the appArmorProfile field is 1.30+): one per container.
+APPARMOR = "container.apparmor.security.beta.kubernetes.io/"
 _POLL = 0.2  # how often the Job and its pod are read while waiting for them
 _LOG_IDLE = 600.0  # a build may print nothing for this long (a slow layer)
 
@@ -98,7 +100,10 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
         ],
         "securityContext": {
             # BuildKit's rootless mode needs unconfined seccomp and AppArmor profiles to
-            # make its own mount namespaces; it never runs as root.
+            # make its own user and mount namespaces (even with the process sandbox off):
+            # Pod Security admits that in a `privileged` namespace only, hence Jobs run in
+            # kubernetes.builds.job_namespace. It never runs as root. The AppArmor field
+            # is 1.30+ (a 1.29 API server drops it): the pod's annotation says the same.
             "seccompProfile": {"type": "Unconfined"},
             "appArmorProfile": {"type": "Unconfined"},
             "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
@@ -120,7 +125,7 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
             "backoffLimit": 0,
             "ttlSecondsAfterFinished": max(0, int(s.ttl)),
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": {APPARMOR + CONTAINER: "unconfined"}},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
@@ -141,7 +146,7 @@ class BuildJobs:
 
     @property
     def namespace(self) -> str:
-        return self._s.namespace
+        return self._s.job_namespace
 
     def api(self) -> Api:
         return self._api()

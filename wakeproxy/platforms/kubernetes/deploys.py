@@ -48,6 +48,13 @@ FIELD_MANAGER = "wakeproxy"
 APP_LABEL = "wakeproxy.io/app-name"
 BUILD_ANNOTATION = "wakeproxy.io/build"
 COMMIT_ANNOTATION = "wakeproxy.io/commit"
+# What Pod Security `restricted` asks of every pod (kubernetes.builds.namespace is labelled
+# so in k8s/): no privilege escalation, no capabilities, not root, the runtime's seccomp
+# profile. The image must run as a non-root user given by number (`USER 10001`): the
+# kubelet refuses to start an image whose user is root or a name.
+POD_SECURITY: JSON = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: JSON = {"allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}}
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 
@@ -76,6 +83,7 @@ def deployment_manifest(release: Release, s: KubernetesBuilds, *, replicas: int 
         "name": "app", "image": release.image,
         "ports": [{"name": "http", "containerPort": s.port}],
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+        "securityContext": CONTAINER_SECURITY,
     }
     if release.env:
         container["env"] = [{"name": k, "value": v} for k, v in sorted(release.env.items())]
@@ -85,7 +93,7 @@ def deployment_manifest(release: Release, s: KubernetesBuilds, *, replicas: int 
         "selector": {"matchLabels": selector},
         "template": {
             "metadata": {"labels": {**_labels(release), **selector}},
-            "spec": {"containers": [container],
+            "spec": {"containers": [container], "securityContext": POD_SECURITY,
                      "terminationGracePeriodSeconds": max(1, int(release.stop_grace))},
         },
     }
@@ -202,18 +210,24 @@ class Deploys:
         return live
 
     async def delete(self, name: str) -> list[str]:
-        """Delete every Deployment, Service and Job labelled as `name`'s; their kinds/names."""
+        """Delete every Deployment, Service and Job labelled as `name`'s; their kinds/names.
+
+        Deployments and Services in kubernetes.builds.namespace, build Jobs in
+        kubernetes.builds.job_namespace."""
         api = self._api()
         apps, core = client.AppsV1Api(api.client), client.CoreV1Api(api.client)
         batch = client.BatchV1Api(api.client)
-        ns, selector = self._s.namespace, f"{APP_LABEL}={name}"
+        selector = f"{APP_LABEL}={name}"
         kinds = (
-            ("Deployment", apps.list_namespaced_deployment, apps.delete_namespaced_deployment),
-            ("Service", core.list_namespaced_service, core.delete_namespaced_service),
-            ("Job", batch.list_namespaced_job, batch.delete_namespaced_job),
+            ("Deployment", self._s.namespace, apps.list_namespaced_deployment,
+             apps.delete_namespaced_deployment),
+            ("Service", self._s.namespace, core.list_namespaced_service,
+             core.delete_namespaced_service),
+            ("Job", self._s.job_namespace, batch.list_namespaced_job,
+             batch.delete_namespaced_job),
         )
         deleted = []
-        for kind, list_fn, delete_fn in kinds:
+        for kind, ns, list_fn, delete_fn in kinds:
             found = await api.call(list_fn, ns, label_selector=selector)
             for item in found.get("items") or []:
                 obj = str(item["metadata"]["name"])
