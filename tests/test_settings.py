@@ -643,3 +643,51 @@ def test_duplicates_are_reported_beside_the_other_problems_of_the_same_apps() ->
         assert where in found
     assert f"{SRC}: apps[3].hosts[0]: expected a host not already claimed by apps[2] (hello), " \
            "got 'third.localhost'" in problems(doc)
+
+
+# -- pipelines (promote_to) -------------------------------------------------------------------
+
+
+def _stage(name: str, **keys: object) -> dict[str, object]:
+    return {"name": name, "hosts": [f"{name}.localhost"], "command": "x", "repo": "/srv/shop.git",
+            **keys}
+
+
+def test_promote_to_names_the_next_stage() -> None:
+    s = parse({"apps": [_stage("shop", promote_to="shop-production"), _stage("shop-production")]})
+    assert [a.policy.promote_to for a in s.apps] == ["shop-production", None]
+
+
+@pytest.mark.parametrize(("apps", "expected"), [
+    ([_stage("shop", promote_to="nope")],
+     "apps[0].promote_to: expected the name of another app of this file built from source "
+     "(with repo), got 'nope'"),
+    ([_stage("shop", promote_to="shop")],
+     "apps[0].promote_to: expected the name of another app of this file built from source "
+     "(with repo), got 'shop'"),
+    ([_stage("shop", promote_to="web"), {"name": "web", "hosts": ["w.localhost"], "command": "x"}],
+     "apps[0].promote_to: expected the name of another app of this file built from source "
+     "(with repo), got 'web'"),
+    ([{"name": "web", "hosts": ["w.localhost"], "command": "x", "promote_to": "shop"},
+      _stage("shop")],
+     "apps[0].promote_to: expected to be set only with repo (only builds are promoted)"),
+    ([_stage("shop", promote_to="Shop Prod")],
+     "apps[0].promote_to: expected the name of the app that is its next stage, got 'Shop Prod'"),
+])
+def test_a_bad_promote_to_is_named(apps: list[dict[str, object]], expected: str) -> None:
+    assert problems({"apps": apps}) == [f"{SRC}: {expected}"]
+
+
+def test_promote_to_is_per_app_not_a_default() -> None:
+    assert problems({"defaults": {"promote_to": "shop"}, "apps": [_stage("shop")]}) == [
+        f"{SRC}: defaults.promote_to: expected to be set per app (each app has its own next "
+        "stage)"]
+
+
+def test_the_readmes_pipeline_example_is_a_valid_config() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Environments", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    s = parse_settings(example, "README.md")
+    assert [(a.policy.name, a.policy.promote_to) for a in s.apps] == [
+        ("shop", "shop-production"), ("shop-production", None)]

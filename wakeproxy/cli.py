@@ -34,7 +34,7 @@ __all__ = ["format_duration", "format_savings", "format_table", "main"]
 
 DEFAULT_ADMIN = "http://127.0.0.1:9090"
 _TIMEOUTS = {"status": 10.0, "sleep": 120.0, "wake": 300.0, "builds": 10.0, "delete": 120.0,
-             "deploy": 300.0, "build": 600.0, "logs": 600.0}
+             "deploy": 300.0, "promote": 300.0, "build": 600.0, "logs": 600.0}
 
 
 class CliError(Exception):

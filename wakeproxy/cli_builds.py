@@ -1,4 +1,4 @@
-"""The CLI's build commands: build, builds, logs, deploy, delete (clients of the admin API).
+"""The CLI's build commands: build, builds, logs, deploy, promote, delete (admin API clients).
 
 Standard library only, like the rest of the client side of the CLI. `wakeproxy build`
 shows progress while the build runs (state changes, or the live log with --follow) and
@@ -121,13 +121,15 @@ def _release(build: dict[str, Any]) -> str:
 
 
 def _live(build: dict[str, Any]) -> str:
-    live = build.get("live")
-    return "?" if live is None else ("live" if live else "-")
+    """The apps running the build now (its own, and the next stages it was promoted to)."""
+    if build.get("live") is None:
+        return "?"
+    return ",".join(build.get("live_on") or []) or "-"
 
 
 def format_builds(builds: list[dict[str, Any]]) -> str:
-    """One row per build; LIVE marks the build each app runs now, RELEASE whether the
-    build can still be deployed (`wakeproxy deploy APP BUILD`)."""
+    """One row per build; LIVE names the apps that run it now, RELEASE whether the build
+    can still be deployed (`wakeproxy deploy APP BUILD`)."""
     header = ("BUILD", "APP", "REF", "COMMIT", "STATE", "EXIT", "RELEASE", "LIVE")
     rows = [header] + [
         (str(b.get("id", "?")), str(b.get("app", "?")), str(b.get("ref", "?"))[:20],
@@ -173,6 +175,21 @@ def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace, client: Client) -> int:
+    p = client.call("POST", f"/api/v1/apps/{_q(args.app)}/promote")
+    if args.json:
+        print(json.dumps(p, indent=2))
+        return 0
+    what = f"build {p.get('build')}" if p.get("build") else f"image {p.get('image')}"
+    if p.get("commit"):
+        what += f" (commit {str(p['commit'])[:7]})"
+    line = f"promoted {what} from {p.get('app')} to {p.get('to')}: {p.get('outcome', 'done')}"
+    if p.get("build") and p.get("image"):
+        line += f"\n  image {p['image']}"
+    print(line)
+    return 0
+
+
 def cmd_delete(args: argparse.Namespace, client: Client) -> int:
     result = client.call("DELETE", f"/api/v1/apps/{_q(args.app)}")
     print(json.dumps(result, indent=2) if args.json else f"{args.app}: deleted")
@@ -211,6 +228,11 @@ def add_build_commands(
     p.add_argument("build", metavar="BUILD", nargs="?")
     p.add_argument("--image", metavar="IMAGE", help="a prebuilt image (Kubernetes platform)")
     bind(p, cmd_deploy)
+
+    p = sub.add_parser("promote", parents=[parent],
+                       help="deploy the release an app runs onto its next stage (promote_to)")
+    p.add_argument("app", metavar="APP")
+    bind(p, cmd_promote)
 
     p = sub.add_parser("delete", parents=[parent], help="delete an app and its releases")
     p.add_argument("app", metavar="APP")

@@ -40,7 +40,7 @@ async def test_build_deploy_returns_once_deployed_and_builds_shows_the_live_buil
             assert f"deployed build {build_id} of shop (commit {commit[:7]})" in done.stdout
             assert live_build(k8s_emulator, "shop") == build_id  # before the command ended
         listed = rows((await cli("builds", admin=wp.admin)).stdout)
-        assert [listed[b]["LIVE"] for b in ids] == ["-", "live"]
+        assert [listed[b]["LIVE"] for b in ids] == ["-", "shop"]
         assert [listed[b]["RELEASE"] for b in ids] == ["kept", "kept"]
     finally:
         await asyncio.to_thread(wp.terminate)

@@ -44,7 +44,7 @@ async def test_build_deploy_waits_for_the_deploy_and_builds_shows_what_is_live(
             assert await get(s, wp, "shop.localhost") == (200, content)
 
         listed = rows((await asyncio.to_thread(cli, wp, "builds")).stdout)
-        assert [listed[b]["LIVE"] for b in ids] == ["-", "-", "live"]
+        assert [listed[b]["LIVE"] for b in ids] == ["-", "-", "shop"]
         # The live release and the one before it are kept; older ones are removed.
         assert [listed[b]["RELEASE"] for b in ids] == ["gone", "kept", "kept"]
 
@@ -59,4 +59,4 @@ async def test_build_deploy_waits_for_the_deploy_and_builds_shows_what_is_live(
         assert "was not deployed: the new release of shop did not answer" in failed.stderr
         assert await get(s, wp, "shop.localhost") == (200, "three")
         listed = rows((await asyncio.to_thread(cli, wp, "builds")).stdout)
-        assert listed[ids[-1]]["LIVE"] == "live" and listed[broken_id]["LIVE"] == "-"
+        assert listed[ids[-1]]["LIVE"] == "shop" and listed[broken_id]["LIVE"] == "-"

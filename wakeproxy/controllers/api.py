@@ -20,6 +20,7 @@ from wakeproxy.controllers.errors import (
     DeclaredInConfig,
     DeployFailed,
     InvalidRef,
+    NoNextStage,
     NotBuildable,
     NotDeployable,
     UnknownApp,
@@ -52,6 +53,7 @@ ERRORS: dict[type[ControllerError], type[ApiError]] = {
     NotBuildable: Conflict,
     NotDeployable: Conflict,
     DeclaredInConfig: Conflict,
+    NoNextStage: Conflict,
     DeployFailed: CommandFailed,
     BadWebhook: BadRequest,
     WebhookRefused: Unauthorized,
@@ -157,6 +159,15 @@ class _Routes:
             raise _api_error(e) from None
         return web.json_response({"app": app, "build": build.view(), "outcome": outcome})
 
+    async def promote(self, request: web.Request) -> web.Response:
+        app = request.match_info["name"]
+        try:
+            # Like a deploy: a client that hangs up does not cut the swap short.
+            promotion = await shielded(self.c.promote(app))
+        except ControllerError as e:
+            raise _api_error(e) from None
+        return web.json_response(promotion.view())
+
     async def delete_app(self, request: web.Request) -> web.Response:
         app = request.match_info["name"]
         try:
@@ -180,6 +191,7 @@ def add_controller_routes(app: web.Application, controllers: Controllers) -> Non
     app.router.add_post(WEBHOOK_PATH, r.webhook)
     app.router.add_post("/api/v1/apps/{name}/builds", r.start_build)
     app.router.add_post("/api/v1/apps/{name}/deploys", r.deploy)
+    app.router.add_post("/api/v1/apps/{name}/promote", r.promote)
     app.router.add_delete("/api/v1/apps/{name}", r.delete_app)
     app.router.add_get("/api/v1/builds", r.list_builds)
     app.router.add_get("/api/v1/builds/{id}", r.get_build)

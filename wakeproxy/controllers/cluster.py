@@ -47,6 +47,7 @@ from wakeproxy.controllers.errors import (
     UnknownApp,
 )
 from wakeproxy.controllers.front import ControllerFront
+from wakeproxy.controllers.promotion import Promotion
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
 from wakeproxy.controllers.webhook import Deliveries
 from wakeproxy.controlplane.tasks import spawn
@@ -167,6 +168,23 @@ class KubernetesDeployer:
                 raise ControllerError(f"the Kubernetes API refused the deploy of {app}: "
                                       f"HTTP {e.status} {e.message}") from None
 
+    async def promote(self, app: str, target: str) -> Promotion:
+        """Apply the exact image (and its build and commit) `app`'s Deployment runs onto
+        `target`'s Deployment: the same apply, and rollout, as a deploy; never a build."""
+        for name in (app, target):
+            if name not in self._apps:
+                raise UnknownApp(name)
+        try:
+            running = await self._deploys.running(app)
+        except ApiError as e:
+            raise ControllerError(f"the Kubernetes API refused to read {app}'s Deployment: "
+                                  f"HTTP {e.status} {e.message}") from None
+        if running is None:
+            raise NotDeployable(f"{app} has no release deployed to promote")
+        outcome = await self._apply(target, running.image, running.build_id, running.commit)
+        return Promotion(app=app, to=target, build=running.build_id,
+                         commit=running.commit or None, outcome=outcome, image=running.image)
+
     async def delete(self, app: str) -> None:
         """Delete exactly the objects labelled as `app`'s (Deployment, Service, Jobs)."""
         # Forgotten first: a reservation still waiting for the lock then creates nothing.
@@ -198,7 +216,7 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         settings: KubernetesBuilds, api: Callable[[], Api], lease_namespace: str,
         lease_name: str, clock: Clock | None = None, config_file: str = "",
     ) -> None:
-        super().__init__(declared=[a.policy.name for a in apps], config_file=config_file)
+        super().__init__(declared=[a.policy for a in apps], config_file=config_file)
         clock = clock or SystemClock()
         self._deliveries = Deliveries(clock=clock)  # this replica's: no API call for these
         self._shared = LeaseDeliveryLog(api=api, namespace=lease_namespace,
@@ -227,6 +245,9 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
 
     async def deploy_image(self, app: str, image: str) -> str:
         return await self.deployer.deploy_image(app, image)
+
+    async def _promote(self, app: str, target: str) -> Promotion:
+        return await self.deployer.promote(app, target)
 
     async def _live_builds(self) -> dict[str, str] | None:
         # The cluster is the record (a deploy may have come through another replica).

@@ -122,11 +122,29 @@ class LocalDeployer:
         Raises UnknownApp, NotDeployable (the build is not a succeeded build of `app`) or
         DeployFailed (the new release did not answer; the old one keeps serving).
         """
+        if build.app != app:
+            if self._platform.definition(app) is None or self._board.get(app) is None:
+                raise UnknownApp(app)
+            raise NotDeployable(f"build {build.id} is a build of {build.app}, not of {app}")
+        return await self._deploy(app, build)
+
+    async def promote(self, app: str, target: str) -> tuple[Build, str]:
+        """Deploy the release `app` runs, the very build directory, onto `target` (the
+        next stage), with the same swap as a deploy; returns the build and what happened.
+
+        Raises UnknownApp, NotDeployable (nothing deployed on `app`) or DeployFailed.
+        """
+        if self._platform.definition(app) is None or self._board.get(app) is None:
+            raise UnknownApp(app)
+        build = self.live(app)
+        if build is None:
+            raise NotDeployable(f"{app} has no release deployed to promote")
+        return build, await self._deploy(target, build)
+
+    async def _deploy(self, app: str, build: Build) -> str:
         template = self._platform.definition(app)
         if template is None or self._board.get(app) is None:
             raise UnknownApp(app)
-        if build.app != app:
-            raise NotDeployable(f"build {build.id} is a build of {build.app}, not of {app}")
         if build.state is BuildState.SUCCEEDED and build.release_dir is None:
             raise NotDeployable(f"build {build.id} has no release directory any more")
         if build.state is not BuildState.SUCCEEDED or build.release_dir is None:
@@ -180,9 +198,12 @@ class LocalDeployer:
 
     def _keep(self, app: str, build: Build) -> None:
         builds = [b for b in self._live.get(app, []) if b is not build] + [build]
-        for old in builds[:-_KEEP_RELEASES]:
-            self._builder.remove_release(old)
         self._live[app] = builds[-_KEEP_RELEASES:]
+        for old in builds[:-_KEEP_RELEASES]:
+            # A promoted release is one directory kept by two stages: removed once neither
+            # keeps it.
+            if not any(old in kept for kept in self._live.values()):
+                self._builder.remove_release(old)
 
     def _lock(self, app: str) -> asyncio.Lock:
         lock = self._locks.get(app)

@@ -38,6 +38,14 @@ class DeclaredInConfig(ControllerError):
             "as review apps)")
 
 
+class NoNextStage(ControllerError):
+    """`wakeproxy promote` of an app with no `promote_to` (not a stage of a pipeline)."""
+
+    def __init__(self, app: str, config_file: str) -> None:
+        super().__init__(f"{app} has no next stage to promote to: give it promote_to (the "
+                         f"app it promotes to) in {config_file}")
+
+
 class NotDeployable(ControllerError):
     """The build cannot be deployed (failed, still running, or of another app)."""
 

@@ -22,11 +22,13 @@ from wakeproxy.controllers.errors import (
     DeclaredInConfig,
     InvalidRef,
     NotDeployable,
+    UnknownApp,
     UnknownBuild,
     WebhookRefused,
 )
 from wakeproxy.controllers.git_refs import BadRef, check_ref
 from wakeproxy.controllers.ports import Deployer
+from wakeproxy.controllers.promotion import Promotion, Stages
 from wakeproxy.controllers.review import ReviewApps
 from wakeproxy.controllers.webhook import (
     REVIEW_ACTIONS,
@@ -36,6 +38,7 @@ from wakeproxy.controllers.webhook import (
     signature_valid,
 )
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.apps import AppPolicy
 
 log = structlog.get_logger("wakeproxy.controllers")
 
@@ -61,10 +64,11 @@ class ControllerFront(Generic[B, D]):
     reviews: ReviewApps | None
     _secret: bytes | None
 
-    def __init__(self, *, declared: Collection[str] = (), config_file: str = "") -> None:
+    def __init__(self, *, declared: Collection[AppPolicy] = (), config_file: str = "") -> None:
         # The config file's apps: deleted only by removing them there (DeclaredInConfig).
-        self._declared = frozenset(declared)
+        self._declared = frozenset(p.name for p in declared)
         self._config_file = config_file or "the config file"
+        self._stages = Stages(declared, self._config_file)
         self._deliveries = Deliveries()
         self._shared: SharedDeliveries | None = None  # what the other replicas received
         self._tasks: set[asyncio.Task[None]] = set()
@@ -113,6 +117,20 @@ class ControllerFront(Generic[B, D]):
         raise NotDeployable("this platform runs apps from their builds, not from images: "
                             f"build {app} and deploy the build")
 
+    async def promote(self, app: str) -> Promotion:
+        """Deploy the release `app` runs onto its next stage (never a rebuild). Raises
+        UnknownApp, NoNextStage, NotDeployable (nothing deployed on `app`), DeployFailed."""
+        if not self.deployer.exists(app):
+            raise UnknownApp(app)
+        target = self._stages.next_of(app)
+        promotion = await self._promote(app, target)
+        log.info("promoted", app=app, to=target, build=promotion.build,
+                 commit=promotion.commit, image=promotion.image, outcome=promotion.outcome)
+        return promotion
+
+    async def _promote(self, app: str, target: str) -> Promotion:
+        raise NotImplementedError
+
     async def delete(self, app: str) -> None:
         """Delete an app made at run time (a review app). Raises DeclaredInConfig for an
         app of the config file, UnknownApp for one that does not exist."""
@@ -151,14 +169,19 @@ class ControllerFront(Generic[B, D]):
 
     async def list_builds(self, app: str | None = None) -> list[dict[str, Any]]:
         """The builds as the admin API lists them: each with `live` (the build its app
-        runs now; None when the platform cannot tell) and `release` (its release still
+        runs now; None when the platform cannot tell), `live_on` (every app running it:
+        its own and the stages it was promoted to) and `release` (its release still
         exists, so it can be deployed)."""
         builds = self.builder.list(app)
         live = await self._live_builds()
+        running: dict[str, list[str]] = {}
+        for name, build_id in sorted((live or {}).items()):
+            running.setdefault(build_id, []).append(name)
         out = []
         for b in builds:
             view = b.view()
             view["live"] = None if live is None else live.get(b.app) == b.id
+            view["live_on"] = running.get(b.id, [])
             view["release"] = self._has_release(b)
             out.append(view)
         return out

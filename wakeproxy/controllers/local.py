@@ -32,6 +32,7 @@ from wakeproxy.controllers.errors import (
     UnknownApp,
 )
 from wakeproxy.controllers.front import ControllerFront
+from wakeproxy.controllers.promotion import Promotion
 from wakeproxy.controllers.review import ReviewApps, base_of, source_of
 from wakeproxy.controllers.state import (
     STATE_FILE,
@@ -56,7 +57,7 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         environ: Mapping[str, str], drain: float = 0.5, build_timeout: float = 900.0,
         config_file: str = "",
     ) -> None:
-        super().__init__(declared=[a.policy.name for a in apps], config_file=config_file)
+        super().__init__(declared=[a.policy for a in apps], config_file=config_file)
         self._apps = {a.policy.name: a for a in apps}
         self._board = board
         self._store = StateStore(builds_dir / STATE_FILE)
@@ -103,19 +104,23 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
 
     def _restore_releases(self, state: ControllerState) -> list[str]:
         deployed = []
+        known = {b.id: b for b in self.builder.list()}
         for app, records in state.releases.items():
             if not self.deployer.exists(app):
                 log.warning("saved release of an app that no longer exists ignored", app=app)
                 continue
-            known = {b.id: b for b in self.builder.list(app)}
             builds: list[Build] = []
             for r in records:
-                path = self.builder.release_path(app, r.build)
+                owner = r.built_for or app
+                path = self.builder.release_path(owner, r.build)
                 if path is None or str(path) != r.directory or not path.is_dir():
                     log.warning("release directory gone; that release is dropped", app=app,
                                 build=r.build, directory=r.directory)
                     continue
-                build = known.get(r.build) or _release_only(app, r)
+                # One Build per release, however many stages run it (a promoted one).
+                build = known.get(r.build)
+                if build is None or build.app != owner:
+                    build = known[r.build] = _release_only(owner, r)
                 build.release_dir = str(path)
                 builds.append(build)
             if builds:
@@ -129,7 +134,8 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
 
     def _snapshot(self) -> ControllerState:
         releases = {
-            app: tuple(ReleaseRecord(b.id, b.commit, b.release_dir) for b in builds
+            app: tuple(ReleaseRecord(b.id, b.commit, b.release_dir,
+                                     None if b.app == app else b.app) for b in builds
                        if b.release_dir is not None)
             for app, builds in self.deployer.releases().items()
         }
@@ -152,6 +158,11 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         if local is None or local.repo is None:
             raise NotBuildable(f"{app} is not built from source: give it a repo in the config")
         return source_of(local)
+
+    async def _promote(self, app: str, target: str) -> Promotion:
+        build, outcome = await self.deployer.promote(app, target)
+        return Promotion(app=app, to=target, build=build.id, commit=build.commit,
+                         outcome=outcome)
 
     async def _live_builds(self) -> dict[str, str]:
         return {app: builds[-1].id for app, builds in self.deployer.releases().items()}

@@ -41,6 +41,9 @@ class ReleaseRecord:
     build: str
     commit: str | None
     directory: str
+    # The app the build was made for, when not this one: a release promoted from the
+    # stage before (its directory is that app's).
+    built_for: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,7 @@ _NUM = (int, float)
 def _release(raw: object) -> ReleaseRecord:
     d = _obj(raw, "a release")
     return ReleaseRecord(_get(d, "build", str), _get(d, "commit", str, True),
-                         _get(d, "directory", str))
+                         _get(d, "directory", str), _get(d, "built_for", str, True))
 
 
 def _review(raw: object) -> ReviewRecord:

@@ -38,6 +38,9 @@ class AppPolicy:
     # request is answered 503 with Retry-After and this reason, and the platform is not
     # asked. Set by platforms whose apps are routed before their first deploy (Kubernetes).
     unavailable: str | None = None
+    # The next stage of the app's pipeline (`shop` → `shop-production`): `wakeproxy
+    # promote` deploys exactly the release the app runs onto that app.
+    promote_to: str | None = None
 
     @property
     def never_sleeps(self) -> bool:

@@ -22,6 +22,7 @@ from wakeproxy.settings.values import (
     IDLE_AFTER,
     POSITIVE_DURATION,
     boolean,
+    dns_label,
     host_pattern,
     idle_after,
     nonblank,
@@ -52,6 +53,7 @@ class LocalApp:
 POLICY_KEYS = {
     "idle_after", "wake_timeout", "max_held_requests", "waiting_page", "waiting_page_after",
     "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
+    "promote_to",
 }
 _APP_KEYS = POLICY_KEYS | {
     "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build",
@@ -84,6 +86,7 @@ _POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
     ("probe_interval", positive_duration, "a duration above zero like 5ms"),
     ("readiness_path", _readiness_path, "a path starting with /"),
     ("stop_grace", parse_duration, DURATION),
+    ("promote_to", dns_label, "the name of the app that is its next stage"),
 )
 # Each per-app key's converter and what it expects: the one reading of a per-app setting,
 # for the config file and for platforms that take the same settings from elsewhere.
@@ -109,10 +112,13 @@ def read_defaults(r: Reader, raw: object) -> dict[str, Any]:
         "waiting_page_after": d.waiting_page_after,
         "release_concurrency": d.release_concurrency, "ignored_paths": d.ignored_paths,
         "probe_interval": d.probe_interval, "readiness_path": d.readiness_path,
-        "stop_grace": 10.0,
+        "stop_grace": 10.0, "promote_to": None,
     }
     defaults = r.mapping(raw, "defaults")
     r.unknown_keys(defaults, POLICY_KEYS, "defaults")
+    if defaults.get("promote_to") is not None:
+        r.fail("defaults.promote_to", "to be set per app (each app has its own next stage)")
+        defaults = {k: v for k, v in defaults.items() if k != "promote_to"}
     return _policy_fields(r, defaults, "defaults.", base)
 
 
@@ -268,4 +274,22 @@ def read_apps(
             if app is not None:
                 apps.append(app)
     _check_unique(r, claims)
+    _check_stages(r, apps, raw if isinstance(raw, list) else [])
     return tuple(apps)
+
+
+def _check_stages(r: Reader, apps: list[LocalApp], raw: list[Any]) -> None:
+    """Each `promote_to` names another app of the file built from source (a `repo`): the
+    stage a promote deploys the release to. Only such apps have releases."""
+    built = {a.policy.name for a in apps if a.repo is not None}
+    for i, item in enumerate(raw):
+        target = item.get("promote_to") if isinstance(item, dict) else None
+        if not isinstance(target, str) or not DNS_LABEL.match(target):
+            continue  # absent, or already reported by its converter
+        if item.get("repo") is None:
+            r.fail(f"apps[{i}].promote_to", "to be set only with repo (only builds are "
+                   "promoted)")
+        elif target not in built or target == item.get("name"):
+            r.fail(f"apps[{i}].promote_to",
+                   "the name of another app of this file built from source (with repo)",
+                   target)

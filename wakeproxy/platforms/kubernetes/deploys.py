@@ -196,6 +196,24 @@ class Deploys:
                                label_selector=f"{selector},{MANAGED_BY}=wakeproxy")
         return [item for item in found.get("items") or [] if isinstance(item, dict)]
 
+    async def running(self, name: str) -> Release | None:
+        """What the app's Deployment runs (image, build, commit; hosts left empty), or None
+        when it has none or is not deployed yet. Raises ApiError."""
+        api = self._api()
+        apps = client.AppsV1Api(api.client)
+        try:
+            dep = await api.call(apps.read_namespaced_deployment, name, self._s.namespace)
+        except NotFound:
+            return None
+        notes = (dep.get("metadata") or {}).get("annotations") or {}
+        containers = (((dep.get("spec") or {}).get("template") or {}).get("spec")
+                      or {}).get("containers") or []
+        if NOT_DEPLOYED in notes or not containers or not containers[0].get("image"):
+            return None
+        return Release(name=name, image=str(containers[0]["image"]), hosts=(),
+                       build_id=str(notes.get(BUILD_ANNOTATION) or ""),
+                       commit=str(notes.get(COMMIT_ANNOTATION) or ""))
+
     async def live_builds(self) -> dict[str, str]:
         """Each deployed app's build, as its Deployment says (apps not deployed yet, or
         running a prebuilt image, have none). Raises ApiError."""
