@@ -21,6 +21,7 @@ from .logs import LogBuffer
 from .meta import JSON, dig, is_terminating, meta
 from .pod_runner import PodRunner
 from .processes import ContainerProcess
+from .pulls import ImagePulls
 from .store import Store
 
 Key = tuple[str, str]
@@ -45,6 +46,8 @@ class Kubelet(Controller):
         self._logs: dict[tuple[str, str, str], LogBuffer] = {}
         # Every process ever started here, so shutdown can prove none is left behind.
         self.processes: list[ContainerProcess] = []
+        # Slow or failing image pulls (tests flip these; pods started afterwards obey).
+        self.pulls = ImagePulls()
         self._closing = False
 
     def keys_for(self, event: Event) -> Iterable[Hashable]:
@@ -86,7 +89,7 @@ class Kubelet(Controller):
         runner = PodRunner(
             self.store, pod, self._logs[(ns, name, container)],
             probe_interval=self._probe_interval, ready_probe_interval=self._ready_interval,
-            restart_backoff=self._backoff, register=self.processes.append,
+            restart_backoff=self._backoff, register=self.processes.append, pulls=self.pulls,
         )
         self.runners[key] = runner
         self._runs[key] = self.spawn(runner.run(), f"pod-{ns}-{name}")

@@ -19,6 +19,7 @@ from .meta import JSON, dig, format_time, meta
 from .podspec import ContainerConfigError, container_argv, container_env, port_of
 from .probes import probe
 from .processes import ContainerProcess
+from .pulls import ImagePulls
 from .store import Store
 
 IP = "127.0.0.1"
@@ -27,7 +28,8 @@ IP = "127.0.0.1"
 class PodRunner:
     def __init__(self, store: Store, pod: JSON, logs: LogBuffer, *, probe_interval: float,
                  ready_probe_interval: float, restart_backoff: float,
-                 register: Callable[[ContainerProcess], None]) -> None:
+                 register: Callable[[ContainerProcess], None],
+                 pulls: ImagePulls | None = None) -> None:
         self.store = store
         self._register = register
         self.namespace = str(meta(pod)["namespace"])
@@ -42,6 +44,7 @@ class PodRunner:
         self._restarts = 0
         self._ready = False
         self._started_at = format_time()
+        self._pulls = pulls or ImagePulls()
 
     # -- status --------------------------------------------------------------------------------
     def _write(self, change: Callable[[JSON], None]) -> bool:
@@ -101,6 +104,13 @@ class PodRunner:
         except ContainerConfigError as err:
             waiting = {"waiting": {"reason": err.reason, "message": err.message}}
             self._write(self._status("Pending", waiting, ready=False))
+            return
+        def waiting(reason: str, message: str) -> bool:
+            state = {"waiting": {"reason": reason, "message": message}}
+            return self._write(self._status("Pending", state, ready=False))
+
+        if not await self._pulls.pull(str(container.get("image") or ""), waiting,
+                                      self.stop_requested):
             return
         port = port_of(pod)
         cwd = container.get("workingDir")

@@ -1,10 +1,12 @@
 """A small HTTP app for tests, started by the local platform with PORT in its environment.
 
     appserver.py [--pidfile P] [--ready-file F] [--term-delay S] [--ignore-term] [--child P]
+                 [--hits H]
 
 GET / answers 200 "hello from <pid>"; GET /ready answers 503 until the --ready-file
 exists, then 200. --term-delay makes SIGTERM take S seconds; --ignore-term ignores it;
---child starts `sleep 60` in the same process group and writes its pid to P.
+--child starts `sleep 60` in the same process group and writes its pid to P. --hits appends
+"<path> <User-Agent>" to H for every request, as it arrives.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def main() -> None:
     ap.add_argument("--term-delay", type=float, default=0.0)
     ap.add_argument("--ignore-term", action="store_true")
     ap.add_argument("--child")
+    ap.add_argument("--hits")
     args = ap.parse_args()
     if args.pidfile:  # before listening: whoever saw it ready can read it
         with open(args.pidfile, "w") as f:
@@ -43,6 +46,9 @@ def main() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if args.hits:
+                with open(args.hits, "a") as f:
+                    f.write(f"{self.path} {self.headers.get('User-Agent', '-')}\n")
             if self.path == "/ready" and not (args.ready_file and os.path.exists(args.ready_file)):
                 self.send_response(503)
                 body = b"not yet\n"

@@ -34,6 +34,7 @@ from wakeproxy.controlplane.platform import (
     EndpointsChanged,
     Platform,
     PlatformEvent,
+    StillStarting,
     WakeFailed,
 )
 from wakeproxy.controlplane.tasks import spawn
@@ -275,15 +276,18 @@ class Lifecycle:
             except WakeFailed as e:
                 result = NOT_DEPLOYED if e.not_deployed else "failed"
                 return self._wake_failed(app, attempt, result, e.reason, started, e.kind)
-            except TimeoutError:
+            except TimeoutError as e:
+                reason = f"not ready within {timeout:g}s"
                 if cutoff.expired():
                     # The platform overran its own deadline, so it may not have stopped
                     # what it started: leave no half-started app behind. (A platform that
-                    # timed out by itself has; stopping again could undo a peer's wake.)
+                    # timed out by itself has, or follows what it started to its own
+                    # give-up; stopping here could undo a peer's wake or a slow start.)
                     await self._stop_quietly(app)
+                elif isinstance(e, StillStarting):
+                    reason += f"; still starting: {e.status}"
                 return self._wake_failed(
-                    app, attempt, "timeout", f"not ready within {timeout:g}s", started,
-                    FailureKind.TIMEOUT)
+                    app, attempt, "timeout", reason, started, FailureKind.TIMEOUT)
             except asyncio.CancelledError:
                 if self._board.get(app) is not None:
                     self._board.mark_wake_failed(app, "wakeproxy is shutting down")

@@ -34,6 +34,15 @@ class WakeFailed(Exception):
         self.not_deployed = not_deployed
 
 
+class StillStarting(TimeoutError):
+    """The wake's time is up, but what it started is on its way and left running (a pod
+    pulling its image): `status` says where it is."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 @dataclass(frozen=True, slots=True)
 class AppExited:
     """An awake app went away without being asked to (crash, OOM kill, killed by hand)."""
@@ -80,8 +89,10 @@ class Platform(Protocol):
     async def wake(self, app: str, *, timeout: float) -> tuple[Endpoint, ...]:  # noqa: ASYNC109
         """Start or scale up `app`; return once at least one endpoint really answers.
 
-        Raises WakeFailed with a reason, or TimeoutError after `timeout` seconds (having
-        stopped whatever it started). Cancelling it also stops whatever it started.
+        Raises WakeFailed with a reason, or TimeoutError after `timeout` seconds, having
+        stopped whatever it started — or, for a start that is slow but progressing (a pod
+        pulling its image), leaving it to a give-up of the platform's own, which a later
+        wake joins. Cancelling it also stops whatever it started.
         """
         ...
 

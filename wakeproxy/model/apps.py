@@ -31,6 +31,10 @@ class AppPolicy:
     # path answered below 500 when set.
     probe_interval: float = 0.005
     readiness_path: str | None = None
+    # Kubernetes: a scale-up whose pods are still starting (being scheduled, pulling their
+    # image, not ready yet) outlives the wake that timed out on it this long, then is
+    # scaled back; pods failing for good (crash loop, image pull failing) give up sooner.
+    give_up_after: float = 900.0
     # Replicas the app runs when awake: each second asleep saves this many replica-seconds
     # (the local platform runs one process per app).
     awake_replicas: int = 1

@@ -54,6 +54,7 @@ POLICY_KEYS = {
     "idle_after", "wake_timeout", "max_held_requests", "waiting_page", "waiting_page_after",
     "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
     "promote_to",
+    "give_up_after",
 }
 _APP_KEYS = POLICY_KEYS | {
     "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build",
@@ -87,6 +88,7 @@ _POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
     ("readiness_path", _readiness_path, "a path starting with /"),
     ("stop_grace", parse_duration, DURATION),
     ("promote_to", dns_label, "the name of the app that is its next stage"),
+    ("give_up_after", positive_duration, POSITIVE_DURATION),
 )
 # Each per-app key's converter and what it expects: the one reading of a per-app setting,
 # for the config file and for platforms that take the same settings from elsewhere.
@@ -112,7 +114,7 @@ def read_defaults(r: Reader, raw: object) -> dict[str, Any]:
         "waiting_page_after": d.waiting_page_after,
         "release_concurrency": d.release_concurrency, "ignored_paths": d.ignored_paths,
         "probe_interval": d.probe_interval, "readiness_path": d.readiness_path,
-        "stop_grace": 10.0, "promote_to": None,
+        "stop_grace": 10.0, "promote_to": None, "give_up_after": d.give_up_after,
     }
     defaults = r.mapping(raw, "defaults")
     r.unknown_keys(defaults, POLICY_KEYS, "defaults")

@@ -66,6 +66,11 @@ class KubernetesSettings:
     watch_timeout: float = 300.0
     # A watch with neither an event nor a bookmark for this long is presumed dead.
     watch_idle_timeout: float = 180.0
+    # A scale-up is given up (scaled back) once a pod of it has failed to pull its image
+    # this long, or could not be scheduled this long (an autoscaler adding a node takes
+    # minutes); a crash loop gives up at once. Otherwise the app's `give_up_after` rules.
+    image_pull_grace: float = 120.0
+    unschedulable_grace: float = 600.0
     builds: KubernetesBuilds = KubernetesBuilds()
 
 
@@ -104,7 +109,7 @@ def read_kubernetes(
     durations: dict[str, Any] = {
         key: r.get(m, key, p, positive_duration, POSITIVE_DURATION, getattr(d, key))
         for key in ("activity_interval", "request_timeout", "watch_timeout",
-                    "watch_idle_timeout")
+                    "watch_idle_timeout", "image_pull_grace", "unschedulable_grace")
     }
     return KubernetesSettings(
         kubeconfig=kubeconfig,

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
@@ -30,6 +31,7 @@ from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.settings import KubernetesSettings
 
 ENABLED = {"wakeproxy.io/enabled": "true"}
+APPSERVER = Path(__file__).resolve().parents[1] / "appserver.py"  # PORT from the emulator
 # wakeproxy's own namespace in the install (k8s/): its Leases live there, as in production.
 LEASE_NS = "wakeproxy"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.fixtures import EmulatorFactory
 from tests.k8s_emulator.resources import DEPLOYMENTS, PODS
 from tests.platforms.kubernetes.support import (
+    APPSERVER,
     World,
     app_deployment,
     replicas_of,
@@ -62,27 +64,44 @@ async def test_wake_of_a_sleeping_deployment(k8s_emulator: Emulator, make_world:
     assert world.stats.scale_calls == {"ok": 1}
 
 
-async def test_a_wake_does_not_wait_for_the_control_plane_to_mark_the_pod_ready(
+async def test_a_pod_accepting_tcp_gets_no_request_before_its_readiness_probe_passes(
     k8s_emulator: Emulator, make_world: MakeWorld, tmp_path: Path,
 ) -> None:
+    # The app accepts connections at once, but its readinessProbe (/ready) fails for its
+    # first seconds (it warms a cache, runs migrations...).
+    hits, ready = tmp_path / "hits", tmp_path / "ready"
+    body = app_deployment("web", hosts="web.example.com", command=[
+        sys.executable, str(APPSERVER), "--ready-file", str(ready), "--hits", str(hits)])
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"] = {"httpGet": {"path": "/ready", "port": "http"},
+                                   "periodSeconds": 10}
+    k8s_emulator.create(body)
+    world = await make_world(k8s_emulator)
+    waking = asyncio.create_task(world.lifecycle.wake("default.web"))
+    await until(lambda: hits.exists(), 10)  # it runs and answers
+    await asyncio.sleep(2.0)
+    assert not waking.done(), "released before the readiness probe passed"
+    ready.write_text("ok")
+    opened = time.monotonic()
+    await waking
+    assert time.monotonic() - opened < 1.5  # probes slowed down, but not to a crawl
+    ours = [line for line in hits.read_text().splitlines() if "wakeproxy-probe" in line]
+    assert ours and all(line.startswith("/ready ") for line in ours)
+    # Over the 2 s+ of a slow start: a few probes that back off, not one every 5 ms.
+    assert len(ours) <= 15, len(ours)
+
+
+async def test_an_exec_readiness_probe_is_left_to_the_kubelet(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    # wakeproxy cannot run the command: it waits for the EndpointSlice to say ready.
     body = app_deployment("web", hosts="web.example.com")
     container = body["spec"]["template"]["spec"]["containers"][0]
-    # The kubelet's readiness probe fails until a file exists: the slice says "not ready"
-    # although the pod already answers.
-    container["readinessProbe"] = {"httpGet": {"path": "/ready", "port": "http"}}
-    container["workingDir"] = str(tmp_path)
+    container["readinessProbe"] = {"exec": {"command": ["true"]}}
     k8s_emulator.create(body)
     world = await make_world(k8s_emulator)
     await world.lifecycle.wake("default.web")
-    state = world.state("default.web")
-    assert k8s_emulator.ready_ports("web") == []
-    # It answers; only the kubelet's probe (/ready) still fails.
-    assert await get(state.endpoints[0]) == 200
-    assert await get(state.endpoints[0], "/ready") == 404
-    (tmp_path / "ready").write_text("ok")
-    await until(lambda: k8s_emulator.ready_ports("web"), 5)
-    await asyncio.sleep(0.2)
-    assert state.phase is Phase.AWAKE and len(state.endpoints) == 1
+    assert k8s_emulator.ready_ports("web")  # the slice's word, not a probe of ours
 
 
 async def test_apps_are_added_reannotated_and_deleted_live(
@@ -230,17 +249,75 @@ async def test_in_cluster_config_over_tls(
     assert world.state("default.web").phase is Phase.AWAKE
 
 
-async def test_a_wake_that_times_out_scales_back_down_what_it_scaled_up(
+async def test_a_scale_up_that_never_serves_is_given_up_after_give_up_after(
     k8s_emulator: Emulator, make_world: MakeWorld,
 ) -> None:
     k8s_emulator.create(app_deployment("mute", hosts="mute.example.com", wake_timeout="800ms",
+                                       give_up_after="2s",
                                        command=["/bin/sh", "-c", "exec sleep 30"]))
     world = await make_world(k8s_emulator)
-    with pytest.raises(WakeTimedOut):
+    started = time.monotonic()
+    with pytest.raises(WakeTimedOut) as e:
         await world.lifecycle.wake("default.mute")
-    assert replicas_of(k8s_emulator, "mute") == 0
-    assert world.stats.scale_calls == {"ok": 2}  # up, then back down
+    assert "still starting" in e.value.reason and "not ready" in e.value.reason
+    assert replicas_of(k8s_emulator, "mute") == 1  # the request gave up, the scale-up not
+    await until(lambda: replicas_of(k8s_emulator, "mute") == 0, 5)
+    assert 1.9 <= time.monotonic() - started < 4.0
+    assert world.stats.scale_calls == {"ok": 2}  # up, then back down at give_up_after
     await until(lambda: not k8s_emulator.pods(app="mute"), 10)
+
+
+async def test_a_slow_image_pull_outlives_the_wake_and_the_next_request_joins_it(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("big", hosts="big.example.com", wake_timeout="1s"))
+    k8s_emulator.kubelet.pulls.delay = 2.5  # a large image: longer than the wake timeout
+    world = await make_world(k8s_emulator)
+    started = time.monotonic()
+    with pytest.raises(WakeTimedOut) as e:
+        await world.lifecycle.wake("default.big")
+    assert "ContainerCreating" in e.value.reason
+    assert replicas_of(k8s_emulator, "big") == 1
+    await asyncio.sleep(1.0)
+    # The next request joins the pull in progress: it does not start over.
+    await world.lifecycle.wake("default.big")
+    assert time.monotonic() - started < 4.0
+    assert world.state("default.big").phase is Phase.AWAKE
+    assert scale_writes(k8s_emulator, "big") == 1
+    assert len(k8s_emulator.pods(app="big")) == 1
+
+
+async def test_a_crash_looping_app_fails_its_wake_and_is_scaled_back(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("crash", hosts="crash.example.com", wake_timeout="20s",
+                                       command=["/bin/sh", "-c", "echo broken; exit 3"]))
+    world = await make_world(k8s_emulator)
+    started = time.monotonic()
+    with pytest.raises(WakeError) as e:
+        await world.lifecycle.wake("default.crash")
+    assert "CrashLoopBackOff" in e.value.reason
+    assert time.monotonic() - started < 10  # long before the 20 s wake timeout
+    await until(lambda: replicas_of(k8s_emulator, "crash") == 0, 5)
+
+
+async def test_an_image_that_cannot_be_pulled_gives_up_after_the_pull_grace(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("gone", hosts="gone.example.com", wake_timeout="20s"))
+    k8s_emulator.kubelet.pulls.failure = "manifest unknown"
+    world = await make_world(k8s_emulator, image_pull_grace=1.5)
+    started = time.monotonic()
+    waking = asyncio.create_task(world.lifecycle.wake("default.gone"))
+    await asyncio.sleep(1.0)
+    # A registry hiccup may pass: within the grace the scale-up stands.
+    assert not waking.done() and replicas_of(k8s_emulator, "gone") == 1
+    with pytest.raises(WakeError) as e:
+        await waking
+    assert "ImagePull" in e.value.reason and "manifest unknown" in e.value.reason
+    assert 1.5 <= time.monotonic() - started < 8  # the grace, then the next look
+    await until(lambda: replicas_of(k8s_emulator, "gone") == 0, 5)
+    assert scale_writes(k8s_emulator, "gone") == 2  # up once, back down once
 
 
 async def test_a_wake_restores_the_replica_count_the_app_had_before_sleeping(

@@ -36,6 +36,7 @@ class Api:
         self.apps = client.AppsV1Api(api_client)
         self.discovery = client.DiscoveryV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
 
     async def call(self, fn: ApiFunction, *args: Any, **kwargs: Any) -> JSON:
         """Make one request; its JSON answer, or an ApiError."""

@@ -4,16 +4,19 @@ Wake: if the cached state already shows serving endpoints (another replica woke 
 the API is down but the pods are up), use them without a call. Otherwise scale to the
 app's `awake_replicas` if it is at zero (one read, one conditional write; a replica that
 loses the race sees the new count and only waits), then wait until an endpoint serves:
-ready in its EndpointSlice, or — sooner — answering a direct probe (TCP connect, or the
-app's readiness path) as soon as its address is published. A wake that could not reach
-the API for its whole timeout fails as UNAVAILABLE (503 with Retry-After); one that
-timed out otherwise scales back down only what it scaled up, and only if nobody changed
-the count since. Sleep, with other replicas running, is two-phase (drains.py): propose
-it in the activity record, wait until every peer has taken the app out of rotation and
-has nothing of it open, then scale to zero unless someone else changed the count
-meanwhile; a peer that wants the app, or a request here, calls the sleep off. If the API
-cannot be reached, the app stays up and is reported serving again. A wake asked for
-while a peer's proposal holds the app waits for that proposal's outcome.
+ready in its EndpointSlice, or — sooner — answering a direct probe as soon as its address
+is published (the probe the kubelet runs, readiness.py; fast at first, then backing off
+to once a second, so a pod pulling its image is not hammered). A wake that could not
+reach the API for its whole timeout fails as UNAVAILABLE (503 with Retry-After); one that
+timed out otherwise leaves its scale-up running (scaleups.py follows it, a later wake
+joins it, and it is scaled back only when its pods fail for good or `give_up_after`
+passes); a wake whose scale-up is given up fails with the reason. Sleep, with other
+replicas running, is two-phase (drains.py): propose it in the activity record, wait until
+every peer has taken the app out of rotation and has nothing of it open, then scale to
+zero unless someone else changed the count meanwhile; a peer that wants the app, or a
+request here, calls the sleep off. If the API cannot be reached, the app stays up and is
+reported serving again. A wake asked for while a peer's proposal holds the app waits for
+that proposal's outcome.
 
 `close()` stops watching and hands back the lease; it never scales apps down: other
 replicas keep serving them. Nothing else imports `kubernetes_asyncio`.
@@ -27,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from wakeproxy.controlplane.platform import PlatformEvent, WakeFailed
+from wakeproxy.controlplane.platform import PlatformEvent, StillStarting, WakeFailed
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.apps import AppPolicy, Endpoint
@@ -38,12 +41,15 @@ from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.activity import ACTIVITY_LABEL, AGREE_WITHIN, ActivitySync
 from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, AppSpec
 from wakeproxy.platforms.kubernetes.api import JSON, Api
+from wakeproxy.platforms.kubernetes.backoff import Backoff
 from wakeproxy.platforms.kubernetes.client import InCluster, connect
 from wakeproxy.platforms.kubernetes.drains import Drains
 from wakeproxy.platforms.kubernetes.elector import LeaseElector
 from wakeproxy.platforms.kubernetes.endpoints import SERVICE_NAME_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
+from wakeproxy.platforms.kubernetes.readiness import ProbePlan, probe_plan
 from wakeproxy.platforms.kubernetes.scaler import ScaleContested, Scaler, ScaleUnavailable
+from wakeproxy.platforms.kubernetes.scaleups import ScaleUp, ScaleUps
 from wakeproxy.platforms.kubernetes.view import ClusterView
 from wakeproxy.platforms.kubernetes.watcher import Key, Resource, Watcher
 from wakeproxy.platforms.local.net import probe_http, probe_tcp
@@ -52,11 +58,11 @@ from wakeproxy.settings import KubernetesSettings
 log = structlog.get_logger("wakeproxy.kubernetes")
 
 _PROBE_TIMEOUT = 1.0  # one direct probe of a pod that accepted but answers slowly
+_PROBE_BACKOFF_MAX = 1.0  # probes of a starting pod slow down to once a second at most
 _SPARE_CONNECTIONS = 16  # beyond the open watches: calls, scale writes, the lease
 # The controllers' own client: a build holds one connection for as long as it follows its
 # log, so builds share this pool among themselves and never take the data plane's.
 _CONTROLLER_CONNECTIONS = 16
-_UNDO_BUDGET = 0.5  # scaling back a timed-out wake, within the lifecycle's deadline slack
 
 
 # The lease and the activity record are handed back at shutdown within this much (else they
@@ -114,6 +120,7 @@ class KubernetesPlatform:
         self._api: Api | None = None
         self._controllers_api: Api | None = None
         self._scaler: Scaler | None = None
+        self._scale_ups: ScaleUps | None = None
         self._elector: LeaseElector | None = None
         self._activity: ActivitySync | None = None
         self._watchers: list[Watcher] = []
@@ -147,6 +154,8 @@ class KubernetesPlatform:
         self._controllers_api = Api(controllers_client, timeout=s.request_timeout,
                                     stats=self._stats)
         self._scaler = Scaler(api, self._stats)
+        self._scale_ups = ScaleUps(api=api, scaler=self._scaler, view=self.view,
+                                   deployments=self._deployments, settings=s, clock=self._clock)
         common: dict[str, Any] = {
             "api": api, "namespaces": s.namespaces, "stats": self._stats, "clock": self._clock,
             "watch_timeout": s.watch_timeout, "idle_timeout": s.watch_idle_timeout,
@@ -199,6 +208,8 @@ class KubernetesPlatform:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._scale_ups is not None:
+            await self._scale_ups.close()  # what they scaled up stays: peers serve it
         self.drains.close()
         handbacks: list[Coroutine[Any, Any, None]] = []
         if self._elector is not None:
@@ -241,18 +252,24 @@ class KubernetesPlatform:
         except ApiError as e:
             raise WakeFailed(f"the Kubernetes API refused to scale it up: HTTP {e.status} "
                              f"{e.message}") from None
+        assert self._scale_ups is not None
         if written is not None:
             self.view.wrote(spec, written)
             log.info("scaled up", app=app, replicas=written.replicas)
+            scale_up: ScaleUp | None = self._scale_ups.started(spec, written)
+        else:
+            scale_up = self._scale_ups.current(app)  # ours, still starting: join it
         try:
-            endpoints = await self._until_ready(spec, deadline, verdict_at)
+            endpoints = await self._until_ready(spec, deadline, verdict_at, scale_up)
         except TimeoutError:
             if not self._api_healthy():
                 raise WakeFailed(
                     "the Kubernetes API could not be reached to learn whether it is ready "
                     f"(for {timeout:g}s)", FailureKind.UNAVAILABLE) from None
-            if written is not None:
-                await self._undo(spec, written.replicas)
+            # The scale-up is left running (a later wake joins it): pods being scheduled
+            # or pulling a large image often take longer than a request should be held.
+            if scale_up is not None:
+                raise StillStarting(scale_up.status) from None
             raise TimeoutError(f"{app} not ready within {timeout:g}s") from None
         self.view.woke(spec, endpoints)
         return endpoints
@@ -261,6 +278,8 @@ class KubernetesPlatform:
         spec = self.view.spec(app)
         if spec is None or self._scaler is None:
             return
+        if self._scale_ups is not None:
+            self._scale_ups.drop(app)  # a sleep decides the count now
         withdraw = True
         try:
             if not self._api_healthy():
@@ -347,14 +366,19 @@ class KubernetesPlatform:
                 pass
 
     async def _until_ready(
-        self, spec: AppSpec, deadline: float, verdict_at: float,
+        self, spec: AppSpec, deadline: float, verdict_at: float, scale_up: ScaleUp | None,
     ) -> tuple[Endpoint, ...]:
         loop = asyncio.get_running_loop()
-        policy = spec.policy
+        plan = probe_plan(spec, self._deployments.get((spec.namespace, spec.deployment)))
+        backoff = Backoff(initial=spec.policy.probe_interval, maximum=_PROBE_BACKOFF_MAX)
+        probed: frozenset[Endpoint] = frozenset()
+        next_probe = loop.time()
         while True:
             if self.drains.holding(spec.name):
                 await self._until_released(spec.name, deadline)
             changed = self.view.changed()
+            if scale_up is not None and scale_up.failure is not None:
+                raise WakeFailed(f"its scale-up was given up: {scale_up.failure}")
             serving = self.view.serving(spec)
             if serving:
                 return serving
@@ -363,20 +387,28 @@ class KubernetesPlatform:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError
-            starting = sorted(self.view.addresses(spec).starting, key=str)
-            if starting:
+            starting = (frozenset(self.view.addresses(spec).starting)
+                        if plan.kind != "slice" else frozenset())
+            if starting != probed:
+                # A new pod (or one gone): probe at once, and start slow-down anew.
+                probed, next_probe = starting, loop.time()
+                backoff.reset()
+            if starting and loop.time() >= next_probe:
+                ordered = sorted(starting, key=str)
                 within = min(remaining, _PROBE_TIMEOUT)
                 results = await asyncio.gather(
-                    *(self._probe(ep, policy, within) for ep in starting))
-                answering = {ep for ep, ok in zip(starting, results, strict=True) if ok}
+                    *(self._probe(ep, plan, within) for ep in ordered))
+                answering = {ep for ep, ok in zip(ordered, results, strict=True) if ok}
                 if answering:
                     self.view.probed(spec, answering)
                     continue
-            pause = policy.probe_interval if starting else remaining
+                next_probe = loop.time() + backoff.delay()
+            wake_at = next_probe if starting else deadline
             until = verdict_at if loop.time() < verdict_at else deadline
-            pause = min(pause, until - loop.time())
+            pause = min(wake_at, until) - loop.time()
             if pause > 0:
-                # A new address or readiness shows up at once, not a pause later.
+                # A new address or readiness shows up at once, not a pause later (other
+                # apps' changes wake us too, but only a changed pod set probes early).
                 try:
                     async with asyncio.timeout(pause):
                         await changed.wait()
@@ -384,23 +416,9 @@ class KubernetesPlatform:
                     pass
 
     @staticmethod
-    async def _probe(endpoint: Endpoint, policy: AppPolicy, within: float) -> bool:
-        if policy.readiness_path is None:
-            return await probe_tcp(endpoint.host, endpoint.port, within=within)
-        return await probe_http(endpoint.host, endpoint.port, policy.readiness_path,
-                                within=within)
-
-    async def _undo(self, spec: AppSpec, replicas: int) -> None:
-        """Scale back down a wake that timed out, unless the count is no longer ours."""
-        assert self._scaler is not None
-        # Briefly: the wake's caller is waiting for its answer. If this fails, the pods
-        # that come up later make the app awake, and the sweeper scales it down then.
-        deadline = asyncio.get_running_loop().time() + _UNDO_BUDGET
-        try:
-            written = await self._scaler.scale_down(spec, deadline=deadline, expect=replicas)
-        except Exception as e:
-            log.warning("timed-out wake not undone", app=spec.name, reason=str(e))
-            return
-        if written is not None:
-            self.view.wrote(spec, written)
-            log.info("timed-out wake undone: scaled back to zero", app=spec.name)
+    async def _probe(endpoint: Endpoint, plan: ProbePlan, within: float) -> bool:
+        port = plan.port if plan.port is not None else endpoint.port
+        if plan.kind == "tcp":
+            return await probe_tcp(endpoint.host, port, within=within)
+        return await probe_http(endpoint.host, port, plan.path, within=within, ok=plan.ok,
+                                headers=plan.headers, tls=plan.tls)

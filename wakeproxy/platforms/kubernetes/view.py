@@ -161,6 +161,10 @@ class ClusterView:
         """Set at the next change of any Deployment or slice (then replaced)."""
         return self._changed
 
+    def poke(self) -> None:
+        """Wake whoever waits on `changed()`: something they check besides us changed."""
+        self._fire()
+
     def desired(self, spec: AppSpec) -> int:
         key = (spec.namespace, spec.deployment)
         written = self._written.get(key)

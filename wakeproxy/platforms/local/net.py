@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+
+_AGENT = "wakeproxy-probe"
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -43,19 +46,32 @@ async def probe_tcp(host: str, port: int, *, within: float) -> bool:
         sock.close()
 
 
-async def probe_http(host: str, port: int, path: str, *, within: float) -> bool:
-    """True once `GET path` on host:port is answered with a status below 500."""
+async def probe_http(
+    host: str, port: int, path: str, *, within: float, ok: range = range(100, 500),
+    headers: tuple[tuple[str, str], ...] = (), tls: bool = False,
+) -> bool:
+    """True once `GET path` on host:port is answered with a status in `ok` (below 500 by
+    default). `headers` are sent too (a Host among them replaces ours); `tls` speaks
+    HTTPS without checking the certificate, as the kubelet's probes do."""
     writer: asyncio.StreamWriter | None = None
+    context: ssl.SSLContext | None = None
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     try:
         async with asyncio.timeout(within):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, ssl=context)
             authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            writer.write(
-                f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: wakeproxy-probe\r\n"
-                "Accept: */*\r\nConnection: close\r\n\r\n".encode("latin-1")
-            )
+            fields = {"host": ("Host", authority), "user-agent": ("User-Agent", _AGENT),
+                      "accept": ("Accept", "*/*")}
+            for name, value in headers:
+                fields[name.lower()] = (name, value)
+            lines = "".join(f"{name}: {value}\r\n" for name, value in fields.values())
+            writer.write(f"GET {path} HTTP/1.1\r\n{lines}Connection: close\r\n\r\n"
+                         .encode("latin-1"))
             status_line = await reader.readline()
-    except (OSError, TimeoutError, ValueError):
+    except (OSError, TimeoutError, ValueError, UnicodeEncodeError):
         return False
     finally:
         if writer is not None:
@@ -63,4 +79,4 @@ async def probe_http(host: str, port: int, path: str, *, within: float) -> bool:
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         return False
-    return int(parts[1]) < 500
+    return int(parts[1]) in ok

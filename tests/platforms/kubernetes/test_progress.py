@@ -1,0 +1,66 @@
+"""Pods of a scale-up → still starting, or failing for good: slow is not broken."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wakeproxy.platforms.kubernetes.progress import Watchful
+
+
+def pod(name: str = "web-1", phase: str = "Pending", waiting: str | None = None,
+        restarts: int = 0, unschedulable: bool = False, message: str = "") -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "conditions": []}
+    if unschedulable:
+        status["conditions"].append({"type": "PodScheduled", "status": "False",
+                                     "reason": "Unschedulable",
+                                     "message": "0/3 nodes are available: 3 Insufficient cpu"})
+    if waiting is not None:
+        status["containerStatuses"] = [{"name": "app", "restartCount": restarts, "state": {
+            "waiting": {"reason": waiting, "message": message}}}]
+    return {"metadata": {"name": name}, "status": status}
+
+
+def test_pulling_and_starting_pods_are_progress_however_long() -> None:
+    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    for now in (0.0, 100.0, 10_000.0):
+        verdict = w.assess([pod(waiting="ContainerCreating"),
+                            pod("web-2", phase="Running")], now)
+        assert verdict.failing is None
+    assert verdict.status == "web-1: ContainerCreating; web-2: Running, not ready"
+
+
+def test_an_unschedulable_pod_fails_only_past_its_grace() -> None:
+    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    assert w.assess([pod(unschedulable=True)], 0.0).failing is None
+    assert w.assess([pod(unschedulable=True)], 299.0).failing is None
+    failing = w.assess([pod(unschedulable=True)], 300.0).failing
+    assert failing is not None and "Insufficient cpu" in failing
+
+
+def test_a_pull_failure_must_last_its_grace_and_says_why() -> None:
+    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    err = pod(waiting="ErrImagePull", message="manifest unknown")
+    back = pod(waiting="ImagePullBackOff", message="Back-off pulling image")
+    assert w.assess([err], 0.0).failing is None
+    assert w.assess([back], 30.0).failing is None
+    # The pull worked after all (a registry hiccup): the clock starts over.
+    assert w.assess([pod(waiting="ContainerCreating")], 40.0).failing is None
+    assert w.assess([err], 50.0).failing is None
+    failing = w.assess([back], 110.0).failing
+    assert failing is not None and "manifest unknown" in failing
+
+
+def test_a_crash_loop_fails_after_a_few_restarts() -> None:
+    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    assert w.assess([pod(phase="Running", waiting="CrashLoopBackOff", restarts=1)],
+                    0.0).failing is None
+    failing = w.assess([pod(phase="Running", waiting="CrashLoopBackOff", restarts=3)],
+                       1.0).failing
+    assert failing is not None and "CrashLoopBackOff after 3 restarts" in failing
+
+
+def test_a_terminating_pod_is_not_judged() -> None:
+    w = Watchful(pull_grace=0, unschedulable_grace=0)
+    gone = pod(waiting="ErrImagePull")
+    gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert w.assess([gone], 0.0).failing is None

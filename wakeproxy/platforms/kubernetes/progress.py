@@ -1,0 +1,99 @@
+"""An app's pods after a scale-up → still starting, or failing for good (and why).
+
+Starting is everything a real cluster does slowly but surely: waiting to be scheduled
+(the cluster autoscaler may be adding a node), `ContainerCreating` while the image is
+pulled, running but not ready yet. Failing is what will not fix itself: a crash loop
+(restarted `CRASH_RESTARTS` times), an image that cannot be pulled, or a pod that cannot
+be scheduled, each seen for longer than its grace (a registry or an autoscaler may be
+slow); a container that cannot even be created (`InvalidImageName`, a missing Secret)
+counts as a pull failure. `Watchful` remembers since when each pod shows a problem,
+across the polls of one scale-up. Pure: no I/O, the caller passes the time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wakeproxy.platforms.kubernetes.api import JSON
+
+CRASH_RESTARTS = 3
+_PULL_FAILURES = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+    "CreateContainerConfigError", "CreateContainerError",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    failing: str | None  # why the scale-up will not come up, or None: still starting
+    status: str  # what the pods do now, for logs and the wake's timeout message
+
+
+@dataclass
+class Watchful:
+    """Problems seen per pod, with when each was first seen (continuously since)."""
+
+    pull_grace: float
+    unschedulable_grace: float
+    _since: dict[tuple[str, str], float] = field(default_factory=dict)
+    # The most telling account of each problem: ErrImagePull says why, the back-off
+    # between its retries does not.
+    _detail: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def assess(self, pods: list[JSON], now: float) -> Verdict:
+        seen: dict[tuple[str, str], float] = {}
+        notes: list[str] = []
+        failing: str | None = None
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                continue  # on its way out: not part of this scale-up
+            name = str(meta.get("name") or "?")
+            problem, note = _problem(pod)
+            notes.append(f"{name}: {note}")
+            if problem is None:
+                continue
+            kind, detail = problem
+            key = (name, kind)
+            since = seen[key] = self._since.get(key, now)
+            if not detail.startswith("ImagePullBackOff") or key not in self._detail:
+                self._detail[key] = detail
+            detail = self._detail[key]
+            grace = {"pull": self.pull_grace, "unschedulable": self.unschedulable_grace}.get(
+                kind, 0.0)
+            if failing is None and now - since >= grace:
+                failing = f"pod {name}: {detail}"
+        self._since = seen
+        self._detail = {k: v for k, v in self._detail.items() if k in seen}
+        status = "; ".join(notes) if notes else "no pod yet"
+        return Verdict(failing, status)
+
+
+def _problem(pod: JSON) -> tuple[tuple[str, str] | None, str]:
+    """(kind, detail) of what is wrong with `pod`, or None; and a short note of its state."""
+    status = pod.get("status") or {}
+    phase = str(status.get("phase") or "Pending")
+    if phase == "Failed":
+        reason = status.get("reason") or status.get("message") or "the pod failed"
+        return ("failed", f"Failed: {reason}"), "Failed"
+    for condition in status.get("conditions") or []:
+        if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"):
+            message = condition.get("message") or "no node fits it"
+            return ("unschedulable", f"cannot be scheduled: {message}"), "Unschedulable"
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        reason = str(waiting.get("reason") or "")
+        message = str(waiting.get("message") or "")
+        restarts = int(container.get("restartCount") or 0)
+        if reason in _PULL_FAILURES:
+            return ("pull", f"{reason}: {message}".rstrip(": ")), reason
+        if reason == "CrashLoopBackOff" and restarts >= CRASH_RESTARTS:
+            return (("crash", f"CrashLoopBackOff after {restarts} restarts: {message}"
+                     .rstrip(": ")), reason)
+        if reason:
+            return None, reason
+    if phase == "Running":
+        return None, "Running, not ready"
+    return None, phase
