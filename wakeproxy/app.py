@@ -48,6 +48,7 @@ from wakeproxy.settings import Settings
 
 if TYPE_CHECKING:
     from wakeproxy.controllers.ports import Controllers
+    from wakeproxy.platforms.local.sandbox import RunAs
 
 log = structlog.get_logger("wakeproxy")
 
@@ -83,12 +84,18 @@ class Daemon:
         configured = k.lease_namespace if k is not None else None
         return configured or self.environ.get("POD_NAMESPACE") or "default"
 
+    def _run_as(self) -> RunAs | None:
+        """The user builds and local apps run as (`run_as`); None: wakeproxy's own."""
+        from wakeproxy.platforms.local.sandbox import RunAs
+
+        return RunAs.named(self.settings.run_as) if self.settings.run_as else None
+
     def _build_platform(self) -> Platform:
         s = self.settings
         if s.platform == "local":
             from wakeproxy.platforms.local.platform import LocalPlatform
 
-            return LocalPlatform(s.apps)
+            return LocalPlatform(s.apps, environ=self.environ, run_as=self._run_as())
         from wakeproxy.platforms.kubernetes import InCluster, KubernetesPlatform
         from wakeproxy.settings import KubernetesSettings
 
@@ -174,7 +181,7 @@ class Daemon:
         return LocalControllers(
             apps=s.apps, review=s.review_apps, builds_dir=Path(s.builds_dir),
             platform=self.platform, lifecycle=self.lifecycle, board=self.board,
-            environ=self.environ, config_file=s.source,
+            environ=self.environ, config_file=s.source, run_as=self._run_as(),
         )
 
     async def start(self) -> None:
@@ -185,6 +192,7 @@ class Daemon:
         the platform's apps are installed and the controllers have read back their work.
         """
         s = self.settings
+        self._check_user()
         admin = build_admin_app(
             board=self.board, ledger=self.ledger, commands=self.lifecycle,
             registry=self.registry, cluster=s.cluster, token=s.admin_token,
@@ -223,6 +231,17 @@ class Daemon:
             apps=len(s.apps), platform=s.platform, version=__version__,
             **({"webhook": _fmt(webhook_bound)} if webhook_bound else {}),
         )
+
+    def _check_user(self) -> None:
+        """`run_as` needs root; root without it runs pull requests' code as root."""
+        if self.settings.platform != "local":
+            return
+        if self.settings.run_as and os.geteuid() != 0:
+            raise StartupError(f"run_as {self.settings.run_as}: wakeproxy must run as root to "
+                               "start builds and apps as another user (or remove run_as)")
+        if not self.settings.run_as and os.geteuid() == 0:
+            log.warning("builds and apps run as root: set run_as to a user of their own "
+                        "(SECURITY.md)")
 
     async def _listen(self, app: web.Application, key: str,
                       where: tuple[str, int]) -> web.AppRunner:

@@ -70,6 +70,6 @@ async def test_events_of_other_repositories_and_actions_are_ignored(stack: Stack
     sha = stack.repo.commit("x")
     other = PullRequestEvent("opened", 1, sha, "acme/other", "d")
     assert reviews.submit(other) == []
-    assert reviews.submit(event("labeled", sha)) == []
+    assert reviews.submit(event("edited", sha)) == []
     assert stack.controllers.builder.list() == []
     assert SECRET  # the stack is signed with it (see test_webhook)

@@ -64,3 +64,46 @@ apps:
             in problems)
     assert "cluster.yaml: apps[0].build: expected to be set only with repo" in problems
     assert "cluster.yaml: apps[1].cwd: expected no cwd with repo" in problems
+
+
+def test_who_gets_built_and_what_review_apps_see_are_read_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s3cret\n")
+    base = """
+review_apps:
+  domain: review.localhost
+  webhook_secret_file: secret
+{review}
+apps:
+  - name: shop
+    hosts: [shop.localhost]
+    repo: git/shop.git
+    github_repo: acme/shop
+    command: python3 app.py
+    env: {{DB_PASSWORD: hunter2}}
+    review_env: {{DB_PASSWORD: review-only}}
+"""
+    s = parse(tmp_path, base.format(review=""))
+    assert s.review_apps is not None
+    assert (s.review_apps.forks, s.review_apps.fork_label) == ("never", "safe-to-build")
+    assert s.review_apps.trusted_associations == ("OWNER", "MEMBER", "COLLABORATOR")
+    assert s.review_apps.max_per_repo == 10
+    assert s.apps[0].review_env == {"DB_PASSWORD": "review-only"}
+    s = parse(tmp_path, base.format(review="""  forks: label
+  fork_label: ok-to-test
+  trusted_authors: [Alice, "dependabot[bot]"]
+  trusted_associations: [owner]
+  max_per_repo: 3"""))
+    assert s.review_apps is not None
+    assert (s.review_apps.forks, s.review_apps.fork_label) == ("label", "ok-to-test")
+    assert s.review_apps.trusted_authors == ("alice", "dependabot[bot]")
+    assert (s.review_apps.trusted_associations, s.review_apps.max_per_repo) == (("OWNER",), 3)
+    with pytest.raises(ConfigError) as e:
+        parse(tmp_path, base.format(review="""  forks: sometimes
+  trusted_associations: [FRIEND]
+  max_per_repo: 0"""))
+    text = str(e.value)
+    assert "review_apps.forks: expected one of: never, label, always, got 'sometimes'" in text
+    assert "review_apps.trusted_associations: expected a list of: OWNER" in text
+    assert "review_apps.max_per_repo: expected a whole number above 0" in text
+    with pytest.raises(ConfigError, match="run_as: expected a user of this host"):
+        parse(tmp_path, "run_as: no-such-user-here\n")

@@ -87,7 +87,8 @@ def test_malformed_payloads_are_refused_with_a_reason(doc: object, message: str)
 
 
 async def test_the_webhook_checks_signature_before_anything_else(stack: Stack) -> None:
-    body = json.dumps({"action": "opened", "number": 3, "pull_request": {"head": {"sha": SHA}},
+    body = json.dumps({"action": "opened", "number": 3, "pull_request": {"head": {
+        "sha": SHA, "repo": {"full_name": "acme/shop"}}},
                        "repository": {"full_name": "acme/shop"}}).encode()
     headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "d1"}
     with pytest.raises(WebhookRefused):

@@ -41,7 +41,8 @@ LOG = "wakeproxy-deliveries"
 def delivery(delivery_id: str, *, number: int = 7, action: str = "opened",
              sha: str = "a" * 40) -> tuple[dict[str, str], bytes]:
     body = json.dumps({"action": action, "number": number,
-                       "pull_request": {"number": number, "head": {"sha": sha}},
+                       "pull_request": {"number": number, "head": {
+                           "sha": sha, "repo": {"full_name": "acme/shop"}}},
                        "repository": {"full_name": "acme/shop"}}).encode()
     return {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": delivery_id,
             "X-Hub-Signature-256":
@@ -138,8 +139,8 @@ async def test_a_redelivery_after_a_restart_builds_nothing_and_a_new_delivery_bu
     assert len(build_jobs(k8s_emulator, "pr-7-shop")) == 2
     # Deliveries that start no work cost no API call and are not shared.
     before = len(k8s_emulator.recorder.matching(resource="leases"))
-    headers, body = delivery("d-labeled", action="labeled")
-    assert (await again.webhook(headers, body))["ignored"] == "action labeled not handled"
+    headers, body = delivery("d-edited", action="edited")
+    assert (await again.webhook(headers, body))["ignored"] == "action edited not handled"
     assert len(k8s_emulator.recorder.matching(resource="leases")) == before
     assert shared_ids(k8s_emulator) == ["d-before-restart", "d-after-restart"]
 

@@ -121,7 +121,10 @@ def review_config(emulator: Emulator, token: str, build_script: str) -> dict[str
         "defaults": {"wake_timeout": "20s"},
         "review_apps": {"domain": "review.localhost", "webhook_secret_file": "secret"},
         "apps": [{"name": "shop", "hosts": ["shop.localhost"],
-                  "repo": "https://git.example/shop.git", "github_repo": "acme/shop"}],
+                  "repo": "https://git.example/shop.git", "github_repo": "acme/shop",
+                  # The base app's secret; its review apps get review_env instead.
+                  "env": {"DATABASE_PASSWORD": "base-secret"},
+                  "review_env": {"REVIEW": "yes"}}],
         "kubernetes": {
             "kubeconfig": str(emulator.wakeproxy_kubeconfig), "namespaces": [APPS_NS],
             "lease_namespace": LEASE_NS, "request_timeout": "2s",
@@ -133,7 +136,8 @@ def review_config(emulator: Emulator, token: str, build_script: str) -> dict[str
 
 def event(action: str) -> bytes:
     return json.dumps({"action": action, "number": 1,
-                       "pull_request": {"number": 1, "head": {"sha": SHA}},
+                       "pull_request": {"number": 1, "head": {
+                           "sha": SHA, "repo": {"full_name": "acme/shop"}}},
                        "repository": {"full_name": "acme/shop"}}).encode()
 
 
@@ -169,6 +173,13 @@ async def test_a_review_app_is_built_deployed_woken_and_deleted_on_close(
             assert "wakeproxy build shop --deploy" in text
             assert not app_pods(k8s_emulator, "pr-1-shop")
             await until(lambda: marked(k8s_emulator, "pr-1-shop") is False, 20)
+            # Code from the pull request never gets the base app's env.
+            for name, env in (("pr-1-shop", {"REVIEW": "yes"}),
+                              ("shop", {"DATABASE_PASSWORD": "base-secret"})):
+                dep = deployment(k8s_emulator, name)
+                assert dep is not None
+                [c] = dep["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+                assert {e["name"]: e["value"] for e in c.get("env", [])} == env, name
             async with s.get(wp.url + "/", headers={"Host": "pr-1-shop.review.localhost"},
                              timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 assert resp.status == 200, await resp.text()

@@ -46,7 +46,8 @@ def config(emulator: Emulator) -> dict[str, Any]:
 
 async def deliver(s: aiohttp.ClientSession, wp: Wakeproxy, action: str, sha: str) -> None:
     body = json.dumps({"action": action, "number": 7,
-                       "pull_request": {"number": 7, "head": {"sha": sha}},
+                       "pull_request": {"number": 7, "head": {
+                           "sha": sha, "repo": {"full_name": "acme/shop"}}},
                        "repository": {"full_name": "acme/shop"}}).encode()
     headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
                "X-Hub-Signature-256":

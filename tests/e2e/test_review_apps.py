@@ -34,7 +34,8 @@ def config(tmp: Path, repo: Repo, pids: Path) -> dict[str, Any]:
         "apps": [{
             "name": "shop", "hosts": ["shop.localhost"], "repo": repo.url,
             "github_repo": "acme/shop", "build": "sh build.sh", "command": app_command(),
-            "env": {"PID_DIR": str(pids)}, "stop_grace": "2s",
+            "env": {"PID_DIR": str(pids)}, "review_env": {"PID_DIR": str(pids)},
+            "stop_grace": "2s",
         }],
     }
 
@@ -42,7 +43,8 @@ def config(tmp: Path, repo: Repo, pids: Path) -> dict[str, Any]:
 def payload(action: str, sha: str, number: int = 1) -> bytes:
     return json.dumps({
         "action": action, "number": number,
-        "pull_request": {"number": number, "head": {"sha": sha}},
+        "pull_request": {"number": number, "head": {
+            "sha": sha, "repo": {"full_name": "acme/shop"}}},
         "repository": {"full_name": "acme/shop"},
     }).encode()
 

@@ -35,7 +35,8 @@ async def make_platform() -> AsyncIterator[MakePlatform]:
     made: list[LocalPlatform] = []
 
     async def make(*apps: LocalApp) -> LocalPlatform:
-        platform = LocalPlatform(apps)
+        # wakeproxy's environment, with a secret its apps must never see
+        platform = LocalPlatform(apps, environ={**os.environ, "SECRET_OF_WAKEPROXY": "x"})
         await platform.start()
         made.append(platform)
         return platform
@@ -60,15 +61,18 @@ async def test_wake_returns_an_endpoint_that_answers(
 
 async def test_command_gets_port_env_and_cwd(make_platform: MakePlatform, tmp_path: Path) -> None:
     seen = tmp_path / "seen"
-    command = 'echo "$GREETING|$(pwd)|$PORT|$HOME" > seen; ' + server_command()
+    command = ('echo "$GREETING|$(pwd)|$PORT|$HOME|$SECRET_OF_WAKEPROXY" > seen; '
+               + server_command())
     platform = await make_platform(
         local_app("web", command, cwd=str(tmp_path), env={"GREETING": "hi there"}))
     (endpoint,) = await platform.wake("web", timeout=10)
-    greeting, cwd, port, home = seen.read_text().strip().split("|")
+    greeting, cwd, port, home, secret = seen.read_text().strip().split("|")
     assert greeting == "hi there"
     assert Path(cwd) == tmp_path
     assert int(port) == endpoint.port
-    assert home == os.environ.get("HOME", "")  # the app env is merged over ours
+    # The basics of wakeproxy's environment (HOME, PATH, ...) and the app's env, nothing else.
+    assert home == os.environ.get("HOME", "")
+    assert secret == ""
 
 
 async def test_exit_before_ready_fails_with_code_and_last_stderr_line(

@@ -36,6 +36,7 @@ from wakeproxy.controllers.git_refs import REVISION, is_commit, kind
 from wakeproxy.controllers.state import BuildRecord
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.redact import redact
+from wakeproxy.platforms.local.sandbox import RunAs, clean_env, git_env
 from wakeproxy.platforms.local.watchdog import GroupWatchdog
 
 log = structlog.get_logger("wakeproxy.builds")
@@ -69,7 +70,7 @@ class LocalBuilder(BuildBook):
     def __init__(
         self, *, root: Path, environ: Mapping[str, str], concurrency: int = 2,
         timeout: float = 900.0, changed: Callable[[], None] = _nothing,
-        watchdog: GroupWatchdog | None = None,
+        watchdog: GroupWatchdog | None = None, run_as: RunAs | None = None,
     ) -> None:
         super().__init__()
         self._root = root
@@ -77,8 +78,9 @@ class LocalBuilder(BuildBook):
         self._changed = changed
         self._logs = LogFiles(root)
         self._unloaded: set[str] = set()  # restored builds whose log is only on disk yet
-        self._env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
-        self._git_env = self._env
+        self._environ = environ
+        self._git_env = git_env(environ)
+        self._run_as = run_as
         self._slots = asyncio.Semaphore(concurrency)
         self._timeout = timeout
 
@@ -145,8 +147,14 @@ class LocalBuilder(BuildBook):
                     build.commit = await self._fetch(build, source, release)
                     if source.build:
                         blog.line(f"==> {source.build}")
-                        env = {**self._env, **source.env, "WAKEPROXY_COMMIT": build.commit}
-                        await self._step(build, ["/bin/sh", "-c", source.build], release, env)
+                        # Only what the app's config gives it: never wakeproxy's secrets.
+                        env = clean_env(self._environ, source.env,
+                                        {"WAKEPROXY_COMMIT": build.commit},
+                                        run_as=self._run_as)
+                        if self._run_as is not None:
+                            await asyncio.to_thread(self._run_as.chown_tree, release)
+                        await self._step(build, ["/bin/sh", "-c", source.build], release, env,
+                                         run_as=self._run_as)
             build.release_dir = str(release)
             self._finish(build, BuildState.SUCCEEDED, f"built {build.commit}")
         except _StepFailed as e:
@@ -220,14 +228,14 @@ class LocalBuilder(BuildBook):
 
     async def _step(
         self, build: Build, argv: Sequence[str], cwd: Path | None, env: Mapping[str, str],
-        what: str | None = None,
+        what: str | None = None, run_as: RunAs | None = None,
     ) -> None:
         """Run one command with its output into the build log. Raises _StepFailed."""
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True)
+                *(run_as.wrap(argv) if run_as is not None else argv), cwd=cwd, env=dict(env),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise _StepFailed(f"{what or argv[0]} could not start: {e.strerror}", None) from None
         assert proc.stdout is not None

@@ -229,7 +229,7 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         self.deployer = KubernetesDeployer(deploys=self._deploys, builder=self.builder)
         for app in self._apps.values():
             self.deployer.add_app(app)
-        self._secret = review.webhook_secret if review is not None else None
+        self._review = review
         self.reviews = None if review is None else ReviewApps(
             domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer)
 
@@ -241,7 +241,7 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         if local is None:
             raise UnknownApp(app) if not self.deployer.exists(app) else NotBuildable(
                 f"{app} is not built from source: give it a repo in the config")
-        return source_of(local)
+        return source_of(local, review=local.policy.name != app)
 
     async def deploy_image(self, app: str, image: str) -> str:
         return await self.deployer.deploy_image(app, image)

@@ -30,6 +30,7 @@ from wakeproxy.controllers.git_refs import BadRef, check_ref
 from wakeproxy.controllers.ports import Deployer
 from wakeproxy.controllers.promotion import Promotion, Stages
 from wakeproxy.controllers.review import ReviewApps
+from wakeproxy.controllers.trust import judge
 from wakeproxy.controllers.webhook import (
     REVIEW_ACTIONS,
     Deliveries,
@@ -39,6 +40,7 @@ from wakeproxy.controllers.webhook import (
 )
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.apps import AppPolicy
+from wakeproxy.settings import ReviewApps as ReviewSettings
 
 log = structlog.get_logger("wakeproxy.controllers")
 
@@ -56,13 +58,13 @@ D = TypeVar("D", bound=Deployer)
 
 
 class ControllerFront(Generic[B, D]):
-    """Subclasses set `builder`, `deployer`, `reviews`, `_secret` and define `source`;
+    """Subclasses set `builder`, `deployer`, `reviews`, `_review` and define `source`;
     with several replicas, also `_shared`."""
 
     builder: B
     deployer: D
     reviews: ReviewApps | None
-    _secret: bytes | None
+    _review: ReviewSettings | None
 
     def __init__(self, *, declared: Collection[AppPolicy] = (), config_file: str = "") -> None:
         # The config file's apps: deleted only by removing them there (DeclaredInConfig).
@@ -213,12 +215,17 @@ class ControllerFront(Generic[B, D]):
         has. When the shared log cannot tell in time, the delivery is accepted: a lost
         pull request event is worse than a rare second build of the same commit.
 
+        A pull request that may not be built (a fork's, see trust.py) is answered 202
+        with the reason, logged, and builds nothing.
+
         Raises WebhookRefused (bad or missing signature, or review apps not configured)
         and BadWebhook (a signed delivery that is not a usable pull_request event).
         """
-        if self._secret is None or self.reviews is None:
+        review = self._review
+        if review is None or self.reviews is None:
             raise WebhookRefused("review apps are not configured (review_apps in the config)")
-        if not signature_valid(self._secret, body, headers.get("X-Hub-Signature-256")):
+        if not signature_valid(review.webhook_secret, body,
+                               headers.get("X-Hub-Signature-256")):
             raise WebhookRefused("the X-Hub-Signature-256 signature does not match")
         delivery = headers.get("X-GitHub-Delivery", "").strip()
         if not delivery:
@@ -236,6 +243,14 @@ class ControllerFront(Generic[B, D]):
                                       "ignored": f"no app builds {event.repository}"}
         if event.repository.lower() not in self.reviews.repositories():
             return unknown
+        verdict = judge(event, review)
+        if not verdict.build:
+            log.warning("pull request not built", delivery=delivery, action=event.action,
+                        pull_request=event.number, head_repo=event.head_repo,
+                        author=event.author, association=event.association,
+                        reason=verdict.reason)
+            return {"delivery": delivery, "pull_request": event.number,
+                    "ignored": verdict.reason}
         # Only deliveries that start work are shared: the rest cost no API call.
         if self._shared is not None and await self._shared.first_time(delivery) is False:
             return already

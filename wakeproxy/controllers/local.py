@@ -44,6 +44,7 @@ from wakeproxy.controllers.state import (
 from wakeproxy.controllers.webhook import Deliveries
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.platforms.local.platform import LocalPlatform
+from wakeproxy.platforms.local.sandbox import RunAs
 from wakeproxy.settings import LocalApp
 from wakeproxy.settings import ReviewApps as ReviewSettings
 
@@ -55,7 +56,7 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         self, *, apps: Sequence[LocalApp], review: ReviewSettings | None, builds_dir: Path,
         platform: LocalPlatform, lifecycle: EventSink, board: ReadinessBoard,
         environ: Mapping[str, str], drain: float = 0.5, build_timeout: float = 900.0,
-        config_file: str = "",
+        config_file: str = "", run_as: RunAs | None = None,
     ) -> None:
         super().__init__(declared=[a.policy for a in apps], config_file=config_file)
         self._apps = {a.policy.name: a for a in apps}
@@ -65,11 +66,12 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         changed = self._changed
         self._deliveries = Deliveries(changed=changed)  # the front's dedupe, saved
         self.builder = LocalBuilder(root=builds_dir, environ=environ, timeout=build_timeout,
+                                    run_as=run_as,
                                     changed=changed, watchdog=platform.watchdog)
         self.deployer = LocalDeployer(
             platform=platform, lifecycle=lifecycle, board=board, builder=self.builder,
             drain=drain, changed=changed)
-        self._secret = review.webhook_secret if review is not None else None
+        self._review = review
         self.reviews = None if review is None else ReviewApps(
             domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer,
             changed=changed)
@@ -157,7 +159,7 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
             local = self._apps.get(base) if base is not None else None
         if local is None or local.repo is None:
             raise NotBuildable(f"{app} is not built from source: give it a repo in the config")
-        return source_of(local)
+        return source_of(local, review=local.policy.name != app)
 
     async def _promote(self, app: str, target: str) -> Promotion:
         build, outcome = await self.deployer.promote(app, target)

@@ -48,9 +48,11 @@ def base_of(name: str) -> str | None:
     return m.group(2) if m else None
 
 
-def source_of(app: LocalApp) -> Source:
+def source_of(app: LocalApp, *, review: bool = False) -> Source:
+    """How `app` is built; for one of its review apps (`review`), with `review_env`: the
+    base app's `env` may hold secrets a pull request's build must not see."""
     assert app.repo is not None
-    return Source(repo=app.repo, build=app.build, env=app.env)
+    return Source(repo=app.repo, build=app.build, env=app.review_env if review else app.env)
 
 
 @dataclass(eq=False)
@@ -107,8 +109,10 @@ class ReviewApps:
         return names
 
     def definition(self, base: LocalApp, name: str) -> LocalApp:
+        """The review app `name` of `base`: its own host, and `review_env` for `env` (the
+        base app's may hold secrets code from a pull request must not see)."""
         policy = replace(base.policy, name=name, hosts=(f"{name}.{self._domain}",))
-        return replace(base, policy=policy, cwd=None)
+        return replace(base, policy=policy, cwd=None, env=base.review_env)
 
     def submit(self, event: PullRequestEvent) -> list[str]:
         """Queue the event for each review app it concerns; returns their names."""
@@ -178,7 +182,8 @@ class ReviewApps:
                                         definition.policy.hosts[0])
         self._changed()
         # Marked to deploy: on Kubernetes a wakeproxy restarted while it runs deploys it.
-        build = self._builder.start(name, source_of(base), event.head_sha, deploy=True)
+        build = self._builder.start(name, source_of(base, review=True), event.head_sha,
+                                    deploy=True)
         worker.build = build
         try:
             await self._builder.wait(build)

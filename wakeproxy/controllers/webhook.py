@@ -27,7 +27,8 @@ from wakeproxy.model.recent import RecentIds
 LIMIT = 10_000  # delivery ids remembered for dedupe (about 600 KB in the state file)
 WINDOW = 7 * 24 * 3600.0  # seconds; the longest redelivery window GitHub offers
 _SHA = re.compile(r"[0-9a-fA-F]{40}")
-REVIEW_ACTIONS = frozenset({"opened", "reopened", "synchronize", "closed"})
+# `labeled`: a maintainer approving a fork's pull request (review_apps.forks: label).
+REVIEW_ACTIONS = frozenset({"opened", "reopened", "synchronize", "closed", "labeled"})
 
 
 def signature_valid(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -80,11 +81,21 @@ class SharedDeliveries(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PullRequestEvent:
-    action: str  # opened | reopened | synchronize | closed
+    action: str  # opened | reopened | synchronize | closed | labeled
     number: int
     head_sha: str
     repository: str  # owner/name
     delivery: str
+    # Where the head commit lives: the repository itself, a fork (`stranger/shop`), or
+    # None when GitHub does not say (a deleted fork): then it counts as a fork.
+    head_repo: str | None = None
+    author: str = ""  # the pull request's author (login, lowercase)
+    association: str = "NONE"  # the author's author_association with the repository
+    label: str | None = None  # the label a `labeled` event added
+
+    @property
+    def from_fork(self) -> bool:
+        return self.head_repo is None or self.head_repo.lower() != self.repository.lower()
 
 
 def parse_pull_request(body: bytes, delivery: str) -> PullRequestEvent:
@@ -112,4 +123,16 @@ def parse_pull_request(body: bytes, delivery: str) -> PullRequestEvent:
         raise BadWebhook("pull_request.head.sha must be a 40-digit commit sha")
     if not isinstance(name, str) or "/" not in name:
         raise BadWebhook("repository.full_name must look like owner/name")
-    return PullRequestEvent(action, number, sha.lower(), name, delivery)
+    head_repo = head.get("repo") if isinstance(head, dict) else None
+    head_name = head_repo.get("full_name") if isinstance(head_repo, dict) else None
+    user = pr.get("user")
+    login = user.get("login") if isinstance(user, dict) else None
+    association = pr.get("author_association")
+    label = doc.get("label")
+    label_name = label.get("name") if isinstance(label, dict) else None
+    return PullRequestEvent(
+        action, number, sha.lower(), name, delivery,
+        head_repo=head_name if isinstance(head_name, str) else None,
+        author=login.lower() if isinstance(login, str) else "",
+        association=association.upper() if isinstance(association, str) else "NONE",
+        label=label_name if isinstance(label_name, str) else None)

@@ -48,6 +48,9 @@ class LocalApp:
     # `owner/name` of the GitHub repository whose pull requests get review apps of this app.
     github_repo: str | None = None
     build: str | None = None
+    # What the app's review apps (and their builds) get instead of `env`: code from a pull
+    # request must not see the base app's secrets unless the config says so.
+    review_env: Mapping[str, str] = field(default_factory=dict)
 
 
 POLICY_KEYS = {
@@ -57,7 +60,7 @@ POLICY_KEYS = {
     "give_up_after",
 }
 _APP_KEYS = POLICY_KEYS | {
-    "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build",
+    "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build", "review_env",
 }
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -216,14 +219,9 @@ def _read_app(
         # Relative to the config file, like every other path in it: the same config
         # works whichever directory wakeproxy is started from.
         cwd = str((base_dir / cwd).resolve())
-    env_raw = r.mapping(m.get("env"), f"{path}.env")
-    env: dict[str, str] = {}
-    for k, v in env_raw.items():
-        if not isinstance(k, str) or isinstance(v, dict | list) or v is None:
-            r.fail(f"{path}.env.{k}", "a string value", v)
-            ok = False
-        else:
-            env[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    env, env_ok = _read_env(r, m, f"{path}.env")
+    review_env, review_ok = _read_env(r, m, f"{path}.review_env")
+    ok = ok and env_ok and review_ok
     fields = _policy_fields(r, m, f"{path}.", base)
     repo, github_repo, build = _read_source(r, m, path, base_dir)
     if not ok:
@@ -232,8 +230,20 @@ def _read_app(
     policy = AppPolicy(name=str(name), hosts=tuple(hosts), **fields)
     return LocalApp(
         policy=policy, command=str(command or ""), cwd=cwd, env=env, stop_grace=stop_grace,
-        repo=repo, github_repo=github_repo, build=build,
+        repo=repo, github_repo=github_repo, build=build, review_env=review_env,
     )
+
+
+def _read_env(r: Reader, m: Mapping[str, Any], path: str) -> tuple[dict[str, str], bool]:
+    env: dict[str, str] = {}
+    ok = True
+    for k, v in r.mapping(m.get(path.rsplit(".", 1)[1]), path).items():
+        if not isinstance(k, str) or isinstance(v, dict | list) or v is None:
+            r.fail(f"{path}.{k}", "a string value", v)
+            ok = False
+        else:
+            env[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    return env, ok
 
 
 def _check_unique(r: Reader, claims: list[_Claim]) -> None:

@@ -25,6 +25,7 @@ from wakeproxy.settings.proxy import (
     read_limits,
     read_log,
     read_networks,
+    read_run_as,
     read_token,
     require_token,
     same_socket,
@@ -71,6 +72,8 @@ class Settings:
     admin_hosts: tuple[str, ...] = ()
     # A listener of its own serving only the GitHub webhook; None: none.
     webhook_listen: tuple[str, int] | None = None
+    # The user builds and local apps run as (wakeproxy running as root); None: its own.
+    run_as: str | None = None
 
     @property
     def policies(self) -> tuple[AppPolicy, ...]:
@@ -81,7 +84,7 @@ _TOP_KEYS = {
     "cluster", "platform", "listen", "admin_listen", "admin_token", "admin_token_file",
     "log", "trusted_proxies", "sweep_interval", "drain_grace", "limits", "defaults",
     "apps", "kubernetes", "review_apps", "savings", "builds_dir", "admin_hosts",
-    "webhook_listen",
+    "webhook_listen", "run_as",
 }
 _PLATFORMS = ("local", "kubernetes")
 
@@ -148,6 +151,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         r.fail("admin_listen", "an address other than listen's", given)
     token = read_token(r, top, base_dir)
     require_token(r, admin, token, top)
+    run_as = read_run_as(r, top)
     admin_hosts = read_admin_hosts(r, top)
     webhook = r.get(top, "webhook_listen", "", parse_address,
                     "an address like 0.0.0.0:9091", None)
@@ -175,7 +179,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         log_access=log_access,
         sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=apps,
         savings=savings, kubernetes=kubernetes, review_apps=review_apps, builds_dir=builds_dir,
-        admin_hosts=admin_hosts, webhook_listen=webhook,
+        admin_hosts=admin_hosts, webhook_listen=webhook, run_as=run_as,
         defaults=AppPolicy(name="-", hosts=(),
                            **{k: v for k, v in base.items() if k != "stop_grace"}),
     )

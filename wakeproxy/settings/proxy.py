@@ -7,6 +7,7 @@ else; never puts the token into an error.
 from __future__ import annotations
 
 import ipaddress
+import pwd
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from wakeproxy.settings.values import (
     POSITIVE_DURATION,
     boolean,
     host_pattern,
+    nonblank,
     positive_duration,
     positive_int,
     str_list,
@@ -72,6 +74,19 @@ def require_token(r: Reader, admin: tuple[str, int], token: str | None,
     r.fail("admin_token_file",
            f"a token (admin_token_file or admin_token) because admin_listen {where} is "
            "reachable from other hosts; or an admin_listen on 127.0.0.1")
+
+
+def read_run_as(r: Reader, top: Mapping[str, Any]) -> str | None:
+    """`run_as`: the user builds and local apps run as when wakeproxy runs as root."""
+    def user(v: object) -> str:
+        name = nonblank(v)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise ValueError(v) from None
+        return name
+
+    return r.get(top, "run_as", "", user, "a user of this host like wakeproxy-apps", None)
 
 
 def read_token(r: Reader, top: Mapping[str, Any], base_dir: Path) -> str | None:

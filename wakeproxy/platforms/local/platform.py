@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
@@ -30,6 +30,7 @@ from wakeproxy.model.apps import AppPolicy, Endpoint, not_deployed
 from wakeproxy.model.board import FailureKind
 from wakeproxy.platforms.local.net import free_port, probe_http, probe_tcp
 from wakeproxy.platforms.local.process import AppProcess
+from wakeproxy.platforms.local.sandbox import RunAs
 from wakeproxy.platforms.local.watchdog import GroupWatchdog
 from wakeproxy.settings import LocalApp
 
@@ -41,7 +42,13 @@ _OUTPUT_DRAIN = 0.2  # after an exit, time allowed for its last output lines to 
 
 
 class LocalPlatform:
-    def __init__(self, apps: Sequence[LocalApp], *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, apps: Sequence[LocalApp], *, host: str = "127.0.0.1",
+        environ: Mapping[str, str] | None = None, run_as: RunAs | None = None,
+    ) -> None:
+        # What app processes get of wakeproxy's environment: only the basics (sandbox.py).
+        self._environ: Mapping[str, str] = environ if environ is not None else {}
+        self._run_as = run_as
         self._apps = {a.policy.name: a for a in apps}
         self._releases: dict[str, str] = {}  # app → the release it runs (built apps only)
         self._release_of: dict[AppProcess, str] = {}  # the release each process runs
@@ -227,7 +234,8 @@ class LocalPlatform:
         a reason instead when it cannot start."""
         app = local.policy.name
         try:
-            p = await AppProcess.start(local, free_port(self._host), self._ring(app))
+            p = await AppProcess.start(local, free_port(self._host), self._ring(app),
+                                       environ=self._environ, run_as=self._run_as)
         except OSError as e:
             log.warning("app could not be started", app=app, error=str(e))
             return f"could not start the command: {e}"

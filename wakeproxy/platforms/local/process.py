@@ -13,11 +13,12 @@ import contextlib
 import os
 import signal
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import structlog
 
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.platforms.local.sandbox import RunAs, clean_env
 from wakeproxy.settings import LocalApp
 
 log = structlog.get_logger("wakeproxy.app")
@@ -54,11 +55,17 @@ class AppProcess:
         self._exit: asyncio.Task[int] = spawn(proc.wait(), name=f"exit:{app}")
 
     @classmethod
-    async def start(cls, local: LocalApp, port: int, ring: deque[str]) -> AppProcess:
-        """Spawn `local.command` with PORT set. Raises OSError when it cannot be started."""
-        env = {**os.environ, **local.env, "PORT": str(port)}
+    async def start(
+        cls, local: LocalApp, port: int, ring: deque[str], *,
+        environ: Mapping[str, str], run_as: RunAs | None = None,
+    ) -> AppProcess:
+        """Spawn `local.command` with PORT set, in a clean environment (the basics of
+        `environ` and the app's `env`), as `run_as` if given. Raises OSError when it
+        cannot be started."""
+        env = clean_env(environ, local.env, {"PORT": str(port)}, run_as=run_as)
+        argv = ["/bin/sh", "-c", local.command]
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", local.command,
+            *(run_as.wrap(argv) if run_as is not None else argv),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
