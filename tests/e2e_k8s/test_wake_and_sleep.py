@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.harness import Wakeproxy
 from tests.e2e_k8s.cluster import Cluster, app_state, get, metrics, until
+from tests.k8s_emulator import Emulator
 
 Replicas = Callable[..., Coroutine[Any, Any, Wakeproxy]]
 
@@ -81,3 +82,26 @@ async def _zero(count: Coroutine[Any, Any, int]) -> bool:
 
 async def _status(session: aiohttp.ClientSession, wp: Wakeproxy, host: str, wanted: int) -> bool:
     return (await get(session, wp, host))[0] == wanted
+
+
+async def test_a_slow_image_pull_answers_504_then_the_next_request_joins_it(
+    cluster: Cluster, emulator: Emulator, replicas: Replicas,
+) -> None:
+    # A large image on a real node: the pull outlasts wake_timeout.
+    emulator.kubelet.pulls.delay = 3.0
+    await cluster.create_app("big", hosts="big.example.com", wake_timeout="1s")
+    wp = await replicas()
+    async with aiohttp.ClientSession() as session:
+        status, body, headers = await get(session, wp, "big.example.com")
+        assert status == 504 and "Retry-After" in headers, (status, body)
+        assert await cluster.replicas("big") == 1  # the scale-up carries on
+        # Clients retrying join it: served once the pull is done, never started over.
+        for _ in range(4):
+            status, body, _ = await get(session, wp, "big.example.com")
+            if status == 200:
+                break
+    assert status == 200 and "hello from big" in body
+    scale_ups = [r for r in emulator.recorder.requests
+                 if r.subresource == "scale" and r.verb == "update" and r.name == "big"]
+    assert len(scale_ups) == 1  # joined, not started over
+    assert len(emulator.pods(app="big")) == 1
