@@ -20,8 +20,9 @@ def listed_tools() -> dict[str, str]:
     tools = {}
     for line in (SCRIPTS / "system-packages").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            tool, package = line.split()[:2]
-            tools[tool] = package
+            names, package = line.split()[:2]
+            for tool in names.split("|"):  # any of these names will do
+                tools[tool] = package
     return tools
 
 
@@ -118,6 +119,13 @@ def test_a_package_apt_cannot_find_is_named_with_its_note_and_the_rest_installed
     assert "wakeproxy-gone: Debian package wakeproxy-gone-pkg — get it from its vendor" \
         in r.stderr
     assert "wakeproxy-fake-tool:" not in r.stderr
+
+
+def test_a_tool_with_several_names_is_there_when_any_one_is(tmp_path: Path) -> None:
+    machine = Machine(tmp_path)
+    machine.add("wakeproxy-nowhere|sh  some-shell-pkg")
+    assert machine.run().returncode == 0
+    assert machine.recorded() == []
 
 
 def test_installing_prometheus_stops_the_server_debian_starts(tmp_path: Path) -> None:
