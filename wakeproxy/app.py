@@ -32,6 +32,7 @@ from wakeproxy.controllers.api import (
 from wakeproxy.controlplane.apps import install_apps
 from wakeproxy.controlplane.lifecycle import Lifecycle
 from wakeproxy.controlplane.platform import Platform
+from wakeproxy.controlplane.schedule import ScheduledWakes
 from wakeproxy.controlplane.sweeper import Sweeper
 from wakeproxy.dataplane.server import DataPlane
 from wakeproxy.model.activity import ActivityLedger
@@ -137,10 +138,14 @@ class Daemon:
             board=self.board, demand=self.demand, platform=self.platform,
             stats=self.wake_stats, clock=self.clock, routes=self.routes,
         )
+        self.scheduled = ScheduledWakes(
+            board=self.board, wake=self.lifecycle.wake, clock=self.clock,
+            leader=self.platform.leader, interval=min(1.0, s.sweep_interval),
+        )
         self.sweeper = Sweeper(
             board=self.board, ledger=self.ledger, lifecycle=self.lifecycle,
             clock=self.clock, interval=s.sweep_interval, leader=self.platform.leader,
-            peers=self.peers,
+            peers=self.peers, kept_awake=self.scheduled.kept_awake,
         )
         self.access_log = AccessLogSink()
         self.dataplane = DataPlane(
@@ -225,6 +230,7 @@ class Daemon:
         admin_bound = runner.addresses[0][:2] if runner.addresses else s.admin_listen
         self._spawn(self.lifecycle.run(), "lifecycle")
         self._spawn(self.sweeper.run(), "sweeper")
+        self._spawn(self.scheduled.run(), "scheduled-wakes")
         self._spawn(self._become_ready(), "start-up")
         log.info(
             "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(admin_bound),
@@ -295,6 +301,7 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.scheduled.close()
         if self.controllers is not None:
             await self.controllers.close()
         await self.lifecycle.close()

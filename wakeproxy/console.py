@@ -7,6 +7,8 @@ Must never: call the network, read config, or print.
 
 from __future__ import annotations
 
+import datetime
+import zoneinfo
 from typing import Any
 
 
@@ -53,7 +55,33 @@ def format_table(apps: list[dict[str, Any]]) -> str:
     for a in apps:
         if a.get("last_failure"):
             lines.append(f"{a.get('name')}: last wake failed: {a['last_failure']}")
+    for a in apps:
+        scheduled = _schedule(a.get("schedule"))
+        if scheduled:
+            lines.append(f"{a.get('name')}: {scheduled}")
     return "\n".join(lines)
+
+
+def _local(iso: object, zone: object) -> str:
+    """An ISO UTC instant as a time in the schedule's zone: `Mon 2026-12-07 08:00 CET`."""
+    try:
+        when = datetime.datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+        when = when.astimezone(zoneinfo.ZoneInfo(str(zone)))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return str(iso)
+    return when.strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def _schedule(schedule: object) -> str:
+    if not isinstance(schedule, dict):
+        return ""
+    zone = schedule.get("time_zone")
+    parts = []
+    if schedule.get("awake_until"):
+        parts.append(f"kept awake until {_local(schedule['awake_until'], zone)}")
+    if schedule.get("next_wake"):
+        parts.append(f"next scheduled wake {_local(schedule['next_wake'], zone)}")
+    return "; ".join(parts)
 
 
 def _num(value: object) -> float:

@@ -3,10 +3,11 @@
 Idle means awake, nothing in flight, no open tunnel, and `idle_after` elapsed since the
 later of the last access and the moment the app woke, so a freshly woken app gets a full
 `idle_after` even if nobody has used it yet, and an app that nobody ever requests is
-still swept; an app with `idle_after: never` is never swept. A sweep looks only at apps
-that are not asleep (the board keeps that set), so its cost grows with awake apps, not
-configured ones. It never writes the board itself: the lifecycle marks an app STOPPING
-in the same loop step as the decision.
+still swept; an app with `idle_after: never` is never swept, nor one within a window of
+its `awake_schedule` (schedule.py). A sweep looks only at apps that are not asleep (the
+board keeps that set), so its cost grows with awake apps, not configured ones. It never
+writes the board itself: the lifecycle marks an app STOPPING in the same loop step as the
+decision.
 
 With several wakeproxy replicas, only the one the platform names `leader` sweeps, and it
 decides on cluster-wide activity: an app is busy if any fresh peer has a request open,
@@ -41,7 +42,9 @@ class Sweeper:
         interval: float,
         leader: Callable[[], bool] = lambda: True,
         peers: PeerActivity | None = None,
+        kept_awake: Callable[[str], bool] = lambda app: False,
     ) -> None:
+        self._kept_awake = kept_awake  # within a window of its awake_schedule
         self._board = board
         self._ledger = ledger
         self._lifecycle = lifecycle
@@ -58,7 +61,10 @@ class Sweeper:
         peers = self._peers
         out: list[str] = []
         for state in self._board.not_asleep():
-            if state.phase is not Phase.AWAKE or state.policy.never_sleeps:
+            policy = state.policy
+            if state.phase is not Phase.AWAKE or policy.never_sleeps:
+                continue
+            if policy.awake_schedule is not None and self._kept_awake(state.name):
                 continue
             activity = self._ledger.peek(state.name)
             since = state.woke_at if state.woke_at is not None else state.phase_since

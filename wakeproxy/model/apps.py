@@ -7,6 +7,24 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class AwakeWindow:
+    """A time the app is kept awake: from each start of `cron` (a five-field cron
+    expression in the schedule's time zone) for `seconds`."""
+
+    cron: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AwakeSchedule:
+    """When an app is woken before anyone asks and kept awake (e.g. staging during the
+    working day); outside its windows `idle_after` applies as usual."""
+
+    time_zone: str  # an IANA zone name, like Europe/Berlin
+    windows: tuple[AwakeWindow, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AppPolicy:
     """Per-app rules. Built once from config (or a platform's annotations), never mutated."""
 
@@ -45,6 +63,8 @@ class AppPolicy:
     # The next stage of the app's pipeline (`shop` → `shop-production`): `wakeproxy
     # promote` deploys exactly the release the app runs onto that app.
     promote_to: str | None = None
+    # Woken at each window's start and never swept within a window.
+    awake_schedule: AwakeSchedule | None = None
 
     @property
     def never_sleeps(self) -> bool:

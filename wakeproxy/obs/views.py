@@ -7,9 +7,12 @@ Must never: write to the board or the ledger's figures, or decide anything.
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Any
 
+from wakeproxy.controlplane.schedule import plan
 from wakeproxy.model.activity import ActivityLedger, AppActivity
+from wakeproxy.model.apps import AwakeSchedule
 from wakeproxy.model.board import AppState
 from wakeproxy.model.clock import Clock
 
@@ -58,4 +61,16 @@ def app_view(state: AppState, ledger: ActivityLedger, now: Now) -> dict[str, Any
         "asleep_seconds": round(state.total_asleep(now.mono), 3),
         "wake_attempts": state.attempts,
         "last_failure": None if state.failure is None else state.failure.reason,
+        "promote_to": policy.promote_to,
+        "schedule": schedule_view(policy.awake_schedule, now.wall),
     }
+
+
+def schedule_view(schedule: AwakeSchedule | None, wall: float) -> dict[str, Any] | None:
+    """When a scheduled app is next woken, and until when its open window keeps it awake."""
+    if schedule is None:
+        return None
+    p = plan(schedule, wall)
+    return {"time_zone": schedule.time_zone,
+            "next_wake": iso_utc(p.next_wake) if p.next_wake != math.inf else None,
+            "awake_until": None if p.awake_until is None else iso_utc(p.awake_until)}

@@ -16,6 +16,8 @@ from typing import Any
 from wakeproxy.model.apps import AppPolicy
 from wakeproxy.model.routes import normalize_pattern
 from wakeproxy.settings.reader import Reader
+from wakeproxy.settings.schedule import EXPECTED as SCHEDULE
+from wakeproxy.settings.schedule import awake_schedule
 from wakeproxy.settings.values import (
     DNS_LABEL,
     DURATION,
@@ -56,8 +58,7 @@ class LocalApp:
 POLICY_KEYS = {
     "idle_after", "wake_timeout", "max_held_requests", "waiting_page", "waiting_page_after",
     "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
-    "promote_to",
-    "give_up_after",
+    "promote_to", "give_up_after", "awake_schedule",
 }
 _APP_KEYS = POLICY_KEYS | {
     "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build", "review_env",
@@ -92,6 +93,7 @@ _POLICY_FIELDS: tuple[tuple[str, Callable[[object], Any], str], ...] = (
     ("stop_grace", parse_duration, DURATION),
     ("promote_to", dns_label, "the name of the app that is its next stage"),
     ("give_up_after", positive_duration, POSITIVE_DURATION),
+    ("awake_schedule", awake_schedule, SCHEDULE),
 )
 # Each per-app key's converter and what it expects: the one reading of a per-app setting,
 # for the config file and for platforms that take the same settings from elsewhere.
@@ -118,6 +120,7 @@ def read_defaults(r: Reader, raw: object) -> dict[str, Any]:
         "release_concurrency": d.release_concurrency, "ignored_paths": d.ignored_paths,
         "probe_interval": d.probe_interval, "readiness_path": d.readiness_path,
         "stop_grace": 10.0, "promote_to": None, "give_up_after": d.give_up_after,
+        "awake_schedule": None,
     }
     defaults = r.mapping(raw, "defaults")
     r.unknown_keys(defaults, POLICY_KEYS, "defaults")
