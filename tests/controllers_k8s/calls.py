@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tests.controllers.gitrepo import Repo
-from tests.controllers_k8s.layout import BUILDS_NS, LEASE_NS
+from tests.controllers_k8s.layout import BUILDS_NS, LEASE_NS, pushing
 from tests.e2e.harness import ECHO_APP
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
@@ -43,9 +43,10 @@ async def controllers_calls(emulator: Emulator) -> None:
 
 async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
     repo.commit("one")
-    s = KubernetesBuilds(builder_command=("sh", "-c", "echo ok"),
+    s = KubernetesBuilds(builder_command=pushing("echo ok"),
                          app_command=(sys.executable, str(ECHO_APP)))
-    builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
+    builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry,
+                                pull_registry=s.pull_registry)
     await builder.restore()
     deploys = Deploys(lambda: api, s)
     await found_reviews(deploys)
@@ -56,7 +57,8 @@ async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
     build = await builder.wait(builder.start("rbac", Source(repo=repo.url), "main"))
     await deployer.deploy("rbac", build)  # the first deploy: apply, then unmark
     await deployer.deploy("rbac", build)  # the update: an apply
-    later = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
+    later = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry,
+                              pull_registry=s.pull_registry)
     await later.restore()
     [found] = later.list()
     await later.load_log(found)

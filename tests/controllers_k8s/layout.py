@@ -4,6 +4,7 @@ that ship are the ones the tests meet."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from tests.k8s_emulator import Emulator
@@ -26,3 +27,18 @@ def app_pods(emulator: Emulator, app: str) -> list[JSON]:
     return [p for p in emulator.pods(APPS_NS)
             if (p["metadata"].get("labels") or {}).get(APP_LABEL) == app
             and BUILD_LABEL not in p["metadata"]["labels"]]
+
+# What the production builder prints last (BuildKit's digest from its metadata file); a
+# test builder stands in a digest of its own: the image name's sha256.
+PUSHED = ('echo "==> pushed $WAKEPROXY_IMAGE@sha256:'
+          '$(printf %s "$WAKEPROXY_IMAGE" | sha256sum | cut -c1-64)"')
+
+
+def pushing(script: str) -> tuple[str, str, str]:
+    """A builder command: `script`, then (if it succeeded) the pushed-digest line."""
+    return ("sh", "-c", f"( {script} ) && {PUSHED}")
+
+
+def digest_of(image: str) -> str:
+    """The digest a `pushing` builder reports for `image`."""
+    return "sha256:" + hashlib.sha256(image.encode()).hexdigest()

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.controllers_k8s.layout import LEASE_NS
+from tests.controllers_k8s.layout import LEASE_NS, pushing
 from tests.controllers_k8s.test_review_apps import deployment, marked, review_config, visit
 from tests.controllers_k8s.test_review_restart import HOST, SECRET, TOKEN, deliver, image
 from tests.e2e.harness import Wakeproxy
@@ -51,7 +51,7 @@ def replica(api: Api, gate: Path) -> KubernetesControllers:
                     repo="https://git.example/shop.git", github_repo="acme/shop")
     return KubernetesControllers(
         apps=[shop], review=ReviewSettings(domain="review.localhost", webhook_secret=SECRET),
-        settings=KubernetesBuilds(builder_command=("sh", "-c", gated(gate))),
+        settings=KubernetesBuilds(builder_command=pushing(gated(gate))),
         api=lambda: api, lease_namespace=LEASE_NS, lease_name="wakeproxy")
 
 

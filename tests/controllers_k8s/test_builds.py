@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.controllers.gitrepo import Repo
-from tests.controllers_k8s.layout import BUILDS_NS
+from tests.controllers_k8s.layout import BUILDS_NS, digest_of, pushing
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator import resources as r
@@ -25,10 +25,13 @@ from wakeproxy.settings import KubernetesBuilds
 SHA = "3f2a9c1" + "0" * 33
 
 
-def builder(api: Api, script: str) -> KubernetesBuilder:
-    settings = KubernetesBuilds(registry="registry.test:5000",
-                                deadline=30, builder_command=("sh", "-c", script))
-    return KubernetesBuilder(jobs=BuildJobs(lambda: api, settings), registry=settings.registry)
+def builder(api: Api, script: str, *, digest: bool = True) -> KubernetesBuilder:
+    """Builds pushing to registry.test:5000, deployed from localhost:30500 (by digest)."""
+    command = pushing(script) if digest else ("sh", "-c", script)
+    settings = KubernetesBuilds(registry="registry.test:5000", pull_registry="localhost:30500",
+                                deadline=30, builder_command=command)
+    return KubernetesBuilder(jobs=BuildJobs(lambda: api, settings), registry=settings.registry,
+                             pull_registry=settings.pull_registry)
 
 
 async def test_a_build_is_a_job_whose_log_streams_into_the_build(
@@ -49,7 +52,10 @@ async def test_a_build_is_a_job_whose_log_streams_into_the_build(
     suffix = build.id.rsplit("-", 1)[1]
     assert build.commit == SHA
     assert f"pushing registry.test:5000/shop:{SHA}-{suffix}" in text
-    assert b.image(build) == f"registry.test:5000/shop:{SHA}-{suffix}"
+    pushed = f"registry.test:5000/shop:{SHA}-{suffix}"
+    assert b.image(build) == f"localhost:30500/shop@{digest_of(pushed)}"
+    assert build.reason is None and f"==> build succeeded: built {b.image(build)}" in \
+        build.log.read(0)[0].decode()
     [job] = k8s_emulator.store.items(r.JOBS)  # stored: valid for the strict schemas
     spec = job["spec"]
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 30
@@ -82,9 +88,17 @@ def test_the_production_job_runs_rootless_buildkit_on_the_commit() -> None:
                    commit=SHA, image=f"registry:5000/shop:{SHA}-abc123")
     manifest = job_manifest(job, dataclasses.replace(KubernetesBuilds()))
     [c] = manifest["spec"]["template"]["spec"]["containers"]
-    assert c["command"] == ["buildctl-daemonless.sh"]
+    assert c["command"][:2] == ["/bin/sh", "-c"] and "buildctl-daemonless.sh" in c["command"]
     assert f"context=https://git.example/shop.git#{SHA}" in c["args"]
     assert f"type=image,name=registry:5000/shop:{SHA}-abc123,push=true" in " ".join(c["args"])
+    assert "--metadata-file" in c["args"]  # where the pushed digest is read from
+    # The push credentials: a docker config from the build namespace's Secret.
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DOCKER_CONFIG"] == mounts["push-credentials"]
+    [secret] = [v["secret"] for v in manifest["spec"]["template"]["spec"]["volumes"]
+                if "secret" in v]
+    assert secret["secretName"] == "wakeproxy-registry-push"
     notes = manifest["metadata"]["annotations"]
     assert (notes["wakeproxy.io/ref"], notes["wakeproxy.io/commit"]) == ("main", SHA)
     assert c["securityContext"]["runAsUser"] == 1000
@@ -116,7 +130,8 @@ async def test_a_branch_or_tag_is_resolved_to_the_commit_the_job_builds_and_tags
     assert on_main.view()["commit"] == head  # what `wakeproxy builds` shows
     assert f"building main at {head}" in on_main.log.read(0)[0].decode()
     suffix = on_main.id.rsplit("-", 1)[1]
-    assert b.image(on_main) == f"registry.test:5000/shop:{head}-{suffix}"
+    pushed = f"registry.test:5000/shop:{head}-{suffix}"
+    assert b.image(on_main) == f"localhost:30500/shop@{digest_of(pushed)}"
     notes = job_of(k8s_emulator, on_main.id)["metadata"]["annotations"]
     assert (notes["wakeproxy.io/ref"], notes["wakeproxy.io/commit"]) == ("main", head)
     # A branch that does not exist fails at once, naming it; no Job is created.
@@ -160,7 +175,10 @@ async def test_builds_are_read_back_from_their_jobs_after_a_restart(
         for key in ("started_at", "finished_at"):  # the API keeps whole seconds
             assert abs(view[key] - was[key]) <= 1.5, key
     assert again[ok.id].commit == sha
-    assert after.image(again[ok.id]) == before.image(ok)  # still deployable
+    # Still deployable: its digest is read from its log when first needed.
+    assert after.image(again[ok.id]) is None and after.has_image(again[ok.id])
+    await after.load_log(again[ok.id])
+    assert after.image(again[ok.id]) == before.image(ok)
     assert again[bad.id].reason == "the builder exited with code 4"
     await after.load_log(again[bad.id])
     text = again[bad.id].log.read(0)[0].decode()
@@ -184,6 +202,7 @@ async def test_builds_are_read_back_from_their_jobs_after_a_restart(
     assert build is not None and build.state is BuildState.SUCCEEDED
     await later.load_log(build)
     assert "no longer available: its pod is gone" in build.log.read(0)[0].decode()
+    assert later.image(build) is None and not later.has_image(build)  # digest gone too
 
 
 async def test_a_revision_is_refused_with_a_reason_and_no_job_on_kubernetes(
@@ -215,3 +234,17 @@ async def test_a_revision_is_refused_with_a_reason_and_no_job_on_kubernetes(
     assert short.state is BuildState.FAILED and short.reason is not None
     assert "a short commit id cannot be looked up there: give the full id" in short.reason
     assert k8s_emulator.store.items(r.JOBS) == []
+
+
+async def test_a_build_that_reports_no_digest_is_failed_not_deployable(
+    k8s_emulator: Emulator, api: Api,
+) -> None:
+    """A tag can be pushed over; a Deployment pins the digest the builder reports, so a
+    builder that reports none (or one for another image) leaves nothing to deploy."""
+    forged = 'echo "==> pushed registry.test:5000/other:1@sha256:' + "0" * 64 + '"'
+    for script in ("echo built", forged):
+        b = builder(api, script, digest=False)
+        build = await b.wait(b.start("shop", Source(repo="https://git.example/shop.git"), SHA))
+        assert build.state is BuildState.FAILED
+        assert build.reason is not None and "reported no image digest" in build.reason
+        assert b.image(build) is None

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 import pytest
 import structlog
 
-from tests.controllers_k8s.layout import LEASE_NS
+from tests.controllers_k8s.layout import LEASE_NS, pushing
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator import resources as r
 from wakeproxy.controllers.cluster import KubernetesControllers
@@ -76,7 +76,7 @@ class Cluster:
                         repo="https://git.example/shop.git", github_repo="acme/shop")
         controllers = KubernetesControllers(
             apps=[shop], review=ReviewSettings(domain="review.localhost", webhook_secret=SECRET),
-            settings=KubernetesBuilds(builder_command=("sh", "-c", "echo built")),
+            settings=KubernetesBuilds(builder_command=pushing("echo built")),
             api=lambda: api, lease_namespace=LEASE_NS, lease_name="wakeproxy")
         await controllers.start()
         self._stack.push_async_callback(controllers.close)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.controllers.gitrepo import Repo
-from tests.controllers_k8s.layout import APPS_NS, BUILDS_NS, app_pods
+from tests.controllers_k8s.layout import APPS_NS, BUILDS_NS, app_pods, pushing
 from tests.e2e.harness import ECHO_APP
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
@@ -86,7 +86,7 @@ async def test_a_build_job_runs_in_its_privileged_namespace(
         "forbidden AppArmor profile", "seccompProfile"}
     repo = Repo(tmp_path / "git")
     repo.commit("one")
-    s = KubernetesBuilds(builder_command=("sh", "-c", "echo built"), deadline=20)
+    s = KubernetesBuilds(builder_command=pushing("echo built"), deadline=20)
     builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s), registry=s.registry)
     build = await builder.wait(builder.start("shop", Source(repo=repo.url), "main"))
     assert build.state is BuildState.SUCCEEDED, build.reason

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from tests.controllers.gitrepo import Repo
-from tests.controllers_k8s.layout import APPS_NS, LEASE_NS, app_pods
+from tests.controllers_k8s.layout import APPS_NS, LEASE_NS, app_pods, pushing
 from tests.controllers_k8s.test_review_apps import marked, visit
 from tests.e2e.harness import ECHO_APP, Wakeproxy
 from tests.e2e_k8s.cluster import start, until
@@ -31,8 +31,8 @@ def config(emulator: Emulator, repo: Repo) -> dict[str, Any]:
         "kubernetes": {
             "kubeconfig": str(emulator.wakeproxy_kubeconfig), "namespaces": [APPS_NS],
             "lease_namespace": LEASE_NS, "request_timeout": "2s",
-            "builds": {"builder_command": ["sh", "-c",
-                                           "echo building $WAKEPROXY_REF at $WAKEPROXY_COMMIT"],
+            "builds": {"builder_command": list(pushing(
+                "echo building $WAKEPROXY_REF at $WAKEPROXY_COMMIT")),
                        "app_command": [sys.executable, str(ECHO_APP)]},
         },
     }

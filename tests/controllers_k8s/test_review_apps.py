@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.controllers_k8s.layout import APPS_NS, LEASE_NS, app_pods
+from tests.controllers_k8s.layout import APPS_NS, LEASE_NS, app_pods, pushing
 from tests.e2e.harness import ECHO_APP, Wakeproxy
 from tests.e2e_k8s.cluster import start, until
 from tests.k8s_emulator import Emulator
@@ -128,7 +128,7 @@ def review_config(emulator: Emulator, token: str, build_script: str) -> dict[str
         "kubernetes": {
             "kubeconfig": str(emulator.wakeproxy_kubeconfig), "namespaces": [APPS_NS],
             "lease_namespace": LEASE_NS, "request_timeout": "2s",
-            "builds": {"builder_command": ["sh", "-c", build_script],
+            "builds": {"builder_command": list(pushing(build_script)),
                        "app_command": [sys.executable, str(ECHO_APP)]},
         },
     }

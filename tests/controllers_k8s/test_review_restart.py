@@ -65,10 +65,14 @@ async def cli(*args: str, admin: str) -> subprocess.CompletedProcess[str]:
 
 
 def image(emulator: Emulator, name: str) -> str:
+    """What the app's Deployment runs: its image (pinned by digest, from the address nodes
+    pull from) and the commit it was built from (its annotation)."""
     dep = deployment(emulator, name)
     assert dep is not None
     [c] = dep["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
-    return str(c["image"])
+    assert c["image"].startswith(f"localhost:30500/{name}@sha256:"), c["image"]
+    commit = dep["metadata"]["annotations"].get("wakeproxy.io/commit")  # type: ignore[index]
+    return f"{c['image']} (commit {commit})"
 
 
 def objects(emulator: Emulator, kind: Any, name: str) -> list[str]:

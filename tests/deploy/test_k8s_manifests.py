@@ -15,13 +15,14 @@ import yaml
 
 from tests.controllers_k8s.calls import controllers_calls
 from tests.k8s_emulator import Emulator
+from tests.k8s_emulator.pod_security import violations
 from tests.platforms.kubernetes.support import World, app_deployment, until
 from wakeproxy.model.board import Phase
-from wakeproxy.settings import ConfigError, parse_settings
+from wakeproxy.settings import ConfigError, KubernetesBuilds, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-OWN_DIRS = (K8S, K8S / "examples")  # k8s/monitoring/ has tests of its own
+OWN_DIRS = (K8S, K8S / "examples", K8S / "registry")  # k8s/monitoring/: tests of its own
 VERSION = kubernetes_validate.latest_version()
 
 
@@ -224,3 +225,33 @@ async def test_rbac_grants_exactly_the_calls_wakeproxy_makes(
     await controllers_calls(k8s_emulator)
     used = k8s_emulator.recorder.rbac_rules()
     assert used == rbac_rules()
+
+
+def test_the_registry_takes_pushes_from_builds_only_and_serves_nodes_read_only() -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in kustomize(K8S / "registry")}
+    builds = KubernetesBuilds()
+    pod = objects[("Deployment", "wakeproxy-registry")]["spec"]["template"]
+    assert violations("restricted", pod) == []  # wakeproxy's namespace is restricted
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    push_env = {e["name"]: e.get("value") for e in containers["registry"]["env"]}
+    assert push_env["REGISTRY_AUTH"] == "htpasswd"
+    pull_env = {e["name"]: e.get("value") for e in containers["registry-pull"]["env"]}
+    assert pull_env["REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED"] == "true"
+    assert "REGISTRY_AUTH" not in pull_env
+    assert all(m.get("readOnly") for m in containers["registry-pull"]["volumeMounts"])
+    # Builds push to the in-cluster name; nodes pull at localhost:<NodePort>.
+    push = objects[("Service", "wakeproxy-registry")]
+    host, port = builds.registry.split(":")
+    assert host.split(".")[:2] == [push["metadata"]["name"], push["metadata"]["namespace"]]
+    assert [p["port"] for p in push["spec"]["ports"]] == [int(port)]
+    assert push["spec"].get("type", "ClusterIP") == "ClusterIP"
+    pull = objects[("Service", "wakeproxy-registry-pull")]
+    assert pull["spec"]["type"] == "NodePort"
+    assert builds.pull_registry == f"localhost:{pull['spec']['ports'][0]['nodePort']}"
+    assert pull["spec"]["ports"][0]["targetPort"] == "pull"
+    policy = objects[("NetworkPolicy", "wakeproxy-registry")]["spec"]
+    [from_builds, from_nodes] = policy["ingress"]
+    assert from_builds["ports"] == [{"port": "push"}]
+    assert from_builds["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": builds.job_namespace}}}]
+    assert from_nodes["ports"] == [{"port": "pull"}] and "from" not in from_nodes

@@ -30,6 +30,9 @@ class EmulatorConfig:
     install_dir: Path | None = K8S_DIR
     # Pods are checked against their namespace's `pod-security.kubernetes.io/enforce` level.
     pod_security: bool = True
+    # The kubelet resolves each image's registry host as a node does: cluster DNS names
+    # (`*.svc`, `*.cluster.local`) fail with ErrImagePull and the pod never starts.
+    image_pulls: bool = True
     namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
     node_name: str = "emulator-node"
     # Pod and Service changes show in EndpointSlices this long after they happen.

@@ -33,7 +33,7 @@ class Kubelet(Controller):
 
     def __init__(self, store: Store, errors: list[BaseException], *, node_name: str,
                  probe_interval: float, ready_probe_interval: float, restart_backoff: float,
-                 max_grace_seconds: float) -> None:
+                 max_grace_seconds: float, pull_images: bool = True) -> None:
         super().__init__(store, errors)
         self.node_name = node_name
         self._probe_interval = probe_interval
@@ -47,7 +47,8 @@ class Kubelet(Controller):
         # Every process ever started here, so shutdown can prove none is left behind.
         self.processes: list[ContainerProcess] = []
         # Slow or failing image pulls (tests flip these; pods started afterwards obey).
-        self.pulls = ImagePulls()
+        # `pull_images`: registries are resolved as a node does (cluster DNS names fail).
+        self.pulls = ImagePulls(resolve=pull_images)
         self._closing = False
 
     def keys_for(self, event: Event) -> Iterable[Hashable]:

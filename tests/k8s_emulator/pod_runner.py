@@ -109,9 +109,11 @@ class PodRunner:
             state = {"waiting": {"reason": reason, "message": message}}
             return self._write(self._status("Pending", state, ready=False))
 
-        if not await self._pulls.pull(str(container.get("image") or ""), waiting,
-                                      self.stop_requested):
-            return
+        for c in [*(dig(pod, "spec", "initContainers") or []),
+                  *(dig(pod, "spec", "containers") or [])]:
+            if not await self._pulls.pull(str(c.get("image") or ""), waiting,
+                                          self.stop_requested):
+                return
         port = port_of(pod)
         cwd = container.get("workingDir")
         while not self.stop_requested():

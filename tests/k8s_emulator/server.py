@@ -77,7 +77,7 @@ class Emulator:
         self.kubelet = Kubelet(
             self.store, self.errors, node_name=c.node_name, probe_interval=c.probe_interval,
             ready_probe_interval=c.ready_probe_interval, restart_backoff=c.restart_backoff,
-            max_grace_seconds=c.max_grace_seconds,
+            max_grace_seconds=c.max_grace_seconds, pull_images=c.image_pulls,
         )
         self._controllers: list[Controller] = [
             GarbageCollector(self.store, self.errors),

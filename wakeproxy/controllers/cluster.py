@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection, Sequence
 import structlog
 
 from wakeproxy.controllers.builder import Source
-from wakeproxy.controllers.builds import Build
+from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.cluster_builds import KubernetesBuilder, labels_of
 from wakeproxy.controllers.cluster_reviews import found_reviews
 from wakeproxy.controllers.errors import (
@@ -53,6 +53,7 @@ from wakeproxy.controllers.webhook import Deliveries
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.apps import not_deployed
 from wakeproxy.model.clock import Clock, SystemClock
+from wakeproxy.model.images import moved, nodes_resolve, registry_host
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.platforms.kubernetes.delivery_log import LeaseDeliveryLog
@@ -112,7 +113,8 @@ class KubernetesDeployer:
                 return  # deleted meanwhile: reserve nothing
             # Never run: the Deployment stays at zero replicas and a marked app is never
             # woken; the image only names what will be deployed there.
-            release = self._release(definition, f"{self._builder.registry}/{app}:not-deployed")
+            release = self._release(definition,
+                                    f"{self._builder.pull_registry}/{app}:not-deployed")
             reason = not_deployed(app)
             try:
                 await self._deploys.reserve(release, reason)
@@ -131,7 +133,14 @@ class KubernetesDeployer:
             raise UnknownApp(app)
         if build.app != app:
             raise NotDeployable(f"build {build.id} is a build of {build.app}, not of {app}")
+        await self._builder.load_log(build)  # a build read back: its digest is in its log
         image = self._builder.image(build)
+        if image is None and self._builder.has_image(build):
+            raise NotDeployable(f"build {build.id}'s image digest could not be read from "
+                                "its log now; try again")
+        if image is None and build.state is BuildState.SUCCEEDED:
+            raise NotDeployable(f"build {build.id}'s image digest is no longer known (its "
+                                "log is gone from the cluster): build again")
         if image is None:
             raise NotDeployable(f"build {build.id} is {build.state.value}; only a succeeded "
                                 "build can be deployed")
@@ -147,6 +156,14 @@ class KubernetesDeployer:
         if not _IMAGE.fullmatch(image):
             raise NotDeployable(f"{image!r} is not an image reference like "
                                 "registry.example.com/shop:1.2 or shop@sha256:<digest>")
+        # The builds' push address names the pull address's images; any other cluster
+        # DNS name would fail every pull (nodes resolve with their own DNS).
+        image = moved(image, self._builder.registry, self._builder.pull_registry)
+        if not nodes_resolve(registry_host(image)):
+            raise NotDeployable(f"{image!r} names registry {registry_host(image)}, a cluster "
+                                "DNS name the nodes cannot resolve to pull it: name the "
+                                "registry as nodes reach it (kubernetes.builds.pull_registry, "
+                                f"{self._builder.pull_registry})")
         outcome = await self._apply(app, image)
         log.info("deployed", app=app, image=image, outcome=outcome)
         return outcome
@@ -223,7 +240,8 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
                                         lease_name=lease_name, clock=clock)
         self._apps = {a.policy.name: a for a in apps if a.repo is not None}
         self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
-                                         registry=settings.registry)
+                                         registry=settings.registry,
+                                         pull_registry=settings.pull_registry)
         self._namespace = settings.namespace
         self._deploys = Deploys(api, settings)
         self.deployer = KubernetesDeployer(deploys=self._deploys, builder=self.builder)
@@ -259,7 +277,7 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
             return None
 
     def _has_release(self, build: Build) -> bool:
-        return self.builder.image(build) is not None
+        return self.builder.has_image(build)
 
     def check_ref(self, ref: str) -> str:
         """Also refuse what `git ls-remote` cannot resolve here: the build Job is given a

@@ -3,8 +3,11 @@
 Same surface as the local builder, so review apps and the admin API use either: a build
 is QUEUED, RUNNING while its ref is resolved to a commit (`git ls-remote`, git_refs.py)
 and its Job runs (the Job's pod log streams into `Build.log`, so `wakeproxy logs BUILD
---follow` works the same), then SUCCEEDED with an image `<registry>/<app>:<commit>-<id>`
-in the registry, or FAILED with the exit code and the log's last lines, or CANCELLED (its
+--follow` works the same), then SUCCEEDED once its image `<registry>/<app>:<commit>-<id>`
+is pushed (`registry`: the address builds push to, from a pod) — deployed as
+`<pull_registry>/<app>@<digest>`, the digest the builder's last log line reports and the
+address nodes pull from, so what runs is exactly what was built even if the tag is
+pushed over — or FAILED with the exit code and the log's last lines, or CANCELLED (its
 Job is deleted). A build to deploy once built (`deploy`: a review app's push, a build
 asked with `deploy`) says so on its Job. `close` (wakeproxy stopping: a rollout, a node
 drain) leaves the running Jobs running, for the next wakeproxy or another replica to
@@ -33,8 +36,14 @@ from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.git_refs import Unresolved, is_commit, resolve
 from wakeproxy.controllers.review import base_of
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.images import moved, repository
 from wakeproxy.platforms.kubernetes.build_history import BuildHistory, FoundJob
-from wakeproxy.platforms.kubernetes.builds import BuildJob, BuildJobs, JobOutcome
+from wakeproxy.platforms.kubernetes.builds import (
+    BuildJob,
+    BuildJobs,
+    JobOutcome,
+    pushed_digest,
+)
 from wakeproxy.platforms.kubernetes.deploys import APP_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError
 
@@ -43,6 +52,7 @@ log = structlog.get_logger("wakeproxy.builds")
 REVIEW_LABEL = "wakeproxy.io/review-app"
 PULL_REQUEST_LABEL = "wakeproxy.io/pull-request"
 
+_DIGEST_LINES = 20  # the builder's digest line is its last; a few more for stray output
 LOG_GONE = ("==> the log of this build is no longer available: its pod is gone from the "
             "cluster (Kubernetes deletes a finished build Job and its pod after "
             "kubernetes.builds.ttl; a pod can also go sooner)\n")
@@ -58,12 +68,13 @@ def labels_of(app: str) -> dict[str, str]:
 
 
 class KubernetesBuilder(BuildBook):
-    def __init__(self, *, jobs: BuildJobs, registry: str,
+    def __init__(self, *, jobs: BuildJobs, registry: str, pull_registry: str | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self._jobs = jobs
         self._history = BuildHistory(jobs)
-        self._registry = registry
+        self._registry = registry  # builds push here (from a pod)
+        self._pull_registry = pull_registry or registry  # Deployments pull from here
         self._environ = environ  # for git; None: this process's environment
         self._images: dict[str, str] = {}
         # Read-back builds whose log is still in their pod (or gone): read when asked for.
@@ -75,9 +86,24 @@ class KubernetesBuilder(BuildBook):
     def registry(self) -> str:
         return self._registry
 
+    @property
+    def pull_registry(self) -> str:
+        return self._pull_registry
+
     def image(self, build: Build) -> str | None:
-        """The image a succeeded build pushed."""
+        """The image a succeeded build pushed, as nodes pull it: by digest from the pull
+        registry (a tag can be pushed over; the digest names exactly what was built)."""
         return self._images.get(build.id) if build.state is BuildState.SUCCEEDED else None
+
+    def has_image(self, build: Build) -> bool:
+        """Whether a succeeded build's image is known, or will be once its log is read
+        (`load_log`: a build read back after a restart)."""
+        return self.image(build) is not None or (
+            build.state is BuildState.SUCCEEDED and build.id in self._unread)
+
+    def pull_image(self, job: BuildJob, digest: str) -> str:
+        """`job`'s pushed image as Deployments name it: pull registry, by digest."""
+        return f"{repository(moved(job.image, self._registry, self._pull_registry))}@{digest}"
 
     def start(self, app: str, source: Source, ref: str, *, deploy: bool = False) -> Build:
         # Job names are DNS labels: `build-` + id must fit in 63 characters.
@@ -151,8 +177,8 @@ class KubernetesBuilder(BuildBook):
         succeeded, why = f.finished
         build.finished_at = f.finished_at
         if succeeded:
+            # Its digest is in its log, read when first asked for (load_log).
             build.state = BuildState.SUCCEEDED
-            self._images[build.id] = job.image
         else:
             build.state, build.exit_code = BuildState.FAILED, f.exit_code
             build.reason = (f"the builder exited with code {f.exit_code}"
@@ -186,6 +212,10 @@ class KubernetesBuilder(BuildBook):
         finally:
             self._reading.pop(build.id, None)
         self._unread.pop(build.id, None)
+        digest = pushed_digest(data.decode(errors="replace").splitlines(), job.image) if (
+            data is not None and build.state is BuildState.SUCCEEDED) else None
+        if digest is not None:
+            self._images[build.id] = self.pull_image(job, digest)
         outcome = build.reason or f"built {job.image}"
         text = (f"==> build Job {self._jobs.namespace}/{job.job_name}: {job.repo} {job.ref} "
                 f"({job.commit}) -> {job.image}\n").encode()
@@ -259,8 +289,16 @@ class KubernetesBuilder(BuildBook):
 
     def _outcome(self, build: Build, job: BuildJob, outcome: JobOutcome) -> None:
         if outcome.succeeded:
-            self._images[build.id] = job.image
-            self._finish(build, BuildState.SUCCEEDED, f"built {job.image}")
+            digest = pushed_digest(build.log.tail(_DIGEST_LINES), job.image)
+            if digest is None:
+                build.exit_code = None
+                self._finish(build, BuildState.FAILED, "the builder reported no image "
+                             f"digest (its last line must be `==> pushed {job.image}"
+                             "@sha256:<digest>`): nothing to deploy")
+                return
+            image = self.pull_image(job, digest)
+            self._images[build.id] = image
+            self._finish(build, BuildState.SUCCEEDED, f"built {image}")
             return
         build.exit_code = outcome.exit_code
         tail = [line for line in build.log.tail(5) if line.strip()]

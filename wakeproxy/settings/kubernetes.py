@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wakeproxy.model.images import nodes_resolve
 from wakeproxy.settings.reader import Reader
 from wakeproxy.settings.values import (
     POSITIVE_DURATION,
@@ -19,6 +20,9 @@ from wakeproxy.settings.values import (
     parse_duration,
     positive_duration,
 )
+
+DEFAULT_PUSH_REGISTRY = "wakeproxy-registry.wakeproxy.svc:5000"
+NODE_REGISTRY = "localhost:30500"  # the bundled registry's NodePort, on every node
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +35,16 @@ class KubernetesBuilds:
     # The namespace build Jobs run in: rootless BuildKit needs unconfined seccomp and
     # AppArmor, which only a `privileged` namespace admits (k8s/builds.yaml).
     job_namespace: str = "wakeproxy-builds"
-    # Host[:port] of the registry builds push to and Deployments pull from.
-    registry: str = "wakeproxy-registry.wakeproxy.svc:5000"
+    # Host[:port] builds push to, from a pod: cluster DNS works (k8s/registry/).
+    registry: str = DEFAULT_PUSH_REGISTRY
+    # Host[:port] the same images are pulled from by nodes, which Deployments name (by
+    # digest): nodes do not resolve cluster DNS names, so the bundled registry is also a
+    # NodePort seen by every node as localhost:30500. Default: `registry` when nodes
+    # resolve it, localhost:30500 for the bundled registry.
+    pull_registry: str = NODE_REGISTRY
+    # The Secret (in job_namespace, type kubernetes.io/dockerconfigjson) with the push
+    # credentials build Jobs mount; None: pushes without credentials.
+    push_secret: str | None = "wakeproxy-registry-push"
     builder_image: str = "docker.io/moby/buildkit:v0.16.0-rootless"
     deadline: float = 900.0  # activeDeadlineSeconds of a build Job
     ttl: float = 3600.0  # a finished Job (and its pod and log) is kept this long
@@ -139,18 +151,55 @@ def _port(v: object) -> int:
     return v
 
 
+def _registry(v: object) -> str:
+    host = nonblank(v)
+    if "/" in host or any(c.isspace() for c in host):
+        raise ValueError(v)
+    return host
+
+
+def _pull_registry(r: Reader, raw: object, registry: str) -> str:
+    """Where nodes pull built images from: given, or `registry` when nodes resolve it, or
+    the bundled registry's NodePort for the bundled registry. Never a cluster DNS name."""
+    key, node = "kubernetes.builds.pull_registry", "a registry host[:port] nodes resolve"
+    if raw is not None:
+        try:
+            host = _registry(raw)
+        except ValueError:
+            r.fail(key, node + " like localhost:30500", raw)
+            return NODE_REGISTRY
+        if not nodes_resolve(host):
+            r.fail(key, node + " (nodes pull with their own DNS, which does not resolve "
+                   "cluster names like *.svc or *.cluster.local), like localhost:30500", raw)
+        return host
+    if nodes_resolve(registry):
+        return registry
+    if registry == DEFAULT_PUSH_REGISTRY:
+        return NODE_REGISTRY
+    r.fail(key, f"the address nodes pull kubernetes.builds.registry's images from, as "
+           f"{registry} is a cluster DNS name nodes cannot resolve (like localhost:30500 for "
+           "a NodePort)")
+    return NODE_REGISTRY
+
+
 def _read_kubernetes_builds(r: Reader, raw: object) -> KubernetesBuilds:
     m = r.mapping(raw, "kubernetes.builds")
     d = KubernetesBuilds()
     r.unknown_keys(m, set(KubernetesBuilds.__dataclass_fields__), "kubernetes.builds")
     p = "kubernetes.builds."
     argv = "a non-empty list of strings like [sh, -c, ./build]"
+    registry = r.get(m, "registry", p, _registry, "a registry host[:port]", d.registry)
     return KubernetesBuilds(
         namespace=r.get(m, "namespace", p, dns_label,
                         "a namespace name like wakeproxy", d.namespace),
         job_namespace=r.get(m, "job_namespace", p, dns_label,
                             "a namespace name like wakeproxy-builds", d.job_namespace),
-        registry=r.get(m, "registry", p, nonblank, "a registry host[:port]", d.registry),
+        registry=registry,
+        pull_registry=_pull_registry(r, m.get("pull_registry"), registry),
+        # Present and null: no credentials (a registry that takes anonymous pushes).
+        push_secret=None if "push_secret" in m and m["push_secret"] is None else r.get(
+            m, "push_secret", p, dns_subdomain,
+            "a Secret name like wakeproxy-registry-push, or null", d.push_secret),
         builder_image=r.get(m, "builder_image", p, nonblank, "an image reference",
                             d.builder_image),
         deadline=r.get(m, "deadline", p, positive_duration, POSITIVE_DURATION, d.deadline),

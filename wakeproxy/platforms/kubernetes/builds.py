@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,17 @@ CREATED_AT = "wakeproxy.io/created-at"  # wall-clock seconds, as the build recor
 # asked with `deploy`): a wakeproxy restarted while it runs still deploys it.
 DEPLOY = "wakeproxy.io/deploy-when-built"
 CONTAINER = "buildkit"
+METADATA = "/tmp/buildkit-metadata.json"
+DOCKER_CONFIG = "/home/user/.docker"
+# The last line of a build that pushed: `==> pushed <image>@sha256:<digest>` (the
+# builder's contract; a replacement `builder_command` prints it too).
+PUSHED = re.compile(r"^==> pushed (\S+)@(sha256:[0-9a-f]{64})\s*$")
+_REPORT_DIGEST = (
+    'buildctl-daemonless.sh "$@" && '
+    'digest=$(sed -n \'s/.*"containerimage.digest": *"\\(sha256:[0-9a-f]*\\)".*/\\1/p\' '
+    f"{METADATA}) && "
+    'echo "==> pushed $WAKEPROXY_IMAGE@$digest"'
+)
 # AppArmor on Kubernetes 1.29 (the appArmorProfile field is 1.30+): one per container.
 APPARMOR = "container.apparmor.security.beta.kubernetes.io/"
 _POLL = 0.2  # how often the Job and its pod are read while waiting for them
@@ -87,7 +99,8 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
         notes[DEPLOY] = "true"
     output = f"type=image,name={job.image},push=true,registry.insecure=true"
     argv = ["build", "--progress=plain", "--frontend", "dockerfile.v0",
-            "--opt", f"context={job.repo}#{job.commit}", "--output", output]
+            "--opt", f"context={job.repo}#{job.commit}", "--output", output,
+            "--metadata-file", METADATA]
     container: JSON = {
         "name": CONTAINER, "image": s.builder_image,
         "env": [
@@ -112,10 +125,22 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
                       "limits": {"cpu": "2", "memory": "4Gi"}},
         "volumeMounts": [{"name": "buildkitd", "mountPath": "/home/user/.local/share/buildkit"}],
     }
+    volumes: list[JSON] = [{"name": "buildkitd", "emptyDir": {}}]
+    if s.push_secret is not None:
+        # The registry's push credentials: only build Jobs hold them (their namespace's
+        # Secret); apps pull anonymously from the read-only side (k8s/registry/).
+        container["env"].append({"name": "DOCKER_CONFIG", "value": DOCKER_CONFIG})
+        container["volumeMounts"].append({"name": "push-credentials",
+                                          "mountPath": DOCKER_CONFIG, "readOnly": True})
+        volumes.append({"name": "push-credentials", "secret": {
+            "secretName": s.push_secret,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}})
     if s.builder_command is not None:
         container["command"] = list(s.builder_command)
     else:
-        container["command"] = ["buildctl-daemonless.sh"]
+        # BuildKit, then the digest it pushed (from its metadata file) as the last line,
+        # which is what the deploy pins.
+        container["command"] = ["/bin/sh", "-c", _REPORT_DIGEST, "buildctl-daemonless.sh"]
         container["args"] = argv
     return {
         "apiVersion": "batch/v1", "kind": "Job",
@@ -130,7 +155,7 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "containers": [container],
-                    "volumes": [{"name": "buildkitd", "emptyDir": {}}],
+                    "volumes": volumes,
                 },
             },
         },
@@ -259,6 +284,15 @@ def container_state(pod: Any) -> dict[str, Any]:
             state = status.get("state") or {}
             return state if isinstance(state, dict) else {}
     return {}
+
+
+def pushed_digest(lines: list[str], image: str) -> str | None:
+    """The digest a build's log says `image` was pushed as (its last such line)."""
+    for line in reversed(lines):
+        m = PUSHED.match(line)
+        if m and m.group(1) == image:
+            return m.group(2)
+    return None
 
 
 def job_finished(job: JSON) -> tuple[bool, str] | None:
