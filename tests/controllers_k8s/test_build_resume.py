@@ -18,7 +18,13 @@ import aiohttp
 
 from tests.controllers_k8s.layout import LEASE_NS, pushing
 from tests.controllers_k8s.test_review_apps import deployment, marked, review_config, visit
-from tests.controllers_k8s.test_review_restart import HOST, SECRET, TOKEN, deliver, image
+from tests.controllers_k8s.test_review_restart import (
+    HOST,
+    SECRET,
+    TOKEN,
+    deliver,
+    deployed_commit,
+)
 from tests.e2e.harness import Wakeproxy
 from tests.e2e_k8s.cluster import start, until
 from tests.k8s_emulator import Emulator
@@ -138,7 +144,7 @@ async def test_a_push_built_across_a_restart_is_served_once_it_succeeds(
             finish(gate, FIRST)
             status, text, _ = await until(lambda: visit(s, wp, HOST, unless=503), 30)
             assert status == 200, text
-            assert FIRST in image(k8s_emulator, APP)
+            assert deployed_commit(k8s_emulator, APP) == FIRST
             async with s.get(wp.admin + "/api/v1/builds",
                              headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
                 [build] = await resp.json()
@@ -158,7 +164,7 @@ async def test_every_replica_that_read_the_build_back_deploys_it_in_one_rollout(
         finish(tmp_path, FIRST)
         await until(lambda: marked(k8s_emulator, APP) is False, 20)
         await asyncio.gather(*(c.idle() for c in replicas))
-        assert FIRST in image(k8s_emulator, APP)
+        assert deployed_commit(k8s_emulator, APP) == FIRST
         for c in replicas:  # both deployed it: the same release, applied twice ...
             assert build_of(c, APP, FIRST).deployed_at is not None
         assert generation(k8s_emulator, APP) == reserved + 1  # ... rolled out once
@@ -173,14 +179,14 @@ async def test_a_newer_push_to_another_replica_wins_over_the_build_read_back(
         await until(lambda: job_running(k8s_emulator, APP, SECOND), 15)
         finish(tmp_path, SECOND)
         await until(lambda: marked(k8s_emulator, APP) is False, 20)
-        assert SECOND in image(k8s_emulator, APP)
+        assert deployed_commit(k8s_emulator, APP) == SECOND
         deployed = generation(k8s_emulator, APP)
         finish(tmp_path, FIRST)  # the older push ends last: it must not roll back
         for c in replicas:
             older = await c.builder.wait(build_of(c, APP, FIRST))
             assert older.state.value == "succeeded"
         await asyncio.gather(*(c.idle() for c in replicas))
-        assert SECOND in image(k8s_emulator, APP)
+        assert deployed_commit(k8s_emulator, APP) == SECOND
         assert generation(k8s_emulator, APP) == deployed
         assert all(build_of(c, APP, FIRST).deployed_at is None for c in replicas)
 
@@ -197,7 +203,7 @@ async def test_a_build_read_back_that_fails_leaves_the_previous_release(
 
     await restart_while_building(api, k8s_emulator, tmp_path, opened_then_pushed,
                                  (APP, SECOND))
-    assert FIRST in image(k8s_emulator, APP)
+    assert deployed_commit(k8s_emulator, APP) == FIRST
     deployed = generation(k8s_emulator, APP)
     async with restarted(api, tmp_path) as [after]:
         finish(tmp_path, SECOND, code=3)
@@ -205,7 +211,7 @@ async def test_a_build_read_back_that_fails_leaves_the_previous_release(
         await after.idle()
         assert (failed.state.value, failed.exit_code) == ("failed", 3)
         assert failed.deployed_at is None
-        assert FIRST in image(k8s_emulator, APP)
+        assert deployed_commit(k8s_emulator, APP) == FIRST
         assert generation(k8s_emulator, APP) == deployed
 
 
@@ -224,10 +230,10 @@ async def test_only_a_build_asked_to_deploy_is_deployed_after_a_restart(
     async with restarted(api, tmp_path) as [after]:
         finish(tmp_path, FIRST)
         await until(lambda: marked(k8s_emulator, "shop") is False, 20)
-        assert FIRST in image(k8s_emulator, "shop")
+        assert deployed_commit(k8s_emulator, "shop") == FIRST
         finish(tmp_path, SECOND)
         plain = await after.builder.wait(after.get_build(ids["plain"]))
         await after.idle()
         assert plain.state.value == "succeeded" and plain.deployed_at is None
         assert after.get_build(ids["deploy"]).deployed_at is not None
-        assert FIRST in image(k8s_emulator, "shop")  # the plain build is not deployed
+        assert deployed_commit(k8s_emulator, "shop") == FIRST  # the plain build is not deployed
