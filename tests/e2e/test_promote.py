@@ -15,6 +15,7 @@ from tests.controllers.gitrepo import Repo
 from tests.e2e.harness import Wakeproxy
 from tests.e2e.test_build_deploy import rows
 from tests.e2e.test_review_apps import cli, config, get
+from tests.e2e.traffic import steady_requests
 
 
 def pipeline(tmp_path: Path, repo: Repo, pids: Path) -> dict[str, Any]:
@@ -63,30 +64,14 @@ async def test_promote_moves_stagings_exact_release_to_production(
 
         # Production awake and under load while v2 is promoted: no failed request.
         await build_deployed(wp, repo, "v2")
-        statuses: list[int | str] = []
-        seen: list[str] = []
-        stop = asyncio.Event()
-
-        async def client_loop() -> None:
-            while not stop.is_set():
-                try:
-                    status, text = await get(s, wp, prod)
-                except aiohttp.ClientError as e:
-                    statuses.append(repr(e))
-                    continue
-                statuses.append(status)
-                seen.append(text)
-
-        loop_task = asyncio.create_task(client_loop())
-        await asyncio.sleep(0.2)
-        done = await asyncio.to_thread(cli, wp, "promote", "shop")
-        assert done.returncode == 0, done.stderr
-        assert "switched with no downtime" in done.stdout
-        await asyncio.sleep(0.2)
-        stop.set()
-        await loop_task
-        assert statuses and all(x == 200 for x in statuses), [x for x in statuses if x != 200]
-        assert seen[0] == "v1" and seen[-1] == "v2"
+        async with steady_requests(lambda: get(s, wp, prod)) as traffic:
+            await asyncio.sleep(0.2)
+            done = await asyncio.to_thread(cli, wp, "promote", "shop")
+            assert done.returncode == 0, done.stderr
+            assert "switched with no downtime" in done.stdout
+            await asyncio.sleep(0.2)
+        assert traffic.statuses and traffic.failures == []
+        assert traffic.bodies[0] == "v1" and traffic.bodies[-1] == "v2"
 
         # Staging moves on twice: its own older releases go, production's stays on disk.
         await build_deployed(wp, repo, "v3")

@@ -19,6 +19,7 @@ import aiohttp
 
 from tests.controllers.gitrepo import BAD_BUILD, Repo, app_command
 from tests.e2e.harness import Wakeproxy, pids_alive
+from tests.e2e.traffic import steady_requests
 
 SECRET = b"review-secret-for-tests"
 TOKEN = "admin-token-for-tests-0123"
@@ -119,30 +120,14 @@ async def test_pull_request_lifecycle_builds_deploys_switches_and_deletes_its_re
         first_pids = [int(p.name) for p in pids.iterdir()]
 
         # Synchronize: the new commit replaces the old with no failed request between.
-        statuses: list[int | str] = []
-        seen: list[str] = []
-        stop = asyncio.Event()
-
-        async def client_loop() -> None:
-            while not stop.is_set():
-                try:
-                    status, text = await get(s, wp)
-                except aiohttp.ClientError as e:
-                    statuses.append(repr(e))
-                    continue
-                statuses.append(status)
-                seen.append(text)
-
-        loop_task = asyncio.create_task(client_loop())
-        v2 = repo.commit("version two", branch="feature")
-        status, _ = await hook(s, wp, payload("synchronize", v2))
-        assert status == 202
-        await wait_build(s, wp, v2, deployed=True)
-        await asyncio.sleep(0.3)
-        stop.set()
-        await loop_task
-        assert statuses and all(x == 200 for x in statuses), [x for x in statuses if x != 200]
-        assert seen[-1] == "version two" and "version one" in seen
+        async with steady_requests(lambda: get(s, wp)) as traffic:
+            v2 = repo.commit("version two", branch="feature")
+            status, _ = await hook(s, wp, payload("synchronize", v2))
+            assert status == 202
+            await wait_build(s, wp, v2, deployed=True)
+            await asyncio.sleep(0.3)
+        assert traffic.statuses and traffic.failures == []
+        assert traffic.bodies[-1] == "version two" and "version one" in traffic.bodies
         assert pids_alive(first_pids) == []  # the old release was stopped
 
         # A failing build keeps the previous release serving and says why.
