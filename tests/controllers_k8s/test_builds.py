@@ -5,6 +5,7 @@ exact commit built, and the builds list read back from the Jobs after a restart.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.k8s_emulator import resources as r
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import BuildState
 from wakeproxy.controllers.cluster_builds import KubernetesBuilder
+from wakeproxy.model.redact import credentials
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.settings import KubernetesBuilds
@@ -248,3 +250,33 @@ async def test_a_build_that_reports_no_digest_is_failed_not_deployable(
         assert build.state is BuildState.FAILED
         assert build.reason is not None and "reported no image digest" in build.reason
         assert b.image(build) is None
+
+
+async def test_a_repo_url_with_a_token_shows_nowhere_but_in_the_builders_argument(
+    k8s_emulator: Emulator, api: Api,
+) -> None:
+    token = "ghs_16C7e42F292c6912E7710c838347Ae178B4a"
+    url = f"https://x-access-token:{token}@git.example/shop.git"
+    # A builder that echoes what it was told, as a build's own output might.
+    b = builder(api, f'echo "repo $WAKEPROXY_REPO"; echo "cloning {url}"')
+    build = await b.wait(b.start("shop", Source(repo=url), SHA))
+    assert build.state is BuildState.SUCCEEDED, build.reason
+    text = build.log.read(0)[0].decode()
+    assert token not in text
+    assert "repo https://x-access-token:***@git.example/shop.git" in text
+    assert "cloning https://x-access-token:***@git.example/shop.git" in text
+    job = job_of(k8s_emulator, build.id)
+    assert job["metadata"]["annotations"]["wakeproxy.io/repo"] == (
+        "https://x-access-token:***@git.example/shop.git")
+    [c] = job["spec"]["template"]["spec"]["containers"]
+    assert token not in json.dumps(c["env"])
+    # Read back after a restart: still without it.
+    again = builder(api, "true")
+    again = KubernetesBuilder(jobs=again._jobs, registry="registry.test:5000",
+                              pull_registry="localhost:30500",
+                              hidden=credentials(url))  # the config's repos
+    await again.restore()
+    restored = again.get(build.id)
+    assert restored is not None
+    await again.load_log(restored)
+    assert token not in restored.log.read(0)[0].decode()

@@ -35,7 +35,7 @@ from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.git_refs import REVISION, is_commit, kind
 from wakeproxy.controllers.state import BuildRecord
 from wakeproxy.controlplane.tasks import spawn
-from wakeproxy.model.redact import redact
+from wakeproxy.model.redact import credentials, redact
 from wakeproxy.platforms.local.sandbox import RunAs, clean_env, git_env
 from wakeproxy.platforms.local.watchdog import GroupWatchdog
 
@@ -101,6 +101,7 @@ class LocalBuilder(BuildBook):
             build_id = f"{app}-{secrets.token_hex(3)}"
         build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time(),
                       deploy=deploy)
+        build.log.hide(credentials(source.repo))
         self._builds[build_id] = build
         self._forget_old()
         task = spawn(self._run(build, source), name=f"build:{build_id}")

@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+HIDDEN = b"***"
 _LOG_LIMIT = 2 * 1024 * 1024  # bytes of log kept per build; older output is dropped
 _TAIL_LINES = 20
 
@@ -37,7 +38,13 @@ class BuildLog:
         self._dropped = 0  # bytes dropped from the front to respect the limit
         self._limit = limit
         self._grown: asyncio.Event | None = None
+        self._hidden: tuple[bytes, ...] = ()
         self.closed = False
+
+    def hide(self, secrets: tuple[str, ...]) -> None:
+        """Write `***` for each of `secrets` (repo URLs' credentials) wherever output
+        would show it: git's own messages, or a build's, may echo the URL."""
+        self._hidden = (*self._hidden, *(s.encode() for s in secrets if s))
 
     @property
     def end(self) -> int:
@@ -46,7 +53,7 @@ class BuildLog:
     def write(self, chunk: bytes) -> None:
         if not chunk or self.closed:
             return
-        self._data += chunk
+        self._data += self._scrub(chunk)
         excess = len(self._data) - self._limit
         if excess > 0:
             del self._data[:excess]
@@ -62,10 +69,15 @@ class BuildLog:
 
     def restore(self, data: bytes, end: int) -> None:
         """Become a finished log as saved earlier: its last bytes `data`, ending at `end`."""
-        data = data[-self._limit :]
+        data = self._scrub(data)[-self._limit :]
         self._data = bytearray(data)
         self._dropped = max(0, end - len(data))
         self.close()
+
+    def _scrub(self, data: bytes) -> bytes:
+        for secret in self._hidden:
+            data = data.replace(secret, HIDDEN)
+        return data
 
     def read(self, offset: int) -> tuple[bytes, int]:
         """Bytes from `offset` (or the oldest kept) to the end, and the new offset."""

@@ -54,6 +54,7 @@ from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.apps import not_deployed
 from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.model.images import moved, nodes_resolve, registry_host
+from wakeproxy.model.redact import credentials
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.platforms.kubernetes.delivery_log import LeaseDeliveryLog
@@ -239,9 +240,11 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         self._shared = LeaseDeliveryLog(api=api, namespace=lease_namespace,
                                         lease_name=lease_name, clock=clock)
         self._apps = {a.policy.name: a for a in apps if a.repo is not None}
+        hidden = tuple(c for a in self._apps.values() if a.repo
+                       for c in credentials(a.repo))
         self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
                                          registry=settings.registry,
-                                         pull_registry=settings.pull_registry)
+                                         pull_registry=settings.pull_registry, hidden=hidden)
         self._namespace = settings.namespace
         self._deploys = Deploys(api, settings)
         self.deployer = KubernetesDeployer(deploys=self._deploys, builder=self.builder)

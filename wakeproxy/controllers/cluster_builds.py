@@ -37,6 +37,7 @@ from wakeproxy.controllers.git_refs import Unresolved, is_commit, resolve
 from wakeproxy.controllers.review import base_of
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.images import moved, repository
+from wakeproxy.model.redact import credentials, redact
 from wakeproxy.platforms.kubernetes.build_history import BuildHistory, FoundJob
 from wakeproxy.platforms.kubernetes.builds import (
     BuildJob,
@@ -69,8 +70,12 @@ def labels_of(app: str) -> dict[str, str]:
 
 class KubernetesBuilder(BuildBook):
     def __init__(self, *, jobs: BuildJobs, registry: str, pull_registry: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 hidden: tuple[str, ...] = ()) -> None:
         super().__init__()
+        # Credentials of every configured repo URL: a build read back after a restart
+        # has only the redacted URL of its Job, yet its pod's log may show the real one.
+        self._hidden = hidden
         self._jobs = jobs
         self._history = BuildHistory(jobs)
         self._registry = registry  # builds push here (from a pod)
@@ -112,6 +117,7 @@ class KubernetesBuilder(BuildBook):
             build_id = f"{app[:48].rstrip('-')}-{secrets.token_hex(3)}"
         build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time(),
                       deploy=deploy)
+        build.log.hide((*self._hidden, *credentials(source.repo)))
         self._builds[build_id] = build
         self._forget_old()
         self._track(build, self._run(build))
@@ -168,6 +174,7 @@ class KubernetesBuilder(BuildBook):
         build = Build(id=job.build_id, app=f.app, repo=job.repo, ref=job.ref,
                       created_at=job.created_at, commit=job.commit or None,
                       started_at=f.started_at or job.created_at, deploy=job.deploy)
+        build.log.hide(self._hidden)
         if f.finished is None:
             build.state = BuildState.RUNNING
             build.log.line(f"==> read back after a restart: build Job "
@@ -217,8 +224,8 @@ class KubernetesBuilder(BuildBook):
         if digest is not None:
             self._images[build.id] = self.pull_image(job, digest)
         outcome = build.reason or f"built {job.image}"
-        text = (f"==> build Job {self._jobs.namespace}/{job.job_name}: {job.repo} {job.ref} "
-                f"({job.commit}) -> {job.image}\n").encode()
+        text = (f"==> build Job {self._jobs.namespace}/{job.job_name}: {redact(job.repo)} "
+                f"{job.ref} ({job.commit}) -> {job.image}\n").encode()
         text += LOG_GONE.encode() if data is None else data
         if text and not text.endswith(b"\n"):
             text += b"\n"
@@ -249,14 +256,14 @@ class KubernetesBuilder(BuildBook):
                        image=f"{self._registry}/{build.app}:{build.commit}-{suffix}",
                        labels=labels_of(build.app), created_at=build.created_at,
                        deploy=build.deploy)
-        blog.line(f"==> build Job {self._jobs.namespace}/{job.job_name}: {job.repo} "
+        blog.line(f"==> build Job {self._jobs.namespace}/{job.job_name}: {redact(job.repo)} "
                   f"{job.commit} -> {job.image}")
         await self._follow(build, job, owned=True)
 
     async def _resolve(self, build: Build) -> str:
         if is_commit(build.ref):
             return build.ref.lower()
-        build.log.line(f"==> git ls-remote {build.repo} {build.ref}")
+        build.log.line(f"==> git ls-remote {redact(build.repo)} {build.ref}")
         commit = await resolve(build.repo, build.ref, environ=self._environ)
         build.log.line(f"==> {build.ref} is {commit}")
         return commit

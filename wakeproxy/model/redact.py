@@ -3,8 +3,9 @@
 A repo URL may carry a token (`https://x-access-token:<token>@github.com/acme/shop`,
 `https://<token>@github.com/...`): builds need it to fetch, but build logs, API answers,
 the CLI and log lines must never show it. `redact` hides the password (or, for http(s),
-a lone user name, which GitHub takes as a token) and keeps the rest readable; `secrets`
-are the hidden strings, for scrubbing output that may echo them (git's own messages).
+a lone user name, which GitHub takes as a token) and keeps the rest readable;
+`credentials` are the hidden strings, for scrubbing output that may echo them (git's own
+messages).
 Must never: hide anything but credentials, or raise on a string that is not a URL.
 """
 
@@ -30,7 +31,7 @@ def redact(text: str) -> str:
         lambda m: f"{m['scheme']}{_hide(m['scheme'], m['info'])}@", text)
 
 
-def secrets(url: str) -> tuple[str, ...]:
+def credentials(url: str) -> tuple[str, ...]:
     """The credential strings `redact` hides in `url` (as written and URL-decoded)."""
     found: list[str] = []
     for m in _USERINFO.finditer(url):

@@ -27,6 +27,7 @@ import aiohttp
 import structlog
 from kubernetes_asyncio import client
 
+from wakeproxy.model.redact import redact
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
 from wakeproxy.settings import KubernetesBuilds
@@ -93,7 +94,9 @@ class JobOutcome:
 def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
     """The Job of one build (rootless BuildKit as its documentation asks for it)."""
     labels = {**job.labels, BUILD_LABEL: job.build_id, MANAGED_BY: "wakeproxy"}
-    notes = {REPO: job.repo, REF: job.ref, COMMIT: job.commit, IMAGE: job.image,
+    # The repo as shown: anyone who may read Jobs reads these. Only BuildKit's own
+    # argument carries the credentials it fetches with.
+    notes = {REPO: redact(job.repo), REF: job.ref, COMMIT: job.commit, IMAGE: job.image,
              CREATED_AT: f"{job.created_at:.6f}"}
     if job.deploy:
         notes[DEPLOY] = "true"
@@ -106,7 +109,7 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
         "env": [
             # Rootless without a user namespace for each build step (no privileges).
             {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
-            {"name": "WAKEPROXY_REPO", "value": job.repo},
+            {"name": "WAKEPROXY_REPO", "value": redact(job.repo)},
             {"name": "WAKEPROXY_REF", "value": job.ref},
             {"name": "WAKEPROXY_COMMIT", "value": job.commit},
             {"name": "WAKEPROXY_IMAGE", "value": job.image},
