@@ -12,7 +12,7 @@ from tests.dataplane.conftest import (
     exchange_raw,
     parse_responses,
 )
-from wakeproxy.dataplane import relay
+from wakeproxy.dataplane import exchange
 
 
 async def test_an_unexpected_error_is_502_logged_and_closes(
@@ -23,7 +23,7 @@ async def test_an_unexpected_error_is_502_logged_and_closes(
     def broken(*args, **kwargs):
         raise RuntimeError("bug in the response path")
 
-    monkeypatch.setattr(relay, "response_head", broken)
+    monkeypatch.setattr(exchange, "response_head", broken)
     with structlog.testing.capture_logs() as logs:
         request = b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n"
         data = await exchange_raw(proxy, request + request)

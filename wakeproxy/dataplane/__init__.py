@@ -6,9 +6,13 @@ Data flow, per client connection::
         → Exchange (route, count activity, hold or forward; one per request)
             → Activator (hold until the readiness board shows an endpoint, release in step)
             → UpstreamPool → UpstreamConnection (keep-alive, one retry of a dead one)
-        ← ResponseRelay, the response half of the Exchange (its own httptools response
+        ← Exchange again, fed by the upstream connection (its own httptools response
           parser; head rewritten, body streamed with its own framing)
     ← client;  a 101 turns both connections into a Tunnel of raw bytes.
+
+The parts that call each other both ways (client connection, exchange, tunnel, upstream
+connection) know each other only as the Protocols in `ports.py`; the modules import one
+way: server → client → exchange → context → tunnel | upstream | activator → ports.
 
 Backpressure: a full client write buffer pauses reading the upstream, a full upstream
 write buffer pauses reading the client; a held request's body stays in the kernel.

@@ -15,7 +15,7 @@ import fcntl
 import socket
 import struct
 import termios
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import ClassVar, NoReturn, cast
 
 from httptools import (
     HttpParserCallbackError,
@@ -24,6 +24,7 @@ from httptools import (
     HttpRequestParser,
 )
 
+from wakeproxy.dataplane.context import Context
 from wakeproxy.dataplane.errors import (
     BadRequest,
     HeadTimeout,
@@ -34,13 +35,8 @@ from wakeproxy.dataplane.errors import (
 )
 from wakeproxy.dataplane.exchange import Exchange
 from wakeproxy.dataplane.headers import read_request_head
+from wakeproxy.dataplane.ports import BODY, HEAD, IDLE, RESPONSE, TUNNEL, TunnelEnd
 
-if TYPE_CHECKING:
-    from wakeproxy.dataplane.context import Context
-    from wakeproxy.dataplane.tunnel import Tunnel
-
-# What a deadline means when it passes.
-IDLE, HEAD, RESPONSE, BODY, TUNNEL = 1, 2, 3, 4, 5
 # After an error answer, unread input is drained this long before closing, so the
 # client reads our answer instead of a reset.
 LINGER_SECONDS = 2.0
@@ -52,12 +48,12 @@ class _Stop(Exception):
 
 class ClientConnection(asyncio.Protocol):
     # Reasons reading from the client is paused (a bit each; reading resumes when none is left).
-    PIPELINE = 1  # a further request arrived while one is in progress
-    BACKPRESSURE = 2  # the upstream's write buffer is full
-    HELD = 4  # the request is held and its body stays in the kernel
-    BUFFERED = 8  # body waiting for an upstream connection
-    UPGRADE = 16  # an upgrade request awaits the upstream's answer
-    STOPPED = 32  # the request stream is broken; we only finish what is queued
+    PIPELINE: ClassVar[int] = 1  # a further request arrived while one is in progress
+    BACKPRESSURE: ClassVar[int] = 2  # the upstream's write buffer is full
+    HELD: ClassVar[int] = 4  # the request is held and its body stays in the kernel
+    BUFFERED: ClassVar[int] = 8  # body waiting for an upstream connection
+    UPGRADE: ClassVar[int] = 16  # an upgrade request awaits the upstream's answer
+    STOPPED: ClassVar[int] = 32  # the request stream is broken; we only finish what is queued
 
     __slots__ = (
         "_closed",
@@ -108,7 +104,7 @@ class ClientConnection(asyncio.Protocol):
         self._partial = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self.tunnel: Tunnel | None = None
+        self.tunnel: TunnelEnd | None = None
         self.writing_paused = False
         self.closing = False  # nothing more is written
         self._closed = False  # the transport was told to close
@@ -269,9 +265,9 @@ class ClientConnection(asyncio.Protocol):
             if head.size > self.ctx.max_head_bytes:
                 raise HeadTooLarge("the request head is too large")
         except ProxyError as error:
-            self._fail(Exchange(self, None, error, method=method, target=url))
+            self._fail(Exchange(self, self.ctx, None, error, method=method, target=url))
             self._raise(_Stop())
-        ex = Exchange(self, head, head_size=head.size)
+        ex = Exchange(self, self.ctx, head, head_size=head.size)
         self._parsing = ex
         self._enqueue(ex)
 
@@ -330,7 +326,7 @@ class ClientConnection(asyncio.Protocol):
             self.pause(self.STOPPED)
             target.request_failed(error)
         else:
-            self._fail(Exchange(self, None, error, method=self._method_or_empty()))
+            self._fail(Exchange(self, self.ctx, None, error, method=self._method_or_empty()))
 
     def _method_or_empty(self) -> bytes:
         try:
@@ -347,10 +343,12 @@ class ClientConnection(asyncio.Protocol):
             ex.leftover = rest
         self.pause(self.UPGRADE)
 
-    def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
+    def exchange_done(self, ex: object, keep_alive: bool) -> None:
         """`ex` has answered; go on with the next request, or close."""
-        if ex is not self.active:
+        active = self.active
+        if ex is not active or active is None:
             return
+        ex = active
         self.active = None
         if self.closing:
             return
@@ -408,7 +406,8 @@ class ClientConnection(asyncio.Protocol):
         elif kind == HEAD:
             if self.active is None and not self.closing:
                 t = self.ctx.head_timeout
-                ex = Exchange(self, None, HeadTimeout(f"no complete request head in {t:g}s"))
+                error = HeadTimeout(f"no complete request head in {t:g}s")
+                ex = Exchange(self, self.ctx, None, error)
                 self._fail(ex)
                 self._start_pending = False
                 self._run(ex)

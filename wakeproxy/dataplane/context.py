@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import structlog
 
 from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.dataplane.activator import Activator
 from wakeproxy.dataplane.errors import BadRequest
 from wakeproxy.dataplane.headers import RequestIds, valid_host
+from wakeproxy.dataplane.ports import Client
+from wakeproxy.dataplane.upstream import UpstreamPool
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import ReadinessBoard
 from wakeproxy.model.clock import Clock
@@ -23,11 +25,6 @@ from wakeproxy.model.demand import WakeDemand
 from wakeproxy.model.limits import Limits
 from wakeproxy.model.routes import Routes, normalize_host
 from wakeproxy.model.stats import RequestStats
-
-if TYPE_CHECKING:
-    from wakeproxy.dataplane.activator import Activator
-    from wakeproxy.dataplane.client import ClientConnection
-    from wakeproxy.dataplane.upstream import UpstreamPool
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -62,6 +59,7 @@ class Context:
         self.stats = stats
         self.access_log = access_log
         self.clock = clock
+        self.monotonic = clock.monotonic
         self.pool = pool
         self.activator = activator
         self.max_head_bytes = limits.max_head_bytes
@@ -74,7 +72,7 @@ class Context:
         self.body_timeout = limits.client_body_timeout
         self.send_timeout = limits.client_send_timeout
         self.tunnel_idle_timeout = limits.tunnel_idle_timeout
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[Client] = set()
         self.draining = False
         self.ids = RequestIds()
         self.log = structlog.get_logger("wakeproxy.dataplane")

@@ -1,31 +1,45 @@
-"""One request/response exchange: route, count, hold or forward, answer, log.
+"""One request/response exchange: route, count, hold or forward, relay the answer, log.
 
 Owns a request from its complete head to its logged end: the activity it counts, the
 hold, the upstream connection it borrows, the request body going up (buffered only
-until an upstream is attached, kept for one replay only while small), the answers we
-make ourselves, and the access record. The response half lives in ResponseRelay. It
-never reads the client socket (the ClientConnection feeds it) and never decides how
-long a connection lives beyond saying whether it may stay open.
+until an upstream is attached, kept for one replay only while small), the upstream's
+answer (its own httptools response parser: interim heads, the rewritten final head, the
+body streamed with its framing kept, one write per upstream read, HEAD and bodiless
+statuses), the pooled connection's return or the one retry a dead one allows, the
+switch to a tunnel on 101, the answers we make ourselves, and the access record. It
+never reads the client socket (the ClientConnection feeds it) and never decides how long
+a connection lives beyond saying whether it may stay open.
+
+The common path (an awake app, a pooled connection) is `ClientConnection` →
+`Exchange.__init__` → `dispatch` → `_attach`, then `upstream_data` (parse, one write,
+`_complete`) → `_finish`; everything else (holds, retries, replays, our own answers,
+upgrades) branches off it and costs it nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
-from httptools import HttpResponseParser
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpResponseParser,
+)
 
 from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.dataplane.activator import HoldQueue
+from wakeproxy.dataplane.context import Context
 from wakeproxy.dataplane.errors import (
     CLOSES_CONNECTION,
-    RETRY_AFTER,
     AppUnavailable,
     BadRequest,
     BodyTimeout,
     HoldQueueFull,
     InternalError,
     ProxyError,
+    ResponseTimeout,
     ShuttingDown,
     UnknownHost,
     UpstreamFailed,
@@ -41,24 +55,15 @@ from wakeproxy.dataplane.headers import (
     IDEMPOTENT,
     NONE,
     RequestHead,
+    response_head,
     upstream_head,
 )
-from wakeproxy.dataplane.relay import (
-    COUNTED,
-    LAST_CHUNK,
-    NOT_COUNTED,
-    QUIET,
-    RESPONSE_SLOTS,
-    ResponseRelay,
-)
+from wakeproxy.dataplane.ports import RESPONSE, Client, Upstream
+from wakeproxy.dataplane.tunnel import Tunnel
+from wakeproxy.dataplane.upstream import UpstreamConnection
 from wakeproxy.dataplane.waiting_page import render_waiting_page
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.board import AppState
-
-if TYPE_CHECKING:
-    from wakeproxy.dataplane.activator import HoldQueue
-    from wakeproxy.dataplane.client import ClientConnection
-    from wakeproxy.dataplane.upstream import UpstreamConnection
 
 # Request body buffered before an upstream is attached; beyond it the client is paused.
 BUFFER_LIMIT = 65536
@@ -72,50 +77,63 @@ MAX_REPLAYS = 2
 # again; it doubles up to the cap. Waiting ends early when the readiness board changes.
 RETRY_FIRST = 0.01
 RETRY_CAP = 0.25
+# How an exchange counts in the activity ledger (an int: cheaper than an enum here).
+NOT_COUNTED, COUNTED, QUIET = 0, 1, 2
+LAST_CHUNK = b"0\r\n\r\n"
+# Output parts joined into one buffer before writing when the largest two fit in this.
+_JOIN_LIMIT = 16384
 
 
-class Exchange(ResponseRelay):
-    __slots__ = (
-        "app",
-        "bytes_in",
-        "bytes_out",
-        "conn",
-        "counted",
-        "ctx",
-        "endpoint",
-        "error",
-        "finished",
-        "head",
-        "held",
-        "held_since",
-        "host",
-        "leftover",
-        "method",
-        "page",
-        "path",
-        "pending",
-        "pending_size",
-        "queue",
-        "refusals",
-        "refused_at",
-        "replay",
-        "replay_size",
-        "request_done",
-        "request_id",
-        "replays",
-        "retry_task",
-        "running",
-        "sent",
-        "started",
-        "ticket",
-        "up_head",
-        "upstream",
-        *RESPONSE_SLOTS,
-    )
+class _Unsolicited(Exception):
+    """The upstream sent a second response nobody asked for."""
+
+
+class Exchange:
+    # No __slots__: the rare fields below are class-level defaults that an exchange on
+    # the common path never writes, so creating one sets a dozen attributes, not fifty.
+    error: ProxyError | None = None
+    app = ""
+    host = ""
+    counted = NOT_COUNTED
+    bytes_out = 0
+    running = False
+    finished = False
+    request_done = False
+    upstream: UpstreamConnection | None = None
+    endpoint: Endpoint | None = None
+    upstream_text: str | None = None  # "host:port" of the endpoint used, for the log
+    pending: list[bytes] | None = None  # body waiting for an upstream connection
+    pending_size = 0
+    up_head = b""
+    replay: list[bytes] | None = None  # what to send again if the connection dies unanswered
+    replay_size = 0
+    replays = 0  # times sent again after a connection died before any answer
+    sent = False  # some of the request went to an upstream
+    refused_at: float | None = None
+    refusals = 0
+    retry_task: asyncio.Task[None] | None = None
+    held: float | None = None
+    page = False  # a browser's: the waiting page if the app is slow to wake
+    queue: HoldQueue | None = None  # held in it
+    ticket: HoldQueue | None = None  # released from it: step it once answered or failed
+    leftover: bytes | None = None  # client bytes after an upgrade request's head
+    # The response.
+    parser: HttpResponseParser | None = None
+    got_response = False
+    status = 0
+    resp_reason = b""
+    resp_headers: list[tuple[bytes, bytes]]
+    resp_started = False  # a head went (or is going) to the client
+    resp_done = False
+    dirty = False  # the upstream sent more than the response: do not pool it
+    framing = NONE
+    client_keep_alive = False
+    up_keep_alive = False
 
     def __init__(
         self,
-        conn: ClientConnection,
+        conn: Client,
+        ctx: Context,
         head: RequestHead | None,
         error: ProxyError | None = None,
         *,
@@ -123,53 +141,25 @@ class Exchange(ResponseRelay):
         target: bytes = b"",
         head_size: int = 0,
     ) -> None:
-        super().__init__()
-        ctx = conn.ctx
         self.conn = conn
         self.ctx = ctx
         self.head = head
-        self.error = error
-        self.started = ctx.clock.monotonic()
-        self.app = ""
-        self.host = ""
-        self.method = method
-        self.path = target
-        self.counted = NOT_COUNTED
+        self.started = ctx.monotonic()
         self.bytes_in = head_size
-        self.bytes_out = 0
-        self.running = False
-        self.finished = False
-        self.request_done = False
-        self.upstream: UpstreamConnection | None = None
-        self.endpoint: Endpoint | None = None
-        self.pending: list[bytes] | None = None
-        self.pending_size = 0
-        self.up_head = b""
-        self.replay: list[bytes] | None = None
-        self.replay_size = 0
-        self.replays = 0  # times sent again after a connection died before any answer
-        self.sent = False  # some of the request went to an upstream
-        self.refused_at: float | None = None
-        self.refusals = 0
-        self.retry_task: asyncio.Task[None] | None = None
-        self.held_since: float | None = None
-        self.held: float | None = None
-        self.page = False  # a browser's: the waiting page if the app is slow to wake
-        self.queue: HoldQueue | None = None
-        self.ticket: HoldQueue | None = None
-        self.leftover: bytes | None = None
+        self.out: list[bytes] = []
         if head is None:
+            self.error = error
+            self.method = method
+            self.path = target
             self.request_id = ctx.ids.next()
             return
         self.method = head.method
         self.path = head.target
         rid = head.request_id
         self.request_id = rid if rid and conn.trusted else ctx.ids.next()
-        if error is None:
-            self._route(head)
-
-    def _route(self, head: RequestHead) -> None:
-        ctx = self.ctx
+        if error is not None:
+            self.error = error
+            return
         try:
             self.host, app = ctx.route(head.host)
         except BadRequest as e:
@@ -195,9 +185,9 @@ class Exchange(ResponseRelay):
         if self.error is not None:
             self.respond(self.error)
             return
-        self._dispatch(fresh=False)
+        self.dispatch(fresh=False)
 
-    def _dispatch(self, *, fresh: bool) -> None:
+    def dispatch(self, *, fresh: bool) -> None:
         """Forward to a ready endpoint of the app, or hold until it has one.
 
         `fresh` asks for a new upstream connection instead of a pooled one.
@@ -209,7 +199,259 @@ class Exchange(ResponseRelay):
         endpoint = state.pick()
         if endpoint is not None:
             self.forward(endpoint, fresh=fresh)
+        else:
+            self._hold(state)
+
+    def forward(self, endpoint: Endpoint, *, fresh: bool = False) -> None:
+        self.endpoint = endpoint
+        head = self.head
+        assert head is not None
+        conn = self.conn
+        self.up_head = upstream_head(head, conn.peer_bytes, conn.trusted, self.request_id)
+        pool = self.ctx.pool
+        up = None if fresh else pool.acquire(endpoint)
+        if up is not None:
+            self._attach(up)
+        else:
+            pool.connect(endpoint, self)
+
+    def _attach(self, up: UpstreamConnection) -> None:
+        head = self.head
+        assert head is not None
+        self.upstream = up
+        self.upstream_text = up.address
+        up.exchange = self
+        self.sent = True
+        self.parser = HttpResponseParser(self)
+        self.resp_headers = []
+        # An idempotent request may go again if its connection dies before any answer
+        # (RFC 9110 §9.2.2): a pooled one the app closed as we reused it, or a new one
+        # that a dying process's listener accepted but never served.
+        replayable = self.replays < MAX_REPLAYS and head.method in IDEMPOTENT
+        pending = self.pending
+        conn = self.conn
+        if pending:
+            self.pending = None
+            self.pending_size = 0
+            up.transport.writelines([self.up_head, *pending])
+            if replayable and self.request_done:
+                self.replay = pending
+            conn.resume(conn.BUFFERED)
+        else:
+            up.transport.write(self.up_head)
+            if replayable and (head.body == NONE or not self.request_done):
+                self.replay = []
+        if self.request_done:
+            conn.deadline_kind = RESPONSE
+            conn.deadline = self.ctx.loop.time() + self.ctx.response_header_timeout
+        if conn.writing_paused:
+            up.pause_reading()
+
+    # -- the response, fed by the upstream connection ----------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        try:
+            self.got_response = True
+            parser = self.parser
+            assert parser is not None
+            try:
+                parser.feed_data(data)
+            except HttpParserUpgrade as e:
+                self._flush()
+                self._start_tunnel(data[e.args[0] :])
+                return
+            except HttpParserCallbackError as e:
+                cause = e.__context__
+                if isinstance(cause, _Unsolicited):
+                    self.dirty = True
+                elif isinstance(cause, ProxyError):
+                    self._flush()
+                    self._upstream_broken(cause.message)
+                    return
+                else:
+                    self._flush()
+                    self._crashed(cause)
+                    return
+            except HttpParserError as e:
+                self._flush()
+                self._upstream_broken(f"sent an invalid response ({e})")
+                return
+            out = self.out
+            if out:
+                conn = self.conn
+                if not conn.closing:
+                    if len(out) == 1:
+                        conn.transport.write(out[0])
+                    elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= _JOIN_LIMIT:
+                        # A small head + body (or chunk): copying it into one buffer is
+                        # cheaper than uvloop's multi-buffer path (a write context per call).
+                        conn.transport.write(b"".join(out))
+                    else:
+                        conn.transport.writelines(out)
+                out.clear()
+            if self.resp_done:
+                self._complete()
+        except Exception:
+            self._crashed()
+
+    def on_status(self, reason: bytes) -> None:
+        self.resp_reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.resp_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        head = self.head
+        assert parser is not None and head is not None
+        if self.resp_done:
+            raise _Unsolicited
+        status = parser.get_status_code()
+        if status < 200:
+            self._interim(status, head)
             return
+        conn = self.conn
+        if conn.deadline_kind == RESPONSE:
+            conn.deadline_kind = 0
+        self.status = status
+        self.up_keep_alive = parser.should_keep_alive()
+        no_body = head.method == b"HEAD"
+        data, self.framing, self.client_keep_alive = response_head(
+            status, self.resp_reason, self.resp_headers,
+            no_body=no_body, http10=head.http10,
+            # An answer before the whole request was read ends the connection.
+            keep_alive=head.keep_alive and self.request_done and not self.ctx.draining,
+        )  # fmt: skip
+        self.out.append(data)
+        self.bytes_out += len(data)
+        self.resp_started = True
+        self.replay = None
+        if self.ticket is not None:
+            self.ticket.step()
+            self.ticket = None
+        if no_body:
+            # llhttp cannot be told the request was HEAD; the message ends here and this
+            # parser is dropped with the exchange.
+            self.resp_done = True
+
+    def _interim(self, status: int, head: RequestHead) -> None:
+        if status == 101:
+            if head.upgrade is None:
+                raise UpstreamFailed("answered 101 to a request that asked for no upgrade")
+            self.status = 101
+            self.resp_started = True
+        if status == 101 or not head.http10:  # an HTTP/1.0 client expects no interim ones
+            data = response_head(
+                status, self.resp_reason, self.resp_headers,
+                no_body=True, http10=head.http10, keep_alive=True,
+            )[0]  # fmt: skip
+            self.out.append(data)
+            self.bytes_out += len(data)
+        if status != 101 and self.request_done:
+            self.conn.await_response()  # more waiting is allowed after an interim one
+        # The final response comes through the same parser; the callbacks start afresh.
+        self.resp_headers = []
+        self.resp_reason = b""
+
+    def on_body(self, body: bytes) -> None:
+        if self.resp_done:
+            self.dirty = True  # bytes after a HEAD response's head
+            return
+        n = len(body)
+        self.bytes_out += n
+        if self.framing == CHUNKED:
+            self.out += (b"%x\r\n" % n, body, CRLF)
+        else:
+            self.out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.status >= 200:
+            self.resp_done = True
+            if self.framing == CHUNKED:
+                self.out.append(LAST_CHUNK)  # written with the last chunk
+                self.bytes_out += 5
+
+    def _flush(self) -> None:
+        out = self.out
+        if out:
+            if not self.conn.closing:
+                self.conn.transport.writelines(out)
+            out.clear()
+
+    def _complete(self) -> None:
+        up = self.upstream
+        self.upstream = None
+        if up is not None:
+            if self.up_keep_alive and self.request_done and not self.dirty:
+                self.ctx.pool.release(up)
+            else:
+                up.close()
+        self._finish(self.status, None)
+        self.conn.exchange_done(self, self.client_keep_alive and self.request_done)
+
+    def upstream_lost(self, up: Upstream, exc: Exception | None) -> None:
+        if up is not self.upstream or self.finished:
+            return
+        try:
+            self._upstream_lost(up, exc)
+        except Exception:
+            self._crashed()
+
+    def _upstream_lost(self, up: Upstream, exc: Exception | None) -> None:
+        self.upstream = None
+        if self.resp_started:
+            self._flush()
+            if self.framing == CLOSE and exc is None:
+                self._finish(self.status, None)  # the body was delimited by the close
+                self.conn.exchange_done(self, False)
+            elif self.framing == CLOSE:
+                # A reset is no end of body; a plain close would pass it off as one.
+                self.conn.close(cut=True)
+                self._finish(self.status, "the app reset the connection mid-response")
+            else:
+                self.conn.close()
+                self._finish(self.status, "the app closed the connection mid-response")
+            return
+        if not self.got_response and self.replay is not None:
+            # The connection died before any answer to an idempotent request: send it
+            # again on a fresh connection, at once the first time (a pooled connection
+            # the app had closed), then after waiting for the app's state to change
+            # (its process is exiting; a refused connect then waits for its next one).
+            self.replays += 1
+            self.pending = self.replay or None
+            self.replay = None
+            self.conn.cancel_response_wait()
+            if self.replays == 1:
+                self.ctx.pool.connect(up.endpoint, self)
+                return
+            if self._retry_later():
+                return
+        self._upstream_broken("closed the connection before responding")
+
+    def _upstream_broken(self, reason: str) -> None:
+        if self.resp_started:
+            self.conn.close()
+            self._drop_upstream()
+            self._finish(self.status, f"app {self.app!r} {reason}")
+            return
+        self.respond(UpstreamFailed(f"app {self.app!r} {reason}", app=self.app))
+
+    def response_timeout(self) -> None:
+        if not self.resp_started and not self.finished:
+            t = self.ctx.response_header_timeout
+            self.respond(
+                ResponseTimeout(f"app {self.app!r} sent no response within {t:g}s", app=self.app)
+            )
+
+    def upstream_full(self, full: bool) -> None:
+        if full:
+            self.conn.pause(self.conn.BACKPRESSURE)
+        else:
+            self.conn.resume(self.conn.BACKPRESSURE)
+
+    # -- holding while the app wakes ------------------------------------------------------
+
+    def _hold(self, state: AppState) -> None:
         head = self.head
         assert head is not None
         ctx = self.ctx
@@ -228,16 +470,11 @@ class Exchange(ResponseRelay):
             self._waiting_page(state)
             return
         if queue is None:
-            self.respond(
-                HoldQueueFull(
-                    f"app {self.app!r} is waking and has too many requests waiting",
-                    app=self.app,
-                    retry_after=RETRY_AFTER,
-                )
-            )
+            self.respond(HoldQueueFull(
+                f"app {self.app!r} is waking and has too many requests waiting", app=self.app
+            ))  # fmt: skip
             return
         self.queue = queue
-        self.held_since = ctx.clock.monotonic()
         if not self.request_done:
             # Leave the body in the kernel while we wait: held uploads cost no memory.
             self.conn.pause(self.conn.HELD)
@@ -272,17 +509,7 @@ class Exchange(ResponseRelay):
         data = render_waiting_page(self.app, failure, close=not keep, request_id=self.request_id)
         self._answer(data, 503, "waking up: sent the waiting page", keep)
 
-    def forward(self, endpoint: Endpoint, *, fresh: bool = False) -> None:
-        self.endpoint = endpoint
-        head = self.head
-        assert head is not None
-        conn = self.conn
-        self.up_head = upstream_head(head, conn.peer_bytes, conn.trusted, self.request_id)
-        up = None if fresh else self.ctx.pool.acquire(endpoint)
-        if up is not None:
-            self._attach(up)
-        else:
-            self.ctx.pool.connect(endpoint, self)
+    # -- connecting and retrying --------------------------------------------------------
 
     def connected(self, up: UpstreamConnection) -> None:
         if self.finished:
@@ -318,10 +545,7 @@ class Exchange(ResponseRelay):
         state = ctx.board.get(self.app)
         if state is None:
             return False
-        if self.ticket is not None:
-            # Back in the waiting room: its release slot goes to the next held request.
-            self.ticket.step()
-            self.ticket = None
+        self._step_ticket()  # back in the waiting room: its slot goes to the next one
         self.conn.cancel_response_wait()
         delay = min(RETRY_FIRST * (1 << min(self.refusals, 8)), RETRY_CAP)
         self.refusals += 1
@@ -339,37 +563,9 @@ class Exchange(ResponseRelay):
         if self.finished:
             return
         try:
-            self._dispatch(fresh=True)
+            self.dispatch(fresh=True)
         except Exception:
             self._crashed()
-
-    def _attach(self, up: UpstreamConnection) -> None:
-        head = self.head
-        assert head is not None
-        self.upstream = up
-        up.exchange = self
-        self.sent = True
-        self.parser = HttpResponseParser(self)
-        # An idempotent request may go again if its connection dies before any answer
-        # (RFC 9110 §9.2.2): a pooled one the app closed as we reused it, or a new one
-        # that a dying process's listener accepted but never served.
-        replayable = self.replays < MAX_REPLAYS and head.method in IDEMPOTENT
-        pending = self.pending
-        if pending:
-            self.pending = None
-            self.pending_size = 0
-            up.transport.writelines([self.up_head, *pending])
-            if replayable and self.request_done:
-                self.replay = pending
-            self.conn.resume(self.conn.BUFFERED)
-        else:
-            up.transport.write(self.up_head)
-            if replayable and (head.body == NONE or not self.request_done):
-                self.replay = []
-        if self.request_done:
-            self.conn.await_response()
-        if self.conn.writing_paused:
-            up.pause_reading()
 
     # -- request body, fed by the client connection -----------------------------------
 
@@ -427,17 +623,39 @@ class Exchange(ResponseRelay):
         if self.finished:
             return
         if not self.sent and not self.resp_started:
-            self.respond(ShuttingDown("the proxy is shutting down; try again",
-                                      app=self.app, retry_after=RETRY_AFTER))
+            self.respond(ShuttingDown("the proxy is shutting down; try again", app=self.app))
         elif self.resp_started and self.framing == CLOSE:
             # Its end would look like a complete body: reset instead, so the client knows.
             self.conn.close(cut=True)
 
-    def upstream_full(self, full: bool) -> None:
-        if full:
-            self.conn.pause(self.conn.BACKPRESSURE)
-        else:
-            self.conn.resume(self.conn.BACKPRESSURE)
+    # -- upgrades ----------------------------------------------------------------------
+
+    def _start_tunnel(self, upstream_bytes: bytes) -> None:
+        up = self.upstream
+        assert up is not None
+        self.upstream = None
+        up.exchange = None
+        conn = self.conn
+        conn.response_arrived()
+        conn.tunnel_started()
+        tunnel = Tunnel(self, conn, up, self.ctx.loop, self.ctx.tunnel_idle_timeout)
+        up.tunnel = tunnel
+        conn.tunnel = tunnel
+        self._uncount()
+        self.ctx.ledger.tunnel_opened(self.app)
+        self._step_ticket()
+        if upstream_bytes:
+            tunnel.from_upstream(upstream_bytes)
+        if self.leftover:
+            tunnel.from_client(self.leftover)
+            self.leftover = None
+        if conn.closing:
+            tunnel.close()
+        conn.resume(conn.UPGRADE)
+
+    def tunnel_ended(self) -> None:
+        self.ctx.ledger.tunnel_closed(self.app)
+        self._finish(101, None)
 
     # -- our own answers and the end ----------------------------------------------------
 
@@ -445,10 +663,7 @@ class Exchange(ResponseRelay):
         """Answer with `error` instead of the app (or close, if a head already went out)."""
         if self.finished:
             return
-        up = self.upstream
-        if up is not None:
-            self.upstream = None
-            up.close()
+        self._drop_upstream()
         if self.queue is not None:
             self.queue.cancel(self)
             self.queue = None
@@ -482,10 +697,7 @@ class Exchange(ResponseRelay):
         if self.queue is not None:
             self.held = self.queue.cancel(self)
             self.queue = None
-        up = self.upstream
-        if up is not None:
-            self.upstream = None
-            up.close()  # the request may be half sent: this connection is done
+        self._drop_upstream()  # the request may be half sent: this connection is done
         self._finish(self.status if self.resp_started else 499, "the client went away")
 
     def internal_error(self) -> None:
@@ -498,10 +710,7 @@ class Exchange(ResponseRelay):
         """
         self.ctx.log.error("request handling failed", app=self.app, exc_info=exc or True)
         try:
-            up = self.upstream
-            if up is not None:
-                self.upstream = None
-                up.close()
+            self._drop_upstream()
             if self.resp_started or self.finished:
                 self.conn.close()
                 self._finish(self.status, "internal proxy error")
@@ -510,6 +719,28 @@ class Exchange(ResponseRelay):
         except Exception:
             self.ctx.log.exception("request cleanup failed", app=self.app)
             self.conn.close()
+
+    # -- bookkeeping, each written once ---------------------------------------------------
+
+    def _drop_upstream(self) -> None:
+        """Close the upstream connection in use (its state is unknown now)."""
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.close()
+
+    def _step_ticket(self) -> None:
+        """Let the next held request of this app go (this one answered, failed or left)."""
+        ticket = self.ticket
+        if ticket is not None:
+            self.ticket = None
+            ticket.step()
+
+    def _uncount(self) -> None:
+        """No longer a request in flight for the activity ledger."""
+        if self.counted:
+            self.ctx.ledger.end(self.app, self.counted == QUIET)
+            self.counted = NOT_COUNTED
 
     def _finish(self, status: int, reason: str | None) -> None:
         if self.finished:
@@ -522,15 +753,12 @@ class Exchange(ResponseRelay):
             self.retry_task.cancel()
             self.retry_task = None
         ctx = self.ctx
-        duration = ctx.clock.monotonic() - self.started
+        duration = ctx.monotonic() - self.started
         if self.counted:
-            ctx.ledger.end(self.app, self.counted == QUIET)
-            self.counted = NOT_COUNTED
+            self._uncount()
         if self.ticket is not None:
-            self.ticket.step()
-            self.ticket = None
+            self._step_ticket()
         ctx.stats.record(self.app, status, duration)
-        ep = self.endpoint
         record = AccessRecord(  # positional: the hot path's one allocation of it
             self.app,
             self.host,
@@ -541,7 +769,7 @@ class Exchange(ResponseRelay):
             self.held,
             self.request_id.decode("latin-1"),
             self.conn.peer,
-            f"{ep.host}:{ep.port}" if ep is not None else None,
+            self.upstream_text,
             self.bytes_in,
             self.bytes_out,
             reason,

@@ -9,27 +9,27 @@ parses the bytes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
 
-if TYPE_CHECKING:
-    from wakeproxy.dataplane.client import ClientConnection
-    from wakeproxy.dataplane.exchange import Exchange
-    from wakeproxy.dataplane.upstream import UpstreamConnection
+from wakeproxy.dataplane.ports import Client, TunnelOwner, Upstream
 
 # The client-side pause reason a tunnel uses (see ClientConnection.pause).
 TUNNEL_BACKPRESSURE = 64
 
 
 class Tunnel:
-    __slots__ = ("client", "ended", "exchange", "upstream")
+    __slots__ = ("_idle_timeout", "_loop", "client", "ended", "exchange", "upstream")
 
     def __init__(
-        self, exchange: Exchange, client: ClientConnection, upstream: UpstreamConnection
-    ) -> None:
+        self, exchange: TunnelOwner, client: Client, upstream: Upstream,
+        loop: asyncio.AbstractEventLoop, idle_timeout: float,
+    ) -> None:  # fmt: skip
         self.exchange = exchange
         self.client = client
         self.upstream = upstream
         self.ended = False
+        self._loop = loop
+        self._idle_timeout = idle_timeout
 
     def from_client(self, data: bytes) -> None:
         if not self.upstream.closing:
@@ -44,9 +44,7 @@ class Tunnel:
             self._moved()
 
     def _moved(self) -> None:
-        client = self.client
-        ctx = client.ctx
-        client.deadline = ctx.loop.time() + ctx.tunnel_idle_timeout
+        self.client.deadline = self._loop.time() + self._idle_timeout
 
     def client_full(self, full: bool) -> None:
         if full:

@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
 import structlog
 
+from wakeproxy.dataplane.ports import TunnelEnd, UpstreamUser
 from wakeproxy.model.apps import Endpoint
-
-if TYPE_CHECKING:
-    from wakeproxy.dataplane.exchange import Exchange
-    from wakeproxy.dataplane.tunnel import Tunnel
 
 log = structlog.get_logger("wakeproxy.dataplane")
 
@@ -39,6 +36,7 @@ class ConnectWaiter(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "address",
         "closing",
         "endpoint",
         "exchange",
@@ -52,9 +50,10 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
         self.pool = pool
         self.endpoint = endpoint
+        self.address = f"{endpoint.host}:{endpoint.port}"
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
-        self.exchange: Exchange | None = None
-        self.tunnel: Tunnel | None = None
+        self.exchange: UpstreamUser | None = None
+        self.tunnel: TunnelEnd | None = None
         self.idle_since = 0.0
         self.closing = False
         self.reading_paused = False
