@@ -174,7 +174,10 @@ class ClientConnection(asyncio.Protocol):
             self._start_pending = False
             ex = self.active
             if ex is not None:
-                self._run(ex)
+                try:
+                    ex.start()
+                except Exception:
+                    self._start_failed(ex)
 
     def eof_received(self) -> bool | None:
         """The client finished sending (a half-close, like `nc -N` or shutdown(SHUT_WR)).
@@ -269,7 +272,12 @@ class ClientConnection(asyncio.Protocol):
             self._raise(_Stop())
         ex = Exchange(self, self.ctx, head, head_size=head.size)
         self._parsing = ex
-        self._enqueue(ex)
+        if self.active is None:
+            self.active = ex
+            self.deadline_kind = 0
+            self._start_pending = True
+        else:
+            self._queue.append(ex)
 
     def _raise(self, error: Exception) -> NoReturn:
         """Raise from a parser callback, remembering what for `data_received`."""
@@ -301,9 +309,12 @@ class ClientConnection(asyncio.Protocol):
         try:
             ex.start()
         except Exception:
-            self.ctx.log.exception("request handling failed", app=ex.app)
-            ex.internal_error()
-            self.close()
+            self._start_failed(ex)
+
+    def _start_failed(self, ex: Exchange) -> None:
+        self.ctx.log.exception("request handling failed", app=ex.app)
+        ex.internal_error()
+        self.close()
 
     def _fail(self, ex: Exchange) -> None:
         """Queue an error answer after which the connection closes."""
@@ -369,11 +380,15 @@ class ClientConnection(asyncio.Protocol):
         if self._stopped:
             self.close(linger=True)
             return
+        ctx = self.ctx
         if self._in_head:
-            self._set_deadline(HEAD, self.ctx.head_timeout)
+            self.deadline_kind = HEAD
+            self.deadline = ctx.loop.time() + ctx.head_timeout
         else:
-            self._set_deadline(IDLE, self.ctx.idle_timeout)
-        self.resume(self.PIPELINE)
+            self.deadline_kind = IDLE
+            self.deadline = ctx.loop.time() + ctx.idle_timeout
+        if self._paused:
+            self.resume(self.PIPELINE)
         if self._paused & self.UPGRADE:
             # The upgrade was declined: what followed its head is the next request.
             self.resume(self.UPGRADE)

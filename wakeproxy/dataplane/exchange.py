@@ -185,7 +185,12 @@ class Exchange:
         if self.error is not None:
             self.respond(self.error)
             return
-        self.dispatch(fresh=False)
+        state = self.ctx.board.get(self.app)
+        endpoint = state.pick() if state is not None else None
+        if endpoint is not None:
+            self.forward(endpoint)  # the common path: the app is awake
+        else:
+            self.dispatch(fresh=False)
 
     def dispatch(self, *, fresh: bool) -> None:
         """Forward to a ready endpoint of the app, or hold until it has one.
@@ -755,7 +760,8 @@ class Exchange:
         ctx = self.ctx
         duration = ctx.monotonic() - self.started
         if self.counted:
-            self._uncount()
+            ctx.ledger.end(self.app, self.counted == QUIET)
+            self.counted = NOT_COUNTED
         if self.ticket is not None:
             self._step_ticket()
         ctx.stats.record(self.app, status, duration)

@@ -41,6 +41,7 @@ class UpstreamConnection(asyncio.Protocol):
         "endpoint",
         "exchange",
         "idle_since",
+        "key",
         "pool",
         "reading_paused",
         "transport",
@@ -51,6 +52,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.endpoint = endpoint
         self.address = f"{endpoint.host}:{endpoint.port}"
+        self.key = (endpoint.host, endpoint.port)  # the pool's: hashed in C, unlike Endpoint
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.exchange: UpstreamUser | None = None
         self.tunnel: TunnelEnd | None = None
@@ -127,7 +129,7 @@ class UpstreamPool:
         self._max_idle = max_idle
         self._idle_timeout = idle_timeout
         self._connect_timeout = connect_timeout
-        self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
         self._connecting: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -137,7 +139,7 @@ class UpstreamPool:
 
     def acquire(self, endpoint: Endpoint) -> UpstreamConnection | None:
         """A live idle connection to `endpoint`, the most recently used first."""
-        idle = self._idle.get(endpoint)
+        idle = self._idle.get((endpoint.host, endpoint.port))
         if not idle:
             return None
         now = self._loop.time()
@@ -162,19 +164,20 @@ class UpstreamPool:
         if self._closed or conn.closing:
             conn.close()
             return
-        idle = self._idle.get(conn.endpoint)
+        idle = self._idle.get(conn.key)
         if idle is None:
-            idle = self._idle[conn.endpoint] = []
+            idle = self._idle[conn.key] = []
         if len(idle) >= self._max_idle:
             conn.close()
             return
-        # An idle connection must read, or we would never notice the app closing it.
-        conn.resume_reading()
+        if conn.reading_paused:
+            # An idle connection must read, or we would never notice the app closing it.
+            conn.resume_reading()
         conn.idle_since = self._loop.time()
         idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.get(conn.endpoint)
+        idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
 
