@@ -15,7 +15,9 @@ import yaml
 
 from tests.controllers_k8s.calls import controllers_calls
 from tests.k8s_emulator import Emulator
+from tests.k8s_emulator.errors import Invalid
 from tests.k8s_emulator.pod_security import violations
+from tests.k8s_emulator.schema import SchemaValidator
 from tests.platforms.kubernetes.support import World, app_deployment, until
 from wakeproxy.model.board import Phase
 from wakeproxy.settings import ConfigError, KubernetesBuilds, parse_settings
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 OWN_DIRS = (K8S, K8S / "examples", K8S / "registry")  # k8s/monitoring/: tests of its own
 VERSION = kubernetes_validate.latest_version()
+OLDEST = "1.29"  # the oldest Kubernetes wakeproxy supports (k8s/README.md)
 
 
 def kubectl() -> str:
@@ -63,6 +66,18 @@ def test_every_manifest_passes_strict_schema_validation() -> None:
             kubernetes_validate.validate(doc, VERSION, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{path.relative_to(ROOT)}: {doc['kind']} {doc['metadata']['name']}: {e}")
+
+
+def test_no_manifest_relies_on_a_field_the_oldest_supported_version_drops() -> None:
+    """Kubernetes 1.29 drops `lifecycle.preStop.sleep` (off by default before 1.30) and
+    does not know the `appArmorProfile` field (1.30+), which `kubectl apply`'s strict
+    field validation turns into a refusal: the manifests use neither."""
+    validator = SchemaValidator(kubernetes_validate.latest_version(), OLDEST, fallbacks=False)
+    for path, doc in manifests():
+        try:
+            validator.validate(doc, doc["apiVersion"].rpartition("/")[0])
+        except Invalid as e:
+            pytest.fail(f"{path.relative_to(ROOT)}: {e.message}")
 
 
 def test_kustomize_builds_the_install_and_the_examples() -> None:

@@ -15,6 +15,10 @@ from .install import K8S_DIR
 class EmulatorConfig:
     # Schemas of this Kubernetes version validate every stored object (None: no validation).
     kube_version: str | None = "1.36"
+    # The oldest version wakeproxy supports: what its API server would drop (a field it
+    # does not know) is refused too, unless the object also carries that version's
+    # fallback (the AppArmor annotation for appArmorProfile). None: not checked.
+    oldest_kube_version: str | None = "1.29"
     # Events kept per resource type for watch resumes; older ones are compacted (410 Gone).
     history_size: int = 1000
     bookmark_interval: float = 1.0

@@ -10,6 +10,7 @@ write often. Never decides semantics beyond the schema (see `rules.py`).
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -61,20 +62,120 @@ def _field_path(path: Any) -> str:
     return out or "<root>"
 
 
-class SchemaValidator:
-    """Validates objects of one Kubernetes version strictly (unknown fields rejected)."""
+_UNEXPECTED = re.compile(r"\((.+?) (?:was|were) unexpected\)")
+APPARMOR = "container.apparmor.security.beta.kubernetes.io/"
+_APPARMOR_VALUES = {"RuntimeDefault": "runtime/default", "Unconfined": "unconfined"}
 
-    def __init__(self, kube_version: str) -> None:
+
+def _unknown_fields(error: Any) -> list[str]:
+    if error.validator != "additionalProperties":
+        return []
+    m = _UNEXPECTED.search(error.message)
+    return [n.strip().strip("'") for n in m.group(1).split(",")] if m else []
+
+
+def _at(obj: Any, path: list[Any]) -> Any:
+    for part in path:
+        obj = obj[part]
+    return obj
+
+
+def _apparmor_annotated(obj: JSON, sc_path: list[Any]) -> bool:
+    """Whether the `appArmorProfile` in the securityContext at `sc_path` (a container's or
+    a pod's) is also given by the AppArmor annotation API servers before 1.30 read."""
+    spec_path = sc_path[:-1]
+    in_container = len(spec_path) >= 2 and spec_path[-2] in ("containers", "initContainers")
+    owner = _at(obj, spec_path)  # the container, or the pod spec
+    if in_container:
+        spec_path = spec_path[:-2]
+    spec = _at(obj, spec_path)
+    notes = dig(_at(obj, spec_path[:-1]), "metadata", "annotations") or {}  # pod or template
+    names = [owner.get("name")] if in_container else [
+        c.get("name") for c in spec.get("containers") or []]
+    profile = dig(owner, "securityContext", "appArmorProfile") or {}
+    wanted = _APPARMOR_VALUES.get(profile.get("type")) or (
+        f"localhost/{profile.get('localhostProfile')}")
+    return bool(names) and all(notes.get(APPARMOR + str(n)) == wanted for n in names)
+
+
+def _pod_spec_path(obj: JSON) -> list[Any] | None:
+    if obj.get("kind") == "Pod":
+        return ["spec"]
+    if obj.get("kind") in ("Deployment", "Job", "ReplicaSet", "StatefulSet", "DaemonSet"):
+        return ["spec", "template", "spec"]
+    return None
+
+
+def _gated_off(obj: JSON, version: str) -> list[tuple[list[Any], str]]:
+    """Fields the schema of `version` has but its API server drops by default (behind a
+    feature gate still off there): (path, why)."""
+    spec_path = _pod_spec_path(obj)
+    if spec_path is None or tuple(int(x) for x in version.split(".")[:2]) >= (1, 30):
+        return []
+    spec = dig(obj, *spec_path) or {}
+    found = []
+    for key in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(key) or []):
+            for hook in ("preStop", "postStart"):
+                if "sleep" in (dig(c, "lifecycle", hook) or {}):
+                    found.append(([*spec_path, key, i, "lifecycle", hook, "sleep"],
+                                  "the sleep action is off by default before 1.30 "
+                                  "(PodLifecycleSleepAction): use exec [sleep, N]"))
+    return found
+
+
+class SchemaValidator:
+    """Validates objects of one Kubernetes version strictly (unknown fields rejected).
+
+    `oldest`: an older version whose API server must not lose a field either. Such a
+    server drops a field it does not know (with a warning at most), so an object that
+    relies on a newer field is refused here naming the version — unless the field has a
+    fallback that version reads, which the object also carries: `appArmorProfile`
+    (1.30+) with the `container.apparmor.security.beta.kubernetes.io/<container>`
+    annotation.
+    """
+
+    def __init__(self, kube_version: str, oldest: str | None = None, *,
+                 fallbacks: bool = True) -> None:
         self.kube_version = kube_version
         self.schema_version = _schema_version(kube_version)
+        self.oldest = oldest
+        # False for what `kubectl apply` sends: its strict field validation makes an old
+        # server refuse an unknown field outright, fallback or not.
+        self.fallbacks = fallbacks
 
     def warm(self, kinds: list[tuple[str, str]]) -> None:
         for api_version, kind in kinds:
             _validator(self.kube_version, api_version, kind)
 
     def validate(self, obj: JSON, group: str) -> None:
+        self._validate(obj, group, self.kube_version)
+        if self.oldest is not None:
+            self._validate_oldest(obj, group, self.oldest)
+
+    def _validate_oldest(self, obj: JSON, group: str, version: str) -> None:
         api_version, kind = str(obj.get("apiVersion")), str(obj.get("kind"))
-        validator = _validator(self.kube_version, api_version, kind)
+        validator = _validator(version, api_version, kind)
+        for error in validator.iter_errors(obj):
+            path = list(error.absolute_path)
+            fields = _unknown_fields(error)
+            if (self.fallbacks and fields == ["appArmorProfile"]
+                    and _apparmor_annotated(obj, path)):
+                continue
+            name = str(dig(obj, "metadata", "name") or "")
+            where = _field_path(path)
+            if fields:
+                raise invalid(kind, group, name, where, f"{', '.join(fields)}: not a field of "
+                              f"Kubernetes {version}, whose API server drops it")
+            raise invalid(kind, group, name, where, f"{error.message} (Kubernetes {version})")
+        for path, why in _gated_off(obj, version):
+            raise invalid(kind, str(group), str(dig(obj, "metadata", "name") or ""),
+                          _field_path(path), f"dropped by a Kubernetes {version} API "
+                          f"server: {why}")
+
+    def _validate(self, obj: JSON, group: str, version: str) -> None:
+        api_version, kind = str(obj.get("apiVersion")), str(obj.get("kind"))
+        validator = _validator(version, api_version, kind)
         errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
         if not errors:
             return

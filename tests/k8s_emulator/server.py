@@ -56,7 +56,8 @@ class Emulator:
     def __init__(self, config: EmulatorConfig | None = None, *, workdir: Path) -> None:
         self.config = config or EmulatorConfig()
         self.workdir = workdir
-        validator = SchemaValidator(self.config.kube_version) if self.config.kube_version else None
+        validator = (SchemaValidator(self.config.kube_version, self.config.oldest_kube_version)
+                     if self.config.kube_version else None)
         self.store = Store(history_size=self.config.history_size, validator=validator)
         self.faults = Faults(self.store)
         self.recorder = Recorder()

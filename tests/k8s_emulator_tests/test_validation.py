@@ -107,3 +107,40 @@ def test_cached_validation_is_much_cheaper_than_the_library_call() -> None:
     assert cached < library
     with pytest.raises(Invalid):
         validator.validate(broken("unknown-field"), "apps")
+
+
+async def test_what_the_oldest_supported_version_would_drop_is_refused(
+    k8s_emulator: Emulator, k8s_api: ApiClient,
+) -> None:
+    """Validated against 1.29 as well as the current version: a 1.30+ field a 1.29 API
+    server would drop is refused, unless its 1.29 fallback comes with it."""
+    assert k8s_emulator.config.oldest_kube_version == "1.29"
+    batch, apps = client.BatchV1Api(k8s_api), client.AppsV1Api(k8s_api)
+    unconfined = job("build", command=["true"])
+    template = unconfined["spec"]["template"]
+    template["spec"]["containers"][0]["securityContext"] = {
+        "appArmorProfile": {"type": "Unconfined"}}
+    with pytest.raises(ApiException) as exc:
+        await batch.create_namespaced_job("default", unconfined)
+    expect_status(exc, 422, "Invalid")
+    assert ("spec.template.spec.containers[0].securityContext: appArmorProfile: not a field of "
+            "Kubernetes 1.29") in status_of(exc.value)["message"]
+    template["metadata"] = {"annotations": {
+        "container.apparmor.security.beta.kubernetes.io/job": "runtime/default"}}
+    with pytest.raises(ApiException):  # the annotation must say the same
+        await batch.create_namespaced_job("default", unconfined)
+    template["metadata"]["annotations"][
+        "container.apparmor.security.beta.kubernetes.io/job"] = "unconfined"
+    await batch.create_namespaced_job("default", unconfined)
+
+    pause = deployment("web", replicas=0)
+    pause["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = {
+        "preStop": {"sleep": {"seconds": 5}}}
+    with pytest.raises(ApiException) as exc:
+        await apps.create_namespaced_deployment("default", pause)
+    expect_status(exc, 422, "Invalid")
+    assert "lifecycle.preStop.sleep: dropped by a Kubernetes 1.29 API server" in status_of(
+        exc.value)["message"]
+    pause["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = {
+        "preStop": {"exec": {"command": ["sleep", "5"]}}}
+    await apps.create_namespaced_deployment("default", pause)
