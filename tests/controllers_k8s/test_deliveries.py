@@ -55,9 +55,10 @@ def build_jobs(emulator: Emulator, app: str) -> list[str]:
             if o["metadata"].get("labels", {}).get("wakeproxy.io/app-name") == app]
 
 
-def shared_ids(emulator: Emulator) -> list[str]:
+def shared_ids(emulator: Emulator, *, bodies: bool = False) -> list[str]:
+    """The delivery ids in the shared log (with `bodies`, only the bodies' digests)."""
     lease = emulator.store.find(r.LEASES, LEASE_NS, LOG)
-    return list(parse_records(lease))
+    return [k for k in parse_records(lease) if k.startswith("body-") == bodies]
 
 
 class Cluster:
@@ -203,3 +204,26 @@ async def test_the_shared_log_keeps_at_most_its_bound_oldest_dropped_first(
     lease = k8s_emulator.store.get(r.LEASES, LEASE_NS, LOG)
     assert key_of(odd) in json.loads(lease["metadata"]["annotations"][ANNOTATION])
     assert len(key_of(odd)) == 64
+
+
+async def test_a_signed_body_replayed_under_a_new_delivery_id_is_a_duplicate_on_any_replica(
+    cluster: Cluster, k8s_emulator: Emulator,
+) -> None:
+    """The signature covers the body, not X-GitHub-Delivery: a captured `closed` resent
+    under a fresh id must not delete the review app of a reopened pull request."""
+    a = await cluster.replica()
+    opened = delivery("d-opened")
+    closed = delivery("d-closed", action="closed")
+    reopened = delivery("d-reopened", action="reopened")
+    for headers, body in (opened, closed, reopened):
+        assert "review_apps" in await a.webhook(headers, body)
+        await settled(a)
+    assert len(build_jobs(k8s_emulator, "pr-7-shop")) == 1  # the reopened one's
+    b = await cluster.replica()  # another replica, which never saw the close
+    for replica, replay_id in ((b, "d-replayed-1"), (a, "d-replayed-2")):
+        headers, body = closed
+        answer = await replica.webhook({**headers, "X-GitHub-Delivery": replay_id}, body)
+        assert answer == {"delivery": replay_id, "ignored": "already received"}
+    await settled(a, b)
+    assert len(build_jobs(k8s_emulator, "pr-7-shop")) == 1  # not deleted
+    assert len(shared_ids(k8s_emulator, bodies=True)) == 3

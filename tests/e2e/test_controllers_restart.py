@@ -116,7 +116,8 @@ async def test_a_redelivery_after_a_restart_builds_nothing(
         await wait_build(s, wp, pr, deployed=True)
     assert wp.terminate() == 0
     saved = json.loads((tmp_path / "builds" / "state.json").read_text())
-    assert list(saved["webhook_deliveries"]) == ["delivery-1"]
+    ids = list(saved["webhook_deliveries"])
+    assert ids[0] == "delivery-1" and [i[:5] for i in ids[1:]] == ["body-"]  # and its body
 
     wp = start_wakeproxy(cfg)
     async with aiohttp.ClientSession() as s:
@@ -125,11 +126,14 @@ async def test_a_redelivery_after_a_restart_builds_nothing(
         # GitHub's "Redeliver" sends the same id again: already handled before the restart.
         status, body = await hook(s, wp, payload("opened", pr), delivery="delivery-1")
         assert (status, body) == (202, {"delivery": "delivery-1", "ignored": "already received"})
-        # The same event under a new id is a new delivery: it is built again.
+        # The same body under a new id is a replay (the signature does not cover the id).
         status, body = await hook(s, wp, payload("opened", pr), delivery="delivery-2")
+        assert (status, body) == (202, {"delivery": "delivery-2", "ignored": "already received"})
+        # A new event is a new delivery: it is built again.
+        status, body = await hook(s, wp, payload("reopened", pr), delivery="delivery-3")
         assert status == 202 and body["review_apps"] == ["pr-1-shop"]
         deadline = time.monotonic() + 15
         while len(after := await builds(s, wp)) < 2 or after[0]["state"] != "succeeded":
             assert time.monotonic() < deadline, after
             await asyncio.sleep(0.05)
-        assert len(after) == 2  # one build per delivery id, none for the redelivery
+        assert len(after) == 2  # one build per new delivery, none for the redelivery or replay

@@ -153,7 +153,7 @@ async def test_a_fork_is_not_built_by_default_and_the_answer_says_why(
             answer = await hook(s, wp, body)
             assert "review_apps" not in answer, answer
             assert "ignored" in answer
-        answer = await hook(s, wp, pr("opened", sha))
+        answer = await hook(s, wp, pr("opened", sha, number=4))
         assert "is from a fork (stranger/shop) by stranger" in answer["ignored"]
         assert "review_apps.forks: never" in answer["ignored"]
         await asyncio.sleep(0.5)

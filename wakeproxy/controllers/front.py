@@ -35,6 +35,7 @@ from wakeproxy.controllers.webhook import (
     REVIEW_ACTIONS,
     Deliveries,
     SharedDeliveries,
+    body_key,
     parse_pull_request,
     signature_valid,
 )
@@ -231,7 +232,8 @@ class ControllerFront(Generic[B, D]):
         if not delivery:
             raise BadWebhook("X-GitHub-Delivery is required")
         already: dict[str, object] = {"delivery": delivery, "ignored": "already received"}
-        if not self._deliveries.first_time(delivery):
+        digest = body_key(body)  # the signature does not cover the delivery id
+        if not self._deliveries.first_time(delivery, digest):
             return already
         kind = headers.get("X-GitHub-Event", "")
         if kind != "pull_request":
@@ -252,7 +254,8 @@ class ControllerFront(Generic[B, D]):
             return {"delivery": delivery, "pull_request": event.number,
                     "ignored": verdict.reason}
         # Only deliveries that start work are shared: the rest cost no API call.
-        if self._shared is not None and await self._shared.first_time(delivery) is False:
+        if (self._shared is not None
+                and await self._shared.first_time(delivery, digest) is False):
             return already
         names = self.reviews.submit(event)
         if not names:

@@ -1,11 +1,12 @@
 """GitHub webhook deliveries: is it signed with our secret, have we seen it, what does it say.
 
-Delivery ids are remembered for `WINDOW` (GitHub.com lets a delivery be redelivered for
-3 days, GitHub Enterprise Server for 7), at most `LIMIT` of them, the oldest forgotten
-first. `records()`/`restore()` carry them across a restart (the local controllers save
-them in their state file), so a redelivery after a restart is still a duplicate. Where
-several replicas answer the webhook (Kubernetes), a `SharedDeliveries` log tells each
-of them about the deliveries any of them received.
+Deliveries are known by their id and by their body's digest (`body_key`: a signed body
+replayed under a new id is a duplicate too), remembered for `WINDOW` (GitHub.com lets a
+delivery be redelivered for 3 days, GitHub Enterprise Server for 7), at most `LIMIT` of
+them, the oldest forgotten first. `records()`/`restore()` carry them across a restart
+(the local controllers save them in their state file), so a redelivery after a restart
+is still a duplicate. Where several replicas answer the webhook (Kubernetes), a
+`SharedDeliveries` log tells each of them about the deliveries any of them received.
 Must never: compare a signature in variable time, record a delivery before its signature
 checked out (an unsigned request could otherwise block a genuine one), or act on it.
 """
@@ -31,6 +32,13 @@ _SHA = re.compile(r"[0-9a-fA-F]{40}")
 REVIEW_ACTIONS = frozenset({"opened", "reopened", "synchronize", "closed", "labeled"})
 
 
+def body_key(body: bytes) -> str:
+    """A delivery's body as a dedupe key. GitHub's signature covers the body, not the
+    X-GitHub-Delivery header: a captured delivery resent under a new id is still this."""
+    # 48 hex digits (192 bits): fits a shared log's key as is (at most 64 characters).
+    return "body-" + hashlib.sha256(body).hexdigest()[:48]
+
+
 def signature_valid(secret: bytes, body: bytes, header: str | None) -> bool:
     """`X-Hub-Signature-256: sha256=<hex>` is the HMAC-SHA256 of the body with `secret`."""
     if not header or not header.startswith("sha256="):
@@ -54,12 +62,14 @@ class Deliveries:
         self._clock = clock or SystemClock()
         self._changed = changed or (lambda: None)
 
-    def first_time(self, delivery: str) -> bool:
-        """Record `delivery`; False when it was seen already (within the bounds)."""
-        if not self._seen.add(delivery, self._clock.wall()):
-            return False
-        self._changed()
-        return True
+    def first_time(self, *keys: str) -> bool:
+        """Record a delivery's keys (its id, its body's digest); False when any was seen
+        already (within the bounds)."""
+        before = len(self._seen.records())
+        fresh = self._seen.add_all(keys, self._clock.wall())
+        if fresh or len(self._seen.records()) != before:
+            self._changed()
+        return fresh
 
     def records(self) -> tuple[tuple[str, float], ...]:
         """(id, received at) of every remembered delivery, oldest first."""
@@ -73,9 +83,10 @@ class Deliveries:
 class SharedDeliveries(Protocol):
     """Delivery ids every replica records and consults, kept across restarts."""
 
-    async def first_time(self, delivery: str) -> bool | None:
-        """Record `delivery`; False when any replica recorded it already, None when that
-        cannot be told in time (the log is unreachable; the implementation logs why)."""
+    async def first_time(self, delivery: str, *more: str) -> bool | None:
+        """Record `delivery` (and `more` keys of it: its body's digest); False when any
+        replica recorded any of them already, None when that cannot be told in time (the
+        log is unreachable; the implementation logs why)."""
         ...
 
 

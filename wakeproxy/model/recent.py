@@ -22,12 +22,21 @@ class RecentIds:
 
     def add(self, key: str, now: float) -> bool:
         """Record `key` at `now`; False when it was there already (within the bounds)."""
+        return self.add_all((key,), now)
+
+    def add_all(self, keys: Iterable[str], now: float) -> bool:
+        """Record each of `keys` at `now`; False when any was there already (a delivery
+        seen under its id or under its body's digest). The new ones are recorded even
+        then, so a later copy under either is known too."""
         self._forget_old(now)
-        if key in self._seen:
-            return False
-        self._seen[key] = now
+        fresh = True
+        for key in keys:
+            if key in self._seen:
+                fresh = False
+            else:
+                self._seen[key] = now
         self._trim()
-        return True
+        return fresh
 
     def restore(self, records: Iterable[tuple[str, float]], now: float) -> None:
         """Add saved (key, time) pairs to what is here; the later time of a key wins."""

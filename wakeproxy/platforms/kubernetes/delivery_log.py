@@ -100,14 +100,15 @@ class LeaseDeliveryLog:
         # each other's writes.
         self._lock = asyncio.Lock()
 
-    async def first_time(self, delivery: str) -> bool | None:
-        """Record `delivery`; False when any replica recorded it already (within the
-        bounds), None when the Lease could not be read or written in time."""
+    async def first_time(self, delivery: str, *more: str) -> bool | None:
+        """Record `delivery` and `more` keys of it (its body's digest); False when any
+        replica recorded any of them already (within the bounds), None when the Lease
+        could not be read or written in time."""
         api = self._api()
         try:
             async with asyncio.timeout(min(self._budget, api.timeout)):
                 async with self._lock:
-                    return await self._check(api, key_of(delivery))
+                    return await self._check(api, [key_of(k) for k in (delivery, *more)])
         except TimeoutError:
             why, status = f"no answer within {min(self._budget, api.timeout):g}s", 0
         except ApiError as e:
@@ -117,7 +118,7 @@ class LeaseDeliveryLog:
                     status=status, reason=why)
         return None
 
-    async def _check(self, api: Api, key: str) -> bool:
+    async def _check(self, api: Api, keys: list[str]) -> bool:
         coordination = api.coordination
         for _ in range(_ATTEMPTS):
             try:
@@ -128,7 +129,7 @@ class LeaseDeliveryLog:
             recent = RecentIds(self._limit, self._window)
             now = int(self._clock.wall())
             recent.restore(parse_records(lease).items(), now)
-            if not recent.add(key, now):
+            if not recent.add_all(keys, now):
                 return False
             records = {k: int(at) for k, at in recent.records()}
             try:
