@@ -39,7 +39,7 @@ from benchlib import (
     wrk,
 )
 from benchlib.procs import Processes, StartFailed
-from benchlib.report import DIRECT, MANY_APPS, NGINX_PROXY, WAKEPROXY, Cell, Row
+from benchlib.report import CADDY, DIRECT, FLOOR, MANY_APPS, NGINX_PROXY, WAKEPROXY, Cell, Row
 
 HERE = Path(__file__).resolve().parent
 ROWS = (
@@ -117,11 +117,38 @@ class Bench:
                                         self.core(LOAD_CORE))
         self.app_command = f"/bin/sh {script}"
         if NGINX_PROXY in self.args.contenders:
+            pool = max(512, 2 * max(r.connections for r in ROWS))
             port, started = self.start_nginx(
-                "nginx-proxy", lambda pre, p: nginx.proxy_conf(pre, p, up_port), PROXY_CORE)
+                "nginx-proxy", lambda pre, p: nginx.proxy_conf(pre, p, up_port, pool), PROXY_CORE)
             self.targets[NGINX_PROXY] = port
             # The worker does the proxying; the master only supervises it.
             self.rss_of[NGINX_PROXY] = (started.pid, True)
+        if FLOOR in self.args.contenders:
+            port = procs.free_port()
+            started = self.procs.start(
+                FLOOR, [self.rt.python, str(HERE / "floor_proxy.py"), str(port), "127.0.0.1",
+                        str(up_port)],
+                core=self.core(PROXY_CORE), log_path=self.base / "floor.log", env=self.rt.env)
+            procs.wait_for_port("127.0.0.1", port, 10, started)
+            self.targets[FLOOR] = port
+            self.rss_of[FLOOR] = (started.pid, False)
+        caddy = shutil.which("caddy")
+        if CADDY in self.args.contenders and caddy is None:
+            print("  caddy is not installed: skipping that contender", flush=True)
+        elif CADDY in self.args.contenders and caddy is not None:
+            port = procs.free_port()
+            caddyfile = self.base / "Caddyfile"
+            caddyfile.write_text("{\n\tadmin off\n\tauto_https off\n}\n"
+                                 f":{port} {{\n\tbind 127.0.0.1\n"
+                                 f"\treverse_proxy 127.0.0.1:{up_port}\n}}\n")
+            started = self.procs.start(
+                CADDY, [caddy, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+                core=self.core(PROXY_CORE), log_path=self.base / "caddy.log",
+                # One core's worth of Go, like every other contender here.
+                env={"GOMAXPROCS": "1", "HOME": str(self.base)})
+            procs.wait_for_port("127.0.0.1", port, 30, started)
+            self.targets[CADDY] = port
+            self.rss_of[CADDY] = (started.pid, False)
         if WAKEPROXY in self.args.contenders:
             self.start_wakeproxy(WAKEPROXY, storm_delay=self.args.storm_delay)
             many = self.start_wakeproxy(MANY_APPS, extra_apps=MANY - 2, warm=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
-CONTENDERS = {"direct", "nginx-proxy", "wakeproxy"}
+# Caddy is a contender only where it is installed.
+CONTENDERS = {"direct", "nginx-proxy", "floor", "wakeproxy"} | (
+    {"caddy"} if shutil.which("caddy") else set())
 MANY_APPS = "wakeproxy-10k-apps"  # measured in the 50-connection row only
 
 

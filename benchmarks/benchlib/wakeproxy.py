@@ -97,7 +97,11 @@ def request(
         headers = {"Host": host}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        conn.request(method, path, headers=headers)
+        body = None
+        if method == "POST":  # admin writes are JSON (a form or text POST is refused)
+            headers["Content-Type"] = "application/json"
+            body = b"{}"
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return Reply(resp.status, resp.read())
     finally:
