@@ -20,6 +20,7 @@ def test_each_file_and_the_kustomize_build_pass_strict_validation() -> None:
     objects = {(o["kind"], o["metadata"]["name"]): o for o in kustomize(REGISTRY)}
     assert set(objects) == {
         ("Deployment", "wakeproxy-registry"), ("Service", "wakeproxy-registry"),
+        ("Service", "wakeproxy-registry-pull"), ("NetworkPolicy", "wakeproxy-registry"),
         ("PersistentVolumeClaim", "wakeproxy-registry"),
     }
     for obj in objects.values():
@@ -31,16 +32,19 @@ def test_the_registry_stores_images_on_its_claim_and_is_reachable() -> None:
     objects = {(o["kind"], o["metadata"]["name"]): o for o in kustomize(REGISTRY)}
     dep = objects[("Deployment", "wakeproxy-registry")]
     pod = dep["spec"]["template"]["spec"]
-    [c] = pod["containers"]
     assert dep["spec"]["strategy"]["type"] == "Recreate"  # ReadWriteOnce volume
-    [volume] = pod["volumes"]
-    assert volume["persistentVolumeClaim"]["claimName"] == "wakeproxy-registry"
-    assert c["volumeMounts"][0]["mountPath"] == "/var/lib/registry"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["images"]["persistentVolumeClaim"]["claimName"] == "wakeproxy-registry"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/"
-    assert "memory" in c["resources"]["limits"]
-    service = objects[("Service", "wakeproxy-registry")]
+    # Both sides (push with credentials, pull read-only) serve the same stored images.
+    for c in pod["containers"]:
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["images"] == "/var/lib/registry"
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert "memory" in c["resources"]["limits"]
+        assert c["readinessProbe"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert service["spec"]["ports"][0]["port"] == 5000
+    for name in ("wakeproxy-registry", "wakeproxy-registry-pull"):
+        service = objects[("Service", name)]
+        assert service["spec"]["selector"].items() <= labels.items()
+    assert objects[("Service", "wakeproxy-registry")]["spec"]["ports"][0]["port"] == 5000
