@@ -1,5 +1,5 @@
 """`wakeproxy promote` on Kubernetes, through the CLI against a real `wakeproxy serve` on
-the emulator: the next stage's Deployment gets exactly the image (and build and commit)
+the emulator: the next stage's Deployment gets exactly the image digest (and build and commit)
 the stage's Deployment runs, by the same apply as a deploy, and no build Job is made."""
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ async def test_promote_applies_the_stages_exact_image_to_the_next_stage(
             f"promoted build {build_id} (commit {COMMIT[:7]}) from shop to shop-production: ")
         assert f"image {image(k8s_emulator, 'shop')}" in done.stdout
         assert image(k8s_emulator, "shop-production") == image(k8s_emulator, "shop")
+        assert "@sha256:" in image(k8s_emulator, "shop-production")  # the very digest
         prod = notes(k8s_emulator, "shop-production")
         assert prod["wakeproxy.io/build"] == build_id
         assert prod["wakeproxy.io/commit"] == COMMIT
