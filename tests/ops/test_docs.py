@@ -6,6 +6,7 @@ import re
 
 from tests.ops.monitoring import ROOT, alert_rules, load_yaml
 from wakeproxy.obs.families import FAMILIES
+from wakeproxy.settings.apps import APP_KEYS
 
 DOC = (ROOT / "docs" / "OPERATIONS.md").read_text()
 
@@ -29,3 +30,12 @@ def test_the_savings_keys_are_documented_where_the_config_keys_live() -> None:
     example = load_yaml(ROOT / "config" / "cluster.example.yaml")
     assert set(example["savings"]) == {"cost_per_replica_hour", "currency"}
     assert "cost_per_replica_hour:" in DOC and "wakeproxy status --savings" in DOC
+
+
+def test_every_key_of_an_app_is_in_the_example_config() -> None:
+    # The example "lists every key with its default": each key an app entry (or the
+    # defaults:) takes appears there, as a line of its own, set or commented out.
+    text = (ROOT / "config" / "cluster.example.yaml").read_text()
+    missing = [key for key in sorted(APP_KEYS)
+               if not re.search(rf"^\s*#?\s*(- )?{key}:", text, re.MULTILINE)]
+    assert missing == []

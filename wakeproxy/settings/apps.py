@@ -60,7 +60,7 @@ POLICY_KEYS = {
     "release_concurrency", "ignored_paths", "probe_interval", "readiness_path", "stop_grace",
     "promote_to", "give_up_after", "awake_schedule",
 }
-_APP_KEYS = POLICY_KEYS | {
+APP_KEYS = POLICY_KEYS | {
     "name", "hosts", "command", "cwd", "env", "repo", "github_repo", "build", "review_env",
 }
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -186,7 +186,7 @@ def _read_app(
     m = r.mapping(raw, path)
     if not m:
         return None
-    r.unknown_keys(m, _APP_KEYS, path)
+    r.unknown_keys(m, APP_KEYS, path)
     name = m.get("name")
     ok = True
     if not isinstance(name, str) or not DNS_LABEL.match(name):
