@@ -22,6 +22,7 @@ from .meta import JSON, dig, is_terminating, meta
 from .pod_runner import PodRunner
 from .processes import ContainerProcess
 from .pulls import ImagePulls
+from .scheduling import Scheduling
 from .store import Store
 
 Key = tuple[str, str]
@@ -49,6 +50,8 @@ class Kubelet(Controller):
         # Slow or failing image pulls (tests flip these; pods started afterwards obey).
         # `pull_images`: registries are resolved as a node does (cluster DNS names fail).
         self.pulls = ImagePulls(resolve=pull_images)
+        # No room for new pods for a while (or ever): they wait Unschedulable first.
+        self.scheduling = Scheduling()
         self._closing = False
 
     def keys_for(self, event: Event) -> Iterable[Hashable]:
@@ -91,6 +94,7 @@ class Kubelet(Controller):
             self.store, pod, self._logs[(ns, name, container)],
             probe_interval=self._probe_interval, ready_probe_interval=self._ready_interval,
             restart_backoff=self._backoff, register=self.processes.append, pulls=self.pulls,
+            scheduling=self.scheduling,
         )
         self.runners[key] = runner
         self._runs[key] = self.spawn(runner.run(), f"pod-{ns}-{name}")

@@ -20,6 +20,7 @@ from .podspec import ContainerConfigError, container_argv, container_env, port_o
 from .probes import probe
 from .processes import ContainerProcess
 from .pulls import ImagePulls
+from .scheduling import Scheduling
 from .store import Store
 
 IP = "127.0.0.1"
@@ -29,7 +30,8 @@ class PodRunner:
     def __init__(self, store: Store, pod: JSON, logs: LogBuffer, *, probe_interval: float,
                  ready_probe_interval: float, restart_backoff: float,
                  register: Callable[[ContainerProcess], None],
-                 pulls: ImagePulls | None = None) -> None:
+                 pulls: ImagePulls | None = None,
+                 scheduling: Scheduling | None = None) -> None:
         self.store = store
         self._register = register
         self.namespace = str(meta(pod)["namespace"])
@@ -45,6 +47,7 @@ class PodRunner:
         self._ready = False
         self._started_at = format_time()
         self._pulls = pulls or ImagePulls()
+        self._scheduling = scheduling or Scheduling()
 
     # -- status --------------------------------------------------------------------------------
     def _write(self, change: Callable[[JSON], None]) -> bool:
@@ -91,6 +94,15 @@ class PodRunner:
 
         return change
 
+    def _unschedulable(self, message: str) -> bool:
+        """Report the pod waiting for a node: no IP, no container started."""
+        def change(pod: JSON) -> None:
+            old = pod.get("status") or {}
+            pod["status"] = {"phase": "Pending", "qosClass": old.get("qosClass") or "BestEffort",
+                             "conditions": [{**_cond(old, "PodScheduled", False, format_time()),
+                                             "reason": "Unschedulable", "message": message}]}
+        return self._write(change)
+
     # -- life ----------------------------------------------------------------------------------
     async def run(self) -> None:
         pod = self.store.find(r.PODS, self.namespace, self.name)
@@ -105,6 +117,9 @@ class PodRunner:
             waiting = {"waiting": {"reason": err.reason, "message": err.message}}
             self._write(self._status("Pending", waiting, ready=False))
             return
+        if not await self._scheduling.wait(self._unschedulable, self.stop_requested):
+            return
+
         def waiting(reason: str, message: str) -> bool:
             state = {"waiting": {"reason": reason, "message": message}}
             return self._write(self._status("Pending", state, ready=False))

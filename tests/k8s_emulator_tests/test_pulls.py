@@ -35,3 +35,17 @@ async def test_a_failing_pull_never_starts_the_container(k8s_emulator: Emulator)
     await until(lambda: _waiting(k8s_emulator) == "ErrImagePull")
     await until(lambda: _waiting(k8s_emulator) == "ImagePullBackOff")
     assert not k8s_emulator.kubelet.live_process_groups()
+
+
+async def test_an_unschedulable_pod_has_no_address_until_a_node_fits(
+    k8s_emulator: Emulator,
+) -> None:
+    k8s_emulator.kubelet.scheduling.delay = 1.0
+    k8s_emulator.create(deployment("web", command=http_server_command()))
+    pods = await until(lambda: k8s_emulator.pods(app="web")
+                       and k8s_emulator.pods(app="web")[0].get("status", {}).get("conditions"))
+    [pod] = k8s_emulator.pods(app="web")
+    [scheduled] = pod["status"]["conditions"]
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+    assert pods and "podIP" not in pod["status"] and not k8s_emulator.endpoint_slices("web")
+    await until(lambda: k8s_emulator.ready_ports("web"), 10)  # a node was added

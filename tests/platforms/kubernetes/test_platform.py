@@ -267,16 +267,21 @@ async def test_a_scale_up_that_never_serves_is_given_up_after_give_up_after(
     await until(lambda: not k8s_emulator.pods(app="mute"), 10)
 
 
-async def test_a_slow_image_pull_outlives_the_wake_and_the_next_request_joins_it(
-    k8s_emulator: Emulator, make_world: MakeWorld,
+@pytest.mark.parametrize("slow", ["image pull", "scheduling"])
+async def test_a_slow_start_outlives_the_wake_and_the_next_request_joins_it(
+    k8s_emulator: Emulator, make_world: MakeWorld, slow: str,
 ) -> None:
     k8s_emulator.create(app_deployment("big", hosts="big.example.com", wake_timeout="1s"))
-    k8s_emulator.kubelet.pulls.delay = 2.5  # a large image: longer than the wake timeout
+    # Longer than the wake timeout: a large image, or a node the autoscaler adds.
+    if slow == "image pull":
+        k8s_emulator.kubelet.pulls.delay = 2.5
+    else:
+        k8s_emulator.kubelet.scheduling.delay = 2.5
     world = await make_world(k8s_emulator)
     started = time.monotonic()
     with pytest.raises(WakeTimedOut) as e:
         await world.lifecycle.wake("default.big")
-    assert "ContainerCreating" in e.value.reason
+    assert ("ContainerCreating" if slow == "image pull" else "Unschedulable") in e.value.reason
     assert replicas_of(k8s_emulator, "big") == 1
     await asyncio.sleep(1.0)
     # The next request joins the pull in progress: it does not start over.
@@ -339,3 +344,17 @@ async def test_a_wake_restores_the_replica_count_the_app_had_before_sleeping(
     restarted = await make_world(k8s_emulator, identity="wp-1")
     await restarted.lifecycle.wake("default.web")
     assert replicas_of(k8s_emulator, "web") == 3
+
+
+async def test_a_pod_that_stays_unschedulable_gives_up_after_its_grace(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.create(app_deployment("huge", hosts="huge.example.com", wake_timeout="20s"))
+    k8s_emulator.kubelet.scheduling.delay = None  # no node will ever fit it
+    world = await make_world(k8s_emulator, unschedulable_grace=1.5)
+    started = time.monotonic()
+    with pytest.raises(WakeError) as e:
+        await world.lifecycle.wake("default.huge")
+    assert "cannot be scheduled" in e.value.reason and "Insufficient cpu" in e.value.reason
+    assert 1.5 <= time.monotonic() - started < 8
+    await until(lambda: replicas_of(k8s_emulator, "huge") == 0, 5)
