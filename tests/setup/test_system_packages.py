@@ -128,12 +128,24 @@ def test_a_tool_with_several_names_is_there_when_any_one_is(tmp_path: Path) -> N
     assert machine.recorded() == []
 
 
-def test_installing_prometheus_stops_the_server_debian_starts(tmp_path: Path) -> None:
+def test_a_service_the_install_starts_is_stopped(tmp_path: Path) -> None:
     machine = Machine(tmp_path)
-    machine.add("wakeproxy-fake-promtool  prometheus")
-    machine.run()
-    assert "apt-get install -y -qq --no-install-recommends prometheus" in machine.recorded()
-    assert "systemctl stop prometheus" in machine.recorded()
+    machine.add("wakeproxy-fake-daemon  wakeproxy-fake-daemon-pkg  stop:fake-daemon  # why")
+    machine.add("wakeproxy-fake-tool  wakeproxy-fake-tool-pkg")
+    assert machine.run().returncode == 0
+    assert machine.recorded() == [
+        "apt-get update -qq",
+        "apt-get install -y -qq --no-install-recommends wakeproxy-fake-daemon-pkg "
+        "wakeproxy-fake-tool-pkg",
+        "systemctl stop fake-daemon",
+    ]
+
+
+def test_the_note_after_a_service_is_still_shown(tmp_path: Path) -> None:
+    machine = Machine(tmp_path, uid=1000)
+    machine.add("wakeproxy-fake-daemon  wakeproxy-fake-daemon-pkg  stop:fake-daemon  # why")
+    r = machine.run()
+    assert "wakeproxy-fake-daemon: Debian package wakeproxy-fake-daemon-pkg — why" in r.stderr
 
 
 def test_every_tool_the_checks_run_is_listed() -> None:
