@@ -41,7 +41,7 @@ from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.model.demand import WakeDemand
 from wakeproxy.model.peers import PeerActivity
 from wakeproxy.model.routes import Routes
-from wakeproxy.model.stats import PlatformStats, RequestStats, WakeStats
+from wakeproxy.model.stats import CapStats, PlatformStats, RequestStats, WakeStats
 from wakeproxy.obs.admin import build_admin_app
 from wakeproxy.obs.logging import AccessLogSink, configure_logging
 from wakeproxy.obs.metrics import build_registry
@@ -124,6 +124,7 @@ class Daemon:
         self.ledger = ActivityLedger(self.clock)
         self.demand = WakeDemand()
         self.request_stats = RequestStats()
+        self.cap_stats = CapStats()
         self.wake_stats = WakeStats()
         # The local platform has no peers: it always holds the lead (and runs the sweeper).
         # On Kubernetes the platform flips it with its Lease.
@@ -156,7 +157,7 @@ class Daemon:
         self.registry = build_registry(
             board=self.board, ledger=self.ledger, request_stats=self.request_stats,
             wake_stats=self.wake_stats, clock=self.clock, cluster=s.cluster, version=__version__,
-            platform_stats=self.platform_stats, savings=s.savings,
+            platform_stats=self.platform_stats, savings=s.savings, cap_stats=self.cap_stats,
         )
         self.controllers = self._build_controllers()
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,11 +183,13 @@ class Daemon:
                                          settings=k.builds, api=lambda: platform.controllers_api,
                                          lease_namespace=self._lease_namespace(),
                                          lease_name=k.lease_name, clock=self.clock,
-                                         config_file=s.source)
+                                         config_file=s.source, limits=s.build_limits,
+                                         caps=self.cap_stats)
         return LocalControllers(
             apps=s.apps, review=s.review_apps, builds_dir=Path(s.builds_dir),
             platform=self.platform, lifecycle=self.lifecycle, board=self.board,
             environ=self.environ, config_file=s.source, run_as=self._run_as(),
+            limits=s.build_limits, caps=self.cap_stats,
         )
 
     async def start(self) -> None:

@@ -4,6 +4,7 @@ exact commit built, and the builds list read back from the Jobs after a restart.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -280,3 +281,32 @@ async def test_a_repo_url_with_a_token_shows_nowhere_but_in_the_builders_argumen
     assert restored is not None
     await again.load_log(restored)
     assert token not in restored.log.read(0)[0].decode()
+
+
+async def test_build_jobs_running_at_once_are_capped_and_the_rest_wait_queued(
+    k8s_emulator: Emulator, api: Api,
+) -> None:
+    """Each running Job holds an API log stream: at most build_limits.concurrency run."""
+    from tests.controllers_k8s.layout import pushing
+    from wakeproxy.controllers.errors import CapReached
+    from wakeproxy.settings import BuildLimits
+
+    settings = KubernetesBuilds(registry="registry.test:5000", pull_registry="localhost:30500",
+                                deadline=30, builder_command=pushing("sleep 0.4"))
+    b = KubernetesBuilder(jobs=BuildJobs(lambda: api, settings), registry=settings.registry,
+                          pull_registry=settings.pull_registry,
+                          limits=BuildLimits(concurrency=2, max_queued=2))
+    builds = [b.start("shop", Source(repo="https://git.example/shop.git"), SHA)
+              for _ in range(4)]
+    with pytest.raises(CapReached) as refused:
+        b.start("shop", Source(repo="https://git.example/shop.git"), SHA)
+    assert refused.value.cap == "build_limits.max_queued"
+    most = 0
+    while not all(x.done.is_set() for x in builds):
+        jobs = [j for j in k8s_emulator.store.items(r.JOBS)
+                if not (j.get("status") or {}).get("conditions")]
+        most = max(most, len(jobs))
+        assert sum(x.state is BuildState.RUNNING for x in builds) <= 2
+        await asyncio.sleep(0.02)
+    assert most == 2
+    assert all(x.state is BuildState.SUCCEEDED for x in builds), [x.reason for x in builds]

@@ -19,6 +19,7 @@ from wakeproxy.settings import Savings
 
 ALLOWED_LABELS = {
     "app", "code", "state", "result", "resource", "currency", "version", "cluster", "le",
+    "cap",  # one of the fixed caps' config keys
 }
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from wakeproxy.controllers.errors import (
     BadWebhook,
+    CapReached,
     ControllerError,
     DeclaredInConfig,
     DeployFailed,
@@ -34,6 +35,7 @@ from wakeproxy.obs.api_errors import (
     CommandFailed,
     Conflict,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     error_middleware,
 )
@@ -50,6 +52,7 @@ ERRORS: dict[type[ControllerError], type[ApiError]] = {
     UnknownApp: NotFound,
     UnknownBuild: NotFound,
     InvalidRef: BadRequest,
+    CapReached: TooManyRequests,
     NotBuildable: Conflict,
     NotDeployable: Conflict,
     DeclaredInConfig: Conflict,

@@ -36,8 +36,10 @@ from wakeproxy.controllers.git_refs import REVISION, is_commit, kind
 from wakeproxy.controllers.state import BuildRecord
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.redact import credentials, redact
+from wakeproxy.model.stats import CapStats
 from wakeproxy.platforms.local.sandbox import RunAs, clean_env, git_env
 from wakeproxy.platforms.local.watchdog import GroupWatchdog
+from wakeproxy.settings import BuildLimits
 
 log = structlog.get_logger("wakeproxy.builds")
 
@@ -68,11 +70,12 @@ class _StepFailed(Exception):
 
 class LocalBuilder(BuildBook):
     def __init__(
-        self, *, root: Path, environ: Mapping[str, str], concurrency: int = 2,
+        self, *, root: Path, environ: Mapping[str, str], concurrency: int | None = None,
         timeout: float = 900.0, changed: Callable[[], None] = _nothing,
         watchdog: GroupWatchdog | None = None, run_as: RunAs | None = None,
+        limits: BuildLimits | None = None, caps: CapStats | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(limits, caps, platform="local", concurrency=concurrency)
         self._root = root
         self._watchdog = watchdog
         self._changed = changed
@@ -81,7 +84,7 @@ class LocalBuilder(BuildBook):
         self._environ = environ
         self._git_env = git_env(environ)
         self._run_as = run_as
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(self._concurrency)
         self._timeout = timeout
 
     # -- readers ---------------------------------------------------------------------
@@ -96,11 +99,12 @@ class LocalBuilder(BuildBook):
     # -- commands --------------------------------------------------------------------
 
     def start(self, app: str, source: Source, ref: str, *, deploy: bool = False) -> Build:
+        self._admit(app)
         build_id = f"{app}-{secrets.token_hex(3)}"
         while build_id in self._builds:
             build_id = f"{app}-{secrets.token_hex(3)}"
         build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time(),
-                      deploy=deploy)
+                      deploy=deploy, log=self._new_log())
         build.log.hide(credentials(source.repo))
         self._builds[build_id] = build
         self._forget_old()
@@ -273,9 +277,13 @@ class LocalBuilder(BuildBook):
         self._logs.save(build)
         build.done.set()
         self._changed()
+        self._trim_logs()
         event = "build succeeded" if state is BuildState.SUCCEEDED else "build did not succeed"
         log.info(event, build=build.id, app=build.app, state=state.value, reason=reason,
                  exit_code=build.exit_code, commit=build.commit)
+
+    def _evicted(self, build: Build) -> None:
+        self._unloaded.add(build.id)  # its file is read back when it is asked for
 
     def _forgotten(self, build: Build) -> None:
         self._unloaded.discard(build.id)
@@ -319,7 +327,8 @@ class LocalBuilder(BuildBook):
             except ValueError:
                 state = BuildState.FAILED
             build = Build(
-                id=r.id, app=r.app, repo=r.repo, ref=r.ref, created_at=r.created_at,
+                log=self._new_log(), id=r.id, app=r.app, repo=r.repo, ref=r.ref,
+                created_at=r.created_at,
                 state=state, commit=r.commit, started_at=r.started_at,
                 finished_at=r.finished_at, exit_code=r.exit_code, reason=r.reason,
                 deployed_at=r.deployed_at, deploy_outcome=r.deploy_outcome,

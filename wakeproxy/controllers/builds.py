@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 HIDDEN = b"***"
-_LOG_LIMIT = 2 * 1024 * 1024  # bytes of log kept per build; older output is dropped
+_LOG_LIMIT = 1024 * 1024  # bytes of log kept per build (build_limits.log_bytes)
 _TAIL_LINES = 20
 
 
@@ -31,12 +32,18 @@ class BuildState(enum.StrEnum):
 
 
 class BuildLog:
-    """Append-only output with absolute offsets; readers wait on `grown()`."""
+    """Append-only output with absolute offsets; readers wait on `grown()`.
 
-    def __init__(self, limit: int = _LOG_LIMIT) -> None:
+    At most `limit` bytes are kept: the oldest output goes first (`dropped` is told how
+    much), and a reader that asks for it gets a line saying so instead.
+    """
+
+    def __init__(self, limit: int = _LOG_LIMIT,
+                 dropped: Callable[[int], None] | None = None) -> None:
         self._data = bytearray()
         self._dropped = 0  # bytes dropped from the front to respect the limit
         self._limit = limit
+        self._on_drop = dropped
         self._grown: asyncio.Event | None = None
         self._hidden: tuple[bytes, ...] = ()
         self.closed = False
@@ -58,6 +65,8 @@ class BuildLog:
         if excess > 0:
             del self._data[:excess]
             self._dropped += excess
+            if self._on_drop is not None:
+                self._on_drop(excess)
         self._fire()
 
     def line(self, text: str) -> None:
@@ -79,10 +88,28 @@ class BuildLog:
             data = data.replace(secret, HIDDEN)
         return data
 
+    @property
+    def size(self) -> int:
+        """Bytes held in memory."""
+        return len(self._data)
+
+    def evict(self) -> int:
+        """Forget a finished log's bytes (it can be read back from elsewhere); how many."""
+        size = len(self._data)
+        self._dropped += size
+        self._data = bytearray()
+        return size
+
     def read(self, offset: int) -> tuple[bytes, int]:
-        """Bytes from `offset` (or the oldest kept) to the end, and the new offset."""
+        """Bytes from `offset` (or the oldest kept) to the end, and the new offset; a line
+        says how much older output is gone when `offset` is before what is kept."""
         start = max(offset, self._dropped) - self._dropped
-        return bytes(self._data[start:]), self.end
+        data = bytes(self._data[start:])
+        if offset < self._dropped and self._data:
+            gone = self._dropped - offset
+            data = (f"==> {gone} bytes of older output were dropped (a build log keeps its "
+                    f"last {self._limit} bytes: build_limits.log_bytes)\n").encode() + data
+        return data, self.end
 
     def grown(self) -> asyncio.Event:
         """Set at the next write or when the log closes."""

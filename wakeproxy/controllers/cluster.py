@@ -55,12 +55,13 @@ from wakeproxy.model.apps import not_deployed
 from wakeproxy.model.clock import Clock, SystemClock
 from wakeproxy.model.images import moved, nodes_resolve, registry_host
 from wakeproxy.model.redact import credentials
+from wakeproxy.model.stats import CapStats
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.builds import BuildJobs
 from wakeproxy.platforms.kubernetes.delivery_log import LeaseDeliveryLog
 from wakeproxy.platforms.kubernetes.deploys import Deploys, Release
 from wakeproxy.platforms.kubernetes.errors import ApiError
-from wakeproxy.settings import KubernetesBuilds, LocalApp
+from wakeproxy.settings import BuildLimits, KubernetesBuilds, LocalApp
 from wakeproxy.settings import ReviewApps as ReviewSettings
 
 log = structlog.get_logger("wakeproxy.controllers")
@@ -233,6 +234,7 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         self, *, apps: Sequence[LocalApp], review: ReviewSettings | None,
         settings: KubernetesBuilds, api: Callable[[], Api], lease_namespace: str,
         lease_name: str, clock: Clock | None = None, config_file: str = "",
+        limits: BuildLimits | None = None, caps: CapStats | None = None,
     ) -> None:
         super().__init__(declared=[a.policy for a in apps], config_file=config_file)
         clock = clock or SystemClock()
@@ -244,7 +246,8 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
                        for c in credentials(a.repo))
         self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
                                          registry=settings.registry,
-                                         pull_registry=settings.pull_registry, hidden=hidden)
+                                         pull_registry=settings.pull_registry, hidden=hidden,
+                                         limits=limits, caps=caps)
         self._namespace = settings.namespace
         self._deploys = Deploys(api, settings)
         self.deployer = KubernetesDeployer(deploys=self._deploys, builder=self.builder)
@@ -252,7 +255,8 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
             self.deployer.add_app(app)
         self._review = review
         self.reviews = None if review is None else ReviewApps(
-            domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer)
+            domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer,
+            max_per_repo=review.max_per_repo, caps=caps)
 
     def source(self, app: str) -> Source:
         local = self._apps.get(app)

@@ -38,6 +38,7 @@ from wakeproxy.controllers.review import base_of
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.images import moved, repository
 from wakeproxy.model.redact import credentials, redact
+from wakeproxy.model.stats import CapStats
 from wakeproxy.platforms.kubernetes.build_history import BuildHistory, FoundJob
 from wakeproxy.platforms.kubernetes.builds import (
     BuildJob,
@@ -47,6 +48,7 @@ from wakeproxy.platforms.kubernetes.builds import (
 )
 from wakeproxy.platforms.kubernetes.deploys import APP_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError
+from wakeproxy.settings import BuildLimits
 
 log = structlog.get_logger("wakeproxy.builds")
 
@@ -71,8 +73,13 @@ def labels_of(app: str) -> dict[str, str]:
 class KubernetesBuilder(BuildBook):
     def __init__(self, *, jobs: BuildJobs, registry: str, pull_registry: str | None = None,
                  environ: Mapping[str, str] | None = None,
-                 hidden: tuple[str, ...] = ()) -> None:
-        super().__init__()
+                 hidden: tuple[str, ...] = (), limits: BuildLimits | None = None,
+                 caps: CapStats | None = None) -> None:
+        super().__init__(limits, caps, platform="kubernetes")
+        # Jobs running at once, each holding an API log stream: the API client's
+        # connections and the cluster are not for an outsider's pull requests to exhaust.
+        self._slots = asyncio.Semaphore(self._concurrency)
+        self._job_of: dict[str, BuildJob] = {}  # to read a log back once it left memory
         # Credentials of every configured repo URL: a build read back after a restart
         # has only the redacted URL of its Job, yet its pod's log may show the real one.
         self._hidden = hidden
@@ -112,11 +119,12 @@ class KubernetesBuilder(BuildBook):
 
     def start(self, app: str, source: Source, ref: str, *, deploy: bool = False) -> Build:
         # Job names are DNS labels: `build-` + id must fit in 63 characters.
+        self._admit(app)
         build_id = f"{app[:48].rstrip('-')}-{secrets.token_hex(3)}"
         while build_id in self._builds:  # read-back builds hold ids too
             build_id = f"{app[:48].rstrip('-')}-{secrets.token_hex(3)}"
         build = Build(id=build_id, app=app, repo=source.repo, ref=ref, created_at=time.time(),
-                      deploy=deploy)
+                      deploy=deploy, log=self._new_log())
         build.log.hide((*self._hidden, *credentials(source.repo)))
         self._builds[build_id] = build
         self._forget_old()
@@ -171,7 +179,9 @@ class KubernetesBuilder(BuildBook):
 
     def _read_back(self, f: FoundJob) -> Build:
         job = f.job
-        build = Build(id=job.build_id, app=f.app, repo=job.repo, ref=job.ref,
+        self._job_of[job.build_id] = job
+        build = Build(log=self._new_log(), id=job.build_id, app=f.app, repo=job.repo,
+                      ref=job.ref,
                       created_at=job.created_at, commit=job.commit or None,
                       started_at=f.started_at or job.created_at, deploy=job.deploy)
         build.log.hide(self._hidden)
@@ -179,7 +189,7 @@ class KubernetesBuilder(BuildBook):
             build.state = BuildState.RUNNING
             build.log.line(f"==> read back after a restart: build Job "
                            f"{self._jobs.namespace}/{job.job_name} still runs; following it")
-            self._track(build, self._follow(build, job, owned=False))
+            self._track(build, self._watch(build, job))
             return build
         succeeded, why = f.finished
         build.finished_at = f.finished_at
@@ -239,7 +249,21 @@ class KubernetesBuilder(BuildBook):
         task.add_done_callback(lambda _: self._tasks.pop(build.id, None))
         self._tasks[build.id] = task
 
+    async def _watch(self, build: Build, job: BuildJob) -> None:
+        """Follow a Job read back after a restart (its log stream takes a slot too)."""
+        async with self._slots:
+            await self._follow(build, job, owned=False)
+
     async def _run(self, build: Build) -> None:
+        try:
+            async with self._slots:  # queued until then
+                await self._run_job(build)
+        except asyncio.CancelledError:
+            if not build.state.finished:  # cancelled while queued
+                self._finish(build, BuildState.CANCELLED, build.reason or "cancelled")
+            raise
+
+    async def _run_job(self, build: Build) -> None:
         blog = build.log
         build.state, build.started_at = BuildState.RUNNING, time.time()
         try:
@@ -256,6 +280,7 @@ class KubernetesBuilder(BuildBook):
                        image=f"{self._registry}/{build.app}:{build.commit}-{suffix}",
                        labels=labels_of(build.app), created_at=build.created_at,
                        deploy=build.deploy)
+        self._job_of[build.id] = job
         blog.line(f"==> build Job {self._jobs.namespace}/{job.job_name}: {redact(job.repo)} "
                   f"{job.commit} -> {job.image}")
         await self._follow(build, job, owned=True)
@@ -321,7 +346,14 @@ class KubernetesBuilder(BuildBook):
         build.done.set()
         log.info("build finished", build=build.id, app=build.app, state=state.value,
                  reason=reason, exit_code=build.exit_code, commit=build.commit)
+        self._trim_logs()
+
+    def _evicted(self, build: Build) -> None:
+        job = self._job_of.get(build.id)
+        if job is not None:  # read from its pod (while Kubernetes keeps it) when asked
+            self._unread[build.id] = job
 
     def _forgotten(self, build: Build) -> None:
         self._images.pop(build.id, None)
         self._unread.pop(build.id, None)
+        self._job_of.pop(build.id, None)

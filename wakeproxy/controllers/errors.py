@@ -65,3 +65,12 @@ class BadWebhook(ControllerError):
 class InvalidRef(ControllerError):
     """A ref to build that is not a branch, tag, commit or revision (or not one this
     platform can resolve)."""
+
+
+class CapReached(ControllerError):
+    """A cap that protects memory and the cluster was reached (review apps per repository,
+    builds waiting); `cap` is its config key."""
+
+    def __init__(self, cap: str, message: str) -> None:
+        super().__init__(message)
+        self.cap = cap

@@ -18,6 +18,7 @@ from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import Build, BuildState
 from wakeproxy.controllers.errors import (
     BadWebhook,
+    CapReached,
     ControllerError,
     DeclaredInConfig,
     InvalidRef,
@@ -219,7 +220,8 @@ class ControllerFront(Generic[B, D]):
         A pull request that may not be built (a fork's, see trust.py) is answered 202
         with the reason, logged, and builds nothing.
 
-        Raises WebhookRefused (bad or missing signature, or review apps not configured)
+        Raises CapReached (review_apps.max_per_repo), WebhookRefused (bad or missing
+        signature, or review apps not configured)
         and BadWebhook (a signed delivery that is not a usable pull_request event).
         """
         review = self._review
@@ -253,6 +255,11 @@ class ControllerFront(Generic[B, D]):
                         reason=verdict.reason)
             return {"delivery": delivery, "pull_request": event.number,
                     "ignored": verdict.reason}
+        try:
+            self.reviews.admit(event)
+        except CapReached:
+            self._deliveries.forget(delivery, digest)  # "Redeliver" once one has closed
+            raise
         # Only deliveries that start work are shared: the rest cost no API call.
         if (self._shared is not None
                 and await self._shared.first_time(delivery, digest) is False):

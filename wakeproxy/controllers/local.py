@@ -43,9 +43,10 @@ from wakeproxy.controllers.state import (
 )
 from wakeproxy.controllers.webhook import Deliveries
 from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.stats import CapStats
 from wakeproxy.platforms.local.platform import LocalPlatform
 from wakeproxy.platforms.local.sandbox import RunAs
-from wakeproxy.settings import LocalApp
+from wakeproxy.settings import BuildLimits, LocalApp
 from wakeproxy.settings import ReviewApps as ReviewSettings
 
 log = structlog.get_logger("wakeproxy.controllers")
@@ -57,6 +58,7 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         platform: LocalPlatform, lifecycle: EventSink, board: ReadinessBoard,
         environ: Mapping[str, str], drain: float = 0.5, build_timeout: float = 900.0,
         config_file: str = "", run_as: RunAs | None = None,
+        limits: BuildLimits | None = None, caps: CapStats | None = None,
     ) -> None:
         super().__init__(declared=[a.policy for a in apps], config_file=config_file)
         self._apps = {a.policy.name: a for a in apps}
@@ -66,7 +68,7 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         changed = self._changed
         self._deliveries = Deliveries(changed=changed)  # the front's dedupe, saved
         self.builder = LocalBuilder(root=builds_dir, environ=environ, timeout=build_timeout,
-                                    run_as=run_as,
+                                    run_as=run_as, limits=limits, caps=caps,
                                     changed=changed, watchdog=platform.watchdog)
         self.deployer = LocalDeployer(
             platform=platform, lifecycle=lifecycle, board=board, builder=self.builder,
@@ -74,7 +76,7 @@ class LocalControllers(ControllerFront[LocalBuilder, LocalDeployer]):
         self._review = review
         self.reviews = None if review is None else ReviewApps(
             domain=review.domain, apps=apps, builder=self.builder, deployer=self.deployer,
-            changed=changed)
+            changed=changed, max_per_repo=review.max_per_repo, caps=caps)
         self._started = False  # nothing is saved before the earlier run's state is loaded
 
     # -- what survives a restart -------------------------------------------------------

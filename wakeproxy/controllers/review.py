@@ -24,11 +24,12 @@ import structlog
 
 from wakeproxy.controllers.builder import Source
 from wakeproxy.controllers.builds import Build, BuildState
-from wakeproxy.controllers.errors import ControllerError, DeployFailed, UnknownApp
+from wakeproxy.controllers.errors import CapReached, ControllerError, DeployFailed, UnknownApp
 from wakeproxy.controllers.ports import Builder, Deployer
 from wakeproxy.controllers.state import ReviewRecord
 from wakeproxy.controllers.webhook import REVIEW_ACTIONS, PullRequestEvent
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.stats import CAP_REVIEW_APPS, CapStats
 from wakeproxy.settings import LocalApp
 
 log = structlog.get_logger("wakeproxy.review")
@@ -66,8 +67,11 @@ class ReviewApps:
     def __init__(
         self, *, domain: str, apps: Sequence[LocalApp], builder: Builder,
         deployer: Deployer, changed: Callable[[], None] | None = None,
+        max_per_repo: int = 10, caps: CapStats | None = None,
     ) -> None:
         self._domain = domain
+        self._max_per_repo = max_per_repo
+        self._caps = caps or CapStats()
         self._changed = changed or (lambda: None)
         self._open: dict[str, ReviewRecord] = {}
         self._builder = builder
@@ -114,10 +118,31 @@ class ReviewApps:
         policy = replace(base.policy, name=name, hosts=(f"{name}.{self._domain}",))
         return replace(base, policy=policy, cwd=None, env=base.review_env)
 
+    def admit(self, event: PullRequestEvent) -> None:
+        """Refuse an event that would open more than `max_per_repo` review apps of its
+        repository (each runs code and holds resources). Raises CapReached."""
+        if event.action not in REVIEW_ACTIONS or event.action == "closed":
+            return
+        bases = {b.policy.name for b in self._by_repo.get(event.repository.lower(), [])}
+        names = {review_name(event.number, b) for b in bases} - {None}
+        live = {n for n in (*self._open, *self._workers) if base_of(n) in bases}
+        if names <= live or len(live | names) <= self._max_per_repo:
+            return
+        self._caps.refused(CAP_REVIEW_APPS)
+        log.warning("review app refused: too many open", repository=event.repository,
+                    pull_request=event.number, cap=self._max_per_repo,
+                    delivery=event.delivery)
+        raise CapReached(CAP_REVIEW_APPS, f"{event.repository} has {len(live)} open review "
+                         f"apps, the most review_apps.max_per_repo ({self._max_per_repo}) "
+                         f"allows: pull request #{event.number} gets none until one closes")
+
     def submit(self, event: PullRequestEvent) -> list[str]:
-        """Queue the event for each review app it concerns; returns their names."""
+        """Queue the event for each review app it concerns; returns their names.
+
+        Raises CapReached (see `admit`)."""
         if event.action not in REVIEW_ACTIONS:
             return []
+        self.admit(event)
         names = []
         for base in self._by_repo.get(event.repository.lower(), []):
             name = review_name(event.number, base.policy.name)

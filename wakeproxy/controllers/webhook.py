@@ -71,6 +71,11 @@ class Deliveries:
             self._changed()
         return fresh
 
+    def forget(self, *keys: str) -> None:
+        """Forget a delivery that was refused for now (GitHub's redelivery must work)."""
+        self._seen.discard(keys)
+        self._changed()
+
     def records(self) -> tuple[tuple[str, float], ...]:
         """(id, received at) of every remembered delivery, oldest first."""
         return self._seen.records()

@@ -38,6 +38,11 @@ class RecentIds:
         self._trim()
         return fresh
 
+    def discard(self, keys: Iterable[str]) -> None:
+        """Forget `keys` (a delivery refused for now, so its redelivery is not a duplicate)."""
+        for key in keys:
+            self._seen.pop(key, None)
+
     def restore(self, records: Iterable[tuple[str, float]], now: float) -> None:
         """Add saved (key, time) pairs to what is here; the later time of a key wins."""
         latest: dict[str, float] = {}

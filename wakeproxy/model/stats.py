@@ -128,3 +128,27 @@ class PlatformStats:
 
     def sleep_proposed(self, result: str) -> None:
         self.sleep_proposals[result] = self.sleep_proposals.get(result, 0) + 1
+
+
+# The caps that protect memory and the cluster from outsiders (review apps, builds, logs);
+# each is named as its config key, which is what an error and a metric show.
+CAP_REVIEW_APPS = "review_apps.max_per_repo"
+CAP_QUEUED_BUILDS = "build_limits.max_queued"
+CAP_LOG_BYTES = "build_limits.log_bytes"
+CAP_LOG_BYTES_TOTAL = "build_limits.log_bytes_total"
+REFUSING_CAPS = (CAP_REVIEW_APPS, CAP_QUEUED_BUILDS)
+LOG_CAPS = (CAP_LOG_BYTES, CAP_LOG_BYTES_TOTAL)
+
+
+class CapStats:
+    """Requests refused by a cap, and build log bytes dropped by one (for the metrics)."""
+
+    def __init__(self) -> None:
+        self.refusals: dict[str, int] = dict.fromkeys(REFUSING_CAPS, 0)
+        self.log_bytes_dropped: dict[str, int] = dict.fromkeys(LOG_CAPS, 0)
+
+    def refused(self, cap: str) -> None:
+        self.refusals[cap] = self.refusals.get(cap, 0) + 1
+
+    def dropped(self, cap: str, nbytes: int) -> None:
+        self.log_bytes_dropped[cap] = self.log_bytes_dropped.get(cap, 0) + nbytes

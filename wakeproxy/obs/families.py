@@ -4,7 +4,8 @@ Conventions: base units in the name (`_seconds`, `_bytes`), counters end in `_to
 timestamps are `_timestamp_seconds` (Unix time). Labels are bounded: app (one per
 configured app, plus "(unknown)" for unknown hosts), code (HTTP status class for
 requests, exact API status for the Kubernetes API), state, result, resource, currency,
-and version/cluster on build_info. Never path, client, host, pod or build id.
+cap (the config key of one of the fixed caps), and version/cluster on build_info. Never
+path, client, host, pod or build id.
 
 Must never: define a family outside `FAMILIES`, or a label whose values grow with traffic.
 """
@@ -148,6 +149,16 @@ APPS_REFUSED = Family(
     "1 for each annotated Deployment that is not served (its hosts are taken by another "
     "app or its annotations are invalid); the reason is in the log.", ("app",))
 
+CAP_REFUSALS = Family(
+    "wakeproxy_cap_refusals_total", "counter",
+    "Requests refused (429) because a cap was reached, by cap (its config key: "
+    "review_apps.max_per_repo, build_limits.max_queued).", ("cap",))
+LOG_BYTES_DROPPED = Family(
+    "wakeproxy_build_log_bytes_dropped_total", "counter",
+    "Build log bytes dropped from memory, by cap: build_limits.log_bytes (the oldest output "
+    "of a long log) or build_limits.log_bytes_total (finished logs, read back from disk or "
+    "the build pod when asked for).", ("cap",))
+
 KUBERNETES_METRICS: tuple[Family, ...] = (
     LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS, SLEEP_PROPOSALS,
     APPS_REFUSED,
@@ -158,6 +169,6 @@ FAMILIES: tuple[Family, ...] = (
     WAKES, WAKE_DURATION, SLEEPS,
     APPS, APP_UP, ASLEEP_SECONDS, AWAKE_REPLICAS, MAX_HELD,
     IN_FLIGHT, TUNNELS, LAST_ACCESS,
-    COST, BUILD_INFO,
+    COST, BUILD_INFO, CAP_REFUSALS, LOG_BYTES_DROPPED,
     *KUBERNETES_METRICS,
 )

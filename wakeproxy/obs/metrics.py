@@ -24,7 +24,13 @@ from prometheus_client.utils import floatToGoString
 from wakeproxy.model.activity import ActivityLedger, AppActivity
 from wakeproxy.model.board import Phase, ReadinessBoard
 from wakeproxy.model.clock import Clock
-from wakeproxy.model.stats import Histogram, PlatformStats, RequestStats, WakeStats
+from wakeproxy.model.stats import (
+    CapStats,
+    Histogram,
+    PlatformStats,
+    RequestStats,
+    WakeStats,
+)
 from wakeproxy.obs.families import (
     API_ERRORS,
     APP_UP,
@@ -33,6 +39,7 @@ from wakeproxy.obs.families import (
     ASLEEP_SECONDS,
     AWAKE_REPLICAS,
     BUILD_INFO,
+    CAP_REFUSALS,
     COST,
     FAMILIES,
     HELD,
@@ -41,6 +48,7 @@ from wakeproxy.obs.families import (
     IN_FLIGHT,
     LAST_ACCESS,
     LEADER,
+    LOG_BYTES_DROPPED,
     MAX_HELD,
     REQUEST_DURATION,
     REQUESTS,
@@ -100,7 +108,9 @@ class WakeproxyCollector(Collector):
         clock: Clock,
         cluster: str,
         version: str,
+        cap_stats: CapStats,
     ) -> None:
+        self._caps = cap_stats
         self._board = board
         self._ledger = ledger
         self._requests = request_stats
@@ -122,6 +132,10 @@ class WakeproxyCollector(Collector):
         self._collect_platform(m)
         _add(m[COST.name], [self._savings.currency], self._savings.cost_per_replica_hour)
         _add(m[BUILD_INFO.name], [self._version, self._cluster], 1)
+        for cap, count in sorted(self._caps.refusals.items()):
+            _add(m[CAP_REFUSALS.name], [cap], count)
+        for cap, count in sorted(self._caps.log_bytes_dropped.items()):
+            _add(m[LOG_BYTES_DROPPED.name], [cap], count)
         return iter(m.values())
 
     def _collect_requests(self, m: dict[str, Metric]) -> None:
@@ -214,6 +228,7 @@ def build_registry(
     version: str,
     platform_stats: PlatformStats | None = None,
     savings: Savings | None = None,
+    cap_stats: CapStats | None = None,
 ) -> CollectorRegistry:
     """A dedicated registry: process, platform and GC defaults plus every wakeproxy family.
 
@@ -228,6 +243,7 @@ def build_registry(
             board=board, ledger=ledger, request_stats=request_stats, wake_stats=wake_stats,
             platform_stats=platform_stats or PlatformStats(leader=True),
             savings=savings or Savings(), clock=clock, cluster=cluster, version=version,
+            cap_stats=cap_stats or CapStats(),
         )
     )
     return registry

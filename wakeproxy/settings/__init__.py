@@ -12,6 +12,7 @@ single values. Import from this package, not from the modules.
 
 from wakeproxy.model.limits import Limits
 from wakeproxy.settings.apps import POLICY_FIELDS, LocalApp
+from wakeproxy.settings.build_limits import BuildLimits
 from wakeproxy.settings.kubernetes import KubernetesBuilds, KubernetesSettings
 from wakeproxy.settings.load import Settings, load_settings, parse_settings
 from wakeproxy.settings.reader import ConfigError
@@ -21,6 +22,7 @@ from wakeproxy.settings.values import parse_address, parse_duration
 
 __all__ = [
     "POLICY_FIELDS",
+    "BuildLimits",
     "ConfigError",
     "KubernetesBuilds",
     "KubernetesSettings",

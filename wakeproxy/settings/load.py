@@ -18,6 +18,7 @@ import yaml
 from wakeproxy.model.apps import AppPolicy
 from wakeproxy.model.limits import Limits
 from wakeproxy.settings.apps import LocalApp, read_apps, read_defaults
+from wakeproxy.settings.build_limits import BuildLimits, read_build_limits
 from wakeproxy.settings.kubernetes import KubernetesSettings, read_kubernetes
 from wakeproxy.settings.proxy import (
     Network,
@@ -74,6 +75,7 @@ class Settings:
     webhook_listen: tuple[str, int] | None = None
     # The user builds and local apps run as (wakeproxy running as root); None: its own.
     run_as: str | None = None
+    build_limits: BuildLimits = BuildLimits()  # noqa: RUF009 - frozen, one shared default
 
     @property
     def policies(self) -> tuple[AppPolicy, ...]:
@@ -84,7 +86,7 @@ _TOP_KEYS = {
     "cluster", "platform", "listen", "admin_listen", "admin_token", "admin_token_file",
     "log", "trusted_proxies", "sweep_interval", "drain_grace", "limits", "defaults",
     "apps", "kubernetes", "review_apps", "savings", "builds_dir", "admin_hosts",
-    "webhook_listen", "run_as",
+    "webhook_listen", "run_as", "build_limits",
 }
 _PLATFORMS = ("local", "kubernetes")
 
@@ -152,6 +154,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
     token = read_token(r, top, base_dir)
     require_token(r, admin, token, top)
     run_as = read_run_as(r, top)
+    build_limits = read_build_limits(r, top.get("build_limits"))
     admin_hosts = read_admin_hosts(r, top)
     webhook = r.get(top, "webhook_listen", "", parse_address,
                     "an address like 0.0.0.0:9091", None)
@@ -180,6 +183,7 @@ def parse_settings(text: str, source: str, base_dir: Path | None = None) -> Sett
         sweep_interval=sweep_interval, drain_grace=drain_grace, limits=limits, apps=apps,
         savings=savings, kubernetes=kubernetes, review_apps=review_apps, builds_dir=builds_dir,
         admin_hosts=admin_hosts, webhook_listen=webhook, run_as=run_as,
+        build_limits=build_limits,
         defaults=AppPolicy(name="-", hosts=(),
                            **{k: v for k, v in base.items() if k != "stop_grace"}),
     )
