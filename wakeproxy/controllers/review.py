@@ -114,8 +114,11 @@ class ReviewApps:
 
     def definition(self, base: LocalApp, name: str) -> LocalApp:
         """The review app `name` of `base`: its own host, and `review_env` for `env` (the
-        base app's may hold secrets code from a pull request must not see)."""
-        policy = replace(base.policy, name=name, hosts=(f"{name}.{self._domain}",))
+        base app's may hold secrets code from a pull request must not see). It is no
+        stage of the base app's pipeline and keeps no schedule: a review app is woken by
+        its visitors only, and never promoted."""
+        policy = replace(base.policy, name=name, hosts=(f"{name}.{self._domain}",),
+                         promote_to=None, awake_schedule=None)
         return replace(base, policy=policy, cwd=None, env=base.review_env)
 
     def admit(self, event: PullRequestEvent) -> None:
