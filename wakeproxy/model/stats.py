@@ -110,6 +110,9 @@ class PlatformStats:
         # Two-phase sleeps this replica proposed, by outcome: "agreed", "wanted" (a peer
         # or a request here wants the app), "unanswered" (a peer did not answer in time).
         self.sleep_proposals: dict[str, int] = {}
+        # Scale-ups that outlived their wake and were scaled back, by why: "crash_loop",
+        # "image_pull", "unschedulable", "failed" (a pod failed), "give_up_after".
+        self.scale_ups_given_up: dict[str, int] = {}
         # Deployments that declare an app but were refused (bad annotations, a host
         # already claimed by an older app): app name → reason.
         self.apps_refused: dict[str, str] = {}
@@ -125,6 +128,9 @@ class PlatformStats:
 
     def scale_called(self, result: str) -> None:
         self.scale_calls[result] = self.scale_calls.get(result, 0) + 1
+
+    def scale_up_given_up(self, reason: str) -> None:
+        self.scale_ups_given_up[reason] = self.scale_ups_given_up.get(reason, 0) + 1
 
     def sleep_proposed(self, result: str) -> None:
         self.sleep_proposals[result] = self.sleep_proposals.get(result, 0) + 1

@@ -137,7 +137,12 @@ API_ERRORS = Family(
     "Kubernetes API calls that failed, by HTTP status (\"0\": no answer).", ("code",))
 SCALE_CALLS = Family(
     "wakeproxy_scale_calls_total", "counter",
-    "Calls to the scale subresource, by result (ok, conflict, error).", ("result",))
+    "Replica count writes (the scale subresource; a scale to zero patches the Deployment), "
+    "by result (ok, conflict, error).", ("result",))
+SCALE_UPS_GIVEN_UP = Family(
+    "wakeproxy_scale_ups_given_up_total", "counter",
+    "Scale-ups that outlived their wake and were scaled back, by reason (crash_loop, "
+    "image_pull, unschedulable, failed, give_up_after).", ("reason",))
 SLEEP_PROPOSALS = Family(
     "wakeproxy_sleep_proposals_total", "counter",
     "Sleeps this replica proposed to its peers before scaling down, by outcome (agreed; "
@@ -160,8 +165,8 @@ LOG_BYTES_DROPPED = Family(
     "the build pod when asked for).", ("cap",))
 
 KUBERNETES_METRICS: tuple[Family, ...] = (
-    LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS, SLEEP_PROPOSALS,
-    APPS_REFUSED,
+    LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS, SCALE_UPS_GIVEN_UP,
+    SLEEP_PROPOSALS, APPS_REFUSED,
 )
 
 FAMILIES: tuple[Family, ...] = (

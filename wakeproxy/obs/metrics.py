@@ -53,6 +53,7 @@ from wakeproxy.obs.families import (
     REQUEST_DURATION,
     REQUESTS,
     SCALE_CALLS,
+    SCALE_UPS_GIVEN_UP,
     SLEEP_PROPOSALS,
     SLEEPS,
     TUNNELS,
@@ -198,6 +199,8 @@ class WakeproxyCollector(Collector):
             _add(m[API_ERRORS.name], [str(code)], count)
         for result, count in sorted(p.scale_calls.items()):
             _add(m[SCALE_CALLS.name], [result], count)
+        for reason, count in sorted(p.scale_ups_given_up.items()):
+            _add(m[SCALE_UPS_GIVEN_UP.name], [reason], count)
         for result, count in sorted(p.sleep_proposals.items()):
             _add(m[SLEEP_PROPOSALS.name], [result], count)
         for app in sorted(p.apps_refused):

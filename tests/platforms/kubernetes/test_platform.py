@@ -264,6 +264,7 @@ async def test_a_scale_up_that_never_serves_is_given_up_after_give_up_after(
     await until(lambda: replicas_of(k8s_emulator, "mute") == 0, 5)
     assert 1.9 <= time.monotonic() - started < 4.0
     assert world.stats.scale_calls == {"ok": 2}  # up, then back down at give_up_after
+    assert world.stats.scale_ups_given_up == {"give_up_after": 1}
     await until(lambda: not k8s_emulator.pods(app="mute"), 10)
 
 
@@ -303,6 +304,7 @@ async def test_a_crash_looping_app_fails_its_wake_and_is_scaled_back(
         await world.lifecycle.wake("default.crash")
     assert "CrashLoopBackOff" in e.value.reason
     assert time.monotonic() - started < 10  # long before the 20 s wake timeout
+    assert world.stats.scale_ups_given_up == {"crash_loop": 1}
     await until(lambda: replicas_of(k8s_emulator, "crash") == 0, 5)
 
 
@@ -321,6 +323,7 @@ async def test_an_image_that_cannot_be_pulled_gives_up_after_the_pull_grace(
         await waking
     assert "ImagePull" in e.value.reason and "manifest unknown" in e.value.reason
     assert 1.5 <= time.monotonic() - started < 8  # the grace, then the next look
+    assert world.stats.scale_ups_given_up == {"image_pull": 1}
     await until(lambda: replicas_of(k8s_emulator, "gone") == 0, 5)
     assert scale_writes(k8s_emulator, "gone") == 2  # up once, back down once
 
@@ -356,5 +359,6 @@ async def test_a_pod_that_stays_unschedulable_gives_up_after_its_grace(
     with pytest.raises(WakeError) as e:
         await world.lifecycle.wake("default.huge")
     assert "cannot be scheduled" in e.value.reason and "Insufficient cpu" in e.value.reason
+    assert world.stats.scale_ups_given_up == {"unschedulable": 1}
     assert 1.5 <= time.monotonic() - started < 8
     await until(lambda: replicas_of(k8s_emulator, "huge") == 0, 5)

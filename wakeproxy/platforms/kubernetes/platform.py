@@ -155,7 +155,8 @@ class KubernetesPlatform:
                                     stats=self._stats)
         self._scaler = Scaler(api, self._stats)
         self._scale_ups = ScaleUps(api=api, scaler=self._scaler, view=self.view,
-                                   deployments=self._deployments, settings=s, clock=self._clock)
+                                   deployments=self._deployments, settings=s,
+                                   stats=self._stats, clock=self._clock)
         common: dict[str, Any] = {
             "api": api, "namespaces": s.namespaces, "stats": self._stats, "clock": self._clock,
             "watch_timeout": s.watch_timeout, "idle_timeout": s.watch_idle_timeout,

@@ -27,6 +27,7 @@ _PULL_FAILURES = frozenset({
 class Verdict:
     failing: str | None  # why the scale-up will not come up, or None: still starting
     status: str  # what the pods do now, for logs and the wake's timeout message
+    kind: str = ""  # what fails, as a metric label: crash_loop, image_pull, ...
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Watchful:
         seen: dict[tuple[str, str], float] = {}
         notes: list[str] = []
         failing: str | None = None
+        failing_kind = ""
         for pod in pods:
             meta = pod.get("metadata") or {}
             if meta.get("deletionTimestamp"):
@@ -59,14 +61,14 @@ class Watchful:
             if not detail.startswith("ImagePullBackOff") or key not in self._detail:
                 self._detail[key] = detail
             detail = self._detail[key]
-            grace = {"pull": self.pull_grace, "unschedulable": self.unschedulable_grace}.get(
-                kind, 0.0)
+            grace = {"image_pull": self.pull_grace,
+                     "unschedulable": self.unschedulable_grace}.get(kind, 0.0)
             if failing is None and now - since >= grace:
-                failing = f"pod {name}: {detail}"
+                failing, failing_kind = f"pod {name}: {detail}", kind
         self._since = seen
         self._detail = {k: v for k, v in self._detail.items() if k in seen}
         status = "; ".join(notes) if notes else "no pod yet"
-        return Verdict(failing, status)
+        return Verdict(failing, status, failing_kind)
 
 
 def _problem(pod: JSON) -> tuple[tuple[str, str] | None, str]:
@@ -88,9 +90,9 @@ def _problem(pod: JSON) -> tuple[tuple[str, str] | None, str]:
         message = str(waiting.get("message") or "")
         restarts = int(container.get("restartCount") or 0)
         if reason in _PULL_FAILURES:
-            return ("pull", f"{reason}: {message}".rstrip(": ")), reason
+            return ("image_pull", f"{reason}: {message}".rstrip(": ")), reason
         if reason == "CrashLoopBackOff" and restarts >= CRASH_RESTARTS:
-            return (("crash", f"CrashLoopBackOff after {restarts} restarts: {message}"
+            return (("crash_loop", f"CrashLoopBackOff after {restarts} restarts: {message}"
                      .rstrip(": ")), reason)
         if reason:
             return None, reason

@@ -22,6 +22,7 @@ import structlog
 
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.clock import Clock
+from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.annotations import AppSpec
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.backoff import Backoff
@@ -55,12 +56,13 @@ class ScaleUp:
 class ScaleUps:
     def __init__(self, *, api: Api, scaler: Scaler, view: ClusterView,
                  deployments: dict[tuple[str, str], JSON], settings: KubernetesSettings,
-                 clock: Clock) -> None:
+                 stats: PlatformStats, clock: Clock) -> None:
         self._api = api
         self._scaler = scaler
         self._view = view
         self._deployments = deployments
         self._settings = settings
+        self._stats = stats
         self._clock = clock
         self._followed: dict[str, ScaleUp] = {}
 
@@ -105,6 +107,7 @@ class ScaleUps:
                 if now >= up.give_up_at:
                     up.failure = (f"not ready {spec.policy.give_up_after:g}s after it was "
                                   f"scaled up ({up.status})")
+                    self._stats.scale_up_given_up("give_up_after")
                     break
                 pods = await self._pods(spec)
                 if pods is not None:
@@ -112,6 +115,7 @@ class ScaleUps:
                     up.status = verdict.status
                     if verdict.failing is not None:
                         up.failure = verdict.failing
+                        self._stats.scale_up_given_up(verdict.kind)
                         break
                 await asyncio.sleep(min(backoff.delay(), max(0.0, up.give_up_at - now)))
             await self._give_up(up)
