@@ -6,6 +6,8 @@ Owns: splitting an image reference into its registry host the way container runt
 names, IP addresses and `localhost`; it does not use the cluster's DNS, so a Service name
 (`*.svc`, `*.svc.cluster.local`, any `*.cluster.local`, or a bare Service name with a port)
 fails with the error containerd reports. Never pulls anything: there are no images here.
+Written apart from wakeproxy's own rule (wakeproxy/model/images.py) on purpose: the test
+double judges what a node would do by itself, so a wrong rule in wakeproxy cannot pass.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,9 +31,10 @@ def expect_status(exc_info: pytest.ExceptionInfo[ApiException], code: int, reaso
 
 
 @contextlib.asynccontextmanager
-async def api_for(emulator: Emulator) -> AsyncIterator[ApiClient]:
-    """A real client for an emulator made with a custom configuration."""
-    api = await new_client_from_config(config_file=str(emulator.kubeconfig))
+async def api_for(emulator: Emulator, kubeconfig: Path | None = None) -> AsyncIterator[ApiClient]:
+    """A real client for an emulator made with a custom configuration (the admin's
+    kubeconfig unless another is given)."""
+    api = await new_client_from_config(config_file=str(kubeconfig or emulator.kubeconfig))
     try:
         yield api
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from kubernetes_asyncio.config import new_client_from_config
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.fixtures import EmulatorFactory
 from tests.k8s_emulator.manifests import deployment
-from tests.k8s_emulator_tests.helpers import status_of
+from tests.k8s_emulator_tests.helpers import api_for, status_of
 
 USER = "system:serviceaccount:proxy:runner"
 
@@ -87,13 +86,8 @@ async def emulator(make_k8s_emulator: EmulatorFactory, tmp_path: Path) -> Emulat
     return await make_k8s_emulator(install_dir=directory)
 
 
-@contextlib.asynccontextmanager
-async def as_runner(emulator: Emulator) -> AsyncIterator[ApiClient]:
-    api = await new_client_from_config(config_file=str(emulator.wakeproxy_kubeconfig))
-    try:
-        yield api
-    finally:
-        await api.close()
+def as_runner(emulator: Emulator) -> contextlib.AbstractAsyncContextManager[ApiClient]:
+    return api_for(emulator, emulator.wakeproxy_kubeconfig)
 
 
 async def forbidden(call: Any) -> str:
