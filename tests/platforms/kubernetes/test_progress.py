@@ -59,8 +59,11 @@ def test_a_crash_loop_fails_after_a_few_restarts() -> None:
     assert failing is not None and "CrashLoopBackOff after 3 restarts" in failing
 
 
-def test_a_terminating_pod_is_not_judged() -> None:
+def test_terminating_and_ended_pods_are_not_judged() -> None:
     w = Watchful(pull_grace=0, unschedulable_grace=0)
     gone = pod(waiting="ErrImagePull")
     gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    assert w.assess([gone], 0.0).failing is None
+    # An evicted pod stays listed, Failed, until garbage-collected; its replacement counts.
+    evicted = pod("web-0", phase="Failed", waiting="ErrImagePull")
+    verdict = w.assess([gone, evicted, pod("web-2", waiting="ContainerCreating")], 0.0)
+    assert verdict.failing is None and verdict.status == "web-2: ContainerCreating"

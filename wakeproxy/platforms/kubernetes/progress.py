@@ -6,7 +6,8 @@ pulled, running but not ready yet. Failing is what will not fix itself: a crash 
 (restarted `CRASH_RESTARTS` times), an image that cannot be pulled, or a pod that cannot
 be scheduled, each seen for longer than its grace (a registry or an autoscaler may be
 slow); a container that cannot even be created (`InvalidImageName`, a missing Secret)
-counts as a pull failure. `Watchful` remembers since when each pod shows a problem,
+counts as a pull failure. Pods that ended (Failed: evicted, say) are left out: their
+ReplicaSet replaces them. `Watchful` remembers since when each pod shows a problem,
 across the polls of one scale-up. Pure: no I/O, the caller passes the time.
 """
 
@@ -50,6 +51,10 @@ class Watchful:
             meta = pod.get("metadata") or {}
             if meta.get("deletionTimestamp"):
                 continue  # on its way out: not part of this scale-up
+            if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+                # Ended for good (evicted, say), and kept until garbage-collected: its
+                # ReplicaSet has made another pod, which is the one to judge.
+                continue
             name = str(meta.get("name") or "?")
             problem, note = _problem(pod)
             notes.append(f"{name}: {note}")
@@ -75,9 +80,6 @@ def _problem(pod: JSON) -> tuple[tuple[str, str] | None, str]:
     """(kind, detail) of what is wrong with `pod`, or None; and a short note of its state."""
     status = pod.get("status") or {}
     phase = str(status.get("phase") or "Pending")
-    if phase == "Failed":
-        reason = status.get("reason") or status.get("message") or "the pod failed"
-        return ("failed", f"Failed: {reason}"), "Failed"
     for condition in status.get("conditions") or []:
         if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
                 and condition.get("reason") == "Unschedulable"):
