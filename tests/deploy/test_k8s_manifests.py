@@ -240,6 +240,28 @@ async def test_rbac_grants_exactly_the_calls_wakeproxy_makes(
     await controllers_calls(k8s_emulator)
     used = k8s_emulator.recorder.rbac_rules()
     assert used == rbac_rules()
+    # And per namespace: a Role grants in its own namespace, the ClusterRole everywhere
+    # ("*"); nothing is granted that no call of wakeproxy's ServiceAccount needs there.
+    granted = scoped_rbac_rules()
+    calls = k8s_emulator.recorder.scoped_rules(k8s_emulator.wakeproxy_identity.user)
+    assert calls, "wakeproxy made no call as its ServiceAccount"
+    used_scoped = {rule if rule in granted else ("*", *rule[1:]) for rule in calls}
+    assert used_scoped == granted
+
+
+def scoped_rbac_rules() -> set[tuple[str, str, str, str]]:
+    """{(namespace, or "*" for a ClusterRole bound cluster-wide, apiGroup, resource, verb)}."""
+    objects = built()
+    bound = {o["roleRef"]["name"] for (k, _), o in objects.items() if k == "ClusterRoleBinding"}
+    rules = set()
+    for (kind, name), obj in objects.items():
+        if kind not in ("Role", "ClusterRole") or (kind == "ClusterRole" and name not in bound):
+            continue
+        scope = obj["metadata"]["namespace"] if kind == "Role" else "*"
+        for rule in obj["rules"]:
+            rules.update((scope, group, resource, verb) for group in rule["apiGroups"]
+                         for resource in rule["resources"] for verb in rule["verbs"])
+    return rules
 
 
 def test_the_registry_takes_pushes_from_builds_only_and_serves_nodes_read_only() -> None:

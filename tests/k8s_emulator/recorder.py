@@ -26,6 +26,8 @@ class RecordedRequest:
     status: int = 0
     # The RBAC verbs the request was authorized as, in order (the first is `verb`).
     verbs: list[str] = field(default_factory=list)
+    # Who sent it (the authenticated user name); None before authentication.
+    user: str | None = None
 
     @property
     def rbac_resource(self) -> str | None:
@@ -64,4 +66,14 @@ class Recorder:
             for r in self.requests
             if r.rbac_resource is not None
             for verb in (r.verbs or ([r.verb] if r.verb else []))
+        }
+
+    def scoped_rules(self, user: str) -> set[tuple[str, str, str, str]]:
+        """{(namespace or "", apiGroup, resource[/subresource], verb)} of `user`'s resource
+        requests, with every verb each was authorized as ("": cluster-wide requests)."""
+        return {
+            (r.namespace or "", r.group or "", r.rbac_resource, verb)
+            for r in self.requests
+            if r.user == user and r.rbac_resource is not None
+            for verb in r.verbs
         }

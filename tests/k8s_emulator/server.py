@@ -218,6 +218,7 @@ class Emulator:
                 # Authentication before anything else, then authorization, as the real
                 # server's filters do.
                 who = self._authenticate(request)
+                record.user = who.user
                 if unroutable is not None:
                     raise unroutable
                 assert parsed is not None
