@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -93,6 +95,13 @@ def test_revisions_tags_and_short_ids_build_the_commit_they_name(
         assert status == 202, (ref, body)
         b = finished(wp, body["id"])
         assert (b["state"], b["commit"]) == ("succeeded", commit), (ref, b)
+    # The CLI, as a user types it.
+    cli = subprocess.run(
+        [sys.executable, "-m", "wakeproxy", "build", "shop", "--ref", "HEAD~1", "--admin",
+         wp.admin, "--token", TOKEN], capture_output=True, text=True, timeout=60, check=False)
+    assert cli.returncode == 0, cli.stderr
+    built = [b for b in get(wp, "/api/v1/builds") if b["ref"] == "HEAD~1"]
+    assert finished(wp, built[0]["id"])["commit"] == second
     status, body = post(wp, "/api/v1/apps/shop/builds", {"ref": "HEAD~9"})
     b = finished(wp, body["id"])
     assert b["state"] == "failed" and "'HEAD~9' names no commit" in b["reason"]
