@@ -43,6 +43,8 @@ from wakeproxy.model.peers import PeerActivity
 from wakeproxy.model.routes import Routes
 from wakeproxy.model.stats import CapStats, PlatformStats, RequestStats, WakeStats
 from wakeproxy.obs.admin import build_admin_app
+from wakeproxy.obs.applogs import PRIVATE_READ as APP_LOGS_PRIVATE
+from wakeproxy.obs.applogs import AppOutput, add_app_log_routes
 from wakeproxy.obs.logging import AccessLogSink, configure_logging
 from wakeproxy.obs.metrics import build_registry
 from wakeproxy.settings import Settings
@@ -206,8 +208,10 @@ class Daemon:
             registry=self.registry, cluster=s.cluster, token=s.admin_token,
             ready=lambda: self.ready, clock=self.clock, savings=s.savings,
             open_paths=frozenset({WEBHOOK_PATH}), admin_hosts=s.admin_hosts,
-            private_reads=PRIVATE_READS,
+            private_reads=(*PRIVATE_READS, APP_LOGS_PRIVATE),
         )
+        if isinstance(self.platform, AppOutput):
+            add_app_log_routes(admin, self.board, self.platform)
         if self.controllers is not None:
             add_controller_routes(admin, self.controllers)
         runner = await self._listen(admin, "admin_listen", s.admin_listen)

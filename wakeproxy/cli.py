@@ -34,7 +34,8 @@ __all__ = ["format_duration", "format_savings", "format_table", "main"]
 
 DEFAULT_ADMIN = "http://127.0.0.1:9090"
 _TIMEOUTS = {"status": 10.0, "sleep": 120.0, "wake": 300.0, "builds": 10.0, "delete": 120.0,
-             "deploy": 300.0, "promote": 300.0, "build": 600.0, "logs": 600.0}
+             "deploy": 300.0, "promote": 300.0, "build": 600.0, "logs": 600.0,
+             "app-logs": 30.0}
 
 
 class CliError(Exception):
@@ -64,7 +65,7 @@ def _is_loopback(url: str) -> bool:
 
 
 class AdminClient:
-    def __init__(self, base: str, token: str | None, timeout: float) -> None:
+    def __init__(self, base: str, token: str | None, timeout: float | None) -> None:
         self.base = base.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -253,6 +254,25 @@ def cmd_sleep(args: argparse.Namespace) -> int:
     return _command(args, "sleep")
 
 
+def cmd_app_logs(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.follow and args.timeout is None:
+        client.timeout = None  # a quiet app sends nothing for as long as it likes
+    query = urllib.parse.urlencode({"lines": args.lines, **({"follow": 1} if args.follow else {})})
+    out = sys.stdout.buffer
+    app = urllib.parse.quote(args.app, safe="")
+    for chunk in client.stream(f"/api/v1/apps/{app}/logs?{query}"):
+        out.write(chunk)
+        out.flush()
+    return 0
+
+
+def _lines(text: str) -> int:
+    if not text.isdigit() or int(text) > 1000:
+        raise argparse.ArgumentTypeError(f"expected a number of lines from 0 to 1000, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wakeproxy", description="Scale-to-zero front door for HTTP apps.")
@@ -290,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("app", metavar="APP")
         p.set_defaults(func=func)
     add_build_commands(sub, client, _client)
+    # Not `logs APP`: `logs BUILD` shows a build's log, and an app and a build cannot be
+    # told apart by their names, so the app's own output has a verb of its own.
+    p = sub.add_parser("app-logs", parents=[client],
+                       help="show an app's own output (stdout/stderr, or its pods' logs)")
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing new lines, through the app's sleeps and wakes")
+    p.add_argument("--lines", "-n", type=_lines, default=100, metavar="N",
+                   help="recent lines to show first (default 100, at most 1000)")
+    p.set_defaults(func=cmd_app_logs)
     return parser
 
 

@@ -217,7 +217,8 @@ def add_build_commands(
     p.add_argument("--app", metavar="APP", help="only this app's builds")
     bind(p, cmd_builds)
 
-    p = sub.add_parser("logs", parents=[parent], help="show a build's log")
+    p = sub.add_parser("logs", parents=[parent],
+                       help="show a build's log (an app's own output: app-logs)")
     p.add_argument("build", metavar="BUILD")
     p.add_argument("--follow", action="store_true", help="keep printing until the build ends")
     bind(p, cmd_logs)

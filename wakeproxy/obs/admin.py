@@ -3,7 +3,7 @@
 Every error leaves as JSON `{"error": "..."}` with its status from `api_errors.STATUS`.
 Every request must name this server as its Host and come from no foreign origin
 (guard.py); writes must be JSON and need `Authorization: Bearer <token>` when a token
-is configured, as do reads of build logs (`private_reads`).
+is configured, as do reads of build and app logs (`private_reads`).
 
 Must never: send a traceback, let an admin timeout or a client hang-up cancel a wake or
 sleep that is under way, or change app state other than through `commands`.
@@ -12,6 +12,7 @@ sleep that is under way, or change app state other than through `commands`.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -68,7 +69,9 @@ def _auth_middleware(
     expected = None if token is None else token.encode()
 
     def private(path: str) -> bool:
-        return any(path == p or path.startswith(p + "/") for p in private_reads)
+        # An entry is a prefix ("/api/v1/builds") or a pattern ("/api/v1/apps/*/logs").
+        return any(path == p or path.startswith(p + "/") or ("*" in p and
+                   fnmatch.fnmatchcase(path, p)) for p in private_reads)
 
     @web.middleware
     async def middleware(

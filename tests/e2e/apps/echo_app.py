@@ -1,6 +1,8 @@
 """A small app for end-to-end tests: listens on $PORT and shows what a user would see.
 
-Routes: / (hello + pid), /slow?s=N, /upload (POST: counts streamed bytes), /download?mb=N
+Routes: / (hello + pid), /say?n=N&tag=T&to=stdout|stderr&rate=R (prints N lines "T i",
+at most R a second, in pieces of 1000),
+/slow?s=N, /upload (POST: counts streamed bytes), /download?mb=N
 (streams N MiB), /ws (WebSocket echo), /headers (the request headers as JSON).
 """
 
@@ -16,6 +18,18 @@ CHUNK = b"x" * 65536
 
 async def hello(request: web.Request) -> web.Response:
     return web.Response(text=f"hello from {NAME} pid={os.getpid()}\n")
+
+
+async def say(request: web.Request) -> web.Response:
+    n, tag = int(request.query.get("n", "1")), request.query.get("tag", "line")
+    out = sys.stderr if request.query.get("to") == "stderr" else sys.stdout
+    pause = 1000 / float(request.query["rate"]) if "rate" in request.query else 0.0
+    for start in range(0, n, 1000):  # written in pieces, as a busy app would
+        out.write("".join(f"{tag} {i}\n" for i in range(start, min(n, start + 1000))))
+        out.flush()
+        if pause:
+            await asyncio.sleep(pause)
+    return web.Response(text=f"said {n}\n")
 
 
 async def slow(request: web.Request) -> web.Response:
@@ -68,7 +82,8 @@ def main() -> None:
             f.write(f"{os.getpid()}\n")
     app = web.Application(client_max_size=1024**3)
     app.add_routes([
-        web.get("/", hello), web.get("/slow", slow), web.post("/upload", upload),
+        web.get("/", hello), web.get("/say", say), web.get("/slow", slow),
+        web.post("/upload", upload),
         web.get("/download", download), web.get("/headers", headers), web.get("/ws", ws),
     ])
     print(f"{NAME} listening on {os.environ['PORT']}", file=sys.stderr, flush=True)

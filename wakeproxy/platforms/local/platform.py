@@ -26,6 +26,7 @@ import structlog
 
 from wakeproxy.controlplane.platform import AppExited, WakeFailed
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.applog import AppLog, Follower
 from wakeproxy.model.apps import AppPolicy, Endpoint, not_deployed
 from wakeproxy.model.board import FailureKind
 from wakeproxy.platforms.local.net import free_port, probe_http, probe_tcp
@@ -58,6 +59,7 @@ class LocalPlatform:
         self._tasks: set[asyncio.Task[None]] = set()  # stops and supervisors, for close()
         self._starting: set[asyncio.Task[AppProcess | str]] = set()  # spawns under way
         self._rings: dict[str, deque[str]] = {}
+        self._outputs: dict[str, AppLog] = {}  # each app's output, across its runs
         self._events: asyncio.Queue[AppExited] = asyncio.Queue()
         self._watchdog = GroupWatchdog()
         self._closed = False
@@ -77,6 +79,8 @@ class LocalPlatform:
             self._retire(p, self._grace(p.app))
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for output in self._outputs.values():
+            output.end("wakeproxy stops")  # so the admin server can close their streams
         await self._watchdog.close()
 
     async def wake(self, app: str, *, timeout: float) -> tuple[Endpoint, ...]:  # noqa: ASYNC109
@@ -156,6 +160,9 @@ class LocalPlatform:
         p = self._procs.pop(app, None)
         if p is not None:
             await asyncio.shield(self._retire(p, grace))
+        output = self._outputs.pop(app, None)
+        if output is not None:
+            output.end("app deleted")
 
     async def swap(
         self, app: str, routed: Callable[[Endpoint], Awaitable[None]], *,
@@ -206,6 +213,13 @@ class LocalPlatform:
         """The last lines the app wrote to stderr, across its runs (newest last)."""
         return list(self._rings.get(app, ()))
 
+    def follow_output(self, app: str, backlog: int, *, follow: bool) -> Follower:
+        """The app's last `backlog` output lines and, if `follow`, its lines to come
+        (across sleeps and wakes); LookupError for an app this platform does not run."""
+        if app not in self._apps:
+            raise LookupError(app)
+        return self._output(app).follow(backlog, follow=follow)
+
     def pid(self, app: str) -> int | None:
         """The pid of the app's shell (its process group id) while it runs."""
         p = self._procs.get(app)
@@ -234,8 +248,10 @@ class LocalPlatform:
         a reason instead when it cannot start."""
         app = local.policy.name
         try:
+            output = self._output(app)
             p = await AppProcess.start(local, free_port(self._host), self._ring(app),
-                                       environ=self._environ, run_as=self._run_as)
+                                       environ=self._environ, run_as=self._run_as,
+                                       output=output)
         except OSError as e:
             log.warning("app could not be started", app=app, error=str(e))
             return f"could not start the command: {e}"
@@ -249,6 +265,7 @@ class LocalPlatform:
             self._procs[app] = p
         log.info("app process started", app=app, pid=p.pid, port=p.port,
                  release=self._releases.get(app))
+        output.started(f"app started (pid {p.pid}, port {p.port})")
         return p
 
     def _stop_started(self, starting: asyncio.Task[AppProcess | str]) -> None:
@@ -305,6 +322,7 @@ class LocalPlatform:
         if tail:
             reason += f": {tail[-1]}"
         log.warning("app process exited on its own", app=p.app, reason=reason, stderr_tail=tail)
+        self._output(p.app).mark(reason)
         # Whatever it left running in its group goes too, the usual way.
         self._retire(p, self._grace(p.app))
         self._events.put_nowait(AppExited(p.app, reason))
@@ -325,6 +343,9 @@ class LocalPlatform:
         self._release_of.pop(p, None)
         self._watchdog.remove(p.pgid)
         log.info("app process stopped", app=p.app, pid=p.pid, how=p.describe_exit())
+        output = self._outputs.get(p.app)
+        if output is not None and output.awake and p.app not in self._procs:
+            output.asleep()  # after its last lines: the stopped process's pipes are drained
 
     def _drop(self, p: AppProcess) -> None:
         if self._procs.get(p.app) is p:
@@ -335,6 +356,12 @@ class LocalPlatform:
         if ring is None:
             ring = self._rings[app] = deque(maxlen=_RING)
         return ring
+
+    def _output(self, app: str) -> AppLog:
+        output = self._outputs.get(app)
+        if output is None:
+            output = self._outputs[app] = AppLog()
+        return output
 
     def _grace(self, app: str) -> float:
         local = self._apps.get(app)

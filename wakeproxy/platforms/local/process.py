@@ -3,7 +3,8 @@
 The command runs as `/bin/sh -c COMMAND` in a new session, so the shell leads a process
 group holding everything the command starts; stopping signals the whole group and waits
 until no live member is left, not just the shell. Output lines become log lines tagged
-with the app and the stream. It never decides when to start or stop: the platform does.
+with the app and the stream, and go to the app's `AppLog` (what `wakeproxy app-logs`
+follows), a chunk's lines at once. It never decides when to start or stop: the platform does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Mapping
 import structlog
 
 from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.model.applog import AppLog
 from wakeproxy.platforms.local.sandbox import RunAs, clean_env
 from wakeproxy.settings import LocalApp
 
@@ -36,6 +38,7 @@ class AppProcess:
 
     def __init__(
         self, app: str, proc: asyncio.subprocess.Process, port: int, ring: deque[str],
+        output: AppLog | None = None,
     ) -> None:
         self.app = app
         self.port = port
@@ -48,8 +51,8 @@ class AppProcess:
         self._stop_task: asyncio.Task[None] | None = None
         assert proc.stdout is not None and proc.stderr is not None
         self._pumps = (
-            spawn(_pump(proc.stdout, app, "stdout", ()), name=f"output:{app}:stdout"),
-            spawn(_pump(proc.stderr, app, "stderr", (self._tail, ring)),
+            spawn(_pump(proc.stdout, app, "stdout", (), output), name=f"output:{app}:stdout"),
+            spawn(_pump(proc.stderr, app, "stderr", (self._tail, ring), output),
                   name=f"output:{app}:stderr"),
         )
         self._exit: asyncio.Task[int] = spawn(proc.wait(), name=f"exit:{app}")
@@ -57,7 +60,7 @@ class AppProcess:
     @classmethod
     async def start(
         cls, local: LocalApp, port: int, ring: deque[str], *,
-        environ: Mapping[str, str], run_as: RunAs | None = None,
+        environ: Mapping[str, str], run_as: RunAs | None = None, output: AppLog | None = None,
     ) -> AppProcess:
         """Spawn `local.command` with PORT set, in a clean environment (the basics of
         `environ` and the app's `env`), as `run_as` if given. Raises OSError when it
@@ -73,7 +76,7 @@ class AppProcess:
             env=env,
             start_new_session=True,
         )
-        return cls(local.policy.name, proc, port, ring)
+        return cls(local.policy.name, proc, port, ring, output)
 
     @property
     def pid(self) -> int:
@@ -194,24 +197,31 @@ def _has_live_member(pgid: int) -> bool:
 
 async def _pump(
     stream: asyncio.StreamReader, app: str, name: str, sinks: Iterable[deque[str]],
+    output: AppLog | None,
 ) -> None:
     sinks = tuple(sinks)
 
-    def emit(raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        log.info(text, app=app, stream=name)
-        for sink in sinks:
-            sink.append(text)
+    def emit(raws: list[bytes]) -> None:
+        texts = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raws]
+        for text in texts:
+            log.info(text, app=app, stream=name)
+            for sink in sinks:
+                sink.append(text)
+        if output is not None:
+            output.extend(texts)
 
     buf = b""
     with contextlib.suppress(ConnectionError):
         while chunk := await stream.read(65536):
             buf += chunk
             *lines, buf = buf.split(b"\n")
-            for line in lines:
-                emit(line)
             while len(buf) > _MAX_LINE:
-                emit(buf[:_MAX_LINE])
+                lines.append(buf[:_MAX_LINE])
                 buf = buf[_MAX_LINE:]
+            if lines:
+                emit(lines)
+                # Let the readers of these lines run before the next chunk: a burst read
+                # back to back would fill their queues however fast they are.
+                await asyncio.sleep(0)
     if buf:
-        emit(buf)
+        emit([buf])
