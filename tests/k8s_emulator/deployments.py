@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Hashable
 
+from . import events
 from . import resources as r
 from .controller import Controller
 from .errors import Forbidden
@@ -63,9 +64,12 @@ class DeploymentController(Controller):
             try:
                 self._create_pod(dep, template, current_hash)
             except Forbidden as err:
-                # Pod Security admission refused the pod: reported on the status, retried
-                # later (the ReplicaSet controller's back-off).
+                # Pod Security admission refused the pod: reported on the status and as
+                # an Event, retried later (the ReplicaSet controller's back-off).
                 failure = err.message
+                events.record(self.store, dep, reason="FailedCreate",
+                              message=f"Error creating: {err.message}",
+                              component="replicaset-controller")
                 self.enqueue(key, RETRY_FAILED_CREATE)
                 break
         if len(current) > wanted:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from . import events
 from . import resources as r
 from .controller import Controller
 from .deployments import RETRY_FAILED_CREATE
@@ -67,9 +68,12 @@ class JobController(Controller):
         elif not active:
             try:
                 active = [self._create_pod(job)]
-            except Forbidden:
-                # Refused by Pod Security admission: the Job stays without a pod (a real
-                # cluster reports a FailedCreate event) and the creation is retried.
+            except Forbidden as err:
+                # Refused by Pod Security admission: the Job stays without a pod, says so
+                # in a FailedCreate Event, and the creation is retried.
+                events.record(self.store, job, reason="FailedCreate",
+                              message=f"Error creating: {err.message}",
+                              component="job-controller")
                 self.enqueue(key, RETRY_FAILED_CREATE)
         counts = {"active": len(active), "succeeded": succeeded, "failed": failed,
                   "ready": sum(1 for p in active if is_pod_ready(p)), "terminating": 0}

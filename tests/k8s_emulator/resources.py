@@ -56,9 +56,10 @@ DEPLOYMENTS = ResourceType(
 JOBS = ResourceType("batch", "v1", "jobs", "Job", True, frozenset({"status"}), has_generation=True)
 ENDPOINT_SLICES = ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True)
+EVENTS = ResourceType("", "v1", "events", "Event", True, short_names=("ev",))
 
 ALL: tuple[ResourceType, ...] = (
-    NAMESPACES, PODS, SERVICES, CONFIGMAPS, DEPLOYMENTS, JOBS, ENDPOINT_SLICES, LEASES,
+    NAMESPACES, PODS, SERVICES, CONFIGMAPS, DEPLOYMENTS, JOBS, ENDPOINT_SLICES, LEASES, EVENTS,
 )
 
 _BY_PATH = {(r.group, r.version, r.plural): r for r in ALL}

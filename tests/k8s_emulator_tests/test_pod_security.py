@@ -1,6 +1,7 @@
 """Pod Security admission: pods are checked against their namespace's enforced level when
 they are created — a Deployment or Job is accepted and its controller's pods are refused,
-reported as a real cluster reports it (ReplicaFailure/FailedCreate; a Job without pods)."""
+reported as a real cluster reports it (ReplicaFailure/FailedCreate and a FailedCreate
+Event; a Job without pods, and the Event)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefau
 def namespace(emulator: Emulator, name: str, level: str) -> None:
     emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": name, "labels": {"pod-security.kubernetes.io/enforce": level}}})
+
+
+def failed_creates(emulator: Emulator, namespace: str) -> list[dict[str, Any]]:
+    return [e for e in emulator.store.items(r.EVENTS)
+            if e["metadata"]["namespace"] == namespace and e["reason"] == "FailedCreate"]
 
 
 def pod(name: str, *, pod_sc: Any = None, container_sc: Any = None) -> dict[str, Any]:
@@ -102,6 +108,10 @@ async def test_a_deployment_is_accepted_and_its_refused_pods_are_reported_failed
     assert (condition["status"], condition["reason"]) == ("True", "FailedCreate")
     assert 'violates PodSecurity "restricted:latest"' in condition["message"]
     assert not k8s_emulator.pods("locked")
+    [event] = failed_creates(k8s_emulator, "locked")
+    assert event["involvedObject"]["name"] == "web" and event["type"] == "Warning"
+    assert event["message"] == "Error creating: " + condition["message"]
+    assert event["source"] == {"component": "replicaset-controller"}
     # Fixed template: the pods come, the failure goes.
     def comply(dep: dict[str, Any]) -> None:
         spec = dep["spec"]["template"]["spec"]
@@ -123,3 +133,6 @@ async def test_a_job_whose_pod_is_refused_stays_without_pods(k8s_emulator: Emula
     assert not k8s_emulator.pods("builds")
     job_status = k8s_emulator.store.get(r.JOBS, "builds", "build").get("status") or {}
     assert not job_status.get("active") and not job_status.get("conditions")
+    [event] = await k8s_emulator.store.wait_until(lambda: failed_creates(k8s_emulator, "builds"))
+    assert (event["involvedObject"]["kind"], event["involvedObject"]["name"]) == ("Job", "build")
+    assert 'violates PodSecurity "baseline:latest": seccompProfile' in event["message"]
