@@ -111,6 +111,9 @@ def _ms(seconds: float) -> str:
     return text + "0" if text[-1] == "." else text
 
 
+# Distinct field values whose JSON text is remembered before the memo starts afresh.
+_QUOTED_SIZE = 4096
+
 # Waiting items: (wall time, record) for access lines, (wall time, rest of line) for events.
 _Item = tuple[float, AccessRecordLike | str]
 
@@ -140,6 +143,7 @@ class JsonLines:
         self._second = -1
         self._second_text = ""
         self._access_head = f'"level":"info","event":"request",{self._cluster}'
+        self._quoted: dict[str | None, str] = {}
         _open.add(self)
 
     @property
@@ -202,21 +206,34 @@ class JsonLines:
             return f'{self._second_text}{micros:06d}Z",{what}'
         r = what
         held = r.held
-        client, upstream, reason = r.client, r.upstream, r.reason
-        # _ms and _opt written out: this runs once per request.
+        reason = r.reason
+        # Fields that repeat from request to request (app, host, method, client,
+        # upstream) are escaped once and looked up after; _ms written out.
+        q = self._quoted
+        app, host, method, client, upstream = r.app, r.host, r.method, r.client, r.upstream
         ms = f"{r.duration * 1000.0:.2f}".rstrip("0")
         return (
             f'{self._second_text}{micros:06d}Z",{self._access_head}'
-            f'"app":{_string(r.app) if r.app else "null"},'
-            f'"host":{_string(r.host)},"method":{_string(r.method)},"path":{_string(r.path)},'
+            f'"app":{q.get(app) or self._quote(app)},'
+            f'"host":{q.get(host) or self._quote(host)},'
+            f'"method":{q.get(method) or self._quote(method)},"path":{_string(r.path)},'
             f'"status":{r.status},"duration_ms":{ms + "0" if ms[-1] == "." else ms},'
             f'"request_id":{_string(r.request_id)},'
-            f'"client":{"null" if client is None else _string(client)},'
-            f'"upstream":{"null" if upstream is None else _string(upstream)},'
+            f'"client":{q.get(client) or self._quote(client)},'
+            f'"upstream":{q.get(upstream) or self._quote(upstream)},'
             f'"bytes_in":{r.bytes_in},"bytes_out":{r.bytes_out},'
             f'"reason":{"null" if reason is None else _string(reason)}'
             + ("}\n" if held is None else f',"held_ms":{_ms(held)}}}\n')
         )
+
+    def _quote(self, value: str | None) -> str:
+        """`value` as JSON (an empty app and a missing value are null), remembered."""
+        text = "null" if not value else _string(value)
+        quoted = self._quoted
+        if len(quoted) >= _QUOTED_SIZE:
+            quoted.clear()
+        quoted[value] = text
+        return text
 
 
 class StructlogOutput:
