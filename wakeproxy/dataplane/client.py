@@ -272,12 +272,7 @@ class ClientConnection(asyncio.Protocol):
             self._raise(_Stop())
         ex = Exchange(self, self.ctx, head, head_size=head.size)
         self._parsing = ex
-        if self.active is None:
-            self.active = ex
-            self.deadline_kind = 0
-            self._start_pending = True
-        else:
-            self._queue.append(ex)
+        self._enqueue(ex)
 
     def _raise(self, error: Exception) -> NoReturn:
         """Raise from a parser callback, remembering what for `data_received`."""
