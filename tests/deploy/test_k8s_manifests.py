@@ -234,6 +234,11 @@ async def test_rbac_grants_exactly_the_calls_wakeproxy_makes(
     peer = await make_world(k8s_emulator, identity="wp-1")
     await until(world.platform.leader, 5)
     await world.lifecycle.wake("default.web")
+    # `wakeproxy app-logs --follow`: the app's pods watched, its pod's log followed.
+    follower = world.platform.follow_output("default.web", 10, follow=True)
+    await until(lambda: any(r.subresource == "log" and r.status == 200
+                            for r in k8s_emulator.recorder.requests), 5)
+    follower.close()
     await until(lambda: world.state("default.web").phase is Phase.ASLEEP, 5)  # swept
     await peer.close()
     await world.close()  # hands back the lease, deletes its activity record

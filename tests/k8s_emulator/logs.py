@@ -1,8 +1,9 @@
 """Captured container output, and the `pods/{name}/log` subresource that serves it.
 
 Owns: a bounded per-container line buffer fed by the process's merged stdout/stderr, and
-reading it as the real endpoint does (`tailLines`, `limitBytes`, `timestamps`, `follow`
-streaming until the container exits). Never starts or stops processes.
+reading it as the real endpoint does (`tailLines`, `limitBytes`, `timestamps`,
+`sinceSeconds`/`sinceTime` (one of them, lines at or after), `follow` streaming until
+the container exits). Never starts or stops processes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -88,6 +89,25 @@ def _render(entry: tuple[int, datetime, bytes], timestamps: bool) -> bytes:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode() + b" " + line
 
 
+def _since(query: Any) -> datetime | None:
+    if "sinceSeconds" in query and "sinceTime" in query:
+        raise BadRequest("at most one of sinceTime or sinceSeconds may be specified")
+    if "sinceSeconds" in query:
+        try:
+            seconds = int(query["sinceSeconds"])
+        except ValueError:
+            seconds = 0
+        if seconds < 1:
+            raise BadRequest("sinceSeconds: Invalid value: must be greater than 0")
+        return now() - timedelta(seconds=seconds)
+    if "sinceTime" in query:
+        try:
+            return datetime.fromisoformat(query["sinceTime"].replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(f"sinceTime: not an RFC 3339 time: {query['sinceTime']!r}") from None
+    return None
+
+
 async def serve_log(request: web.Request, buffer: LogBuffer) -> web.StreamResponse:
     query = request.query
     timestamps = query_bool(query, "timestamps")
@@ -96,8 +116,11 @@ async def serve_log(request: web.Request, buffer: LogBuffer) -> web.StreamRespon
         limit = int(query["limitBytes"]) if "limitBytes" in query else None
     except ValueError:
         raise BadRequest("tailLines and limitBytes must be integers") from None
+    since = _since(query)
     sent = buffer.count
     entries = buffer.since(0)
+    if since is not None:
+        entries = [e for e in entries if e[1] >= since]
     if tail is not None:
         entries = entries[-tail:] if tail > 0 else []
     body = b"".join(_render(e, timestamps) for e in entries)

@@ -80,6 +80,10 @@ class Follower:
             self._dropped = 0
         return batch
 
+    def on_close(self, callback: Callable[[Follower], None]) -> None:
+        """Call `callback` when the reader goes (a producer stops its work)."""
+        self._on_close = callback
+
     def close(self) -> None:
         """The reader is gone: stop queueing for it."""
         self.end()

@@ -33,6 +33,7 @@ import structlog
 from wakeproxy.controlplane.platform import PlatformEvent, StillStarting, WakeFailed
 from wakeproxy.controlplane.tasks import spawn
 from wakeproxy.model.activity import ActivityLedger
+from wakeproxy.model.applog import Follower
 from wakeproxy.model.apps import AppPolicy, Endpoint
 from wakeproxy.model.board import FailureKind, ReadinessBoard
 from wakeproxy.model.clock import Clock
@@ -41,6 +42,7 @@ from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.activity import ACTIVITY_LABEL, AGREE_WITHIN, ActivitySync
 from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, AppSpec
 from wakeproxy.platforms.kubernetes.api import JSON, Api
+from wakeproxy.platforms.kubernetes.applogs import PodLogs
 from wakeproxy.platforms.kubernetes.backoff import Backoff
 from wakeproxy.platforms.kubernetes.client import InCluster, connect
 from wakeproxy.platforms.kubernetes.drains import Drains
@@ -49,7 +51,7 @@ from wakeproxy.platforms.kubernetes.endpoints import SERVICE_NAME_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
 from wakeproxy.platforms.kubernetes.readiness import ProbePlan, probe_plan
 from wakeproxy.platforms.kubernetes.scaler import ScaleContested, Scaler, ScaleUnavailable
-from wakeproxy.platforms.kubernetes.scaleups import ScaleUp, ScaleUps
+from wakeproxy.platforms.kubernetes.scaleups import ScaleUp, ScaleUps, pod_selector
 from wakeproxy.platforms.kubernetes.view import ClusterView
 from wakeproxy.platforms.kubernetes.watcher import Key, Resource, Watcher
 from wakeproxy.platforms.local.net import probe_http, probe_tcp
@@ -63,6 +65,9 @@ _SPARE_CONNECTIONS = 16  # beyond the open watches: calls, scale writes, the lea
 # The controllers' own client: a build holds one connection for as long as it follows its
 # log, so builds share this pool among themselves and never take the data plane's.
 _CONTROLLER_CONNECTIONS = 16
+# App log readers' streams (a pods watch and a log per pod each): a pool of their own, so
+# many readers wait on each other, never on a wake's scale write.
+_LOG_CONNECTIONS = 32
 
 
 # The lease and the activity record are handed back at shutdown within this much (else they
@@ -119,6 +124,8 @@ class KubernetesPlatform:
         self._tasks: list[asyncio.Task[Any]] = []
         self._api: Api | None = None
         self._controllers_api: Api | None = None
+        self._logs_api: Api | None = None
+        self._log_readers: set[asyncio.Task[None]] = set()
         self._scaler: Scaler | None = None
         self._scale_ups: ScaleUps | None = None
         self._elector: LeaseElector | None = None
@@ -153,6 +160,9 @@ class KubernetesPlatform:
                                            pool_size=_CONTROLLER_CONNECTIONS)
         self._controllers_api = Api(controllers_client, timeout=s.request_timeout,
                                     stats=self._stats)
+        logs_client = await connect(kubeconfig=s.kubeconfig, incluster=self._incluster,
+                                    pool_size=_LOG_CONNECTIONS)
+        self._logs_api = Api(logs_client, timeout=s.request_timeout, stats=self._stats)
         self._scaler = Scaler(api, self._stats)
         self._scale_ups = ScaleUps(api=api, scaler=self._scaler, view=self.view,
                                    deployments=self._deployments, settings=s,
@@ -206,9 +216,9 @@ class KubernetesPlatform:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
+        for task in (*self._tasks, *self._log_readers):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._log_readers, return_exceptions=True)
         if self._scale_ups is not None:
             await self._scale_ups.close()  # what they scaled up stays: peers serve it
         self.drains.close()
@@ -222,7 +232,7 @@ class KubernetesPlatform:
                 await asyncio.gather(*handbacks)
         except TimeoutError:
             log.warning("lease and activity record not handed back in time")
-        for api in (self._api, self._controllers_api):
+        for api in (self._api, self._controllers_api, self._logs_api):
             if api is not None:
                 await api.client.close()
 
@@ -320,6 +330,34 @@ class KubernetesPlatform:
 
     async def next_event(self) -> PlatformEvent:
         return await self._events.get()
+
+    def follow_output(self, app: str, backlog: int, *, follow: bool) -> Follower:
+        """The logs of the app's pods (see applogs): the last `backlog` lines of each and,
+        if `follow`, every line to come, pods joining as they start; LookupError for an
+        app no Deployment declares."""
+        spec = self.view.spec(app)
+        if spec is None:
+            raise LookupError(app)
+        selector = pod_selector(self._deployments.get((spec.namespace, spec.deployment)))
+        follower = Follower()
+        if selector is None or self._logs_api is None or self._closed:
+            follower.push([f"==> the pods of {app} cannot be found now: its Deployment "
+                           "has no usable selector, or wakeproxy is not connected"])
+            follower.end()
+            return follower
+        reader = PodLogs(api=self._logs_api, namespace=spec.namespace, selector=selector,
+                         follower=follower, backlog=backlog, stats=self._stats,
+                         clock=self._clock, watch_timeout=self._settings.watch_timeout)
+        task = spawn(reader.follow() if follow else reader.once(), name=f"app-log:{app}")
+        self._log_readers.add(task)
+        task.add_done_callback(self._log_readers.discard)
+        task.add_done_callback(lambda _: follower.end())
+
+        def stop(_: Follower) -> None:
+            task.cancel()  # the reader hung up: its watch and pod streams go with it
+
+        follower.on_close(stop)
+        return follower
 
     def leader(self) -> bool:
         """Leading, and peer activity read since this term began (no blind sweeps)."""

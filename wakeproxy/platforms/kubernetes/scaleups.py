@@ -143,7 +143,7 @@ class ScaleUps:
 
     async def _pods(self, spec: AppSpec) -> list[JSON] | None:
         """The app's pods now, or None when they cannot be listed (try again later)."""
-        selector = _selector(self._deployments.get((spec.namespace, spec.deployment)))
+        selector = pod_selector(self._deployments.get((spec.namespace, spec.deployment)))
         if selector is None:
             return None
         try:
@@ -156,7 +156,7 @@ class ScaleUps:
         return [p for p in body.get("items") or [] if isinstance(p, dict)]
 
 
-def _selector(deployment: JSON | None) -> str | None:
+def pod_selector(deployment: JSON | None) -> str | None:
     """The Deployment's pod selector as a label selector string (None: none usable)."""
     selector = ((deployment or {}).get("spec") or {}).get("selector") or {}
     terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
