@@ -13,6 +13,7 @@ import pytest
 from tests.e2e.harness import Wakeproxy
 from tests.e2e_k8s.cluster import Cluster, app_state, get, metrics, until
 from tests.k8s_emulator import Emulator
+from tests.k8s_emulator.resources import NAMESPACES
 
 Replicas = Callable[..., Coroutine[Any, Any, Wakeproxy]]
 
@@ -105,3 +106,24 @@ async def test_a_slow_image_pull_answers_504_then_the_next_request_joins_it(
                  if r.subresource == "scale" and r.verb == "update" and r.name == "big"]
     assert len(scale_ups) == 1  # joined, not started over
     assert len(emulator.pods(app="big")) == 1
+
+
+async def test_pods_refused_by_pod_security_answer_502_with_the_reason_in_seconds(
+    cluster: Cluster, emulator: Emulator, replicas: Replicas,
+) -> None:
+    # A user's own Deployment, annotated for wakeproxy, in a namespace enforcing
+    # `restricted`: its template has no securityContext, so every pod is refused.
+    emulator.store.mutate(NAMESPACES, None, "default", lambda ns: ns["metadata"].setdefault(
+        "labels", {}).update({"pod-security.kubernetes.io/enforce": "restricted"}))
+    await cluster.create_app("plain", hosts="plain.example.com", wake_timeout="20s")
+    wp = await replicas(kubernetes={"refused_grace": "1s"})
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        status, body, _ = await get(session, wp, "plain.example.com")
+        took = time.monotonic() - started
+    assert status == 502, (status, body)
+    assert "refused at creation" in body and 'violates PodSecurity "restricted:latest"' in body
+    assert 1.0 <= took < 6, took  # the grace, not the 20 s wake timeout
+    await until(lambda: _zero(cluster.replicas("plain")), 5)  # scaled back
+    m = await metrics(wp)
+    assert m['wakeproxy_scale_ups_given_up_total{reason="refused"}'] == 1

@@ -111,7 +111,7 @@ class PlatformStats:
         # or a request here wants the app), "unanswered" (a peer did not answer in time).
         self.sleep_proposals: dict[str, int] = {}
         # Scale-ups that outlived their wake and were scaled back, by why: "crash_loop",
-        # "image_pull", "unschedulable", "give_up_after".
+        # "image_pull", "unschedulable", "refused", "give_up_after".
         self.scale_ups_given_up: dict[str, int] = {}
         # Deployments that declare an app but were refused (bad annotations, a host
         # already claimed by an older app): app name → reason.

@@ -142,7 +142,7 @@ SCALE_CALLS = Family(
 SCALE_UPS_GIVEN_UP = Family(
     "wakeproxy_scale_ups_given_up_total", "counter",
     "Scale-ups that outlived their wake and were scaled back, by reason (crash_loop, "
-    "image_pull, unschedulable, give_up_after).", ("reason",))
+    "image_pull, unschedulable, refused, give_up_after).", ("reason",))
 SLEEP_PROPOSALS = Family(
     "wakeproxy_sleep_proposals_total", "counter",
     "Sleeps this replica proposed to its peers before scaling down, by outcome (agreed; "

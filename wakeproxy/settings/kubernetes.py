@@ -80,9 +80,14 @@ class KubernetesSettings:
     watch_idle_timeout: float = 180.0
     # A scale-up is given up (scaled back) once a pod of it has failed to pull its image
     # this long, or could not be scheduled this long (an autoscaler adding a node takes
-    # minutes); a crash loop gives up at once. Otherwise the app's `give_up_after` rules.
+    # minutes), or its pods have been refused at creation this long (the Deployment's
+    # ReplicaFailure: Pod Security admission, which no retry fixes, but also a quota or an
+    # admission webhook, which a pod ending or a retry can; the ReplicaSet retries within
+    # seconds, so 10 s lets a passing refusal clear without holding requests for minutes);
+    # a crash loop gives up at once. Otherwise the app's `give_up_after` rules.
     image_pull_grace: float = 120.0
     unschedulable_grace: float = 600.0
+    refused_grace: float = 10.0
     builds: KubernetesBuilds = KubernetesBuilds()
 
 
@@ -121,7 +126,8 @@ def read_kubernetes(
     durations: dict[str, Any] = {
         key: r.get(m, key, p, positive_duration, POSITIVE_DURATION, getattr(d, key))
         for key in ("activity_interval", "request_timeout", "watch_timeout",
-                    "watch_idle_timeout", "image_pull_grace", "unschedulable_grace")
+                    "watch_idle_timeout", "image_pull_grace", "unschedulable_grace",
+                    "refused_grace")
     }
     return KubernetesSettings(
         kubeconfig=kubeconfig,

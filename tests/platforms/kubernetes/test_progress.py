@@ -21,7 +21,7 @@ def pod(name: str = "web-1", phase: str = "Pending", waiting: str | None = None,
 
 
 def test_pulling_and_starting_pods_are_progress_however_long() -> None:
-    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    w = Watchful(pull_grace=60, unschedulable_grace=300, refused_grace=10)
     for now in (0.0, 100.0, 10_000.0):
         verdict = w.assess([pod(waiting="ContainerCreating"),
                             pod("web-2", phase="Running")], now)
@@ -30,7 +30,7 @@ def test_pulling_and_starting_pods_are_progress_however_long() -> None:
 
 
 def test_an_unschedulable_pod_fails_only_past_its_grace() -> None:
-    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    w = Watchful(pull_grace=60, unschedulable_grace=300, refused_grace=10)
     assert w.assess([pod(unschedulable=True)], 0.0).failing is None
     assert w.assess([pod(unschedulable=True)], 299.0).failing is None
     failing = w.assess([pod(unschedulable=True)], 300.0).failing
@@ -38,7 +38,7 @@ def test_an_unschedulable_pod_fails_only_past_its_grace() -> None:
 
 
 def test_a_pull_failure_must_last_its_grace_and_says_why() -> None:
-    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    w = Watchful(pull_grace=60, unschedulable_grace=300, refused_grace=10)
     err = pod(waiting="ErrImagePull", message="manifest unknown")
     back = pod(waiting="ImagePullBackOff", message="Back-off pulling image")
     assert w.assess([err], 0.0).failing is None
@@ -51,7 +51,7 @@ def test_a_pull_failure_must_last_its_grace_and_says_why() -> None:
 
 
 def test_a_crash_loop_fails_after_a_few_restarts() -> None:
-    w = Watchful(pull_grace=60, unschedulable_grace=300)
+    w = Watchful(pull_grace=60, unschedulable_grace=300, refused_grace=10)
     assert w.assess([pod(phase="Running", waiting="CrashLoopBackOff", restarts=1)],
                     0.0).failing is None
     failing = w.assess([pod(phase="Running", waiting="CrashLoopBackOff", restarts=3)],
@@ -60,10 +60,34 @@ def test_a_crash_loop_fails_after_a_few_restarts() -> None:
 
 
 def test_terminating_and_ended_pods_are_not_judged() -> None:
-    w = Watchful(pull_grace=0, unschedulable_grace=0)
+    w = Watchful(pull_grace=0, unschedulable_grace=0, refused_grace=0)
     gone = pod(waiting="ErrImagePull")
     gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     # An evicted pod stays listed, Failed, until garbage-collected; its replacement counts.
     evicted = pod("web-0", phase="Failed", waiting="ErrImagePull")
     verdict = w.assess([gone, evicted, pod("web-2", waiting="ContainerCreating")], 0.0)
     assert verdict.failing is None and verdict.status == "web-2: ContainerCreating"
+
+
+def refused(message: str = 'pods "web-x" is forbidden: violates PodSecurity '
+            '"restricted:latest": runAsNonRoot != true') -> dict[str, Any]:
+    """A Deployment whose pods the ReplicaSet controller cannot create, as it reports it."""
+    return {"metadata": {"name": "web"}, "status": {"conditions": [
+        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+         "message": message}]}}
+
+
+def test_pods_refused_at_creation_fail_past_their_grace_naming_the_refusal() -> None:
+    w = Watchful(pull_grace=60, unschedulable_grace=300, refused_grace=10)
+    first = w.assess([], 0.0, refused())
+    assert first.failing is None and "PodSecurity" in first.status
+    assert first.due == 10.0  # looked at again when the grace ends, not a back-off later
+    # The ReplicaSet's retry went through (a quota freed): the clock starts over.
+    assert w.assess([pod(waiting="ContainerCreating")], 8.0, {"status": {}}).failing is None
+    assert w.assess([], 9.0, refused()).failing is None
+    assert w.assess([], 18.0, refused()).failing is None
+    verdict = w.assess([], 19.0, refused())
+    assert verdict.kind == "refused" and verdict.failing == (
+        'pods refused at creation (FailedCreate): pods "web-x" is forbidden: violates '
+        'PodSecurity "restricted:latest": runAsNonRoot != true')

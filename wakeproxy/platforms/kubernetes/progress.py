@@ -4,11 +4,14 @@ Starting is everything a real cluster does slowly but surely: waiting to be sche
 (the cluster autoscaler may be adding a node), `ContainerCreating` while the image is
 pulled, running but not ready yet. Failing is what will not fix itself: a crash loop
 (restarted `CRASH_RESTARTS` times), an image that cannot be pulled, or a pod that cannot
-be scheduled, each seen for longer than its grace (a registry or an autoscaler may be
-slow); a container that cannot even be created (`InvalidImageName`, a missing Secret)
-counts as a pull failure. Pods that ended (Failed: evicted, say) are left out: their
-ReplicaSet replaces them. `Watchful` remembers since when each pod shows a problem,
-across the polls of one scale-up. Pure: no I/O, the caller passes the time.
+be scheduled, or pods the API refuses to create (the Deployment's `ReplicaFailure`
+condition, reason `FailedCreate`: Pod Security admission, a ResourceQuota, a webhook),
+each seen for longer than its grace (a registry or an autoscaler may be slow, a quota may
+be freed, the ReplicaSet retries); a container that cannot even be created
+(`InvalidImageName`, a missing Secret) counts as a pull failure. Pods that ended (Failed:
+evicted, say) are left out: their ReplicaSet replaces them. `Watchful` remembers since
+when each problem shows, across the polls of one scale-up. Pure: no I/O, the caller
+passes the time.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Verdict:
     failing: str | None  # why the scale-up will not come up, or None: still starting
     status: str  # what the pods do now, for logs and the wake's timeout message
     kind: str = ""  # what fails, as a metric label: crash_loop, image_pull, ...
+    # When a problem seen now outlasts its grace (look again then), or None: none pending.
+    due: float | None = None
 
 
 @dataclass
@@ -37,16 +42,25 @@ class Watchful:
 
     pull_grace: float
     unschedulable_grace: float
+    refused_grace: float
     _since: dict[tuple[str, str], float] = field(default_factory=dict)
     # The most telling account of each problem: ErrImagePull says why, the back-off
     # between its retries does not.
     _detail: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def assess(self, pods: list[JSON], now: float) -> Verdict:
+    def assess(self, pods: list[JSON], now: float, deployment: JSON | None = None) -> Verdict:
+        """`pods` of the scale-up, and its Deployment as last seen (its status conditions)."""
         seen: dict[tuple[str, str], float] = {}
         notes: list[str] = []
         failing: str | None = None
         failing_kind = ""
+        due: float | None = None
+        problems: list[tuple[str, str, str]] = []  # (subject, kind, detail)
+        refused = _refused(deployment)
+        if refused is not None:
+            # No pod to name: the Deployment reports them refused before any exists.
+            problems.append(("", "refused", refused))
+            notes.append(refused)
         for pod in pods:
             meta = pod.get("metadata") or {}
             if meta.get("deletionTimestamp"):
@@ -58,22 +72,35 @@ class Watchful:
             name = str(meta.get("name") or "?")
             problem, note = _problem(pod)
             notes.append(f"{name}: {note}")
-            if problem is None:
-                continue
-            kind, detail = problem
-            key = (name, kind)
+            if problem is not None:
+                problems.append((f"pod {name}: ", *problem))
+        for subject, kind, detail in problems:
+            key = (subject, kind)
             since = seen[key] = self._since.get(key, now)
             if not detail.startswith("ImagePullBackOff") or key not in self._detail:
                 self._detail[key] = detail
             detail = self._detail[key]
-            grace = {"image_pull": self.pull_grace,
-                     "unschedulable": self.unschedulable_grace}.get(kind, 0.0)
-            if failing is None and now - since >= grace:
-                failing, failing_kind = f"pod {name}: {detail}", kind
+            grace = {"image_pull": self.pull_grace, "unschedulable": self.unschedulable_grace,
+                     "refused": self.refused_grace}.get(kind, 0.0)
+            if now - since < grace:
+                at = since + grace
+                due = at if due is None else min(due, at)
+            elif failing is None:
+                failing, failing_kind = f"{subject}{detail}", kind
         self._since = seen
         self._detail = {k: v for k, v in self._detail.items() if k in seen}
         status = "; ".join(notes) if notes else "no pod yet"
-        return Verdict(failing, status, failing_kind)
+        return Verdict(failing, status, failing_kind, due)
+
+
+def _refused(deployment: JSON | None) -> str | None:
+    """Why the Deployment's pods are refused at creation, as it reports it, or None."""
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if (condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
+                and condition.get("reason") == "FailedCreate"):
+            message = str(condition.get("message") or "no reason given")
+            return f"pods refused at creation (FailedCreate): {message}"
+    return None
 
 
 def _problem(pod: JSON) -> tuple[tuple[str, str] | None, str]:

@@ -7,8 +7,9 @@ request start over, forever. So the scale-up is kept and followed here (its pods
 with back-off: fast at first, then every few seconds), and a later wake joins it. It is
 given up — scaled back to zero, only if the count is still the one we wrote — when its
 pods fail for good (progress.py: crash loop, image pull failing for `image_pull_grace`,
-unschedulable for `unschedulable_grace`), or when the app's `give_up_after` has passed
-since it was written. Following ends as soon as the app serves, someone else changes the
+unschedulable for `unschedulable_grace`, refused at creation for `refused_grace` — the
+watched Deployment's `ReplicaFailure`), or when the app's `give_up_after` has passed since
+it was written. Following ends as soon as the app serves, someone else changes the
 count (a sleep, an HPA, a person), or the platform closes; a wake waiting on a scale-up
 that is given up fails at once with the reason.
 """
@@ -98,7 +99,8 @@ class ScaleUps:
         spec = up.spec
         backoff = Backoff(initial=_POLL_FIRST, maximum=_POLL_MAX)
         watchful = Watchful(pull_grace=self._settings.image_pull_grace,
-                            unschedulable_grace=self._settings.unschedulable_grace)
+                            unschedulable_grace=self._settings.unschedulable_grace,
+                            refused_grace=self._settings.refused_grace)
         try:
             while True:
                 if self._view.serving(spec) or self._view.desired(spec) != up.replicas:
@@ -109,15 +111,19 @@ class ScaleUps:
                                   f"scaled up ({up.status})")
                     self._stats.scale_up_given_up("give_up_after")
                     break
+                pause = min(backoff.delay(), up.give_up_at - now)
                 pods = await self._pods(spec)
                 if pods is not None:
-                    verdict = watchful.assess(pods, now)
+                    deployment = self._deployments.get((spec.namespace, spec.deployment))
+                    verdict = watchful.assess(pods, now, deployment)
                     up.status = verdict.status
                     if verdict.failing is not None:
                         up.failure = verdict.failing
                         self._stats.scale_up_given_up(verdict.kind)
                         break
-                await asyncio.sleep(min(backoff.delay(), max(0.0, up.give_up_at - now)))
+                    if verdict.due is not None:
+                        pause = min(pause, verdict.due - now)  # judged when its grace ends
+                await asyncio.sleep(max(0.0, pause))
             await self._give_up(up)
         finally:
             if self._followed.get(spec.name) is up:
