@@ -165,3 +165,21 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     commands = [line for line in (ROOT / ".ci/run").read_text().splitlines()
                 if line and not line.startswith(("#", "set ", "cd ", "systemctl "))]
     assert commands == ["./scripts/test"]
+
+
+def test_a_tool_the_test_extras_bring_is_left_to_pip(tmp_path: Path) -> None:
+    machine = Machine(tmp_path, uid=1000)
+    machine.add("wakeproxy-fake-pip-tool  pip:wakeproxy-fake-wheel  # from the test extras")
+    r = machine.run()
+    assert r.returncode == 0, r.stderr
+    assert machine.recorded() == []
+
+
+def test_every_pip_tool_is_in_the_test_extras_and_first_on_path() -> None:
+    extras = (ROOT / "pyproject.toml").read_text()
+    wheels = {package.removeprefix("pip:") for package in listed_tools().values()
+              if package.startswith("pip:")}
+    assert wheels, "kubectl comes from the test extras"
+    for wheel in wheels:
+        assert re.search(rf'^\s*"{re.escape(wheel)}[>=<~ "]', extras, re.M), wheel
+    assert 'export PATH="$PWD/.venv/tools:$PATH"' in (SCRIPTS / "test").read_text()
