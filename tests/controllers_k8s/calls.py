@@ -1,8 +1,8 @@
 """Every API call the Kubernetes controllers make, once: the builds list and the open
 review apps read back, an app routed before its first deploy, a build of a branch
-(succeeded and cancelled), its log read back, the first deploy over the reserved
-Deployment and an update, its deletion, and webhook deliveries recorded in the shared
-delivery log (created, then updated) (for the RBAC test)."""
+(succeeded, cancelled, and refused by Pod Security), its log read back, the first deploy
+over the reserved Deployment and an update, its deletion, and webhook deliveries recorded
+in the shared delivery log (created, then updated) (for the RBAC test)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tests.controllers.gitrepo import Repo
-from tests.controllers_k8s.layout import BUILDS_NS, LEASE_NS, pushing
+from tests.controllers_k8s.layout import BUILDS_NS, LEASE_NS, enforcing, pushing
 from tests.e2e.harness import ECHO_APP
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
@@ -68,6 +68,10 @@ async def _calls(emulator: Emulator, api: Api, repo: Repo) -> None:
     await until(lambda: [p for p in emulator.pods(BUILDS_NS) if "sleep" in str(p)], 10)
     slow.cancel(cancelled.id, "test")
     await slow.wait(cancelled)
+    refused = KubernetesBuilder(jobs=BuildJobs(lambda: api, s, refused_grace=0.2),
+                                registry=s.registry)
+    with enforcing(emulator, BUILDS_NS, "restricted"):
+        await refused.wait(refused.start("rbac", Source(repo=repo.url), "main"))
     await deployer.delete("rbac")
     deliveries = LeaseDeliveryLog(api=lambda: api, namespace=LEASE_NS, lease_name="rbac",
                                   clock=SystemClock())

@@ -5,9 +5,13 @@ that ship are the ones the tests meet."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tests.k8s_emulator import Emulator
+from tests.k8s_emulator import resources as r
+from tests.k8s_emulator.pod_security import ENFORCE
 from wakeproxy.platforms.kubernetes.builds import BUILD_LABEL
 from wakeproxy.platforms.kubernetes.deploys import APP_LABEL
 from wakeproxy.settings import KubernetesBuilds
@@ -20,6 +24,27 @@ APPS_NS = KubernetesBuilds().namespace
 LEASE_NS = "wakeproxy"
 # Build Jobs and their pods (kubernetes.builds.job_namespace: Pod Security `privileged`).
 BUILDS_NS = KubernetesBuilds().job_namespace
+
+
+@contextmanager
+def enforcing(emulator: Emulator, namespace: str, level: str) -> Iterator[None]:
+    """The namespace enforces Pod Security `level` meanwhile (an operator relabelled it)."""
+    def label(value: str | None) -> None:
+        def change(ns: JSON) -> None:
+            labels = ns["metadata"].setdefault("labels", {})
+            if value is None:
+                labels.pop(ENFORCE, None)
+            else:
+                labels[ENFORCE] = value
+        emulator.store.mutate(r.NAMESPACES, None, namespace, change)
+
+    before = (emulator.store.get(r.NAMESPACES, None, namespace)["metadata"].get("labels")
+              or {}).get(ENFORCE)
+    label(level)
+    try:
+        yield
+    finally:
+        label(before)
 
 
 def app_pods(emulator: Emulator, app: str) -> list[JSON]:

@@ -5,11 +5,12 @@ their own `privileged` kubernetes.builds.job_namespace."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from tests.controllers.gitrepo import Repo
-from tests.controllers_k8s.layout import APPS_NS, BUILDS_NS, app_pods, pushing
+from tests.controllers_k8s.layout import APPS_NS, BUILDS_NS, app_pods, enforcing, pushing
 from tests.e2e.harness import ECHO_APP
 from tests.e2e_k8s.cluster import until
 from tests.k8s_emulator import Emulator
@@ -93,3 +94,27 @@ async def test_a_build_job_runs_in_its_privileged_namespace(
     [pod] = k8s_emulator.pods(BUILDS_NS)
     assert pod["metadata"]["annotations"][
         "container.apparmor.security.beta.kubernetes.io/buildkit"] == "unconfined"
+
+
+async def test_a_build_job_whose_pod_is_refused_fails_with_the_refusal_long_before_its_deadline(
+    k8s_emulator: Emulator, api: Api, tmp_path: Path,
+) -> None:
+    """An operator labelled the build namespace `baseline`: BuildKit's pod is refused, the
+    Job stays without a pod; the build fails with why, not at its deadline."""
+    repo = Repo(tmp_path / "git")
+    repo.commit("one")
+    s = KubernetesBuilds(builder_command=pushing("echo built"), deadline=60)
+    builder = KubernetesBuilder(jobs=BuildJobs(lambda: api, s, refused_grace=1.0),
+                                registry=s.registry)
+    with enforcing(k8s_emulator, BUILDS_NS, "baseline"):
+        started = time.monotonic()
+        build = await builder.wait(builder.start("shop", Source(repo=repo.url), "main"))
+        took = time.monotonic() - started
+    assert build.state is BuildState.FAILED
+    assert build.reason is not None and "refused at creation (FailedCreate)" in build.reason
+    assert 'violates PodSecurity "baseline:latest"' in build.reason
+    assert 1.0 <= took < 8, took  # the grace, not the 60 s deadline
+    # The Job is gone: it would otherwise start by itself, unwatched, if relabelled.
+    assert not [j for j in k8s_emulator.store.items(r.JOBS)
+                if j["metadata"]["namespace"] == BUILDS_NS]
+    assert not k8s_emulator.pods(BUILDS_NS)

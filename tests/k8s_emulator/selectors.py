@@ -164,6 +164,18 @@ _KIND_FIELDS: dict[str, dict[str, Callable[[JSON], Any]]] = {
         "status.podIP": lambda o: dig(o, "status", "podIP"),
     },
     "Job": {"status.successful": lambda o: str(dig(o, "status", "succeeded") or 0)},
+    # What the API server's Event field selectors offer (events about one object).
+    "Event": {
+        "involvedObject.kind": lambda o: dig(o, "involvedObject", "kind"),
+        "involvedObject.namespace": lambda o: dig(o, "involvedObject", "namespace"),
+        "involvedObject.name": lambda o: dig(o, "involvedObject", "name"),
+        "involvedObject.uid": lambda o: dig(o, "involvedObject", "uid"),
+        "involvedObject.apiVersion": lambda o: dig(o, "involvedObject", "apiVersion"),
+        "reason": lambda o: o.get("reason"),
+        "type": lambda o: o.get("type"),
+        "source": lambda o: dig(o, "source", "component"),
+        "reportingComponent": lambda o: o.get("reportingComponent"),
+    },
 }
 
 

@@ -136,3 +136,26 @@ async def test_a_job_whose_pod_is_refused_stays_without_pods(k8s_emulator: Emula
     [event] = await k8s_emulator.store.wait_until(lambda: failed_creates(k8s_emulator, "builds"))
     assert (event["involvedObject"]["kind"], event["involvedObject"]["name"]) == ("Job", "build")
     assert 'violates PodSecurity "baseline:latest": seccompProfile' in event["message"]
+
+
+async def test_a_refused_jobs_events_are_listed_by_field_selector(
+    k8s_emulator: Emulator, k8s_api: ApiClient,
+) -> None:
+    # As a client asks for the events of one object (kubectl describe does the same).
+    namespace(k8s_emulator, "builds", "restricted")
+    k8s_emulator.create(job("build", command=["true"], namespace="builds"))
+    k8s_emulator.create(job("other", command=["true"], namespace="builds"))
+    await k8s_emulator.store.wait_until(lambda: {
+        e["involvedObject"]["name"] for e in failed_creates(k8s_emulator, "builds")} == {
+        "build", "other"})
+    core = client.CoreV1Api(k8s_api)
+    found = await core.list_namespaced_event("builds", field_selector=(
+        "involvedObject.kind=Job,involvedObject.name=build,reason=FailedCreate,type=Warning"))
+    assert found.items  # one per attempt: each names the pod it tried
+    for event in found.items:
+        assert event.involved_object.name == "build"
+        assert event.source.component == "job-controller"
+        assert 'violates PodSecurity "restricted:latest"' in event.message
+    none = await core.list_namespaced_event("builds", field_selector="involvedObject.name!=build,"
+                                            "involvedObject.name!=other")
+    assert none.items == []

@@ -57,7 +57,7 @@ from wakeproxy.model.images import moved, nodes_resolve, registry_host
 from wakeproxy.model.redact import credentials
 from wakeproxy.model.stats import CapStats
 from wakeproxy.platforms.kubernetes.api import Api
-from wakeproxy.platforms.kubernetes.builds import BuildJobs
+from wakeproxy.platforms.kubernetes.builds import REFUSED_GRACE, BuildJobs
 from wakeproxy.platforms.kubernetes.delivery_log import LeaseDeliveryLog
 from wakeproxy.platforms.kubernetes.deploys import Deploys, Release
 from wakeproxy.platforms.kubernetes.errors import ApiError
@@ -235,6 +235,7 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         settings: KubernetesBuilds, api: Callable[[], Api], lease_namespace: str,
         lease_name: str, clock: Clock | None = None, config_file: str = "",
         limits: BuildLimits | None = None, caps: CapStats | None = None,
+        refused_grace: float = REFUSED_GRACE,
     ) -> None:
         super().__init__(declared=[a.policy for a in apps], config_file=config_file)
         clock = clock or SystemClock()
@@ -244,7 +245,8 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         self._apps = {a.policy.name: a for a in apps if a.repo is not None}
         hidden = tuple(c for a in self._apps.values() if a.repo
                        for c in credentials(a.repo))
-        self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings),
+        self.builder = KubernetesBuilder(jobs=BuildJobs(api, settings,
+                                                        refused_grace=refused_grace),
                                          registry=settings.registry,
                                          pull_registry=settings.pull_registry, hidden=hidden,
                                          limits=limits, caps=caps)

@@ -84,7 +84,8 @@ class KubernetesSettings:
     # ReplicaFailure: Pod Security admission, which no retry fixes, but also a quota or an
     # admission webhook, which a pod ending or a retry can; the ReplicaSet retries within
     # seconds, so 10 s lets a passing refusal clear without holding requests for minutes);
-    # a crash loop gives up at once. Otherwise the app's `give_up_after` rules.
+    # a crash loop gives up at once. Otherwise the app's `give_up_after` rules. A build Job
+    # whose pod is refused `refused_grace` long fails (not at its deadline).
     image_pull_grace: float = 120.0
     unschedulable_grace: float = 600.0
     refused_grace: float = 10.0

@@ -10,7 +10,11 @@ so the builds list can be read back from the cluster after a restart (history.py
 The Job has a deadline, resource requests and limits, no retries (a failed build is a
 fact to report, not to retry) and a TTL after which Kubernetes deletes it. Its pod's log
 is followed (`follow=true`) into the caller's sink while the build runs; the outcome
-comes from the Job's conditions and the container's exit code.
+comes from the Job's conditions and the container's exit code. A Job whose pod the API
+refuses to create (Pod Security admission, a quota: the Job controller's `FailedCreate`
+Events, while the Job has no pod) for `refused_grace` fails the build with the refusal,
+and the Job is deleted: it would otherwise start by itself once the refusal clears,
+unwatched.
 Must never: know about build bookkeeping, deploys or review apps (the controllers do).
 """
 
@@ -30,7 +34,7 @@ from kubernetes_asyncio import client
 from wakeproxy.model.redact import redact
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
-from wakeproxy.settings import KubernetesBuilds
+from wakeproxy.settings import KubernetesBuilds, KubernetesSettings
 
 log = structlog.get_logger("wakeproxy.kubernetes.builds")
 
@@ -59,6 +63,9 @@ _REPORT_DIGEST = (
 # AppArmor on Kubernetes 1.29 (the appArmorProfile field is 1.30+): one per container.
 APPARMOR = "container.apparmor.security.beta.kubernetes.io/"
 _POLL = 0.2  # how often the Job and its pod are read while waiting for them
+# A refusal may pass (a quota freed by a pod ending; the Job controller retries): the Job
+# is failed once its pod has been refused this long (kubernetes.refused_grace).
+REFUSED_GRACE = KubernetesSettings().refused_grace
 _LOG_IDLE = 600.0  # a build may print nothing for this long (a slow layer)
 
 
@@ -168,9 +175,11 @@ def job_manifest(job: BuildJob, s: KubernetesBuilds) -> JSON:
 class BuildJobs:
     """Runs build Jobs in one namespace. `api` gives the platform's client once started."""
 
-    def __init__(self, api: Callable[[], Api], settings: KubernetesBuilds) -> None:
+    def __init__(self, api: Callable[[], Api], settings: KubernetesBuilds, *,
+                 refused_grace: float = REFUSED_GRACE) -> None:
         self._api = api
         self._s = settings
+        self._refused_grace = refused_grace
 
     @property
     def namespace(self) -> str:
@@ -198,7 +207,15 @@ class BuildJobs:
         """
         api = self._api()
         async with asyncio.timeout(self._s.deadline + 60.0):
-            pod = await self._started_pod(api, job)
+            try:
+                pod = await self._started_pod(api, job)
+            except _Refused as e:
+                log.warning("build job's pod refused: deleting the job", job=job.job_name,
+                            namespace=self.namespace, reason=e.message)
+                with contextlib.suppress(ApiError):  # the refusal is the news, not this
+                    await self.delete(job)
+                return JobOutcome(False, f"its pod was refused at creation (FailedCreate): "
+                                         f"{e.message}")
             streamed = 0
             if pod is not None:
                 streamed = await self._follow(api, str(pod["metadata"]["name"]), write)
@@ -218,8 +235,13 @@ class BuildJobs:
                            propagation_policy="Background")
 
     async def _started_pod(self, api: Api, job: BuildJob) -> JSON | None:
-        """The Job's pod once its container runs or ran; None if the Job ended without."""
+        """The Job's pod once its container runs or ran; None if the Job ended without.
+
+        Raises _Refused when the Job has had no pod, its creation refused, for the grace.
+        """
         core = client.CoreV1Api(api.client)
+        loop = asyncio.get_running_loop()
+        refused_since: float | None = None
         while True:
             # The Job's status first, then its pods: a fast build can finish between two
             # reads, and its pod must still be found then, or its whole log is lost.
@@ -232,7 +254,27 @@ class BuildJobs:
                     return dict(pod)
             if finished:
                 return dict(items[0]) if items else None
+            refusal = None if items else await self._refusal(api, job)
+            if refusal is None:
+                refused_since = None
+            else:
+                now = loop.time()
+                refused_since = now if refused_since is None else refused_since
+                if now - refused_since >= self._refused_grace:
+                    raise _Refused(refusal)
             await asyncio.sleep(_POLL)
+
+    async def _refusal(self, api: Api, job: BuildJob) -> str | None:
+        """The latest refusal of the Job's pod (its FailedCreate Events), or None."""
+        core = client.CoreV1Api(api.client)
+        found = await api.call(core.list_namespaced_event, self.namespace, field_selector=(
+            f"involvedObject.kind=Job,involvedObject.name={job.job_name},reason=FailedCreate"))
+        events = [e for e in found.get("items") or [] if isinstance(e, dict)]
+        if not events:
+            return None
+        latest = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")
+                                                or ""))
+        return str(latest.get("message") or "no reason given")
 
     async def _follow(self, api: Api, pod: str, write: Callable[[bytes], None], *,
                       follow: bool = True) -> int:
@@ -279,6 +321,12 @@ class BuildJobs:
             if isinstance(terminated, dict) and isinstance(terminated.get("exitCode"), int):
                 return int(terminated["exitCode"]), str(terminated.get("reason") or "")
         return None, ""
+
+
+class _Refused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def container_state(pod: Any) -> dict[str, Any]:
