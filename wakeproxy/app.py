@@ -45,7 +45,7 @@ from wakeproxy.model.stats import CapStats, PlatformStats, RequestStats, WakeSta
 from wakeproxy.obs.admin import build_admin_app
 from wakeproxy.obs.applogs import PRIVATE_READ as APP_LOGS_PRIVATE
 from wakeproxy.obs.applogs import AppOutput, add_app_log_routes
-from wakeproxy.obs.logging import AccessLogSink, configure_logging
+from wakeproxy.obs.logging import AccessLogSink, app_output_log, configure_logging
 from wakeproxy.obs.metrics import build_registry
 from wakeproxy.settings import Settings
 
@@ -98,7 +98,8 @@ class Daemon:
         if s.platform == "local":
             from wakeproxy.platforms.local.platform import LocalPlatform
 
-            return LocalPlatform(s.apps, environ=self.environ, run_as=self._run_as())
+            return LocalPlatform(s.apps, environ=self.environ, run_as=self._run_as(),
+                                 echo=app_output_log())
         from wakeproxy.platforms.kubernetes import InCluster, KubernetesPlatform
         from wakeproxy.settings import KubernetesSettings
 

@@ -229,3 +229,20 @@ async def test_access_line_costs_microseconds(tmp_path: Path) -> None:
                 sink(record)
             best = min(best, (time.perf_counter() - started) / n)
     assert best < 15e-6, f"{best * 1e6:.2f} µs per access line"
+
+
+def test_app_output_lines_are_info_lines_with_app_and_stream_even_without_access_lines() -> None:
+    buf = io.StringIO()
+    configure_logging("json", "info", cluster="dev", stream=buf, access_lines=False)
+    obs_logging.app_output_log()("shop", "stderr", ["booting", 'said "hi"'])
+    structlog.get_logger().info("after")  # flushes what waits, in order
+    got = lines(buf)
+    assert [(e["event"], e.get("app"), e.get("stream"), e["level"], e["cluster"]) for e in got] \
+        == [("booting", "shop", "stderr", "info", "dev"),
+            ('said "hi"', "shop", "stderr", "info", "dev"), ("after", None, None, "info", "dev")]
+    assert all("timestamp" in e for e in got)
+    buf = io.StringIO()
+    configure_logging("json", "warning", stream=buf)
+    obs_logging.app_output_log()("shop", "stdout", ["not shown"])
+    structlog.get_logger().warning("shown")
+    assert [e["event"] for e in lines(buf)] == ["shown"]

@@ -30,7 +30,7 @@ from wakeproxy.model.applog import AppLog, Follower
 from wakeproxy.model.apps import AppPolicy, Endpoint, not_deployed
 from wakeproxy.model.board import FailureKind
 from wakeproxy.platforms.local.net import free_port, probe_http, probe_tcp
-from wakeproxy.platforms.local.process import AppProcess
+from wakeproxy.platforms.local.process import AppProcess, Echo, log_lines
 from wakeproxy.platforms.local.sandbox import RunAs
 from wakeproxy.platforms.local.watchdog import GroupWatchdog
 from wakeproxy.settings import LocalApp
@@ -46,7 +46,9 @@ class LocalPlatform:
     def __init__(
         self, apps: Sequence[LocalApp], *, host: str = "127.0.0.1",
         environ: Mapping[str, str] | None = None, run_as: RunAs | None = None,
+        echo: Echo = log_lines,
     ) -> None:
+        self._echo = echo  # where app output lines go in wakeproxy's own log
         # What app processes get of wakeproxy's environment: only the basics (sandbox.py).
         self._environ: Mapping[str, str] = environ if environ is not None else {}
         self._run_as = run_as
@@ -251,7 +253,7 @@ class LocalPlatform:
             output = self._output(app)
             p = await AppProcess.start(local, free_port(self._host), self._ring(app),
                                        environ=self._environ, run_as=self._run_as,
-                                       output=output)
+                                       output=output, echo=self._echo)
         except OSError as e:
             log.warning("app could not be started", app=app, error=str(e))
             return f"could not start the command: {e}"

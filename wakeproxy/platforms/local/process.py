@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
@@ -25,8 +25,18 @@ from wakeproxy.settings import LocalApp
 
 log = structlog.get_logger("wakeproxy.app")
 
+# Where output lines go in wakeproxy's own log: (app, stream, lines). The composition
+# root passes a cheaper, batched one (obs.logging.app_output_log).
+Echo = Callable[[str, str, list[str]], None]
+
+
+def log_lines(app: str, stream: str, lines: list[str]) -> None:
+    for text in lines:
+        log.info(text, app=app, stream=stream)
+
 _STDERR_TAIL = 20  # lines of this process's stderr kept for failure reports
 _MAX_LINE = 64 * 1024  # a longer line is logged in pieces instead of buffered forever
+_READ = 65536  # bytes of output read at once
 _KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the group to vanish
 
 
@@ -38,7 +48,7 @@ class AppProcess:
 
     def __init__(
         self, app: str, proc: asyncio.subprocess.Process, port: int, ring: deque[str],
-        output: AppLog | None = None,
+        output: AppLog | None = None, echo: Echo = log_lines,
     ) -> None:
         self.app = app
         self.port = port
@@ -51,8 +61,9 @@ class AppProcess:
         self._stop_task: asyncio.Task[None] | None = None
         assert proc.stdout is not None and proc.stderr is not None
         self._pumps = (
-            spawn(_pump(proc.stdout, app, "stdout", (), output), name=f"output:{app}:stdout"),
-            spawn(_pump(proc.stderr, app, "stderr", (self._tail, ring), output),
+            spawn(_pump(proc.stdout, app, "stdout", (), output, echo),
+                  name=f"output:{app}:stdout"),
+            spawn(_pump(proc.stderr, app, "stderr", (self._tail, ring), output, echo),
                   name=f"output:{app}:stderr"),
         )
         self._exit: asyncio.Task[int] = spawn(proc.wait(), name=f"exit:{app}")
@@ -61,6 +72,7 @@ class AppProcess:
     async def start(
         cls, local: LocalApp, port: int, ring: deque[str], *,
         environ: Mapping[str, str], run_as: RunAs | None = None, output: AppLog | None = None,
+        echo: Echo = log_lines,
     ) -> AppProcess:
         """Spawn `local.command` with PORT set, in a clean environment (the basics of
         `environ` and the app's `env`), as `run_as` if given. Raises OSError when it
@@ -76,7 +88,7 @@ class AppProcess:
             env=env,
             start_new_session=True,
         )
-        return cls(local.policy.name, proc, port, ring, output)
+        return cls(local.policy.name, proc, port, ring, output, echo)
 
     @property
     def pid(self) -> int:
@@ -197,22 +209,21 @@ def _has_live_member(pgid: int) -> bool:
 
 async def _pump(
     stream: asyncio.StreamReader, app: str, name: str, sinks: Iterable[deque[str]],
-    output: AppLog | None,
+    output: AppLog | None, echo: Echo,
 ) -> None:
     sinks = tuple(sinks)
 
     def emit(raws: list[bytes]) -> None:
         texts = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raws]
-        for text in texts:
-            log.info(text, app=app, stream=name)
-            for sink in sinks:
-                sink.append(text)
+        echo(app, name, texts)
+        for sink in sinks:
+            sink.extend(texts)
         if output is not None:
             output.extend(texts)
 
     buf = b""
     with contextlib.suppress(ConnectionError):
-        while chunk := await stream.read(65536):
+        while chunk := await stream.read(_READ):
             buf += chunk
             *lines, buf = buf.split(b"\n")
             while len(buf) > _MAX_LINE:
