@@ -1,7 +1,8 @@
 """Calls to the Kubernetes API: raw JSON in and out, a timeout on each, failures as types.
 
-Every call goes through `Api.call` (a request and its JSON answer) or `Api.stream` (a
-watch: the open response, read line by line by the watcher). Answers stay plain dicts:
+Every call goes through `Api.call` (a request and its JSON answer), `Api.text` (a request
+and its other answer: a pod's log) or `Api.stream` (a watch or a followed log: the open
+response, read as it comes). JSON answers stay plain dicts:
 the generated model classes are skipped, which keeps large lists and watch streams cheap
 and the fields exactly as the server wrote them. Each failure is counted by status in
 PlatformStats and raised as an ApiError subclass. Never retries: callers own their
@@ -60,6 +61,23 @@ class Api:
             raise ApiError("the API answered something other than a JSON object",
                            status=resp.status)
         return doc
+
+    async def text(self, fn: ApiFunction, *args: Any, **kwargs: Any) -> bytes:
+        """Make one request whose answer is not JSON (a pod's log); its body, or an
+        ApiError."""
+        kwargs["_preload_content"] = False
+        kwargs["_request_timeout"] = self.timeout
+        resp = await self._send(fn, args, kwargs)
+        try:
+            try:
+                body = await resp.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                raise self._unreachable(e) from None
+            if not 200 <= resp.status < 300:
+                raise self._failed(resp.status, body, resp.headers)
+        finally:
+            resp.release()
+        return body
 
     async def stream(self, fn: ApiFunction, *args: Any, idle_timeout: float,
                      **kwargs: Any) -> aiohttp.ClientResponse:

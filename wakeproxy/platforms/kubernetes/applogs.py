@@ -120,15 +120,9 @@ class PodLogs:
 
     async def _read_all(self, pod: JSON) -> list[tuple[float, str]]:
         name = str(pod["metadata"]["name"])
-        resp = await self._api.stream(
-            self._api.core.read_namespaced_pod_log, name, self._namespace, idle_timeout=_IDLE,
+        body = await self._api.text(
+            self._api.core.read_namespaced_pod_log, name, self._namespace,
             container=_container(pod), timestamps=True, tail_lines=self._backlog)
-        try:
-            body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            body = b""
-        finally:
-            resp.release()
         entries = []
         for raw in body.decode("utf-8", "replace").splitlines():
             ts, _, text = raw.partition(" ")
