@@ -45,7 +45,7 @@ from wakeproxy.model.stats import CapStats, PlatformStats, RequestStats, WakeSta
 from wakeproxy.obs.admin import build_admin_app
 from wakeproxy.obs.applogs import PRIVATE_READ as APP_LOGS_PRIVATE
 from wakeproxy.obs.applogs import AppOutput, add_app_log_routes
-from wakeproxy.obs.logging import AccessLogSink, app_output_log, configure_logging
+from wakeproxy.obs.logging import access_sink, app_output_log, configure_logging
 from wakeproxy.obs.metrics import build_registry
 from wakeproxy.settings import Settings
 
@@ -151,7 +151,7 @@ class Daemon:
             clock=self.clock, interval=s.sweep_interval, leader=self.platform.leader,
             peers=self.peers, kept_awake=self.scheduled.kept_awake,
         )
-        self.access_log = AccessLogSink()
+        self.access_log = access_sink()
         self.dataplane = DataPlane(
             routes=self.routes, board=self.board, ledger=self.ledger, demand=self.demand,
             stats=self.request_stats, access_log=self.access_log, limits=s.limits,

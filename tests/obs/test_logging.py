@@ -17,7 +17,8 @@ import structlog
 
 from wakeproxy.dataplane.access import AccessRecord
 from wakeproxy.obs import logging as obs_logging
-from wakeproxy.obs.logging import AccessLogSink, JsonLines, configure_logging
+from wakeproxy.obs.lines import access_fields
+from wakeproxy.obs.logging import JsonLines, access_sink, configure_logging
 
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
 
@@ -52,7 +53,7 @@ def lines(buf: io.StringIO) -> list[dict[str, Any]]:
 def test_access_line_is_one_json_object_with_every_field() -> None:
     buf = io.StringIO()
     configure_logging("json", "info", cluster="dev", stream=buf)
-    AccessLogSink()(access_record())
+    access_sink()(access_record())
     assert buf.getvalue().count("\n") == 1
     [line] = lines(buf)
     assert list(line)[:4] == ["timestamp", "level", "event", "cluster"]
@@ -71,7 +72,7 @@ def test_access_line_is_one_json_object_with_every_field() -> None:
 
 def test_a_request_not_held_has_no_held_ms_and_unknown_hosts_have_no_app() -> None:
     buf = io.StringIO()
-    sink = AccessLogSink(JsonLines(buf))
+    sink = access_sink(JsonLines(buf))
     sink(access_record(app="", host="nowhere.example", status=404, held=None, upstream=None,
                 reason="unknown host"))
     [line] = lines(buf)
@@ -83,9 +84,48 @@ def test_a_request_not_held_has_no_held_ms_and_unknown_hosts_have_no_app() -> No
     assert line["reason"] == "unknown host"
 
 
+def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
+    """The hand-written line (its pieces remembered per route and per connection) is
+    byte for byte what `json.dumps` makes of the same fields, also when the remembered
+    pieces change from line to line, for records the data plane builds and for others."""
+    wall = 1_765_000_000.25
+    records = [
+        access_record(),
+        access_record(held=None, duration=0.0005, status=304, bytes_out=0),
+        access_record(app="", host="nowhere.example", method="PROPFIND", upstream=None,
+                      held=None, status=404, reason="no app serves host 'nowhere.example'"),
+        access_record(host="", method="", client="::1", path="/\u00e9\u2028\"\\\n",
+                      request_id='x"\x01', reason="caf\u00e9 \u2603", duration=1.005),
+        access_record(),  # the first route and connection again, from the memo
+    ]
+
+    class Attributes:  # any object with the fields, not only the data plane's tuple
+        def __init__(self, record: AccessRecord) -> None:
+            self.__dict__.update(record._asdict())
+
+    for cluster in (None, "dev \u2603"):
+        buf = io.StringIO()
+        sink = JsonLines(buf, cluster=cluster, wall=lambda: wall)
+        for r in records:
+            sink.access(r)
+            sink.access(Attributes(r))  # type: ignore[arg-type]
+        sink.flush()
+        expected = []
+        for r in records:
+            fields: dict[str, Any] = {
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.250000Z", time.gmtime(wall)),
+                "level": "info", "event": "request",
+            }
+            if cluster is not None:
+                fields["cluster"] = cluster
+            fields.update(access_fields(r))
+            expected += [json.dumps(fields, separators=(",", ":"))] * 2
+        assert buf.getvalue().splitlines() == expected
+
+
 def test_hostile_paths_stay_on_one_line() -> None:
     buf = io.StringIO()
-    AccessLogSink(JsonLines(buf))(access_record(path='/a\nb"c\\d\u2028\x00'))
+    access_sink(JsonLines(buf))(access_record(path='/a\nb"c\\d\u2028\x00'))
     assert buf.getvalue().count("\n") == 1
     assert lines(buf)[0]["path"] == '/a\nb"c\\d\u2028\x00'
 
@@ -93,7 +133,7 @@ def test_hostile_paths_stay_on_one_line() -> None:
 def test_access_lines_are_off_above_info() -> None:
     buf = io.StringIO()
     configure_logging("json", "warning", stream=buf)
-    AccessLogSink()(access_record())
+    access_sink()(access_record())
     structlog.get_logger().info("not shown")
     structlog.get_logger().warning("shown")
     assert [e["event"] for e in lines(buf)] == ["shown"]
@@ -103,7 +143,7 @@ def test_access_lines_can_be_turned_off_alone() -> None:
     for fmt in ("json", "console"):
         buf = io.StringIO()
         configure_logging(fmt, "info", stream=buf, access_lines=False)
-        AccessLogSink()(access_record())
+        access_sink()(access_record())
         structlog.get_logger().info("still shown")
         text = buf.getvalue()
         assert "still shown" in text and "request" not in text, (fmt, text)
@@ -153,7 +193,7 @@ def test_reconfiguring_replaces_the_handler_instead_of_doubling_lines() -> None:
 def test_console_format_is_for_humans() -> None:
     buf = io.StringIO()
     configure_logging("console", "info", stream=buf)
-    AccessLogSink()(access_record())
+    access_sink()(access_record())
     structlog.get_logger().info("started", listen="127.0.0.1:8080")
     text = buf.getvalue()
     assert not text.startswith("{")
@@ -181,7 +221,7 @@ class CountingStream(io.StringIO):
 
 async def test_inside_the_loop_lines_are_flushed_on_a_timer_not_per_line() -> None:
     stream = CountingStream()
-    sink = AccessLogSink(JsonLines(stream, flush_interval=0.05))
+    sink = access_sink(JsonLines(stream, flush_interval=0.05))
     for _ in range(100):
         sink(access_record())
     assert stream.flushes == 0
@@ -208,7 +248,7 @@ def test_a_loop_that_ended_before_its_flush_does_not_stall_later_lines() -> None
 
 def test_outside_a_loop_every_line_is_flushed() -> None:
     stream = CountingStream()
-    sink = AccessLogSink(JsonLines(stream))
+    sink = access_sink(JsonLines(stream))
     sink(access_record())
     sink(access_record())
     assert stream.flushes == 2
@@ -219,7 +259,7 @@ async def test_access_line_costs_microseconds(tmp_path: Path) -> None:
 
     Runs inside a loop, as in production, so the stream is flushed on the timer."""
     with (tmp_path / "access.log").open("w") as out:
-        sink = AccessLogSink(JsonLines(out, cluster="dev"))
+        sink = access_sink(JsonLines(out, cluster="dev"))
         record = access_record()
         n = 20000
         best = float("inf")

@@ -28,7 +28,7 @@ from httptools import (
     HttpResponseParser,
 )
 
-from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.dataplane.access import AccessRecord, new_record
 from wakeproxy.dataplane.activator import HoldQueue
 from wakeproxy.dataplane.context import Context
 from wakeproxy.dataplane.errors import (
@@ -765,7 +765,7 @@ class Exchange:
         if self.ticket is not None:
             self._step_ticket()
         ctx.stats.record(self.app, status, duration)
-        record = AccessRecord(  # positional: the hot path's one allocation of it
+        record = new_record(AccessRecord, (
             self.app,
             self.host,
             self.method.decode("latin-1"),
@@ -779,7 +779,7 @@ class Exchange:
             self.bytes_in,
             self.bytes_out,
             reason,
-        )
+        ))  # fmt: skip
         try:
             ctx.access_log(record)
         except Exception:

@@ -1,6 +1,6 @@
 """Observability and operation: logs, metrics and the admin server.
 
-    data plane ──AccessRecord──► logging.AccessLogSink ──► one JSON line per request
+    data plane ──AccessRecord──► logging.access_sink ──► one JSON line per request
     model (board, ledger, stats) ──read at scrape──► metrics (families) ──► GET /metrics
     model (board's sleep history) ──read on request──► savings ──► GET /api/v1/savings
     admin API ──wake/sleep──► control plane (AppCommands); reads ──► views ◄── model

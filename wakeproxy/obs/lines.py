@@ -111,8 +111,16 @@ def _ms(seconds: float) -> str:
     return text + "0" if text[-1] == "." else text
 
 
-# Distinct field values whose JSON text is remembered before the memo starts afresh.
-_QUOTED_SIZE = 4096
+# Distinct routes, and client/upstream pairs, whose JSON text is remembered before the
+# memo starts afresh.
+_MEMO_SIZE = 4096
+
+# An access line after its timestamp's seconds: microseconds, the route's part, path,
+# status, duration, request id, the connection's part, bytes in and out, reason, the end.
+_ACCESS = (
+    '%s%06dZ",%s%s,"status":%d,"duration_ms":%s,"request_id":%s,%s%d,"bytes_out":%d,'
+    '"reason":%s%s'
+)
 
 # Waiting items: (wall time, record) for access lines, (wall time, rest of line) for events.
 _Item = tuple[float, AccessRecordLike | str]
@@ -143,7 +151,8 @@ class JsonLines:
         self._second = -1
         self._second_text = ""
         self._access_head = f'"level":"info","event":"request",{self._cluster}'
-        self._quoted: dict[str | None, str] = {}
+        self._routes: dict[tuple[str, str, str], str] = {}
+        self._peers: dict[tuple[str | None, str | None], str] = {}
         _open.add(self)
 
     @property
@@ -183,7 +192,7 @@ class JsonLines:
         if not pending:
             return
         self._pending = []
-        text = "".join([self._line(wall, what) for wall, what in pending])
+        text = self._lines(pending)
         # A closed or broken stream must not fail the request being logged.
         with contextlib.suppress(OSError, ValueError):
             self._stream.write(text)
@@ -194,45 +203,66 @@ class JsonLines:
         with contextlib.suppress(OSError, ValueError):
             self._stream.flush()
 
-    def _line(self, wall: float, what: AccessRecordLike | str) -> str:
-        # Formatting a datetime costs ~1 µs; the seconds part changes once a second.
-        second = int(wall)
-        if second != self._second:
-            self._second = second
-            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second_text = f'{{"timestamp":"{text}.'
-        micros = int((wall - second) * 1e6)
-        if isinstance(what, str):
-            return f'{self._second_text}{micros:06d}Z",{what}'
-        r = what
-        held = r.held
-        reason = r.reason
-        # Fields that repeat from request to request (app, host, method, client,
-        # upstream) are escaped once and looked up after; _ms written out.
-        q = self._quoted
-        app, host, method, client, upstream = r.app, r.host, r.method, r.client, r.upstream
-        ms = f"{r.duration * 1000.0:.2f}".rstrip("0")
-        return (
-            f'{self._second_text}{micros:06d}Z",{self._access_head}'
-            f'"app":{q.get(app) or self._quote(app)},'
-            f'"host":{q.get(host) or self._quote(host)},'
-            f'"method":{q.get(method) or self._quote(method)},"path":{_string(r.path)},'
-            f'"status":{r.status},"duration_ms":{ms + "0" if ms[-1] == "." else ms},'
-            f'"request_id":{_string(r.request_id)},'
-            f'"client":{q.get(client) or self._quote(client)},'
-            f'"upstream":{q.get(upstream) or self._quote(upstream)},'
-            f'"bytes_in":{r.bytes_in},"bytes_out":{r.bytes_out},'
-            f'"reason":{"null" if reason is None else _string(reason)}'
-            + ("}\n" if held is None else f',"held_ms":{_ms(held)}}}\n')
-        )
+    def _lines(self, pending: list[_Item]) -> str:
+        """The text of the waiting lines: one frame per batch, one `%` format per line."""
+        out: list[str] = []
+        add = out.append
+        routes, peers = self._routes, self._peers
+        second_was, head = self._second, self._second_text
+        for wall, what in pending:
+            # Formatting a datetime costs ~1 µs; the seconds part changes once a second.
+            second = int(wall)
+            if second != second_was:
+                second_was = second
+                text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                head = f'{{"timestamp":"{text}.'
+            micros = int((wall - second) * 1e6)
+            if isinstance(what, str):
+                add(f'{head}{micros:06d}Z",{what}')
+                continue
+            if isinstance(what, tuple):  # the data plane's AccessRecord: unpacked in C
+                (app, host, method, path, status, duration, held, request_id, client,
+                 upstream, bytes_in, bytes_out, reason) = what
+            else:
+                r = what
+                app, host, method, path, status = r.app, r.host, r.method, r.path, r.status
+                duration, held, request_id, client = r.duration, r.held, r.request_id, r.client
+                upstream, bytes_in, bytes_out = r.upstream, r.bytes_in, r.bytes_out
+                reason = r.reason
+            # What repeats from request to request is escaped once and looked up after:
+            # the route's part (app, host, method) and the connection's (client, upstream).
+            ms = f"{duration * 1000.0:.2f}".rstrip("0")
+            add(_ACCESS % (
+                head, micros,
+                routes.get((app, host, method)) or self._route(app, host, method),
+                _string(path), status, ms + "0" if ms[-1] == "." else ms,
+                _string(request_id),
+                peers.get((client, upstream)) or self._peer(client, upstream),
+                bytes_in, bytes_out, "null" if reason is None else _string(reason),
+                "}\n" if held is None else f',"held_ms":{_ms(held)}}}\n',
+            ))  # fmt: skip
+        self._second, self._second_text = second_was, head
+        return "".join(out)
 
-    def _quote(self, value: str | None) -> str:
-        """`value` as JSON (an empty app and a missing value are null), remembered."""
-        text = "null" if not value else _string(value)
-        quoted = self._quoted
-        if len(quoted) >= _QUOTED_SIZE:
-            quoted.clear()
-        quoted[value] = text
+    def _route(self, app: str, host: str, method: str) -> str:
+        """The line from its level to the path's key, for one route (app null when none)."""
+        routes = self._routes
+        if len(routes) >= _MEMO_SIZE:
+            routes.clear()
+        text = routes[app, host, method] = (
+            f'{self._access_head}"app":{_string(app) if app else "null"},'
+            f'"host":{_string(host)},"method":{_string(method)},"path":'
+        )
+        return text
+
+    def _peer(self, client: str | None, upstream: str | None) -> str:
+        """The line from the client's key to the request bytes' key, for one connection pair."""
+        peers = self._peers
+        if len(peers) >= _MEMO_SIZE:
+            peers.clear()
+        text = peers[client, upstream] = (
+            f'"client":{_opt(client)},"upstream":{_opt(upstream)},"bytes_in":'
+        )
         return text
 
 

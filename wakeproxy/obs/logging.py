@@ -28,7 +28,7 @@ from wakeproxy.obs.lines import (
     StructlogOutput,
 )
 
-__all__ = ["AccessLogSink", "EventOutput", "JsonLines", "LogFormat", "app_output_log",
+__all__ = ["EventOutput", "JsonLines", "LogFormat", "access_sink", "app_output_log",
            "configure_logging"]
 
 LogFormat = Literal["json", "console"]
@@ -42,23 +42,19 @@ _LEVELS = {
 _FRONT = ("timestamp", "level", "event")
 
 
-class AccessLogSink:
+def access_sink(output: EventOutput | None = None) -> Callable[[AccessRecordLike], None]:
     """The data plane's `access_log` callable: one `event="request"` line per request.
 
-    Unknown hosts (app "") are logged with `app: null`. The call only hands the record
-    on: with JSON lines, formatting and writing happen later, in batches.
+    Unknown hosts (app "") are logged with `app: null`. The output's own `access`, bound
+    (no call in between): with JSON lines it only remembers the record; formatting and
+    writing happen later, in batches. With access lines off, a call that does nothing.
     """
+    out = output if output is not None else _current_output()
+    return out.access if out.enabled else _discard
 
-    __slots__ = ("_access", "_enabled")
 
-    def __init__(self, output: EventOutput | None = None) -> None:
-        out = output if output is not None else _current_output()
-        self._access = out.access
-        self._enabled = out.enabled
-
-    def __call__(self, record: AccessRecordLike) -> None:
-        if self._enabled:
-            self._access(record)
+def _discard(record: AccessRecordLike) -> None:
+    """Access lines are off."""
 
 
 _output: EventOutput | None = None
