@@ -182,7 +182,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not give wakeproxy a core of its own")
+    p.add_argument("--quick", action="store_true",
+                   help="1 round of 1 s, 1 s per rate, 10,000 lines/s only: does it run?")
     args = p.parse_args(argv)
+    args.sample = 3.0
+    if args.quick:
+        args.rounds, args.duration, args.rates, args.sample = 1, 1.0, "10000", 1.0
     if args.pin and (os.cpu_count() or 1) < 2:
         args.pin = False
     nginx, wrk = nginx_binary(), wrk_binary()
@@ -240,18 +245,18 @@ apps:
     try:
         # What streaming costs wakeproxy on its own: its CPU time while idle, then while
         # the app prints 10,000 lines a second to one follower (no other load).
-        idle = cpu_share(wp.pid, 3.0)
-        talk(port, 10_000, 4.0)
+        idle = cpu_share(wp.pid, args.sample)
+        talk(port, 10_000, args.sample + 1)
         time.sleep(0.5)
-        streaming = cpu_share(wp.pid, 3.0)
+        streaming = cpu_share(wp.pid, args.sample)
         wait_quiet(port, follower)
         follower.take()
         result["cpu"] = {"idle_core_share": round(idle, 4),
                          "streaming_10k_core_share": round(streaming, 4)}
         for rate in (1000, 10_000):
-            result["latency"].append(measure_rate(port, follower, rate, 3.0))
+            result["latency"].append(measure_rate(port, follower, rate, args.sample))
         for rate in (int(r) for r in args.rates.split(",")):
-            result["throughput"].append(measure_rate(port, follower, rate, 3.0))
+            result["throughput"].append(measure_rate(port, follower, rate, args.sample))
         for _ in range(args.rounds):
             quiet = run_wrk(wrk, url, host=BENCH_HOST, connections=args.connections,
                             duration=args.duration, reporter=reporter, prefix=pin)
