@@ -161,8 +161,14 @@ def test_a_slow_reader_loses_lines_with_a_marker_and_slows_no_one(start_wakeprox
     fast = follow(wp, "talk", "--lines", "0")
     slow = slow_reader(wp, "talk")
     try:
-        fast.wait_for(lambda lines: True, timeout=1)
-        time.sleep(0.3)  # both followers are subscribed
+        # Both followers are subscribed once each saw a line printed after it connected.
+        deadline = time.monotonic() + 15
+        while not any(x.startswith("ready ") for x in fast.lines):
+            assert time.monotonic() < deadline, "the fast reader never subscribed"
+            get(wp, "/say?n=1&tag=ready")
+            time.sleep(0.1)
+        get(wp, "/say?n=1&tag=ready")
+        read_until(slow, b"ready 0\n")
         # 100,000 lines of 100 bytes at 50,000 a second: more than a reader's queue and the
         # sockets between it and wakeproxy hold.
         n, tag = 100_000, "burst" + "." * 90
