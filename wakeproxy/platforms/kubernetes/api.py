@@ -41,30 +41,24 @@ class Api:
 
     async def call(self, fn: ApiFunction, *args: Any, **kwargs: Any) -> JSON:
         """Make one request; its JSON answer, or an ApiError."""
-        kwargs["_preload_content"] = False
-        kwargs["_request_timeout"] = self.timeout
-        resp = await self._send(fn, args, kwargs)
-        try:
-            try:
-                body = await resp.read()
-            except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                raise self._unreachable(e) from None
-            if not 200 <= resp.status < 300:
-                raise self._failed(resp.status, body, resp.headers)
-        finally:
-            resp.release()
+        status, body = await self._read(fn, args, kwargs)
         try:
             doc = json.loads(body)
         except ValueError:
             doc = None
         if not isinstance(doc, dict):
             raise ApiError("the API answered something other than a JSON object",
-                           status=resp.status)
+                           status=status)
         return doc
 
     async def text(self, fn: ApiFunction, *args: Any, **kwargs: Any) -> bytes:
         """Make one request whose answer is not JSON (a pod's log); its body, or an
         ApiError."""
+        return (await self._read(fn, args, kwargs))[1]
+
+    async def _read(self, fn: ApiFunction, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> tuple[int, bytes]:
+        """One request read whole: its 2xx status and body, or an ApiError."""
         kwargs["_preload_content"] = False
         kwargs["_request_timeout"] = self.timeout
         resp = await self._send(fn, args, kwargs)
@@ -77,7 +71,7 @@ class Api:
                 raise self._failed(resp.status, body, resp.headers)
         finally:
             resp.release()
-        return body
+        return resp.status, body
 
     async def stream(self, fn: ApiFunction, *args: Any, idle_timeout: float,
                      **kwargs: Any) -> aiohttp.ClientResponse:
