@@ -44,7 +44,7 @@ class Context:
         ledger: ActivityLedger,
         demand: WakeDemand,
         stats: RequestStats,
-        access_log: Callable[[AccessRecord], None],
+        access_log: Callable[[AccessRecord], None] | None,
         limits: Limits,
         trusted_proxies: tuple[Network, ...],
         clock: Clock,

@@ -765,6 +765,9 @@ class Exchange:
         if self.ticket is not None:
             self._step_ticket()
         ctx.stats.record(self.app, status, duration)
+        access_log = ctx.access_log
+        if access_log is None:  # access lines are off: no record to build
+            return
         record = new_record(AccessRecord, (
             self.app,
             self.host,
@@ -781,6 +784,6 @@ class Exchange:
             reason,
         ))  # fmt: skip
         try:
-            ctx.access_log(record)
+            access_log(record)
         except Exception:
             ctx.log.exception("access log sink failed")

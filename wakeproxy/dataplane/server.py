@@ -35,7 +35,7 @@ class DataPlane:
         ledger: ActivityLedger,
         demand: WakeDemand,
         stats: RequestStats,
-        access_log: Callable[[AccessRecord], None],
+        access_log: Callable[[AccessRecord], None] | None,
         limits: Limits,
         trusted_proxies: tuple[Network, ...] = (),
         clock: Clock = SystemClock(),  # noqa: B008 - stateless, shared on purpose

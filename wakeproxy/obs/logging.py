@@ -42,19 +42,18 @@ _LEVELS = {
 _FRONT = ("timestamp", "level", "event")
 
 
-def access_sink(output: EventOutput | None = None) -> Callable[[AccessRecordLike], None]:
+def access_sink(
+    output: EventOutput | None = None,
+) -> Callable[[AccessRecordLike], None] | None:
     """The data plane's `access_log` callable: one `event="request"` line per request.
 
     Unknown hosts (app "") are logged with `app: null`. The output's own `access`, bound
     (no call in between): with JSON lines it only remembers the record; formatting and
-    writing happen later, in batches. With access lines off, a call that does nothing.
+    writing happen later, in batches. With access lines off, None: the data plane then
+    does not even build the record.
     """
     out = output if output is not None else _current_output()
-    return out.access if out.enabled else _discard
-
-
-def _discard(record: AccessRecordLike) -> None:
-    """Access lines are off."""
+    return out.access if out.enabled else None
 
 
 _output: EventOutput | None = None
