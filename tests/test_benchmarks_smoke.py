@@ -78,3 +78,18 @@ def test_quick_run_measures_every_contender(tmp_path: Path) -> None:
     assert "wakeproxy ran on: runtime-only venv" in table
     for who in CONTENDERS | {MANY_APPS}:
         assert f"| {who} |" in table
+
+
+def test_the_hot_path_probe_drives_wakeproxy_and_the_floor() -> None:
+    """`probes/hot_path.py` still reaches into the data plane as it is: both sides answer
+    every request it feeds them (it exits non-zero when one does not) and it prints each
+    side's time and their ratio."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "probes" / "hot_path.py"),
+         "--requests", "300", "--rounds", "1"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["wakeproxy", "floor", "ratio"], proc.stdout
+    assert float(lines[2].split()[1].rstrip("x")) > 0
