@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .install import K8S_DIR
+from .nodes import NodeSpec
 
 
 @dataclass(frozen=True)
 class EmulatorConfig:
+
     # Schemas of this Kubernetes version validate every stored object (None: no validation).
     kube_version: str | None = "1.36"
     # The oldest version wakeproxy supports: what its API server would drop (a field it
@@ -38,6 +40,9 @@ class EmulatorConfig:
     # (`*.svc`, `*.cluster.local`) fail with ErrImagePull and the pod never starts.
     image_pulls: bool = True
     namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
+    # The cluster's nodes (`NodeSpec(name, cpu=, memory=, pods=)`); None: one node named
+    # `node_name` with room enough for any test (8 cpu, 16Gi, 110 pods).
+    nodes: tuple[NodeSpec, ...] | list[NodeSpec] | None = None
     node_name: str = "emulator-node"
     # Pod and Service changes show in EndpointSlices this long after they happen.
     endpoint_publish_delay: float = 0.0
@@ -46,3 +51,7 @@ class EmulatorConfig:
     restart_backoff: float = 0.2
     # terminationGracePeriodSeconds is honoured up to this many seconds (keeps tests fast).
     max_grace_seconds: float = 2.0
+
+    @property
+    def node_specs(self) -> tuple[NodeSpec, ...]:
+        return tuple(self.nodes) if self.nodes is not None else (NodeSpec(self.node_name),)

@@ -7,9 +7,12 @@ phase, MicroTime normalisation). Pure functions on JSON; never allocates shared 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .meta import JSON, dig, format_micro_time, parse_micro_time
+from .pod_resources import qos_class
+from .quantity import QuantityError
 
 
 def apply_defaults(kind: str, obj: JSON) -> None:
@@ -92,10 +95,29 @@ def _pod(obj: JSON) -> None:
     spec = _spec(obj)
     _pod_spec(spec)
     spec.setdefault("enableServiceLinks", True)
+    containers = [c for c in [*(spec.get("initContainers") or []),
+                              *(spec.get("containers") or [])] if isinstance(c, dict)]
+    for container in containers:
+        _requests_from_limits(container)
     status = obj.setdefault("status", {})
     if isinstance(status, dict):
         status.setdefault("phase", "Pending")
-        status.setdefault("qosClass", "BestEffort")
+        # A bad quantity is refused as undecodable right after defaulting (rules.py).
+        with contextlib.suppress(QuantityError):
+            status.setdefault("qosClass", qos_class(containers))
+
+
+def _requests_from_limits(container: JSON) -> None:
+    """A limit with no request is also the request: the server defaults it on Pods only
+    (not on templates), so the scheduler sees what the container may use."""
+    resources = container.get("resources")
+    if not isinstance(resources, dict) or not isinstance(resources.get("limits"), dict) \
+            or not resources["limits"]:
+        return
+    requests = resources.setdefault("requests", {})
+    if isinstance(requests, dict):
+        for name, amount in resources["limits"].items():
+            requests.setdefault(name, amount)
 
 
 def _service(obj: JSON) -> None:

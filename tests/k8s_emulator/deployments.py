@@ -1,10 +1,11 @@
 """The Deployment controller: keeps the wanted number of pods and reports status.
 
 Owns: creating pods from the template (labelled with `pod-template-hash`, owned by the
-Deployment — the emulator has no ReplicaSet objects), deleting surplus pods (not-ready and
-newest first), rollouts (new-template pods are created at once and old ones deleted when enough
-new ones are ready), and `status` (replicas, updated/ready/available/unavailable counts with
-zero values omitted as on the wire, observedGeneration, Available/Progressing conditions).
+Deployment — the emulator has no ReplicaSet objects), deleting surplus pods (unscheduled,
+pending and not-ready first), rollouts (new-template pods are created at once and old ones
+deleted when enough new ones are ready), and `status` (replicas, updated/ready/available/
+unavailable counts with zero values omitted as on the wire, observedGeneration,
+Available/Progressing conditions).
 Never runs processes.
 """
 
@@ -21,6 +22,7 @@ from .errors import Forbidden
 from .meta import (
     JSON,
     deep,
+    dig,
     format_time,
     is_pod_ready,
     is_terminating,
@@ -73,8 +75,11 @@ class DeploymentController(Controller):
                 self.enqueue(key, RETRY_FAILED_CREATE)
                 break
         if len(current) > wanted:
-            surplus = sorted(current, key=lambda p: (is_pod_ready(p),
-                                                     meta(p)["creationTimestamp"]))
+            # As the ReplicaSet controller ranks them: pods not yet on a node go first,
+            # then pending ones, then not ready ones.
+            surplus = sorted(current, key=lambda p: (
+                bool(dig(p, "spec", "nodeName")), dig(p, "status", "phase") != "Pending",
+                is_pod_ready(p), meta(p)["creationTimestamp"]))
             for pod in surplus[: len(current) - wanted]:
                 self.store.delete(r.PODS, ns, meta(pod)["name"])
         ready_current = sum(1 for p in current if is_pod_ready(p))

@@ -1,6 +1,9 @@
-"""The emulated node's kubelet: pods bound to it become real local processes.
+"""The emulated nodes' kubelet: pods bound to a Node become real local processes.
 
-Owns: a `PodRunner` per pod on this node (started when the pod appears), graceful termination
+Every Node of the cluster is served by this one kubelet (all on 127.0.0.1); a pod runs once
+the scheduler has bound it to a Node that exists (a `spec.nodeName` naming no Node leaves
+it Pending, as on a real cluster).
+Owns: a `PodRunner` per pod on its nodes (started when the pod is bound), graceful termination
 when a pod gets a deletionTimestamp (SIGTERM, SIGKILL after its grace period, capped so tests
 stay fast) followed by the pod's final removal, killing processes of pods removed outright,
 the per-container log buffers behind `pods/{name}/log`, and `shutdown()` which stops every
@@ -30,13 +33,12 @@ Key = tuple[str, str]
 
 class Kubelet(Controller):
     name = "kubelet"
-    watches = (r.PODS,)
+    watches = (r.PODS, r.NODES)
 
-    def __init__(self, store: Store, errors: list[BaseException], *, node_name: str,
+    def __init__(self, store: Store, errors: list[BaseException], *, scheduling: Scheduling,
                  probe_interval: float, ready_probe_interval: float, restart_backoff: float,
                  max_grace_seconds: float, pull_images: bool = True) -> None:
         super().__init__(store, errors)
-        self.node_name = node_name
         self._probe_interval = probe_interval
         self._ready_interval = ready_probe_interval
         self._backoff = restart_backoff
@@ -50,11 +52,19 @@ class Kubelet(Controller):
         # Slow or failing image pulls (tests flip these; pods started afterwards obey).
         # `pull_images`: registries are resolved as a node does (cluster DNS names fail).
         self.pulls = ImagePulls(resolve=pull_images)
-        # No room for new pods for a while (or ever): they wait Unschedulable first.
-        self.scheduling = Scheduling()
+        # The "cluster is full" switch (the scheduler obeys it), kept next to the other
+        # switches tests flip on the node.
+        self.scheduling = scheduling
         self._closing = False
 
     def keys_for(self, event: Event) -> Iterable[Hashable]:
+        if event.obj.get("kind") == "Node":
+            # A node registered late: the pods already bound to it start now.
+            node = meta(event.obj).get("name")
+            for pod in self.store.items(r.PODS):
+                if dig(pod, "spec", "nodeName") == node:
+                    yield (str(meta(pod).get("namespace")), str(meta(pod).get("name")))
+            return
         yield (str(meta(event.obj).get("namespace")), str(meta(event.obj).get("name")))
 
     def log_buffer(self, namespace: str, pod: str, container: str) -> LogBuffer | None:
@@ -70,7 +80,8 @@ class Kubelet(Controller):
         if runner is not None and (pod is None or meta(pod).get("uid") != runner.uid):
             self._begin_stop(key, runner, 0.0, remove=False)
             runner = None
-        if pod is None or dig(pod, "spec", "nodeName") != self.node_name:
+        node = dig(pod, "spec", "nodeName") if pod is not None else None
+        if pod is None or not node or self.store.find(r.NODES, None, str(node)) is None:
             if pod is None:
                 self._drop_logs(ns, name)
             return
@@ -94,7 +105,6 @@ class Kubelet(Controller):
             self.store, pod, self._logs[(ns, name, container)],
             probe_interval=self._probe_interval, ready_probe_interval=self._ready_interval,
             restart_backoff=self._backoff, register=self.processes.append, pulls=self.pulls,
-            scheduling=self.scheduling,
         )
         self.runners[key] = runner
         self._runs[key] = self.spawn(runner.run(), f"pod-{ns}-{name}")

@@ -16,22 +16,22 @@ from . import resources as r
 from .errors import NotFound
 from .logs import LogBuffer
 from .meta import JSON, dig, format_time, meta
-from .podspec import ContainerConfigError, container_argv, container_env, port_of
+from .podspec import ContainerConfigError, container_argv, container_env, probed_port
 from .probes import probe
 from .processes import ContainerProcess
 from .pulls import ImagePulls
-from .scheduling import Scheduling
 from .store import Store
 
 IP = "127.0.0.1"
+_KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
+                       "PodScheduled")
 
 
 class PodRunner:
     def __init__(self, store: Store, pod: JSON, logs: LogBuffer, *, probe_interval: float,
                  ready_probe_interval: float, restart_backoff: float,
                  register: Callable[[ContainerProcess], None],
-                 pulls: ImagePulls | None = None,
-                 scheduling: Scheduling | None = None) -> None:
+                 pulls: ImagePulls | None = None) -> None:
         self.store = store
         self._register = register
         self.namespace = str(meta(pod)["namespace"])
@@ -47,7 +47,6 @@ class PodRunner:
         self._ready = False
         self._started_at = format_time()
         self._pulls = pulls or ImagePulls()
-        self._scheduling = scheduling or Scheduling()
 
     # -- status --------------------------------------------------------------------------------
     def _write(self, change: Callable[[JSON], None]) -> bool:
@@ -85,6 +84,9 @@ class PodRunner:
                     _cond(old, "Ready", ready and running, at),
                     _cond(old, "ContainersReady", ready and running, at),
                     _cond(old, "PodScheduled", True, at),
+                    # Conditions others own (the scheduler's DisruptionTarget) are kept.
+                    *[c for c in old.get("conditions") or []
+                      if c.get("type") not in _KUBELET_CONDITIONS],
                 ],
                 "hostIP": IP, "hostIPs": [{"ip": IP}], "podIP": IP, "podIPs": [{"ip": IP}],
                 "startTime": old.get("startTime") or self._started_at,
@@ -93,15 +95,6 @@ class PodRunner:
             }
 
         return change
-
-    def _unschedulable(self, message: str) -> bool:
-        """Report the pod waiting for a node: no IP, no container started."""
-        def change(pod: JSON) -> None:
-            old = pod.get("status") or {}
-            pod["status"] = {"phase": "Pending", "qosClass": old.get("qosClass") or "BestEffort",
-                             "conditions": [{**_cond(old, "PodScheduled", False, format_time()),
-                                             "reason": "Unschedulable", "message": message}]}
-        return self._write(change)
 
     # -- life ----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -117,8 +110,6 @@ class PodRunner:
             waiting = {"waiting": {"reason": err.reason, "message": err.message}}
             self._write(self._status("Pending", waiting, ready=False))
             return
-        if not await self._scheduling.wait(self._unschedulable, self.stop_requested):
-            return
 
         def waiting(reason: str, message: str) -> bool:
             state = {"waiting": {"reason": reason, "message": message}}
@@ -129,7 +120,7 @@ class PodRunner:
             if not await self._pulls.pull(str(c.get("image") or ""), waiting,
                                           self.stop_requested):
                 return
-        port = port_of(pod)
+        port = probed_port(pod)
         cwd = container.get("workingDir")
         while not self.stop_requested():
             try:

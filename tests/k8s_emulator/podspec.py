@@ -2,9 +2,9 @@
 
 Owns: `command` + `args` with `$(VAR)` expansion, `env` values (plain, downward API fieldRef,
 ConfigMap keys), `envFrom` ConfigMaps, the `PORT` the emulator assigned, and the pod-creation
-admission that assigns that port (all pods share 127.0.0.1, so each gets its own port) and
-binds the pod to the emulator's node. Raises `ContainerConfigError` for what cannot be run.
-Never starts processes.
+admission that assigns that port (all pods share 127.0.0.1, so each gets its own port), and
+the pause image (`registry.k8s.io/pause:*`), run as a process that waits to be killed.
+Raises `ContainerConfigError` for what cannot be run. Never starts processes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from .processes import free_port
 from .resources import ResourceType
 from .store import Admission, Store
 
+# The images whose entrypoint only waits to be killed (placeholders, sandboxes).
+_PAUSE_REGISTRIES = ("registry.k8s.io/", "k8s.gcr.io/")
+PAUSE_COMMAND = ("sleep", "infinity")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -50,14 +53,24 @@ def port_of(pod: JSON) -> int | None:
     return None
 
 
-def assign_port_and_node(node_name: str) -> Admission:
-    """Pod admission: give the first container a free PORT and bind the pod to our node."""
+def probed_port(pod: JSON) -> int | None:
+    """The port readiness is probed on: PORT when the first container declares a port or a
+    readinessProbe; None when it declares neither (ready once running, as the kubelet
+    treats a container without a readinessProbe)."""
+    containers = dig(pod, "spec", "containers") or []
+    first = containers[0] if containers and isinstance(containers[0], dict) else {}
+    if not first.get("ports") and not first.get("readinessProbe"):
+        return None
+    return port_of(pod)
+
+
+def assign_port() -> Admission:
+    """Pod admission: give the first container a free PORT (all pods share 127.0.0.1)."""
 
     def admit(rt: ResourceType, pod: JSON) -> None:
         if rt is not r.PODS:
             return
         spec = pod.setdefault("spec", {})
-        spec.setdefault("nodeName", node_name)
         containers = spec.get("containers") or []
         if not containers or not isinstance(containers[0], dict) or port_of(pod) is not None:
             return
@@ -134,9 +147,17 @@ def container_env(store: Store, pod: JSON, container: JSON) -> dict[str, str]:
     return {**os.environ, **declared}
 
 
+def _is_pause(image: str) -> bool:
+    name = re.split(r"[:@]", image.rsplit("/", 1)[-1])[0]
+    return name == "pause" and image.startswith(_PAUSE_REGISTRIES)
+
+
 def container_argv(container: JSON, env: Mapping[str, str]) -> list[str]:
     command = [str(c) for c in container.get("command") or []]
     args = [str(a) for a in container.get("args") or []]
+    if not command and _is_pause(str(container.get("image") or "")):
+        # The pause image's entrypoint does nothing until it is signalled.
+        command = list(PAUSE_COMMAND)
     if not command:
         raise ContainerConfigError(
             "CreateContainerError",

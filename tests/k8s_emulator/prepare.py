@@ -13,8 +13,8 @@ from typing import Any
 
 from .defaults import apply_defaults
 from .errors import BadRequest, Conflict, Invalid
-from .meta import JSON, deep, format_time, meta, new_uid, random_suffix
-from .resources import PODS, ResourceType
+from .meta import JSON, deep, dig, format_time, meta, new_uid, random_suffix
+from .resources import NODES, PODS, ResourceType
 from .rules import check_decodable, check_object
 from .schema import SchemaValidator
 
@@ -68,7 +68,8 @@ class Preparer:
         m["creationTimestamp"] = format_time()
         if rt.has_generation:
             m["generation"] = 1
-        if rt.has_status and rt is not PODS:
+        # A kubelet registers its Node with its status (capacity): kept, as the server does.
+        if rt.has_status and rt not in (PODS, NODES):
             obj["status"] = {}
         return obj
 
@@ -92,6 +93,18 @@ class Preparer:
         if subresource == "status":
             status = obj.get("status")
             obj = deep(old)
+            obj["status"] = status if status is not None else {}
+            m = meta(obj)
+        elif subresource == "binding":
+            # pods/binding: the one write that sets a pod's node (and its PodScheduled
+            # condition); nothing else of the body is taken.
+            node, status = dig(obj, "spec", "nodeName"), obj.get("status")
+            obj = deep(old)
+            if dig(old, "spec", "nodeName"):
+                raise Conflict(f'pod {old_m["name"]} is already assigned to node '
+                               f'"{dig(old, "spec", "nodeName")}"', name=old_m["name"],
+                               kind="pods/binding")
+            obj.setdefault("spec", {})["nodeName"] = node
             obj["status"] = status if status is not None else {}
             m = meta(obj)
         elif rt.has_status:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import quantity
 from .errors import BadRequest, invalid
 from .meta import JSON, dig, labels_of, parse_micro_time
 from .resources import ResourceType
@@ -38,6 +39,8 @@ def check_object(rt: ResourceType, obj: JSON, old: JSON | None) -> None:
             raise invalid(rt.kind, rt.group, name, "metadata.annotations", "invalid key", key)
     if rt.kind in ("Deployment", "Job"):
         _check_workload(rt, obj, old, name)
+    for path, container in _containers(obj):
+        _check_resources(rt, name, path, container)
 
 
 def _check_name(rt: ResourceType, name: str) -> None:
@@ -80,8 +83,44 @@ def _check_workload(rt: ResourceType, obj: JSON, old: JSON | None, name: str) ->
         raise invalid(rt.kind, rt.group, name, "spec.selector", "field is immutable", selector)
 
 
+def _containers(obj: JSON) -> list[tuple[str, JSON]]:
+    """(field path, container) of a Pod's or a pod template's containers."""
+    spec_path = {"Pod": ("spec",), "Deployment": ("spec", "template", "spec"),
+                 "Job": ("spec", "template", "spec")}.get(str(obj.get("kind")))
+    spec = dig(obj, *spec_path) if spec_path else None
+    if not isinstance(spec, dict):
+        return []
+    return [(f"{'.'.join(spec_path or ())}.{key}[{i}]", c)
+            for key in ("initContainers", "containers")
+            for i, c in enumerate(spec.get(key) or []) if isinstance(c, dict)]
+
+
+def _check_resources(rt: ResourceType, name: str, path: str, container: JSON) -> None:
+    """Amounts are not negative and a request is at most its limit."""
+    requests = dig(container, "resources", "requests") or {}
+    limits = dig(container, "resources", "limits") or {}
+    for side, amounts in (("requests", requests), ("limits", limits)):
+        for resource, amount in amounts.items():
+            if quantity.parse(amount) < 0:
+                raise invalid(rt.kind, rt.group, name, f"{path}.resources.{side}[{resource}]",
+                              "must be greater than or equal to 0", str(amount))
+    for resource, amount in requests.items():
+        if resource in limits and quantity.parse(amount) > quantity.parse(limits[resource]):
+            raise invalid(rt.kind, rt.group, name, f"{path}.resources.requests",
+                          f"must be less than or equal to {resource} limit of "
+                          f"{limits[resource]}", str(amount))
+
+
 def check_decodable(rt: ResourceType, obj: JSON) -> None:
     """Checks the real server makes while decoding the body (failures are 400, not 422)."""
+    for _, container in _containers(obj):
+        for side in ("requests", "limits"):
+            for amount in (dig(container, "resources", side) or {}).values():
+                try:
+                    quantity.parse(amount)
+                except quantity.QuantityError as err:
+                    raise BadRequest(f'{rt.kind} in version "{rt.version}" cannot be handled '
+                                     f"as a {rt.kind}: {err}") from None
     if rt.kind != "Lease":
         return
     spec: Any = obj.get("spec") or {}

@@ -12,9 +12,11 @@ kubelet. Never implements a verb itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -35,11 +37,14 @@ from .kubeconfig import InClusterFiles, write_incluster, write_kubeconfig
 from .kubelet import Kubelet
 from .logs import pick_container, serve_log
 from .meta import JSON, labels_of, meta
-from .podspec import assign_port_and_node
+from .nodes import NodeSpec, node_object
+from .podspec import assign_port
 from .rbac import ADMIN, AUTHORIZE, Attributes, Authorize, Authorizer, Identity
 from .recorder import RecordedRequest, Recorder
 from .routing import ApiRequest, GroupVersionPath, Parsed, VersionPath
 from .scale import ScaleSubresource
+from .scheduler import Scheduler
+from .scheduling import Scheduling
 from .schema import SchemaValidator
 from .store import Store
 from .tls import ServerCertificate, generate
@@ -75,8 +80,10 @@ class Emulator:
         self._handlers = ResourceHandlers(self.store)
         self._scale = ScaleSubresource(self.store, validator)
         c = self.config
+        # The "cluster is full" switch tests flip; the scheduler obeys it.
+        self.scheduling = Scheduling(self.store)
         self.kubelet = Kubelet(
-            self.store, self.errors, node_name=c.node_name, probe_interval=c.probe_interval,
+            self.store, self.errors, scheduling=self.scheduling, probe_interval=c.probe_interval,
             ready_probe_interval=c.ready_probe_interval, restart_backoff=c.restart_backoff,
             max_grace_seconds=c.max_grace_seconds, pull_images=c.image_pulls,
         )
@@ -86,8 +93,11 @@ class Emulator:
             JobController(self.store, self.errors),
             EndpointSliceController(self.store, self.errors, node_name=c.node_name,
                                     publish_delay=c.endpoint_publish_delay),
+            Scheduler(self.store, self.errors, switch=self.scheduling,
+                      add_node=self._autoscale),
         ]
-        self.store.admission.append(assign_port_and_node(c.node_name))
+        self._autoscaled = 0
+        self.store.admission.append(assign_port())
         if c.pod_security:
             self.store.admission.append(pod_security.admission(
                 lambda ns: self.store.find(r.NAMESPACES, None, ns)))
@@ -117,6 +127,8 @@ class Emulator:
     async def start(self) -> None:
         for ns in self.config.namespaces:
             self.store.create(r.NAMESPACES, {"metadata": {"name": ns}})
+        for node in self.config.node_specs:
+            self.add_node(node)
         for namespace in self.install.namespaces if self.install else ():
             self.store.create(r.NAMESPACES, {"metadata": {
                 "name": namespace["metadata"]["name"],
@@ -177,6 +189,23 @@ class Emulator:
             self._site = None
 
     # -- direct access for tests ---------------------------------------------------------------
+    def add_node(self, node: NodeSpec | str, **capacity: Any) -> JSON:
+        """Register a node (as a kubelet joining, or the cluster autoscaler adding one):
+        `add_node("big", cpu="16", memory="64Gi", pods=110)` or `add_node(NodeSpec(...))`.
+        Pending pods that fit are placed on it."""
+        spec = node if isinstance(node, NodeSpec) else NodeSpec(node, **capacity)
+        return self.store.create(r.NODES, node_object(spec, self.config.kube_version))
+
+    def nodes(self) -> list[JSON]:
+        return self.store.select(r.NODES)
+
+    def _autoscale(self) -> None:
+        """The cluster autoscaler's answer to pods the switch holds: a node like the first."""
+        self._autoscaled += 1
+        first = self.config.node_specs[0]
+        name = f"{first.name}-autoscaled-{self._autoscaled}"
+        self.add_node(dataclasses.replace(first, name=name))
+
     def create(self, obj: JSON, namespace: str | None = None) -> JSON:
         """Create an object without going through HTTP (same validation and events)."""
         rt = r.by_kind(str(obj.get("apiVersion")), str(obj.get("kind")))
