@@ -29,6 +29,7 @@ from wakeproxy.controllers.api import (
     add_controller_routes,
     webhook_app,
 )
+from wakeproxy.controlplane.always_awake import AlwaysAwake
 from wakeproxy.controlplane.apps import install_apps
 from wakeproxy.controlplane.lifecycle import Lifecycle
 from wakeproxy.controlplane.platform import Platform
@@ -146,6 +147,10 @@ class Daemon:
             board=self.board, wake=self.lifecycle.wake, clock=self.clock,
             leader=self.platform.leader, interval=min(1.0, s.sweep_interval),
         )
+        self.always_awake = AlwaysAwake(
+            board=self.board, wake=self.lifecycle.wake, held=self.platform.held_asleep,
+            clock=self.clock, leader=self.platform.leader, interval=min(1.0, s.sweep_interval),
+        )
         self.sweeper = Sweeper(
             board=self.board, ledger=self.ledger, lifecycle=self.lifecycle,
             clock=self.clock, interval=s.sweep_interval, leader=self.platform.leader,
@@ -210,6 +215,7 @@ class Daemon:
             ready=lambda: self.ready, clock=self.clock, savings=s.savings,
             open_paths=frozenset({WEBHOOK_PATH}), admin_hosts=s.admin_hosts,
             private_reads=(*PRIVATE_READS, APP_LOGS_PRIVATE),
+            held_asleep=self.platform.held_asleep,
         )
         if isinstance(self.platform, AppOutput):
             add_app_log_routes(admin, self.board, self.platform)
@@ -239,6 +245,7 @@ class Daemon:
         self._spawn(self.lifecycle.run(), "lifecycle")
         self._spawn(self.sweeper.run(), "sweeper")
         self._spawn(self.scheduled.run(), "scheduled-wakes")
+        self._spawn(self.always_awake.run(), "never-sleep-wakes")
         self._spawn(self._become_ready(), "start-up")
         log.info(
             "started", cluster=s.cluster, listen=_fmt(bound), admin=_fmt(admin_bound),
@@ -310,6 +317,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.scheduled.close()
+        await self.always_awake.close()
         if self.controllers is not None:
             await self.controllers.close()
         await self.lifecycle.close()

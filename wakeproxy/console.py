@@ -59,7 +59,18 @@ def format_table(apps: list[dict[str, Any]]) -> str:
         scheduled = _schedule(a.get("schedule"))
         if scheduled:
             lines.append(f"{a.get('name')}: {scheduled}")
+        if a.get("idle_after") == "never":
+            lines.append(f"{a.get('name')}: {_never_sleeps(a)}")
     return "\n".join(lines)
+
+
+def _never_sleeps(app: dict[str, Any]) -> str:
+    if app.get("held_asleep"):
+        return ("never sleeps, but put to sleep with wakeproxy sleep: asleep until a request "
+                "or wakeproxy wake wakes it")
+    if app.get("state") in ("asleep", "waking"):
+        return "never sleeps: woken without a request"
+    return "never sleeps"
 
 
 def _local(iso: object, zone: object) -> str:

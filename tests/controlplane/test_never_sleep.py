@@ -1,9 +1,11 @@
 """`idle_after: never` (production apps): accepted by the config file and the Kubernetes
-annotation alike, never picked by the sweeper however long the app idles, and shown as
-`never` by the admin API and `wakeproxy status`."""
+annotation alike, never picked by the sweeper however long the app idles, woken without a
+request whenever found asleep (unless an operator put it to sleep), and shown as `never`
+and "never sleeps" by the admin API and `wakeproxy status`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,11 +14,14 @@ import yaml
 
 from tests.controlplane.conftest import MakeWorld
 from tests.controlplane.test_sweeper import idle_app, mark_awake, sweeper
+from tests.controlplane.world import World, phase_is, until
+from tests.platforms.procs import local_app, server_command
 from wakeproxy.cli import main
 from wakeproxy.console import format_table
+from wakeproxy.controlplane.always_awake import AlwaysAwake
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.apps import AppPolicy
-from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.board import Phase, ReadinessBoard
 from wakeproxy.model.clock import FakeClock
 from wakeproxy.obs.views import Now, app_view
 from wakeproxy.platforms.kubernetes.annotations import AppSpec, parse_deployment
@@ -89,3 +94,81 @@ def test_status_shows_never() -> None:
     assert [v["idle_after"] for v in views] == ["never", 90.0]
     table = format_table(views).splitlines()
     assert table[1].split()[-1] == "never" and table[2].split()[-1] == "1m30s"
+
+
+# -- kept up: woken without a request --------------------------------------------------------
+
+
+def always_awake(world: World) -> AlwaysAwake:
+    return AlwaysAwake(board=world.board, wake=world.lifecycle.wake,
+                       held=world.platform.held_asleep, clock=world.clock)
+
+
+async def test_a_never_sleep_app_is_woken_without_a_request_and_after_its_process_died(
+    make_world: MakeWorld,
+) -> None:
+    clock = FakeClock()
+    world = await make_world(local_app("prod", server_command(), idle_after=math.inf),
+                             local_app("web", server_command()), clock=clock)
+    keeper = always_awake(world)
+    assert keeper.tick() == ["prod"]  # start-up: every app starts asleep; web stays so
+    prod = world.state("prod")
+    await keeper.settled("prod")
+    assert prod.phase is Phase.AWAKE and world.state("web").phase is Phase.ASLEEP
+    assert keeper.tick() == []
+    world.board.mark_asleep("prod")  # what the lifecycle does when its process exits
+    assert keeper.tick() == ["prod"]
+    await until(prod, phase_is(Phase.AWAKE))
+
+
+async def test_an_operators_sleep_holds_it_asleep_until_its_next_wake(
+    make_world: MakeWorld,
+) -> None:
+    clock = FakeClock()
+    world = await make_world(local_app("prod", server_command(), idle_after=math.inf),
+                             clock=clock)
+    keeper = always_awake(world)
+    keeper.tick()
+    prod = world.state("prod")
+    await keeper.settled("prod")
+    await world.lifecycle.sleep("prod")  # `wakeproxy sleep prod`
+    assert prod.phase is Phase.ASLEEP and world.platform.held_asleep("prod")
+    clock.advance(DAY)
+    assert keeper.tick() == []
+    await world.lifecycle.wake("prod")  # a request, or `wakeproxy wake prod`
+    assert not world.platform.held_asleep("prod")
+    world.board.mark_asleep("prod")  # its process died later: kept up again
+    assert keeper.tick() == ["prod"]
+    await until(prod, phase_is(Phase.AWAKE))
+
+
+async def test_a_failing_wake_is_retried_after_a_growing_back_off(
+    make_world: MakeWorld,
+) -> None:
+    clock = FakeClock()
+    world = await make_world(local_app("prod", "exit 3", idle_after=math.inf), clock=clock)
+    keeper = always_awake(world)
+    assert keeper.tick() == ["prod"]
+    waits = []
+    for _ in range(3):
+        await keeper.settled("prod")
+        assert world.state("prod").failure is not None
+        waited = 0.0
+        while keeper.tick() == []:
+            clock.advance(1.0)
+            waited += 1.0
+        waits.append(waited)
+    assert waits == [5.0, 10.0, 20.0]
+
+
+async def test_only_the_leader_keeps_apps_up_and_not_before_a_release_is_deployed(
+    make_world: MakeWorld,
+) -> None:
+    clock = FakeClock()
+    world = await make_world(local_app("prod", server_command(), idle_after=math.inf),
+                             clock=clock)
+    follower = AlwaysAwake(board=world.board, wake=world.lifecycle.wake,
+                           held=world.platform.held_asleep, clock=clock, leader=lambda: False)
+    assert follower.tick() == []
+    world.board.put(dataclasses.replace(world.state("prod").policy, unavailable="no release"))
+    assert always_awake(world).tick() == []

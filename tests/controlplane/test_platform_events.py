@@ -51,8 +51,11 @@ class ScriptedPlatform:
             raise self.wake_result
         return self.wake_result
 
-    async def sleep(self, app: str) -> None:
+    async def sleep(self, app: str, *, held: bool = False) -> None:
         self.slept.append(app)
+
+    def held_asleep(self, app: str) -> bool:
+        return False
 
     async def next_event(self) -> PlatformEvent:
         return await self.events.get()

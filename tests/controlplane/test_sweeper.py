@@ -191,8 +191,8 @@ async def test_the_decision_and_stopping_happen_in_one_step(make_world: MakeWorl
 
 
 class _StopFailsPlatform(LocalPlatform):
-    async def sleep(self, app: str) -> None:
-        await super().sleep(app)
+    async def sleep(self, app: str, *, held: bool = False) -> None:
+        await super().sleep(app, held=held)
         raise OSError("stop went wrong")
 
 

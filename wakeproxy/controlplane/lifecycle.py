@@ -207,13 +207,14 @@ class Lifecycle:
                 raise WakeTimedOut(app, outcome.reason)
             raise WakeError(app, outcome.reason)
 
-    def begin_sleep(self, app: str) -> asyncio.Future[None]:
+    def begin_sleep(self, app: str, *, held: bool = False) -> asyncio.Future[None]:
         """Take `app` out of rotation now; the returned future is done once it is asleep.
 
         An awake app is marked STOPPING before this returns, so a caller that decided to
         sleep it (the sweeper) acts in the same loop step as its decision. A waking app
-        is put to sleep once its wake ends; a stopping app's stop is joined.
-        Raises UnknownApp or ShuttingDown.
+        is put to sleep once its wake ends; a stopping app's stop is joined. `held`: an
+        operator's sleep, which keeps even a never-sleep app asleep until its next wake
+        (Platform.sleep). Raises UnknownApp or ShuttingDown.
         """
         state = self._state(app)
         if self._closed:
@@ -221,19 +222,26 @@ class Lifecycle:
         task: asyncio.Task[None] | None = self._sleeps.get(app)
         if task is None:
             if app in self._wakes:
-                task = self._track(spawn(self._sleep_after_wake(app), name=f"sleep:{app}"))
+                task = self._track(spawn(self._sleep_after_wake(app, held),
+                                         name=f"sleep:{app}"))
             elif state.phase is Phase.ASLEEP:
-                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                done.set_result(None)
-                return done
+                if not held:
+                    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    done.set_result(None)
+                    return done
+                # Nothing to stop, but the hold is recorded (a never-sleep app that is
+                # asleep now is otherwise woken in a moment).
+                task = self._track(spawn(self._stop_quietly(app, held),
+                                         name=f"hold-asleep:{app}"))
             else:
-                task = self._start_sleep(state)
+                task = self._start_sleep(state, held)
         # Shielded: a caller giving up must not abort a stop half-way.
         return asyncio.shield(task)
 
     async def sleep(self, app: str) -> None:
-        """Put `app` to sleep now and return once it is stopped. Raises UnknownApp."""
-        await self.begin_sleep(app)
+        """Put `app` to sleep now, as an operator asks it (`held`: a never-sleep app stays
+        asleep until its next wake), and return once it is stopped. Raises UnknownApp."""
+        await self.begin_sleep(app, held=True)
 
     async def close(self) -> None:
         """Stop serving demand, cancel running operations, and stop every app."""
@@ -321,18 +329,18 @@ class Lifecycle:
                kind=kind.value, reason=reason, seconds=round(seconds, 4))
         return WakeOutcome(result, reason)
 
-    def _start_sleep(self, state: AppState) -> asyncio.Task[None]:
+    def _start_sleep(self, state: AppState, held: bool = False) -> asyncio.Task[None]:
         self._board.mark_stopping(state.name)
-        task = self._track(spawn(self._sleep(state.name), name=f"sleep:{state.name}"))
+        task = self._track(spawn(self._sleep(state.name, held), name=f"sleep:{state.name}"))
         self._sleeps[state.name] = task
         return task
 
-    async def _sleep(self, app: str) -> None:
+    async def _sleep(self, app: str, held: bool = False) -> None:
         me = asyncio.current_task()
         started = self._clock.monotonic()
-        log.info("putting app to sleep", app=app)
+        log.info("putting app to sleep", app=app, **({"held": True} if held else {}))
         try:
-            await self._stop_quietly(app)
+            await self._stop_quietly(app, held)
         finally:
             # Bookkeeping, board and any re-wake in one step: a reader sees ASLEEP only
             # when nothing is running, and demand that came while stopping is not lost.
@@ -349,15 +357,15 @@ class Lifecycle:
                     if not self._closed:
                         self._start_wake(state)
 
-    async def _sleep_after_wake(self, app: str) -> None:
+    async def _sleep_after_wake(self, app: str, held: bool) -> None:
         waking = self._wakes.get(app)
         if waking is not None:
             await asyncio.wait([waking])
-        await self.begin_sleep(app)
+        await self.begin_sleep(app, held=held)
 
-    async def _stop_quietly(self, app: str) -> None:
+    async def _stop_quietly(self, app: str, held: bool = False) -> None:
         try:
-            await self._platform.sleep(app)
+            await self._platform.sleep(app, held=held)
         except Exception:
             log.exception("platform failed to stop app", app=app)
 

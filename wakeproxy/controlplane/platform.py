@@ -96,8 +96,16 @@ class Platform(Protocol):
         """
         ...
 
-    async def sleep(self, app: str) -> None:
-        """Stop or scale `app` to zero; return once it is stopped. Idempotent."""
+    async def sleep(self, app: str, *, held: bool = False) -> None:
+        """Stop or scale `app` to zero; return once it is stopped. Idempotent.
+
+        `held`: an operator asked (`wakeproxy sleep`), so `held_asleep` says so until
+        the app's next wake, on every replica (a never-sleep app is not woken meanwhile).
+        """
+        ...
+
+    def held_asleep(self, app: str) -> bool:
+        """Whether an operator's sleep holds `app` asleep now (see `sleep`)."""
         ...
 
     async def next_event(self) -> PlatformEvent:

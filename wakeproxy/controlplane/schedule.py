@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from croniter import croniter
 
-from wakeproxy.controlplane.tasks import spawn
+from wakeproxy.controlplane.unasked import UnaskedWakes
 from wakeproxy.model.apps import AwakeSchedule
 from wakeproxy.model.board import Phase, ReadinessBoard
 from wakeproxy.model.clock import Clock
@@ -65,13 +65,12 @@ class ScheduledWakes:
         leader: Callable[[], bool] = lambda: True, interval: float = 1.0,
     ) -> None:
         self._board = board
-        self._wake = wake
+        self._wakes = UnaskedWakes(wake, kind="scheduled")
         self._clock = clock
         self._leader = leader
         self._interval = interval
         self._plans: dict[str, tuple[AwakeSchedule, Plan]] = {}
         self._woken: dict[str, float] = {}  # app → the window start it was woken for
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def kept_awake(self, app: str) -> bool:
         """Within one of the app's windows now: the sweeper must leave it awake."""
@@ -103,16 +102,8 @@ class ScheduledWakes:
             self._woken.pop(gone, None)
         for app in due:
             log.info("scheduled wake: a window of its awake_schedule opened", app=app)
-            task = spawn(self._woken_quietly(app), name=f"scheduled-wake:{app}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._wakes.start(app)
         return due
-
-    async def _woken_quietly(self, app: str) -> None:
-        try:
-            await self._wake(app)
-        except Exception as e:  # a failed wake is the lifecycle's to report and count
-            log.warning("scheduled wake failed", app=app, error=str(e) or repr(e))
 
     async def run(self) -> None:
         while True:
@@ -123,6 +114,4 @@ class ScheduledWakes:
             await asyncio.sleep(self._interval)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._wakes.close()

@@ -111,7 +111,9 @@ class _Api:
         ready: Callable[[], bool],
         clock: Clock,
         savings: Savings,
+        held_asleep: Callable[[str], bool],
     ) -> None:
+        self.held_asleep = held_asleep
         self.savings = savings
         self.board = board
         self.ledger = ledger
@@ -132,7 +134,8 @@ class _Api:
         state = self.board.get(name)
         if state is None:  # removed while the command ran
             raise NotFound(f"no app named {name!r}")
-        return web.json_response(app_view(state, self.ledger, Now(self.clock)))
+        return web.json_response(app_view(state, self.ledger, Now(self.clock),
+                                          held_asleep=self.held_asleep(name)))
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -149,7 +152,8 @@ class _Api:
     async def list_apps(self, request: web.Request) -> web.Response:
         now = Now(self.clock)
         apps = sorted(self.board, key=lambda s: s.name)
-        return web.json_response([app_view(s, self.ledger, now) for s in apps])
+        return web.json_response([app_view(s, self.ledger, now,
+                                           held_asleep=self.held_asleep(s.name)) for s in apps])
 
     async def get_savings(self, request: web.Request) -> web.Response:
         try:
@@ -233,15 +237,17 @@ def build_admin_app(
     open_paths: frozenset[str] = frozenset(),
     admin_hosts: tuple[str, ...] = (),
     private_reads: tuple[str, ...] = (),
+    held_asleep: Callable[[str], bool] = lambda app: False,
 ) -> web.Application:
     """The admin aiohttp application; run it with `access_log=None` (requests are not
     app traffic). `open_paths` take writes without the bearer token or the browser
     checks (guard.py): each must check its own credentials (a webhook's signature).
     `admin_hosts` are the names besides IP literals and localhost it is reached by;
-    reads under `private_reads` (build logs) need the token too when one is set."""
+    reads under `private_reads` (build logs) need the token too when one is set;
+    `held_asleep` says which apps an operator's sleep holds asleep (Platform.held_asleep)."""
     api = _Api(
         board=board, ledger=ledger, routes=routes, commands=commands, registry=registry,
-        ready=ready, clock=clock, savings=savings or Savings(),
+        ready=ready, clock=clock, savings=savings or Savings(), held_asleep=held_asleep,
     )
     app = web.Application(middlewares=[
         error_middleware, guard_middleware(admin_hosts, open_paths),

@@ -39,7 +39,10 @@ class Now:
         return None if mono is None else iso_utc(self.wall_of(mono))
 
 
-def app_view(state: AppState, ledger: ActivityLedger, now: Now) -> dict[str, Any]:
+def app_view(state: AppState, ledger: ActivityLedger, now: Now, *,
+             held_asleep: bool = False) -> dict[str, Any]:
+    """`held_asleep`: put to sleep by an operator, not woken since (a never-sleep app is
+    left asleep until then)."""
     policy = state.policy
     activity = ledger.peek(state.name) or AppActivity()
     last = activity.last_access
@@ -57,6 +60,7 @@ def app_view(state: AppState, ledger: ActivityLedger, now: Now) -> dict[str, Any
         "idle_seconds": None if last is None else round(max(0.0, now.mono - last), 3),
         # `never` as in the config: JSON has no infinity.
         "idle_after": "never" if policy.never_sleeps else policy.idle_after,
+        "held_asleep": held_asleep,
         "wake_timeout": policy.wake_timeout,
         "asleep_seconds": round(state.total_asleep(now.mono), 3),
         "wake_attempts": state.attempts,

@@ -14,8 +14,9 @@ The contract users write::
         wakeproxy.io/awake-replicas: "2"     # optional; default: 1
 
 and what wakeproxy writes itself: `wakeproxy.io/replicas-before-sleep` (the count a
-scale to zero replaced; a wake restores it) and `wakeproxy.io/not-deployed` (set by the
-controllers until the first deploy). The per-app settings are read by the config file's
+scale to zero replaced; a wake restores it), `wakeproxy.io/held-asleep` (an operator's
+sleep, until the next wake) and `wakeproxy.io/not-deployed` (set by the controllers
+until the first deploy). The per-app settings are read by the config file's
 own converters (`settings.POLICY_FIELDS`), so a value means the same in both places; a
 list is comma-separated.
 
@@ -41,6 +42,10 @@ SERVICE = "wakeproxy.io/service"
 AWAKE_REPLICAS = "wakeproxy.io/awake-replicas"
 # Written with every scale to zero: the count it replaced, which the next wake restores.
 REPLICAS_BEFORE_SLEEP = "wakeproxy.io/replicas-before-sleep"
+# Written with a scale to zero an operator asked for (`wakeproxy sleep`), removed by the
+# next scale-up wakeproxy writes: while it is at zero with this, a never-sleep app is left
+# asleep (controlplane/always_awake.py).
+HELD_ASLEEP = "wakeproxy.io/held-asleep"
 # An app built from source whose first release is not deployed yet: routed, never woken
 # (a request gets 503 with this reason and Retry-After).
 NOT_DEPLOYED = "wakeproxy.io/not-deployed"
@@ -51,7 +56,7 @@ POLICY_ANNOTATIONS = {f"wakeproxy.io/{key.replace('_', '-')}": key
 _LISTS = {"ignored_paths"}  # comma-separated in an annotation
 # Every annotation the parser reads (the documented table lists exactly these).
 ANNOTATIONS = (HOSTS, PORT, SERVICE, *POLICY_ANNOTATIONS, AWAKE_REPLICAS,
-               REPLICAS_BEFORE_SLEEP, NOT_DEPLOYED)
+               REPLICAS_BEFORE_SLEEP, NOT_DEPLOYED, HELD_ASLEEP)
 
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -76,6 +81,12 @@ class AppSpec:
 
 def app_name(namespace: str, deployment: str) -> str:
     return f"{namespace}.{deployment}"
+
+
+def held_asleep(deployment: JSON | None) -> bool:
+    """Put to sleep by an operator and not woken by wakeproxy since."""
+    notes = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
+    return HELD_ASLEEP in notes
 
 
 def desired_replicas(deployment: JSON) -> int:

@@ -40,7 +40,7 @@ from wakeproxy.model.clock import Clock
 from wakeproxy.model.peers import PeerActivity
 from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.activity import ACTIVITY_LABEL, AGREE_WITHIN, ActivitySync
-from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, AppSpec
+from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, AppSpec, held_asleep
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.applogs import PodLogs
 from wakeproxy.platforms.kubernetes.backoff import Backoff
@@ -255,7 +255,8 @@ class KubernetesPlatform:
             if not watcher.healthy:
                 watcher.poke()  # a wake needs current slices: reconnect now, not after backoff
         try:
-            written = await self._scaler.scale_up(spec, deadline=verdict_at)
+            written = await self._scaler.scale_up(spec, deadline=verdict_at,
+                                                  release=self._held_note(spec))
         except ScaleUnavailable as e:
             raise WakeFailed(f"{e.reason} (for {timeout:g}s)", FailureKind.UNAVAILABLE) from None
         except NotFound:
@@ -285,7 +286,7 @@ class KubernetesPlatform:
         self.view.woke(spec, endpoints)
         return endpoints
 
-    async def sleep(self, app: str) -> None:
+    async def sleep(self, app: str, *, held: bool = False) -> None:
         spec = self.view.spec(app)
         if spec is None or self._scaler is None:
             return
@@ -307,7 +308,7 @@ class KubernetesPlatform:
             deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
             if agreed is not None:
                 deadline = min(deadline, agreed)
-            written = await self._scaler.scale_down(spec, deadline=deadline)
+            written = await self._scaler.scale_down(spec, deadline=deadline, held=held)
             if written is not None:
                 self.view.wrote(spec, written)
                 log.info("scaled to zero", app=app)
@@ -358,6 +359,18 @@ class KubernetesPlatform:
 
         follower.on_close(stop)
         return follower
+
+    def held_asleep(self, app: str) -> bool:
+        """At zero replicas after an operator's sleep (the Deployment says so, whichever
+        replica took the command), not woken since; or a peer's sleep is under way (its
+        proposal holds the app here until the Deployment is seen at zero, annotated)."""
+        if self.drains.holding(app):
+            return True
+        spec = self.view.spec(app)
+        return spec is not None and self.view.at_zero(app) and self._held_note(spec)
+
+    def _held_note(self, spec: AppSpec) -> bool:
+        return held_asleep(self._deployments.get((spec.namespace, spec.deployment)))
 
     def leader(self) -> bool:
         """Leading, and peer activity read since this term began (no blind sweeps)."""

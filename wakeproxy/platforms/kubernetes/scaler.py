@@ -10,7 +10,9 @@ Retry-After until the caller's deadline. Counts every write in PlatformStats by 
 A scale to zero is written as one merge patch of the Deployment (with the same
 resourceVersion precondition) that also records the count it replaces in
 `wakeproxy.io/replicas-before-sleep`, so the next wake — on any replica, after any
-restart — restores it; scale-ups go through the `scale` subresource.
+restart — restores it, and whether an operator asked for it (`wakeproxy.io/held-asleep`,
+set or removed); scale-ups go through the `scale` subresource, except one that ends such
+a hold: a patch that removes the annotation with the count, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wakeproxy.model.stats import PlatformStats
-from wakeproxy.platforms.kubernetes.annotations import REPLICAS_BEFORE_SLEEP, AppSpec
+from wakeproxy.platforms.kubernetes.annotations import (
+    HELD_ASLEEP,
+    REPLICAS_BEFORE_SLEEP,
+    AppSpec,
+)
 from wakeproxy.platforms.kubernetes.api import Api
 from wakeproxy.platforms.kubernetes.backoff import Backoff
 from wakeproxy.platforms.kubernetes.errors import ApiError, Conflict
@@ -57,31 +63,36 @@ class Scaler:
         self._api = api
         self._stats = stats
 
-    async def scale_up(self, spec: AppSpec, *, deadline: float) -> Written | None:
-        """Scale to `awake_replicas` if at zero; None if it already runs (nothing written)."""
+    async def scale_up(
+        self, spec: AppSpec, *, deadline: float, release: bool = False,
+    ) -> Written | None:
+        """Scale to `awake_replicas` if at zero; None if it already runs (nothing written).
+        `release`: the Deployment is held asleep, and this write ends the hold."""
         wanted = spec.policy.awake_replicas
-        return await self._change(spec, lambda now: None if now >= 1 else wanted, deadline)
+        return await self._change(spec, lambda now: None if now >= 1 else wanted, deadline,
+                                  release=release)
 
     async def scale_down(
-        self, spec: AppSpec, *, deadline: float, expect: int | None = None,
+        self, spec: AppSpec, *, deadline: float, expect: int | None = None, held: bool = False,
     ) -> Written | None:
-        """Scale to zero; None if already at zero. Raises ScaleContested if the count is
-        not `expect` (when given), or if someone else changes it between our read and
-        our write."""
+        """Scale to zero; None if already at zero (unless `held`: the hold is written).
+        Raises ScaleContested if the count is not `expect` (when given), or if someone
+        else changes it between our read and our write."""
         expected: list[int] = [] if expect is None else [expect]
 
         def decide(now: int) -> int | None:
-            if now == 0:
+            if now == 0 and not held:
                 return None
             if expected and now != expected[0]:
                 raise ScaleContested(now)
             expected.append(now)
             return 0
 
-        return await self._change(spec, decide, deadline)
+        return await self._change(spec, decide, deadline, held=held)
 
     async def _change(
-        self, spec: AppSpec, decide: Callable[[int], int | None], deadline: float,
+        self, spec: AppSpec, decide: Callable[[int], int | None], deadline: float, *,
+        held: bool = False, release: bool = False,
     ) -> Written | None:
         backoff = Backoff(initial=0.05, maximum=2.0)
         last: ApiError | None = None
@@ -89,7 +100,7 @@ class Scaler:
             async with asyncio.timeout_at(deadline):
                 while True:
                     try:
-                        return await self._attempt(spec, decide)
+                        return await self._attempt(spec, decide, held, release)
                     except Conflict:
                         continue  # another writer came first: read again, decide again
                     except ApiError as e:
@@ -101,7 +112,9 @@ class Scaler:
         except TimeoutError:
             raise ScaleUnavailable(_unavailable(last)) from None
 
-    async def _attempt(self, spec: AppSpec, decide: Callable[[int], int | None]) -> Written | None:
+    async def _attempt(
+        self, spec: AppSpec, decide: Callable[[int], int | None], held: bool, release: bool,
+    ) -> Written | None:
         apps = self._api.apps
         scale = await self._api.call(
             apps.read_namespaced_deployment_scale, spec.deployment, spec.namespace)
@@ -111,11 +124,13 @@ class Scaler:
             return None
         version = (scale.get("metadata") or {}).get("resourceVersion")
         try:
-            if target == 0:
+            if target == 0 or release:
                 # The count and what it replaced in one write: no sleep without its record.
-                patch = {"metadata": {"resourceVersion": version, "annotations": {
-                             REPLICAS_BEFORE_SLEEP: str(int(replicas))}},
-                         "spec": {"replicas": 0}}
+                notes: dict[str, str | None] = {HELD_ASLEEP: "true" if held else None}
+                if target == 0 and int(replicas) > 0:
+                    notes[REPLICAS_BEFORE_SLEEP] = str(int(replicas))
+                patch = {"metadata": {"resourceVersion": version, "annotations": notes},
+                         "spec": {"replicas": target}}
                 written = await self._api.call(
                     apps.patch_namespaced_deployment, spec.deployment, spec.namespace, patch,
                     _content_type=_MERGE)

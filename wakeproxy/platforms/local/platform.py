@@ -62,6 +62,8 @@ class LocalPlatform:
         self._starting: set[asyncio.Task[AppProcess | str]] = set()  # spawns under way
         self._rings: dict[str, deque[str]] = {}
         self._outputs: dict[str, AppLog] = {}  # each app's output, across its runs
+        # Put to sleep by an operator, not woken since: for this run of wakeproxy only.
+        self._held: set[str] = set()
         self._events: asyncio.Queue[AppExited] = asyncio.Queue()
         self._watchdog = GroupWatchdog()
         self._closed = False
@@ -94,6 +96,7 @@ class LocalPlatform:
         if local.repo is not None and app not in self._releases:
             raise WakeFailed(
                 not_deployed(app), FailureKind.UNAVAILABLE, not_deployed=True)
+        self._held.discard(app)  # woken again: an operator's sleep no longer holds it
         current = self._procs.get(app)
         if current is not None:
             if current.ready and current.returncode is None:
@@ -122,7 +125,9 @@ class LocalPlatform:
         p.ready = True
         return (Endpoint(self._host, p.port),)
 
-    async def sleep(self, app: str) -> None:
+    async def sleep(self, app: str, *, held: bool = False) -> None:
+        if held:
+            self._held.add(app)
         p = self._procs.pop(app, None)
         if p is not None:
             await asyncio.shield(self._retire(p, self._grace(app)))
@@ -132,6 +137,9 @@ class LocalPlatform:
 
     def leader(self) -> bool:
         return True  # no peers: this one process decides every sleep
+
+    def held_asleep(self, app: str) -> bool:
+        return app in self._held
 
     # -- apps and releases (the controllers) ---------------------------------------------
 
@@ -162,6 +170,7 @@ class LocalPlatform:
         p = self._procs.pop(app, None)
         if p is not None:
             await asyncio.shield(self._retire(p, grace))
+        self._held.discard(app)
         output = self._outputs.pop(app, None)
         if output is not None:
             output.end("app deleted")
