@@ -11,7 +11,10 @@ One run, one wakeproxy (`serve`, platform local, JSON access log on, to a file),
 - throughput: the rates one follower keeps up with (every line, no drop marker), up to
   the highest asked for;
 - data plane: wrk req/s against `bench` with no log stream, then while `talk` prints
-  10,000 lines/s to a follower, alternated over `--rounds`, side by side.
+  10,000 lines/s to a follower, alternated over `--rounds`, side by side; with each
+  run wakeproxy's CPU time, so `per_core` (req/s per core wakeproxy used) is the rate it
+  reaches CPU-bound, whatever bounded this run (wrk and nginx on a shared core, other
+  load), and its change is what streaming costs a saturated data plane.
 
 wakeproxy runs alone on core 0; everything else (wrk, nginx, the talking app, the CLI,
 this script) on core 1, so the data-plane row shows what streaming costs wakeproxy
@@ -159,6 +162,16 @@ def percentile(values: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
 
 
+def timed_wrk(pid: int, wrk: str, url: str, args: argparse.Namespace, reporter: Path,
+              pin: list[str]) -> tuple[float, float]:
+    """One wrk run: (req/s, req/s per core of wakeproxy's CPU time during it)."""
+    before, start = cpu_seconds(pid) or 0.0, time.monotonic()
+    result = run_wrk(wrk, url, host=BENCH_HOST, connections=args.connections,
+                     duration=args.duration, reporter=reporter, prefix=pin)
+    share = ((cpu_seconds(pid) or 0.0) - before) / (time.monotonic() - start)
+    return result.rps, result.rps / share if share > 0 else 0.0
+
+
 def measure_rate(port: int, follower: Follower, rate: int, seconds: float) -> dict[str, Any]:
     follower.take()
     talk(port, rate, seconds)
@@ -258,21 +271,23 @@ apps:
         for rate in (int(r) for r in args.rates.split(",")):
             result["throughput"].append(measure_rate(port, follower, rate, args.sample))
         for _ in range(args.rounds):
-            quiet = run_wrk(wrk, url, host=BENCH_HOST, connections=args.connections,
-                            duration=args.duration, reporter=reporter, prefix=pin)
+            quiet, quiet_core = timed_wrk(wp.pid, wrk, url, args, reporter, pin)
             follower.take()
             talk(port, 10_000, args.duration + 2)
             time.sleep(0.5)
-            busy = run_wrk(wrk, url, host=BENCH_HOST, connections=args.connections,
-                           duration=args.duration, reporter=reporter, prefix=pin)
+            busy, busy_core = timed_wrk(wp.pid, wrk, url, args, reporter, pin)
             wait_quiet(port, follower)
             _, seqs, dropped = follower.take()
-            result["dataplane"].append({"quiet_rps": round(quiet.rps), "busy_rps": round(busy.rps),
+            result["dataplane"].append({"quiet_rps": round(quiet), "busy_rps": round(busy),
+                                        "quiet_per_core": round(quiet_core),
+                                        "busy_per_core": round(busy_core),
                                         "lines": len(seqs), "dropped": dropped})
     finally:
         follower.stop()
     quiet_rps = statistics.median(r["quiet_rps"] for r in result["dataplane"])
     busy_rps = statistics.median(r["busy_rps"] for r in result["dataplane"])
+    quiet_core = statistics.median(r["quiet_per_core"] for r in result["dataplane"])
+    busy_core = statistics.median(r["busy_per_core"] for r in result["dataplane"])
     kept = [r["rate"] for r in result["throughput"] if r["kept_up"]]
     result["summary"] = {
         "latency_p50_ms_1k": result["latency"][0]["p50_ms"],
@@ -282,10 +297,13 @@ apps:
         "follower_keeps_up_lines_per_s": max(kept) if kept else 0,
         "dataplane_rps_quiet": quiet_rps, "dataplane_rps_streaming_10k": busy_rps,
         "dataplane_change": round(busy_rps / quiet_rps - 1, 4),
+        "dataplane_per_core_quiet": quiet_core, "dataplane_per_core_streaming_10k": busy_core,
+        "dataplane_per_core_change": round(busy_core / quiet_core - 1, 4) if quiet_core else None,
         "wakeproxy_core_share_idle": result["cpu"]["idle_core_share"],
         "wakeproxy_core_share_streaming_10k": result["cpu"]["streaming_10k_core_share"],
         "targets": {"follower_10k": bool(kept) and max(kept) >= 10_000,
-                    "dataplane_within_5pct": busy_rps >= 0.95 * quiet_rps},
+                    "dataplane_within_5pct": busy_rps >= 0.95 * quiet_rps,
+                    "dataplane_per_core_within_5pct": busy_core >= 0.95 * quiet_core},
         "machine": {"nproc": os.cpu_count(), "python": args.python, "pinned": args.pin},
     }
     out = Path(args.out)

@@ -28,7 +28,8 @@ def test_quick_run_writes_latency_throughput_cpu_and_dataplane(tmp_path: Path) -
     summary = doc["summary"]
     for key in ("latency_p50_ms_10k", "latency_p99_ms_10k", "follower_keeps_up_lines_per_s",
                 "dataplane_rps_quiet", "dataplane_rps_streaming_10k",
-                "wakeproxy_core_share_streaming_10k"):
+                "wakeproxy_core_share_streaming_10k", "dataplane_per_core_quiet",
+                "dataplane_per_core_streaming_10k"):
         assert summary[key] is not None, key
     assert summary["dataplane_rps_quiet"] > 0 and summary["dataplane_rps_streaming_10k"] > 0
     assert all(r["received"] > 0 for r in doc["latency"] + doc["throughput"])
