@@ -92,10 +92,12 @@ def test_kustomize_builds_the_install_and_the_examples() -> None:
         ("ConfigMap", "wakeproxy-config"), ("Deployment", "wakeproxy"),
         ("Service", "wakeproxy"), ("PodDisruptionBudget", "wakeproxy"),
         ("Service", "wakeproxy-webhook"), ("NetworkPolicy", "wakeproxy"),
+        ("Role", "wakeproxy-headroom"), ("RoleBinding", "wakeproxy-headroom"),
+        ("PriorityClass", "wakeproxy-headroom"),
     }
     for (kind, name), obj in objects.items():
         kubernetes_validate.validate(obj, VERSION, strict=True)
-        if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+        if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass"):
             expected = "wakeproxy-builds" if name == "wakeproxy-builds" else "wakeproxy"
             assert obj["metadata"]["namespace"] == expected, (kind, name)
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "wakeproxy"

@@ -92,6 +92,19 @@ class WakeStats:
         self.sleeps[app] = self.sleeps.get(app, 0) + 1
 
 
+class HeadroomHeld:
+    """Placeholder pods wanted and ready, and what one of them holds (millicores, bytes)."""
+
+    __slots__ = ("cpu_millis", "desired", "memory_bytes", "ready")
+
+    def __init__(self, desired: int = 0, ready: int = 0, cpu_millis: int = 0,
+                 memory_bytes: int = 0) -> None:
+        self.desired = desired
+        self.ready = ready
+        self.cpu_millis = cpu_millis
+        self.memory_bytes = memory_bytes
+
+
 class PlatformStats:
     """Platform figures: one writer, the platform (leases, watches, API and scale calls).
 
@@ -116,6 +129,12 @@ class PlatformStats:
         # Deployments that declare an app but were refused (bad annotations, a host
         # already claimed by an older app): app name → reason.
         self.apps_refused: dict[str, str] = {}
+        # The placeholder pods holding room for wakes, as their Deployment says (None: no
+        # headroom on this platform).
+        self.headroom: HeadroomHeld | None = None
+        # Scale-ups whose pods waited for a node longer than SCHEDULING_WAIT (None: this
+        # platform schedules nothing).
+        self.scheduling_waits: int | None = None
 
     def watch_event(self, resource: str, now: float) -> None:
         self.watch_last_event[resource] = now
@@ -131,6 +150,9 @@ class PlatformStats:
 
     def scale_up_given_up(self, reason: str) -> None:
         self.scale_ups_given_up[reason] = self.scale_ups_given_up.get(reason, 0) + 1
+
+    def waited_for_scheduling(self) -> None:
+        self.scheduling_waits = (self.scheduling_waits or 0) + 1
 
     def sleep_proposed(self, result: str) -> None:
         self.sleep_proposals[result] = self.sleep_proposals.get(result, 0) + 1

@@ -164,9 +164,27 @@ LOG_BYTES_DROPPED = Family(
     "of a long log) or build_limits.log_bytes_total (finished logs, read back from disk or "
     "the build pod when asked for).", ("cap",))
 
+# The headroom: placeholder pods holding room for sleeping apps' wakes (k8s/README.md).
+HEADROOM_PODS = Family(
+    "wakeproxy_headroom_pods", "gauge",
+    "Placeholder pods holding room for wakes: wanted (desired) and running (ready); fewer "
+    "ready than desired means evicted ones wait for a node.", ("state",))
+HEADROOM_CPU = Family(
+    "wakeproxy_headroom_cpu_cores", "gauge",
+    "CPU requested by the placeholder pods, wanted (desired) and held (ready).", ("state",))
+HEADROOM_MEMORY = Family(
+    "wakeproxy_headroom_memory_bytes", "gauge",
+    "Memory requested by the placeholder pods, wanted (desired) and held (ready).",
+    ("state",))
+SCHEDULING_WAITS = Family(
+    "wakeproxy_wakes_waited_for_scheduling_total", "counter",
+    "Scale-ups written by this replica whose pods still waited for a node 2 s later "
+    "(Pending, not scheduled): wakes the headroom did not cover.", ())
+
 KUBERNETES_METRICS: tuple[Family, ...] = (
     LEADER, WATCH_LAST_EVENT, WATCH_RESTARTS, API_ERRORS, SCALE_CALLS, SCALE_UPS_GIVEN_UP,
-    SLEEP_PROPOSALS, APPS_REFUSED,
+    SLEEP_PROPOSALS, APPS_REFUSED, HEADROOM_PODS, HEADROOM_CPU, HEADROOM_MEMORY,
+    SCHEDULING_WAITS,
 )
 
 FAMILIES: tuple[Family, ...] = (

@@ -42,6 +42,9 @@ from wakeproxy.obs.families import (
     CAP_REFUSALS,
     COST,
     FAMILIES,
+    HEADROOM_CPU,
+    HEADROOM_MEMORY,
+    HEADROOM_PODS,
     HELD,
     HELD_DURATION,
     HOLD_REJECTED,
@@ -54,6 +57,7 @@ from wakeproxy.obs.families import (
     REQUESTS,
     SCALE_CALLS,
     SCALE_UPS_GIVEN_UP,
+    SCHEDULING_WAITS,
     SLEEP_PROPOSALS,
     SLEEPS,
     TUNNELS,
@@ -205,6 +209,14 @@ class WakeproxyCollector(Collector):
             _add(m[SLEEP_PROPOSALS.name], [result], count)
         for app in sorted(p.apps_refused):
             _add(m[APPS_REFUSED.name], [app], 1)
+        if p.scheduling_waits is not None:
+            _add(m[SCHEDULING_WAITS.name], [], p.scheduling_waits)
+        held = p.headroom
+        if held is not None:
+            for state, pods in (("desired", held.desired), ("ready", held.ready)):
+                _add(m[HEADROOM_PODS.name], [state], pods)
+                _add(m[HEADROOM_CPU.name], [state], pods * held.cpu_millis / 1000)
+                _add(m[HEADROOM_MEMORY.name], [state], pods * held.memory_bytes)
 
 
 _IDLE = AppActivity()  # what an app that never had a request reads as; never written

@@ -13,6 +13,7 @@ single values. Import from this package, not from the modules.
 from wakeproxy.model.limits import Limits
 from wakeproxy.settings.apps import POLICY_FIELDS, LocalApp
 from wakeproxy.settings.build_limits import BuildLimits
+from wakeproxy.settings.headroom import Headroom
 from wakeproxy.settings.kubernetes import KubernetesBuilds, KubernetesSettings
 from wakeproxy.settings.load import Settings, load_settings, parse_settings
 from wakeproxy.settings.reader import ConfigError
@@ -24,6 +25,7 @@ __all__ = [
     "POLICY_FIELDS",
     "BuildLimits",
     "ConfigError",
+    "Headroom",
     "KubernetesBuilds",
     "KubernetesSettings",
     "Limits",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wakeproxy.model.images import nodes_resolve
+from wakeproxy.settings.headroom import Headroom, read_headroom
 from wakeproxy.settings.reader import Reader
 from wakeproxy.settings.values import (
     POSITIVE_DURATION,
@@ -90,6 +91,8 @@ class KubernetesSettings:
     unschedulable_grace: float = 600.0
     refused_grace: float = 10.0
     builds: KubernetesBuilds = KubernetesBuilds()
+    # Placeholder pods holding room for sleeping apps' wakes (settings/headroom.py).
+    headroom: Headroom = Headroom()  # noqa: RUF009 - frozen, one shared default is safe
 
 
 def _namespaces(v: object) -> tuple[str, ...]:
@@ -142,6 +145,7 @@ def read_kubernetes(
         lease_duration=r.get(m, "lease_duration", p, _lease_duration,
                              "a duration of at least 1s like 15s", d.lease_duration),
         builds=_read_kubernetes_builds(r, m.get("builds")),
+        headroom=read_headroom(r, m.get("headroom")),
         **durations,
     )
 

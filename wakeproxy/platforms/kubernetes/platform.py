@@ -49,6 +49,8 @@ from wakeproxy.platforms.kubernetes.drains import Drains
 from wakeproxy.platforms.kubernetes.elector import LeaseElector
 from wakeproxy.platforms.kubernetes.endpoints import SERVICE_NAME_LABEL
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
+from wakeproxy.platforms.kubernetes.headroom import HeadroomKeeper
+from wakeproxy.platforms.kubernetes.headroom_plan import LABEL as HEADROOM_LABEL
 from wakeproxy.platforms.kubernetes.readiness import ProbePlan, probe_plan
 from wakeproxy.platforms.kubernetes.scaler import ScaleContested, Scaler, ScaleUnavailable
 from wakeproxy.platforms.kubernetes.scaleups import ScaleUp, ScaleUps, pod_selector
@@ -115,6 +117,7 @@ class KubernetesPlatform:
         self._deployments: dict[Key, JSON] = {}
         self._slices: dict[Key, JSON] = {}
         self._records: dict[Key, JSON] = {}
+        self._placeholders: dict[Key, JSON] = {}
         self.drains = Drains(board=board, ledger=ledger, on_change=self._hold_changed,
                              at_zero=lambda app: self.view.at_zero(app))
         self.view = ClusterView(deployments=self._deployments, slices=self._slices,
@@ -129,6 +132,7 @@ class KubernetesPlatform:
         self._scaler: Scaler | None = None
         self._scale_ups: ScaleUps | None = None
         self._elector: LeaseElector | None = None
+        self.headroom: HeadroomKeeper | None = None
         self._activity: ActivitySync | None = None
         self._watchers: list[Watcher] = []
         self._closed = False
@@ -171,11 +175,22 @@ class KubernetesPlatform:
             "api": api, "namespaces": s.namespaces, "stats": self._stats, "clock": self._clock,
             "watch_timeout": s.watch_timeout, "idle_timeout": s.watch_idle_timeout,
         }
+        deployment_kind = Resource("deployments", api.apps.list_namespaced_deployment,
+                                   api.apps.list_deployment_for_all_namespaces)
+        placeholders = Watcher(
+            resource=deployment_kind, label_selector=f"{HEADROOM_LABEL}=true",
+            cache=self._placeholders, on_change=lambda keys: headroom.own_changed(keys),
+            **{**common, "namespaces": (self._lease_namespace,)})
         deployments = Watcher(
-            resource=Resource("deployments", api.apps.list_namespaced_deployment,
-                              api.apps.list_deployment_for_all_namespaces),
-            label_selector=f"{ENABLED_LABEL}=true", cache=self._deployments,
-            on_change=self.view.deployments_changed, **common)
+            resource=deployment_kind, label_selector=f"{ENABLED_LABEL}=true",
+            cache=self._deployments, on_change=self._apps_changed, **common)
+        headroom = self.headroom = HeadroomKeeper(
+            api=api, settings=s.headroom, namespace=self._lease_namespace, view=self.view,
+            deployments=self._deployments, own=self._placeholders, leader=self.leader,
+            synced=lambda: deployments.synced.is_set() and placeholders.synced.is_set(),
+            # A burst of changes (a relist, a sweep) is one write, taken as often as
+            # activity is published.
+            stats=self._stats, settle=min(1.0, s.activity_interval))
         slices = Watcher(
             resource=Resource("endpointslices", api.discovery.list_namespaced_endpoint_slice,
                               api.discovery.list_endpoint_slice_for_all_namespaces),
@@ -200,6 +215,7 @@ class KubernetesPlatform:
             identity=self.identity, duration=s.lease_duration, clock=self._clock,
             stats=self._stats, on_change=activity.leading_changed)
         self._stats.leader = False
+        self._stats.scheduling_waits = self._stats.scheduling_waits or 0
         self._watchers = [deployments, slices, records]
         self._tasks = [
             spawn(deployments.run(), name="kubernetes:deployments"),
@@ -207,6 +223,8 @@ class KubernetesPlatform:
             spawn(records.run(), name="kubernetes:activity-records"),
             spawn(self._elector.run(), name="kubernetes:lease"),
             spawn(activity.run(), name="kubernetes:activity"),
+            spawn(placeholders.run(), name="kubernetes:headroom-deployment"),
+            spawn(headroom.run(), name="kubernetes:headroom"),
         ]
         log.info("watching the Kubernetes API", identity=self.identity,
                  namespaces=list(s.namespaces) or "all", lease=s.lease_name,
@@ -384,6 +402,11 @@ class KubernetesPlatform:
 
     def _api_healthy(self) -> bool:
         return all(w.healthy for w in self._watchers)
+
+    def _apps_changed(self, keys: set[Key]) -> None:
+        self.view.deployments_changed(keys)
+        if self.headroom is not None:
+            self.headroom.apps_changed(keys)  # after the view: it reads what is asleep
 
     def _records_changed(self, keys: set[Key]) -> None:
         if self._activity is not None:

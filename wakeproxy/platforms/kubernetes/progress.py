@@ -93,6 +93,23 @@ class Watchful:
         return Verdict(failing, status, failing_kind, due)
 
 
+def unscheduled(pods: list[JSON]) -> list[str]:
+    """The pods still waiting for a node (Pending, not scheduled: none fits yet, or the
+    pods it preempts are still leaving), by name."""
+    waiting = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        if meta.get("deletionTimestamp") or (status.get("phase") or "Pending") != "Pending":
+            continue
+        scheduled = next((c.get("status") for c in status.get("conditions") or []
+                          if c.get("type") == "PodScheduled"), None)
+        if scheduled == "True" or (scheduled is None and (pod.get("spec") or {}).get("nodeName")):
+            continue  # bound to a node (a pod created with a nodeName skips the scheduler)
+        waiting.append(str(meta.get("name") or "?"))
+    return waiting
+
+
 def _refused(deployment: JSON | None) -> str | None:
     """Why the Deployment's pods are refused at creation, as it reports it, or None."""
     for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:

@@ -28,7 +28,7 @@ from wakeproxy.platforms.kubernetes.annotations import AppSpec
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.backoff import Backoff
 from wakeproxy.platforms.kubernetes.errors import ApiError
-from wakeproxy.platforms.kubernetes.progress import Watchful
+from wakeproxy.platforms.kubernetes.progress import Watchful, unscheduled
 from wakeproxy.platforms.kubernetes.scaler import (
     ScaleContested,
     Scaler,
@@ -42,6 +42,10 @@ log = structlog.get_logger("wakeproxy.kubernetes")
 
 _POLL_FIRST = 0.25  # the first look at the pods after the scale-up
 _POLL_MAX = 5.0  # then at most this far apart
+# A scale-up whose pods still wait for a node this long after it was written is counted
+# (wakeproxy_wakes_waited_for_scheduling_total): the wake waited for capacity the headroom
+# was meant to hold (placing a pod, preempting placeholders included, takes well under).
+SCHEDULING_WAIT = 2.0
 
 
 @dataclass(eq=False)
@@ -49,7 +53,9 @@ class ScaleUp:
     spec: AppSpec
     replicas: int  # the count we wrote
     give_up_at: float  # monotonic
+    written_at: float = 0.0  # monotonic
     status: str = "scaled up, no pod yet"
+    waited_for_node: bool = False  # counted as having waited for scheduling
     failure: str | None = None  # set when given up: why
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -70,8 +76,8 @@ class ScaleUps:
     def started(self, spec: AppSpec, written: Written) -> ScaleUp:
         """Follow the scale-up we just wrote (instead of any earlier one of the app)."""
         self.drop(spec.name)
-        up = ScaleUp(spec, written.replicas,
-                     self._clock.monotonic() + spec.policy.give_up_after)
+        now = self._clock.monotonic()
+        up = ScaleUp(spec, written.replicas, now + spec.policy.give_up_after, written_at=now)
         self._followed[spec.name] = up
         up.task = spawn(self._follow(up), name=f"scale-up:{spec.name}")
         return up
@@ -114,6 +120,7 @@ class ScaleUps:
                 pause = min(backoff.delay(), up.give_up_at - now)
                 pods = await self._pods(spec)
                 if pods is not None:
+                    pause = min(pause, self._scheduling(up, pods, now))
                     deployment = self._deployments.get((spec.namespace, spec.deployment))
                     verdict = watchful.assess(pods, now, deployment)
                     up.status = verdict.status
@@ -128,6 +135,23 @@ class ScaleUps:
         finally:
             if self._followed.get(spec.name) is up:
                 del self._followed[spec.name]
+
+    def _scheduling(self, up: ScaleUp, pods: list[JSON], now: float) -> float:
+        """Count the scale-up once if its pods, listed at `now`, still wait for a node
+        SCHEDULING_WAIT after it was written; how long until it is worth looking again."""
+        if up.waited_for_node:
+            return _POLL_MAX
+        waiting = unscheduled(pods)
+        if not waiting:
+            return _POLL_MAX
+        due = up.written_at + SCHEDULING_WAIT
+        if now <= due:
+            return due - now + 0.05  # look again just after it, not a back-off later
+        up.waited_for_node = True
+        self._stats.waited_for_scheduling()
+        log.warning("a wake waited for a node", app=up.spec.name, pods=waiting,
+                    seconds=round(now - up.written_at, 1))
+        return _POLL_MAX
 
     async def _give_up(self, up: ScaleUp) -> None:
         spec = up.spec
