@@ -20,6 +20,7 @@ from aiohttp import web
 
 from tests.obs.world import ScriptedCommands, World, make_world
 from wakeproxy.cli import format_duration, main
+from wakeproxy.model.stats import HeadroomHeld
 from wakeproxy.obs.admin import build_admin_app
 
 TOKEN = "cli-test-token-0123456789"
@@ -50,7 +51,8 @@ def free_port() -> int:
 class AdminThread:
     """The real admin app on 127.0.0.1:<free port>, served by its own loop in a thread."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, headroom: HeadroomHeld | None = None) -> None:
+        self.headroom = headroom
         self.world: World = make_world()
         self.commands = ScriptedCommands(self.world)
         self.token = token
@@ -72,7 +74,7 @@ class AdminThread:
         app = build_admin_app(
             board=self.world.board, ledger=self.world.ledger, commands=self.commands,
             registry=self.world.registry(), cluster="dev", token=self.token,
-            ready=lambda: True, clock=self.world.clock,
+            ready=lambda: True, clock=self.world.clock, headroom=lambda: self.headroom,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -219,6 +221,22 @@ def test_status_prints_a_table(admin: AdminThread, capsys: pytest.CaptureFixture
     assert by_app["docs"].split()[:2] == ["docs", "asleep"]
     assert by_app["docs"].split()[-1] == "1h"
     assert "docs: last wake failed: exited with code 3" in out
+    assert "headroom" not in out  # the local platform holds none
+
+
+def test_status_on_kubernetes_says_what_room_is_held_for_wakes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    held = HeadroomHeld(desired=2, ready=1, cpu_millis=500, memory_bytes=256 * 2**20)
+    with AdminThread(headroom=held) as server:
+        assert main(["status", "--admin", server.url]) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[-1] == (
+            "headroom: 2 placeholder pods (1 ready) holding 1 CPU, 512Mi memory for wakes")
+        held.desired = held.ready = 0
+        assert main(["status", "--admin", server.url]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == (
+            "headroom: none held (no sleeping app needs room, or it is turned off)")
 
 
 def test_status_json_is_the_servers_list(

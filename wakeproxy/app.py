@@ -216,6 +216,7 @@ class Daemon:
             open_paths=frozenset({WEBHOOK_PATH}), admin_hosts=s.admin_hosts,
             private_reads=(*PRIVATE_READS, APP_LOGS_PRIVATE),
             held_asleep=self.platform.held_asleep,
+            headroom=lambda: self.platform_stats.headroom,
         )
         if isinstance(self.platform, AppOutput):
             add_app_log_routes(admin, self.board, self.platform)

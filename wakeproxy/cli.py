@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 from wakeproxy import __version__
 from wakeproxy.cli_builds import add_build_commands
-from wakeproxy.console import format_duration, format_savings, format_table
+from wakeproxy.console import format_duration, format_headroom, format_savings, format_table
 from wakeproxy.settings import ConfigError, load_settings, parse_duration
 
 __all__ = ["format_duration", "format_savings", "format_table", "main"]
@@ -203,7 +203,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     if args.savings:
         return _savings(args)
-    apps = _client(args).call("GET", "/api/v1/apps")
+    client = _client(args)
+    apps = client.call("GET", "/api/v1/apps")
     if not isinstance(apps, list):
         _fail("the admin server answered an unexpected app list")
     if args.json:
@@ -212,7 +213,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no apps configured")
     else:
         print(format_table(apps))
+    if not args.json:
+        _print_headroom(client)
     return 0
+
+
+def _print_headroom(client: AdminClient) -> None:
+    """The room held for wakes, on Kubernetes (elsewhere, or from an older server: 404)."""
+    try:
+        held = client.call("GET", "/api/v1/headroom")
+    except Refused as e:
+        if e.status != 404:
+            raise
+        return
+    if isinstance(held, dict):
+        print(format_headroom(held))
 
 
 def _savings(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ import datetime
 import zoneinfo
 from typing import Any
 
+from wakeproxy.model.quantity import format_cpu, format_memory
+
 
 def format_duration(seconds: float) -> str:
     """300 → 5m, 90 → 1m30s, 0.25 → 250ms, 3600 → 1h."""
@@ -128,3 +130,16 @@ def format_savings(report: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
               for r in rows]
     return "\n".join(lines)
+
+
+def format_headroom(view: dict[str, Any]) -> str:
+    """`headroom: 2 placeholder pods (2 ready) holding 1 CPU, 512Mi for wakes`."""
+    desired, ready = view.get("desired") or {}, view.get("ready") or {}
+    pods = int(desired.get("pods") or 0)
+    if pods == 0:
+        return "headroom: none held (no sleeping app needs room, or it is turned off)"
+    cpu = format_cpu(round(float(desired.get("cpu_cores") or 0) * 1000))
+    memory = format_memory(int(desired.get("memory_bytes") or 0))
+    return (f"headroom: {pods} placeholder pod{'' if pods == 1 else 's'} "
+            f"({int(ready.get('pods') or 0)} ready) holding {cpu} CPU, {memory} memory "
+            "for wakes")

@@ -28,6 +28,7 @@ from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import AppState, FailureKind, ReadinessBoard
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.routes import Routes, normalize_host
+from wakeproxy.model.stats import HeadroomHeld
 from wakeproxy.obs.api_errors import (
     BadRequest,
     CommandFailed,
@@ -40,7 +41,7 @@ from wakeproxy.obs.api_errors import (
 from wakeproxy.obs.guard import guard_middleware, require_json
 from wakeproxy.obs.savings import BadPeriod, parse_period, savings_report
 from wakeproxy.obs.shield import shielded
-from wakeproxy.obs.views import Now, app_view
+from wakeproxy.obs.views import Now, app_view, headroom_view
 from wakeproxy.settings import Savings
 
 # A wake is bounded by the app's own wake_timeout in the control plane; this margin only
@@ -112,8 +113,10 @@ class _Api:
         clock: Clock,
         savings: Savings,
         held_asleep: Callable[[str], bool],
+        headroom: Callable[[], HeadroomHeld | None],
     ) -> None:
         self.held_asleep = held_asleep
+        self.headroom = headroom
         self.savings = savings
         self.board = board
         self.ledger = ledger
@@ -207,6 +210,12 @@ class _Api:
             raise CommandFailed(f"{name} failed to go to sleep: {e or type(e).__name__}") from None
         return self._view(name)
 
+    async def get_headroom(self, request: web.Request) -> web.Response:
+        held = self.headroom()
+        if held is None:
+            raise NotFound("this platform holds no headroom (Kubernetes only)")
+        return web.json_response(headroom_view(held))
+
     async def resolve(self, request: web.Request) -> web.Response:
         raw = request.query.get("host")
         if not raw:
@@ -238,6 +247,7 @@ def build_admin_app(
     admin_hosts: tuple[str, ...] = (),
     private_reads: tuple[str, ...] = (),
     held_asleep: Callable[[str], bool] = lambda app: False,
+    headroom: Callable[[], HeadroomHeld | None] = lambda: None,
 ) -> web.Application:
     """The admin aiohttp application; run it with `access_log=None` (requests are not
     app traffic). `open_paths` take writes without the bearer token or the browser
@@ -248,6 +258,7 @@ def build_admin_app(
     api = _Api(
         board=board, ledger=ledger, routes=routes, commands=commands, registry=registry,
         ready=ready, clock=clock, savings=savings or Savings(), held_asleep=held_asleep,
+        headroom=headroom,
     )
     app = web.Application(middlewares=[
         error_middleware, guard_middleware(admin_hosts, open_paths),
@@ -260,6 +271,7 @@ def build_admin_app(
     app.router.add_post("/api/v1/apps/{name}/wake", api.wake)
     app.router.add_post("/api/v1/apps/{name}/sleep", api.sleep)
     app.router.add_get("/api/v1/savings", api.get_savings)
+    app.router.add_get("/api/v1/headroom", api.get_headroom)
     if routes is not None:
         app.router.add_get("/api/v1/resolve", api.resolve)
 

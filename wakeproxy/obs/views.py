@@ -15,6 +15,7 @@ from wakeproxy.model.activity import ActivityLedger, AppActivity
 from wakeproxy.model.apps import AwakeSchedule
 from wakeproxy.model.board import AppState
 from wakeproxy.model.clock import Clock
+from wakeproxy.model.stats import HeadroomHeld
 
 
 def iso_utc(wall: float) -> str:
@@ -78,3 +79,12 @@ def schedule_view(schedule: AwakeSchedule | None, wall: float) -> dict[str, Any]
     return {"time_zone": schedule.time_zone,
             "next_wake": iso_utc(p.next_wake) if p.next_wake != math.inf else None,
             "awake_until": None if p.awake_until is None else iso_utc(p.awake_until)}
+
+
+def headroom_view(held: HeadroomHeld) -> dict[str, Any]:
+    """Placeholder pods holding room for wakes, wanted and ready, and what they request."""
+    def of(pods: int) -> dict[str, Any]:
+        return {"pods": pods, "cpu_cores": pods * held.cpu_millis / 1000,
+                "memory_bytes": pods * held.memory_bytes}
+
+    return {"desired": of(held.desired), "ready": of(held.ready)}
