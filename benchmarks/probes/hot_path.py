@@ -38,7 +38,6 @@ import uvloop
 
 from wakeproxy.dataplane import DataPlane
 from wakeproxy.dataplane.client import ClientConnection
-from wakeproxy.dataplane.upstream import UpstreamConnection
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.apps import AppPolicy, Endpoint
 from wakeproxy.model.board import ReadinessBoard
@@ -123,7 +122,7 @@ async def wakeproxy_pair(sink: JsonLines) -> tuple[Any, Any, FakeTransport]:
     client = ClientConnection(ctx)
     client_t = FakeTransport(("127.0.0.1", 40000))
     client.connection_made(client_t)
-    up = UpstreamConnection(ctx.pool, endpoint)
+    up = ctx.pool.new_connection(endpoint)
     up.connection_made(FakeTransport())
     ctx.pool.release(up)
     return client, up, client_t

@@ -34,7 +34,8 @@ from wakeproxy.dataplane.errors import (
     UriTooLong,
 )
 from wakeproxy.dataplane.exchange import Exchange
-from wakeproxy.dataplane.headers import read_request_head
+from wakeproxy.dataplane.headers import NONE, read_request_head
+from wakeproxy.dataplane.plain import PlainConnection, start_plain
 from wakeproxy.dataplane.ports import BODY, HEAD, IDLE, RESPONSE, TUNNEL, TunnelEnd
 
 # After an error answer, unread input is drained this long before closing, so the
@@ -91,7 +92,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer = ""
         self.peer_bytes = b""
         self.trusted = False
-        self.active: Exchange | None = None
+        self.active: Exchange | PlainConnection | None = None
         # Pipelined requests waiting their turn. A list, not a deque: an empty deque
         # weighs ~600 bytes, on every connection, for what is almost always empty.
         self._queue: list[Exchange] = []
@@ -173,7 +174,7 @@ class ClientConnection(asyncio.Protocol):
         if self._start_pending:
             self._start_pending = False
             ex = self.active
-            if ex is not None:
+            if isinstance(ex, Exchange):  # set with the exchange `_enqueue` made current
                 try:
                     ex.start()
                 except Exception:
@@ -270,6 +271,21 @@ class ClientConnection(asyncio.Protocol):
         except ProxyError as error:
             self._fail(Exchange(self, self.ctx, None, error, method=method, target=url))
             self._raise(_Stop())
+        if (
+            self.active is None
+            and head.body == NONE
+            and head.upgrade is None
+            and head.keep_alive
+            and not head.http10
+            and head.method != b"HEAD"
+        ):
+            ctx = self.ctx
+            plain = start_plain(self, ctx, head)
+            if plain is not None:  # the common case: sent, and its answer relayed, there
+                self.active = plain
+                self.deadline_kind = RESPONSE
+                self.deadline = ctx.loop.time() + ctx.response_header_timeout
+                return
         ex = Exchange(self, self.ctx, head, head_size=head.size)
         self._parsing = ex
         self._enqueue(ex)
@@ -348,6 +364,11 @@ class ClientConnection(asyncio.Protocol):
         if rest:
             ex.leftover = rest
         self.pause(self.UPGRADE)
+
+    def handed_over(self, plain: object, ex: object) -> None:
+        """The plain request `plain` became the exchange `ex`."""
+        if self.active is plain:
+            self.active = cast(Exchange, ex)
 
     def exchange_done(self, ex: object, keep_alive: bool) -> None:
         """`ex` has answered; go on with the next request, or close."""

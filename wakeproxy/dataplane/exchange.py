@@ -84,6 +84,12 @@ LAST_CHUNK = b"0\r\n\r\n"
 _JOIN_LIMIT = 16384
 
 
+# What the plain path hands over when its request becomes an exchange (`Exchange.adopted`):
+# app, host, request id, start time, how it is counted, the head sent upstream, whether
+# the answer's head went out, its status, the bytes sent to the client, the body framing.
+PlainState = tuple[str, str, bytes, float, int, bytes, bool, int, int, int]
+
+
 class _Unsolicited(Exception):
     """The upstream sent a second response nobody asked for."""
 
@@ -170,12 +176,39 @@ class Exchange:
             return
         self.app = app
         state = ctx.board.get(app)
-        if state is None:
-            return
-        ignored = state.policy.ignored_paths
-        quiet = bool(ignored) and head.target.split(b"?", 1)[0].decode("latin-1") in ignored
-        ctx.ledger.begin(app, quiet)
-        self.counted = QUIET if quiet else COUNTED
+        if state is not None:
+            self.counted = begin_counting(ctx, app, state, head.target)
+
+    @classmethod
+    def adopted(
+        cls,
+        conn: Client,
+        ctx: Context,
+        head: RequestHead,
+        plain: PlainState,
+        up: UpstreamConnection,
+    ) -> Exchange:
+        """The exchange a plain request becomes when its answer needs more than the plain
+        path does (see `plain.py`): the request was sent whole on `up`; what of the answer
+        was relayed, if any, is in `plain`."""
+        ex = cls.__new__(cls)
+        ex.conn = conn
+        ex.ctx = ctx
+        ex.head = head
+        ex.out = []
+        ex.method = head.method
+        ex.path = head.target
+        ex.bytes_in = head.size
+        (ex.app, ex.host, ex.request_id, ex.started, ex.counted, ex.up_head) = plain[:6]
+        ex.running = True
+        ex.request_done = True
+        ex.endpoint = up.endpoint
+        ex._use(up, None)
+        if plain[6]:  # the answer's head went out: only its end is left to handle
+            ex.got_response = ex.resp_started = True
+            ex.replay = None
+            ex.status, ex.bytes_out, ex.framing = plain[6:9]
+        return ex
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -220,32 +253,38 @@ class Exchange:
         else:
             pool.connect(endpoint, self)
 
-    def _attach(self, up: UpstreamConnection) -> None:
-        head = self.head
-        assert head is not None
+    def _use(self, up: UpstreamConnection, pending: list[bytes] | None) -> None:
+        """`up` is the connection this request goes (or went) on, with the body parts
+        `pending` until now; its answer comes back through a parser of our own."""
         self.upstream = up
         self.upstream_text = up.address
         up.exchange = self
         self.sent = True
         self.parser = HttpResponseParser(self)
         self.resp_headers = []
+        head = self.head
+        assert head is not None
         # An idempotent request may go again if its connection dies before any answer
         # (RFC 9110 §9.2.2): a pooled one the app closed as we reused it, or a new one
         # that a dying process's listener accepted but never served.
-        replayable = self.replays < MAX_REPLAYS and head.method in IDEMPOTENT
+        if self.replays < MAX_REPLAYS and head.method in IDEMPOTENT:
+            if pending:
+                if self.request_done:
+                    self.replay = pending
+            elif head.body == NONE or not self.request_done:
+                self.replay = []
+
+    def _attach(self, up: UpstreamConnection) -> None:
         pending = self.pending
+        self._use(up, pending)
         conn = self.conn
         if pending:
             self.pending = None
             self.pending_size = 0
             up.transport.writelines([self.up_head, *pending])
-            if replayable and self.request_done:
-                self.replay = pending
             conn.resume(conn.BUFFERED)
         else:
             up.transport.write(self.up_head)
-            if replayable and (head.body == NONE or not self.request_done):
-                self.replay = []
         if self.request_done:
             conn.deadline_kind = RESPONSE
             conn.deadline = self.ctx.loop.time() + self.ctx.response_header_timeout
@@ -283,17 +322,7 @@ class Exchange:
                 return
             out = self.out
             if out:
-                conn = self.conn
-                if not conn.closing:
-                    if len(out) == 1:
-                        conn.transport.write(out[0])
-                    elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= _JOIN_LIMIT:
-                        # A small head + body (or chunk): copying it into one buffer is
-                        # cheaper than uvloop's multi-buffer path (a write context per call).
-                        conn.transport.write(b"".join(out))
-                    else:
-                        conn.transport.writelines(out)
-                out.clear()
+                send_parts(self.conn, out)
             if self.resp_done:
                 self._complete()
         except Exception:
@@ -432,6 +461,13 @@ class Exchange:
             if self._retry_later():
                 return
         self._upstream_broken("closed the connection before responding")
+
+    def upstream_failed(self, reason: str) -> None:
+        """The app failed this request (`reason` follows "app NAME")."""
+        try:
+            self._upstream_broken(reason)
+        except Exception:
+            self._crashed()
 
     def _upstream_broken(self, reason: str) -> None:
         if self.resp_started:
@@ -708,6 +744,10 @@ class Exchange:
     def internal_error(self) -> None:
         self.respond(InternalError(f"app {self.app!r}: internal proxy error", app=self.app))
 
+    def crashed(self, exc: BaseException) -> None:
+        """`exc` was raised handling this request elsewhere (the plain path)."""
+        self._crashed(exc)
+
     def _crashed(self, exc: BaseException | None = None) -> None:
         """An unexpected exception: log it, answer 502 if nothing went out, close.
 
@@ -757,33 +797,71 @@ class Exchange:
         if self.retry_task is not None:
             self.retry_task.cancel()
             self.retry_task = None
-        ctx = self.ctx
-        duration = ctx.monotonic() - self.started
-        if self.counted:
-            ctx.ledger.end(self.app, self.counted == QUIET)
-            self.counted = NOT_COUNTED
         if self.ticket is not None:
             self._step_ticket()
-        ctx.stats.record(self.app, status, duration)
-        access_log = ctx.access_log
-        if access_log is None:  # access lines are off: no record to build
-            return
-        record = new_record(AccessRecord, (
-            self.app,
-            self.host,
-            self.method.decode("latin-1"),
-            self.path.decode("latin-1"),
-            status,
-            duration,
-            self.held,
-            self.request_id.decode("latin-1"),
-            self.conn.peer,
-            self.upstream_text,
-            self.bytes_in,
-            self.bytes_out,
-            reason,
-        ))  # fmt: skip
-        try:
-            access_log(record)
-        except Exception:
-            ctx.log.exception("access log sink failed")
+        counted = self.counted
+        self.counted = NOT_COUNTED
+        settle(
+            self.ctx, self.app, counted, self.started, status, self.host, self.method,
+            self.path, self.held, self.request_id, self.conn.peer, self.upstream_text,
+            self.bytes_in, self.bytes_out, reason,
+        )  # fmt: skip
+
+
+def send_parts(conn: Client, out: list[bytes]) -> None:
+    """What one read of the answer made, to the client in one write; `out` is emptied."""
+    if not conn.closing:
+        if len(out) == 1:
+            conn.transport.write(out[0])
+        elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= _JOIN_LIMIT:
+            # A small head + body (or chunk): copying it into one buffer is cheaper than
+            # uvloop's multi-buffer path (a write context per call).
+            conn.transport.write(b"".join(out))
+        else:
+            conn.transport.writelines(out)
+    out.clear()
+
+
+def begin_counting(ctx: Context, app: str, state: AppState, target: bytes) -> int:
+    """A request for `app` starts: counted in the activity ledger, as use of the app or,
+    for one of its ignored paths (a health check), only as in flight."""
+    ignored = state.policy.ignored_paths
+    quiet = bool(ignored) and target.split(b"?", 1)[0].decode("latin-1") in ignored
+    ctx.ledger.begin(app, quiet)
+    return QUIET if quiet else COUNTED
+
+
+def settle(
+    ctx: Context,
+    app: str,
+    counted: int,
+    started: float,
+    status: int,
+    host: str,
+    method: bytes,
+    path: bytes,
+    held: float | None,
+    request_id: bytes,
+    client: str,
+    upstream: str | None,
+    bytes_in: int,
+    bytes_out: int,
+    reason: str | None,
+) -> None:
+    """A request ended (as `counted` by `begin_counting`): the ledger, the stats and the
+    access record, for the exchange and the plain path alike."""
+    duration = ctx.monotonic() - started
+    if counted:
+        ctx.ledger.end(app, counted == QUIET)
+    ctx.stats.record(app, status, duration)
+    access_log = ctx.access_log
+    if access_log is None:  # access lines are off: no record to build
+        return
+    record = new_record(AccessRecord, (
+        app, host, method.decode("latin-1"), path.decode("latin-1"), status, duration, held,
+        request_id.decode("latin-1"), client, upstream, bytes_in, bytes_out, reason,
+    ))  # fmt: skip
+    try:
+        access_log(record)
+    except Exception:
+        ctx.log.exception("access log sink failed")

@@ -16,6 +16,7 @@ from wakeproxy.dataplane.activator import Activator
 from wakeproxy.dataplane.client import ClientConnection
 from wakeproxy.dataplane.context import Context, Network
 from wakeproxy.dataplane.errors import RETRY_AFTER, ShuttingDown
+from wakeproxy.dataplane.plain import PlainConnection
 from wakeproxy.dataplane.upstream import UpstreamPool
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.board import ReadinessBoard
@@ -82,6 +83,7 @@ class DataPlane:
             max_idle=limits.upstream_pool_size,
             idle_timeout=limits.upstream_idle_timeout,
             connect_timeout=limits.connect_timeout,
+            connection=PlainConnection,
         )
         activator = Activator(
             board=self._board,

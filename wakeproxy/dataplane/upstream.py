@@ -124,8 +124,11 @@ class UpstreamPool:
         max_idle: int,
         idle_timeout: float,
         connect_timeout: float,
+        connection: type[UpstreamConnection] | None = None,
     ) -> None:
         self._loop = loop
+        # What new connections are made as (the plain path's, when the server builds it).
+        self._connection = connection or UpstreamConnection
         self._max_idle = max_idle
         self._idle_timeout = idle_timeout
         self._connect_timeout = connect_timeout
@@ -181,6 +184,10 @@ class UpstreamPool:
         if idle and conn in idle:
             idle.remove(conn)
 
+    def new_connection(self, endpoint: Endpoint) -> UpstreamConnection:
+        """A connection object for `endpoint`, not yet connected (the protocol of one)."""
+        return self._connection(self, endpoint)
+
     def connect(self, endpoint: Endpoint, waiter: ConnectWaiter) -> None:
         task = self._loop.create_task(
             self._connect(endpoint, waiter), name=f"wakeproxy-connect-{endpoint}"
@@ -194,7 +201,7 @@ class UpstreamPool:
             try:
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(
-                        lambda: UpstreamConnection(self, endpoint), endpoint.host, endpoint.port
+                        lambda: self.new_connection(endpoint), endpoint.host, endpoint.port
                     ),
                     self._connect_timeout,
                 )
