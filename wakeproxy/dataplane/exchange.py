@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from bisect import bisect_left
 
 from httptools import (
     HttpParserCallbackError,
@@ -81,7 +82,7 @@ RETRY_CAP = 0.25
 NOT_COUNTED, COUNTED, QUIET = 0, 1, 2
 LAST_CHUNK = b"0\r\n\r\n"
 # Output parts joined into one buffer before writing when the largest two fit in this.
-_JOIN_LIMIT = 16384
+JOIN_LIMIT = 16384
 
 
 # What the plain path hands over when its request becomes an exchange (`Exchange.adopted`):
@@ -813,7 +814,7 @@ def send_parts(conn: Client, out: list[bytes]) -> None:
     if not conn.closing:
         if len(out) == 1:
             conn.transport.write(out[0])
-        elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= _JOIN_LIMIT:
+        elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= JOIN_LIMIT:
             # A small head + body (or chunk): copying it into one buffer is cheaper than
             # uvloop's multi-buffer path (a write context per call).
             conn.transport.write(b"".join(out))
@@ -824,11 +825,16 @@ def send_parts(conn: Client, out: list[bytes]) -> None:
 
 def begin_counting(ctx: Context, app: str, state: AppState, target: bytes) -> int:
     """A request for `app` starts: counted in the activity ledger, as use of the app or,
-    for one of its ignored paths (a health check), only as in flight."""
+    for one of its ignored paths (a health check), only as in flight. The ledger's
+    `begin`, written out on its record: this runs for every request."""
+    activity = ctx.activity.get(app) or ctx.ledger.get(app)
+    activity.in_flight += 1
     ignored = state.policy.ignored_paths
-    quiet = bool(ignored) and target.split(b"?", 1)[0].decode("latin-1") in ignored
-    ctx.ledger.begin(app, quiet)
-    return QUIET if quiet else COUNTED
+    if ignored and target.split(b"?", 1)[0].decode("latin-1") in ignored:
+        return QUIET
+    activity.requests += 1
+    activity.last_access = ctx.monotonic()
+    return COUNTED
 
 
 def settle(
@@ -849,11 +855,21 @@ def settle(
     reason: str | None,
 ) -> None:
     """A request ended (as `counted` by `begin_counting`): the ledger, the stats and the
-    access record, for the exchange and the plain path alike."""
-    duration = ctx.monotonic() - started
+    access record, for the exchange and the plain path alike. The ledger's `end` and the
+    stats' `record` are written out: this runs for every request."""
+    now = ctx.monotonic()
+    duration = now - started
     if counted:
-        ctx.ledger.end(app, counted == QUIET)
-    ctx.stats.record(app, status, duration)
+        activity = ctx.activity.get(app) or ctx.ledger.get(app)
+        activity.in_flight -= 1
+        if counted == COUNTED:
+            activity.last_access = now
+    app_stats = ctx.app_stats.get(app) or ctx.stats.app(app)
+    by_code = app_stats.by_code
+    by_code[status] = by_code.get(status, 0) + 1
+    histogram = app_stats.duration
+    histogram.counts[bisect_left(histogram.bounds, duration)] += 1
+    histogram.sum += duration
     access_log = ctx.access_log
     if access_log is None:  # access lines are off: no record to build
         return

@@ -1,12 +1,15 @@
 """The activity ledger: when each app was last used and what it is serving now.
 
-One writer: the data plane (`begin`/`end` around every forwarded or held request,
+One writer: the data plane (`begin`/`end` around every forwarded or held request — on
+its hot path the same steps written out on the record —
 `tunnel_opened`/`tunnel_closed` around WebSocket and other upgraded connections).
 Readers: the sweeper and the admin API. A request counts as in flight from its head
 until its response is complete, so a long download or SSE stream keeps its app awake.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from wakeproxy.model.clock import Clock
 
@@ -29,6 +32,9 @@ class ActivityLedger:
     def __init__(self, clock: Clock) -> None:
         self._now = clock.monotonic
         self._apps: dict[str, AppActivity] = {}
+        # The same dict, for the data plane's per-request updates of a record's fields
+        # (written out there to save two calls a request); records are added by `get`.
+        self.records: Mapping[str, AppActivity] = self._apps
 
     def get(self, app: str) -> AppActivity:
         a = self._apps.get(app)

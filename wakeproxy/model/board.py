@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from wakeproxy.model.apps import AppPolicy, Endpoint
@@ -128,6 +128,9 @@ class ReadinessBoard:
         self._clock = clock
         self.since = clock.monotonic()  # what a report over "the last N hours" can cover
         self._apps: dict[str, AppState] = {}
+        # The same dict, for readers on the hot path (a C lookup, not a method call).
+        # Never written through this name.
+        self.states: Mapping[str, AppState] = self._apps
         self._awake: set[str] = set()
 
     # -- readers ---------------------------------------------------------------------
