@@ -208,7 +208,7 @@ class Exchange:
         if plain[6]:  # the answer's head went out: only its end is left to handle
             ex.got_response = ex.resp_started = True
             ex.replay = None
-            ex.status, ex.bytes_out, ex.framing = plain[6:9]
+            ex.status, ex.bytes_out, ex.framing = plain[7:10]
         return ex
 
     # -- lifecycle ---------------------------------------------------------------------
