@@ -192,7 +192,8 @@ class Daemon:
                                          lease_namespace=self._lease_namespace(),
                                          lease_name=k.lease_name, clock=self.clock,
                                          config_file=s.source, limits=s.build_limits,
-                                         caps=self.cap_stats, refused_grace=k.refused_grace)
+                                         caps=self.cap_stats, refused_grace=k.refused_grace,
+                                         foreign=platform.foreign_app)
         return LocalControllers(
             apps=s.apps, review=s.review_apps, builds_dir=Path(s.builds_dir),
             platform=self.platform, lifecycle=self.lifecycle, board=self.board,

@@ -22,6 +22,7 @@ from wakeproxy.model.apps import AppPolicy
 from wakeproxy.platforms.kubernetes.annotations import (
     ANNOTATIONS,
     HOSTS,
+    MANAGED_BY,
     POLICY_ANNOTATIONS,
     PORT,
     AppSpec,
@@ -64,7 +65,9 @@ def _code(cell: str) -> str:
 
 
 def _parse(notes: dict[str, Any]) -> AppSpec | str:
+    # A Deployment wakeproxy deploys: every annotation is read there (promote-to only there).
     obj: dict[str, Any] = {"metadata": {"name": "shop", "namespace": "apps",
+                                        "labels": {MANAGED_BY: "wakeproxy"},
                                         "annotations": notes}}
     return parse_deployment(obj, DEFAULTS)
 

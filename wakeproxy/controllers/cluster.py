@@ -227,7 +227,8 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
     """The admin API's and the webhook's controllers on Kubernetes.
 
     `lease_namespace` and `lease_name` are the platform's (kubernetes.lease_namespace and
-    lease_name): the delivery log is the Lease `<lease_name>-deliveries` there.
+    lease_name): the delivery log is the Lease `<lease_name>-deliveries` there. `foreign`
+    says which apps are Deployments someone else deploys (KubernetesPlatform.foreign_app).
     """
 
     def __init__(
@@ -235,9 +236,10 @@ class KubernetesControllers(ControllerFront[KubernetesBuilder, KubernetesDeploye
         settings: KubernetesBuilds, api: Callable[[], Api], lease_namespace: str,
         lease_name: str, clock: Clock | None = None, config_file: str = "",
         limits: BuildLimits | None = None, caps: CapStats | None = None,
-        refused_grace: float = REFUSED_GRACE,
+        refused_grace: float = REFUSED_GRACE, foreign: Callable[[str], bool] = lambda app: False,
     ) -> None:
-        super().__init__(declared=[a.policy for a in apps], config_file=config_file)
+        super().__init__(declared=[a.policy for a in apps], config_file=config_file,
+                         foreign=foreign)
         clock = clock or SystemClock()
         self._deliveries = Deliveries(clock=clock)  # this replica's: no API call for these
         self._shared = LeaseDeliveryLog(api=api, namespace=lease_namespace,

@@ -46,6 +46,18 @@ class NoNextStage(ControllerError):
                          f"app it promotes to) in {config_file}")
 
 
+class NotManaged(ControllerError):
+    """The app is a Deployment someone else deploys (declared by its annotations alone):
+    wakeproxy neither deploys onto it nor promotes from it."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(
+            f"{app} is a Deployment wakeproxy does not deploy (an app declared by its "
+            "annotations): wakeproxy promotes only apps it deploys (apps of its config file "
+            f"built from a repo, with promote_to there); promote {app} with the tool that "
+            "deploys it")
+
+
 class NotDeployable(ControllerError):
     """The build cannot be deployed (failed, still running, or of another app)."""
 

@@ -23,6 +23,7 @@ from wakeproxy.controllers.errors import (
     DeclaredInConfig,
     InvalidRef,
     NotDeployable,
+    NotManaged,
     UnknownApp,
     UnknownBuild,
     WebhookRefused,
@@ -68,9 +69,13 @@ class ControllerFront(Generic[B, D]):
     reviews: ReviewApps | None
     _review: ReviewSettings | None
 
-    def __init__(self, *, declared: Collection[AppPolicy] = (), config_file: str = "") -> None:
+    def __init__(self, *, declared: Collection[AppPolicy] = (), config_file: str = "",
+                 foreign: Callable[[str], bool] = lambda app: False) -> None:
         # The config file's apps: deleted only by removing them there (DeclaredInConfig).
         self._declared = frozenset(p.name for p in declared)
+        # Apps the platform routes but something else deploys (Kubernetes Deployments
+        # declared by their annotations): named as such, not as unknown.
+        self._foreign = foreign
         self._config_file = config_file or "the config file"
         self._stages = Stages(declared, self._config_file)
         self._deliveries = Deliveries()
@@ -123,9 +128,10 @@ class ControllerFront(Generic[B, D]):
 
     async def promote(self, app: str) -> Promotion:
         """Deploy the release `app` runs onto its next stage (never a rebuild). Raises
-        UnknownApp, NoNextStage, NotDeployable (nothing deployed on `app`), DeployFailed."""
+        UnknownApp, NotManaged, NoNextStage, NotDeployable (nothing deployed on `app`),
+        DeployFailed."""
         if not self.deployer.exists(app):
-            raise UnknownApp(app)
+            raise NotManaged(app) if self._foreign(app) else UnknownApp(app)
         target = self._stages.next_of(app)
         promotion = await self._promote(app, target)
         log.info("promoted", app=app, to=target, build=promotion.build,

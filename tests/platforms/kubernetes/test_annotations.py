@@ -106,3 +106,18 @@ def test_a_wake_restores_the_count_recorded_at_the_last_sleep() -> None:
     bad = parse_deployment(dep("shop", hosts="shop.example.com", port="http",
                                replicas_before_sleep="0"), DEFAULTS)
     assert isinstance(bad, str) and "wakeproxy.io/replicas-before-sleep" in bad
+
+
+def test_promote_to_is_read_only_on_deployments_wakeproxy_deploys() -> None:
+    ours = dep("shop", hosts="shop.example.com", port="http", promote_to="shop-production")
+    ours["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "wakeproxy"}
+    assert spec(ours).policy.promote_to == "shop-production" and spec(ours).ignored == ()
+    # Someone else's Deployment: still an app, the annotation (even a malformed one) ignored.
+    for target in ("shop-production", "team.shop-production"):
+        theirs = spec(dep("shop", hosts="shop.example.com", port="http", promote_to=target))
+        assert theirs.policy.promote_to is None
+        assert theirs.ignored == (
+            "wakeproxy.io/promote-to ignored: apps/shop is not deployed by wakeproxy, and "
+            "wakeproxy promotes only onto and from apps it deploys (apps of its config file "
+            "built from a repo, with promote_to there); promote it with the tool that "
+            "deploys it",)

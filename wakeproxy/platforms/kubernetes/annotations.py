@@ -49,6 +49,11 @@ HELD_ASLEEP = "wakeproxy.io/held-asleep"
 # An app built from source whose first release is not deployed yet: routed, never woken
 # (a request gets 503 with this reason and Retry-After).
 NOT_DEPLOYED = "wakeproxy.io/not-deployed"
+# The next stage of a pipeline: read only on Deployments wakeproxy deploys itself (a
+# promotion deploys onto the next stage, which wakeproxy does only for its own apps).
+PROMOTE_TO = "wakeproxy.io/promote-to"
+# The label on everything wakeproxy's controllers make (value "wakeproxy").
+MANAGED_BY = "app.kubernetes.io/managed-by"
 # The per-app settings of the config file, by annotation. Not `stop_grace`: the local
 # platform's signal timing, which a pod's terminationGracePeriodSeconds replaces.
 POLICY_ANNOTATIONS = {f"wakeproxy.io/{key.replace('_', '-')}": key
@@ -73,6 +78,7 @@ class AppSpec:
     port: int | str  # a port number on the pods, or a port name in the slices
     policy: AppPolicy
     created: str  # creationTimestamp: the older Deployment keeps a contested host
+    ignored: tuple[str, ...] = ()  # annotations left unread, each with why (a warning)
 
     @property
     def name(self) -> str:
@@ -81,6 +87,13 @@ class AppSpec:
 
 def app_name(namespace: str, deployment: str) -> str:
     return f"{namespace}.{deployment}"
+
+
+def managed_by_wakeproxy(deployment: JSON | None) -> bool:
+    """Made and deployed by wakeproxy's controllers (an app of the config file with a
+    repo, a review app), not by someone else's tooling."""
+    labels = ((deployment or {}).get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY) == "wakeproxy"
 
 
 def held_asleep(deployment: JSON | None) -> bool:
@@ -137,7 +150,14 @@ def parse_deployment(obj: JSON, defaults: AppPolicy) -> AppSpec | str:
     if not _DNS_LABEL.match(service):
         bad(SERVICE, "a Service name")
     changes: dict[str, Any] = {}
+    ignored: list[str] = []
     for key, field in POLICY_ANNOTATIONS.items():
+        if key == PROMOTE_TO and key in notes and not managed_by_wakeproxy(obj):
+            ignored.append(f"{PROMOTE_TO} ignored: {namespace}/{name} is not deployed by "
+                           "wakeproxy, and wakeproxy promotes only onto and from apps it "
+                           "deploys (apps of its config file built from a repo, with "
+                           "promote_to there); promote it with the tool that deploys it")
+            continue
         if key in notes:
             convert, expected = POLICY_FIELDS[field]
             try:
@@ -160,7 +180,8 @@ def parse_deployment(obj: JSON, defaults: AppPolicy) -> AppSpec | str:
         return "; ".join(problems)
     policy = dataclasses.replace(
         defaults, name=app_name(namespace, name), hosts=tuple(hosts), **changes)
-    return AppSpec(namespace, name, service, port, policy, str(meta.get("creationTimestamp") or ""))
+    return AppSpec(namespace, name, service, port, policy, str(meta.get("creationTimestamp") or ""),
+                   tuple(ignored))
 
 
 def _setting(text: object, *, list_: bool) -> object:

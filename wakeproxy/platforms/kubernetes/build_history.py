@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
+from wakeproxy.platforms.kubernetes.annotations import MANAGED_BY
 from wakeproxy.platforms.kubernetes.api import JSON
 from wakeproxy.platforms.kubernetes.builds import (
     BUILD_LABEL,
@@ -27,7 +28,6 @@ from wakeproxy.platforms.kubernetes.builds import (
     CREATED_AT,
     DEPLOY,
     IMAGE,
-    MANAGED_BY,
     REF,
     REPO,
     BuildJob,

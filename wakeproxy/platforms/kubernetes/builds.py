@@ -32,6 +32,7 @@ import structlog
 from kubernetes_asyncio import client
 
 from wakeproxy.model.redact import redact
+from wakeproxy.platforms.kubernetes.annotations import MANAGED_BY
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
 from wakeproxy.settings import KubernetesBuilds, KubernetesSettings
@@ -39,7 +40,6 @@ from wakeproxy.settings import KubernetesBuilds, KubernetesSettings
 log = structlog.get_logger("wakeproxy.kubernetes.builds")
 
 BUILD_LABEL = "wakeproxy.io/build"
-MANAGED_BY = "app.kubernetes.io/managed-by"
 REPO = "wakeproxy.io/repo"
 REF = "wakeproxy.io/ref"
 COMMIT = "wakeproxy.io/commit"

@@ -33,12 +33,12 @@ from kubernetes_asyncio import client
 from wakeproxy.platforms.kubernetes.annotations import (
     ENABLED_LABEL,
     HOSTS,
+    MANAGED_BY,
     NOT_DEPLOYED,
     PORT,
     SERVICE,
 )
 from wakeproxy.platforms.kubernetes.api import JSON, Api
-from wakeproxy.platforms.kubernetes.builds import MANAGED_BY
 from wakeproxy.platforms.kubernetes.errors import Conflict, NotFound
 from wakeproxy.settings import KubernetesBuilds
 

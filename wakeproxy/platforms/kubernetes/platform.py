@@ -40,7 +40,12 @@ from wakeproxy.model.clock import Clock
 from wakeproxy.model.peers import PeerActivity
 from wakeproxy.model.stats import PlatformStats
 from wakeproxy.platforms.kubernetes.activity import ACTIVITY_LABEL, AGREE_WITHIN, ActivitySync
-from wakeproxy.platforms.kubernetes.annotations import ENABLED_LABEL, AppSpec, held_asleep
+from wakeproxy.platforms.kubernetes.annotations import (
+    ENABLED_LABEL,
+    AppSpec,
+    held_asleep,
+    managed_by_wakeproxy,
+)
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.applogs import PodLogs
 from wakeproxy.platforms.kubernetes.backoff import Backoff
@@ -386,6 +391,13 @@ class KubernetesPlatform:
             return True
         spec = self.view.spec(app)
         return spec is not None and self.view.at_zero(app) and self._held_note(spec)
+
+    def foreign_app(self, app: str) -> bool:
+        """An app of a Deployment someone else deploys (declared by its annotations), not
+        one wakeproxy's controllers made."""
+        spec = self.view.spec(app)
+        return spec is not None and not managed_by_wakeproxy(
+            self._deployments.get((spec.namespace, spec.deployment)))
 
     def _held_note(self, spec: AppSpec) -> bool:
         return held_asleep(self._deployments.get((spec.namespace, spec.deployment)))

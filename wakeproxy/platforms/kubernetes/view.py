@@ -102,7 +102,12 @@ class ClusterView:
             if obj is None:
                 self._specs.pop(key, None)
             else:
-                self._specs[key] = parse_deployment(obj, self._defaults)
+                parsed = self._specs[key] = parse_deployment(obj, self._defaults)
+                if isinstance(parsed, AppSpec) and parsed.ignored and (
+                        not isinstance(old, AppSpec) or old.ignored != parsed.ignored):
+                    for reason in parsed.ignored:
+                        log.warning("deployment annotation ignored", app=parsed.name,
+                                    reason=reason)
             dirty = dirty or self._specs.get(key) != old
         if dirty:
             self._rebuild()
