@@ -164,7 +164,12 @@ def _lease(obj: JSON) -> None:
             spec[field] = format_micro_time(parsed)
 
 
+def _priority_class(obj: JSON) -> None:
+    obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
 _BY_KIND = {
+    "PriorityClass": _priority_class,
     "Deployment": _deployment,
     "Job": _job,
     "Pod": _pod,

@@ -2,7 +2,8 @@
 
 Owns: building the project's own manifests with `kubectl kustomize` (once per process) and
 picking out what the API server enforces for wakeproxy: its Namespaces with their Pod
-Security labels, the RBAC objects, and the ServiceAccount wakeproxy's pods run as. The
+Security labels, its PriorityClasses, the RBAC objects, and the ServiceAccount wakeproxy's
+pods run as. The
 emulator creates those namespaces, authorizes wakeproxy's token with those rules, and
 checks pods against those labels, so the manifests that ship are the ones under test.
 Never creates anything itself.
@@ -36,6 +37,8 @@ class Install:
     service_account: tuple[str, str]
     # The namespace wakeproxy is installed in (its leases live there).
     namespace: str
+    # Cluster-wide objects the install creates that pods refer to (their priorityClassName).
+    priority_classes: tuple[JSON, ...] = ()
 
 
 @functools.cache
@@ -61,4 +64,5 @@ def load(directory: Path = K8S_DIR) -> Install:
         rbac=tuple(o for o in objects if o.get("kind") in RBAC_KINDS),
         service_account=(namespace, account),
         namespace=namespace,
+        priority_classes=tuple(o for o in objects if o.get("kind") == "PriorityClass"),
     )

@@ -57,11 +57,13 @@ JOBS = ResourceType("batch", "v1", "jobs", "Job", True, frozenset({"status"}), h
 ENDPOINT_SLICES = ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True)
 EVENTS = ResourceType("", "v1", "events", "Event", True, short_names=("ev",))
+PRIORITY_CLASSES = ResourceType("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass",
+                                False, short_names=("pc",))
 NODES = ResourceType("", "v1", "nodes", "Node", False, frozenset({"status"}), short_names=("no",))
 
 ALL: tuple[ResourceType, ...] = (
     NAMESPACES, PODS, SERVICES, CONFIGMAPS, DEPLOYMENTS, JOBS, ENDPOINT_SLICES, LEASES, EVENTS,
-    NODES,
+    NODES, PRIORITY_CLASSES,
 )
 
 _BY_PATH = {(r.group, r.version, r.plural): r for r in ALL}

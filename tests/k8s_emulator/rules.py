@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import quantity
+from . import priority, quantity
 from .errors import BadRequest, invalid
 from .meta import JSON, dig, labels_of, parse_micro_time
 from .resources import ResourceType
@@ -41,6 +41,8 @@ def check_object(rt: ResourceType, obj: JSON, old: JSON | None) -> None:
         _check_workload(rt, obj, old, name)
     for path, container in _containers(obj):
         _check_resources(rt, name, path, container)
+    if rt.kind == "PriorityClass":
+        priority.validate(obj, old)
 
 
 def _check_name(rt: ResourceType, name: str) -> None:
@@ -121,6 +123,8 @@ def check_decodable(rt: ResourceType, obj: JSON) -> None:
                 except quantity.QuantityError as err:
                     raise BadRequest(f'{rt.kind} in version "{rt.version}" cannot be handled '
                                      f"as a {rt.kind}: {err}") from None
+    if rt.kind == "PriorityClass":
+        priority.check_decodable(obj)
     if rt.kind != "Lease":
         return
     spec: Any = obj.get("spec") or {}

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import discovery, pod_security, routing
+from . import discovery, pod_security, priority, routing
 from . import resources as r
 from .config import EmulatorConfig
 from .controller import Controller
@@ -98,6 +98,16 @@ class Emulator:
         ]
         self._autoscaled = 0
         self.store.admission.append(assign_port())
+        # Priority is a mutating plugin: it runs before Pod Security's validation.
+        def classes() -> list[JSON]:
+            return self.store.items(r.PRIORITY_CLASSES)
+
+        self.store.admission.append(priority.admit_pod(classes))
+        self.store.update_admission.append(priority.keep_pod_priority)
+        admit_class = priority.admit_class(classes)
+        self.store.admission.append(lambda rt, obj: admit_class(rt, obj, None))
+        self.store.update_admission.append(admit_class)
+        self.store.delete_admission.append(priority.refuse_built_in_delete)
         if c.pod_security:
             self.store.admission.append(pod_security.admission(
                 lambda ns: self.store.find(r.NAMESPACES, None, ns)))
@@ -129,6 +139,8 @@ class Emulator:
             self.store.create(r.NAMESPACES, {"metadata": {"name": ns}})
         for node in self.config.node_specs:
             self.add_node(node)
+        for pc in [*priority.BUILT_IN, *(self.install.priority_classes if self.install else ())]:
+            self.store.create(r.PRIORITY_CLASSES, pc)
         for namespace in self.install.namespaces if self.install else ():
             self.store.create(r.NAMESPACES, {"metadata": {
                 "name": namespace["metadata"]["name"],

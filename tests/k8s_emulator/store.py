@@ -25,6 +25,10 @@ from .schema import SchemaValidator
 from .selectors import Filter
 
 Admission = Callable[[ResourceType, JSON], None]
+# Admission of an update (the object about to be stored, and the stored one).
+UpdateAdmission = Callable[[ResourceType, JSON, JSON], None]
+# Admission of a deletion (the stored object), before anything is done.
+DeleteAdmission = Callable[[ResourceType, JSON], None]
 Key = tuple[str, str]
 
 
@@ -42,6 +46,8 @@ class Store:
         self._next_cluster_ip = 10
         # Mutating admission on create (e.g. the kubelet's port assignment for pods).
         self.admission: list[Admission] = []
+        self.update_admission: list[UpdateAdmission] = []
+        self.delete_admission: list[DeleteAdmission] = []
 
     # -- reads -------------------------------------------------------------------------------
     @property
@@ -106,6 +112,8 @@ class Store:
         if wanted_rv and str(wanted_rv) != meta(old)["resourceVersion"]:
             raise self.conflict(rt, name)
         obj = self._prepare.for_update(rt, body, old, subresource)
+        for hook in self.update_admission:
+            hook(rt, obj, old)
         self._prepare.finish(rt, obj, old)
         if same_content(obj, old) or dry_run:
             return deep(old) if not dry_run else obj
@@ -131,6 +139,8 @@ class Store:
         old = self._objects[rt].get(key)
         if old is None:
             raise not_found(rt, name)
+        for hook in self.delete_admission:
+            hook(rt, old)
         for field in ("uid", "resourceVersion"):
             wanted = (preconditions or {}).get(field)
             if wanted and wanted != meta(old).get(field):

@@ -14,6 +14,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
 from tests.k8s_emulator import Emulator
+from tests.k8s_emulator.manifests import deployment
+from tests.k8s_emulator.meta import JSON, condition
 
 
 def status_of(exc: ApiException) -> dict[str, Any]:
@@ -39,3 +41,39 @@ async def api_for(emulator: Emulator, kubeconfig: Path | None = None) -> AsyncIt
         yield api
     finally:
         await api.close()
+
+
+def asking(name: str, *, replicas: int = 1, requests: dict[str, str] | None = None,
+           limits: dict[str, str] | None = None, init: dict[str, str] | None = None,
+           image: str | None = None, command: list[str] | None = None) -> JSON:
+    """A Deployment whose containers ask for `requests`/`limits` (an init container `init`)."""
+    dep = deployment(name, replicas=replicas, command=command)
+    spec = dep["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    if image is not None:
+        container["image"] = image
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    container["resources"] = resources
+    if init is not None:
+        spec["initContainers"] = [{"name": "init", "image": "emulated/init:1",
+                                   "command": ["true"], "resources": {"requests": init}}]
+    return dep
+
+
+def scheduled(pod: JSON) -> JSON | None:
+    return condition(pod.get("status") or {}, "PodScheduled")
+
+
+def unschedulable(emulator: Emulator, app: str) -> list[JSON]:
+    return [p for p in emulator.pods(app=app)
+            if (c := scheduled(p)) and c["status"] == "False" and c["reason"] == "Unschedulable"]
+
+
+def placed(emulator: Emulator, app: str) -> dict[str, str]:
+    """pod name → node, for the app's pods the scheduler bound."""
+    return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in emulator.pods(app=app)
+            if p["spec"].get("nodeName")}
