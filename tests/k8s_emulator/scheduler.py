@@ -142,8 +142,7 @@ class Scheduler(Controller):
             mine = dig(pod, "status", "nominatedNodeName")
             if outcome.keep_nomination and mine:
                 nominated.setdefault(str(mine), []).append(pod)
-        if hopeless and NO_VICTIMS in hopeless.values() and any(
-                self.switch.holds(pod, info.node) for info in nodes.values()):
+        if any(self.switch.holds(pod, info.node) for info in nodes.values()):
             self._plan_autoscale()
 
     # -- writes ----------------------------------------------------------------------------------
