@@ -3,7 +3,10 @@
 Data flow, per client connection::
 
     client bytes → ClientConnection (httptools request parser, pipelining, timeouts)
-        → Exchange (route, count activity, hold or forward; one per request)
+        → PlainConnection (plain.py: a request with no body for an awake app, sent on a
+          pooled connection whose own long-lived parser relays the answer), or
+        → Exchange (route, count activity, hold or forward; one per request, or made from
+          a plain request whose answer or fate needs more)
             → Activator (hold until the readiness board shows an endpoint, release in step)
             → UpstreamPool → UpstreamConnection (keep-alive, one retry of a dead one)
         ← Exchange again, fed by the upstream connection (its own httptools response
@@ -12,7 +15,9 @@ Data flow, per client connection::
 
 The parts that call each other both ways (client connection, exchange, tunnel, upstream
 connection) know each other only as the Protocols in `ports.py`; the modules import one
-way: server → client → exchange → context → tunnel | upstream | activator → ports.
+way: server → client → plain → exchange → accounting → context → tunnel | upstream |
+activator → ports. `accounting.py` is what every request does at its start and end
+(activity ledger, stats, access record), whichever path serves it.
 
 Backpressure: a full client write buffer pauses reading the upstream, a full upstream
 write buffer pauses reading the client; a held request's body stays in the kernel.

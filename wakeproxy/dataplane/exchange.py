@@ -10,17 +10,18 @@ switch to a tunnel on 101, the answers we make ourselves, and the access record.
 never reads the client socket (the ClientConnection feeds it) and never decides how long
 a connection lives beyond saying whether it may stay open.
 
-The common path (an awake app, a pooled connection) is `ClientConnection` →
-`Exchange.__init__` → `dispatch` → `_attach`, then `upstream_data` (parse, one write,
-`_complete`) → `_finish`; everything else (holds, retries, replays, our own answers,
-upgrades) branches off it and costs it nothing.
+The commonest request (no body, an awake app, a pooled connection) does not need an
+exchange: `plain.py` relays it, and makes it one (`adopted`) only when its answer or its
+fate needs more. Every other request starts as an exchange: `ClientConnection` →
+`Exchange.__init__` → `start` → `forward` → `_attach`, then `upstream_data` (parse, one
+write, `_complete`) → `_finish`; holds, retries, replays, our own answers and upgrades
+branch off that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from bisect import bisect_left
 
 from httptools import (
     HttpParserCallbackError,
@@ -29,7 +30,12 @@ from httptools import (
     HttpResponseParser,
 )
 
-from wakeproxy.dataplane.access import AccessRecord, new_record
+from wakeproxy.dataplane.accounting import (
+    NOT_COUNTED,
+    begin_counting,
+    end_counting,
+    settle,
+)
 from wakeproxy.dataplane.activator import HoldQueue
 from wakeproxy.dataplane.context import Context
 from wakeproxy.dataplane.errors import (
@@ -78,8 +84,6 @@ MAX_REPLAYS = 2
 # again; it doubles up to the cap. Waiting ends early when the readiness board changes.
 RETRY_FIRST = 0.01
 RETRY_CAP = 0.25
-# How an exchange counts in the activity ledger (an int: cheaper than an enum here).
-NOT_COUNTED, COUNTED, QUIET = 0, 1, 2
 LAST_CHUNK = b"0\r\n\r\n"
 # Output parts joined into one buffer before writing when the largest two fit in this.
 JOIN_LIMIT = 16384
@@ -784,9 +788,9 @@ class Exchange:
 
     def _uncount(self) -> None:
         """No longer a request in flight for the activity ledger."""
-        if self.counted:
-            self.ctx.ledger.end(self.app, self.counted == QUIET)
-            self.counted = NOT_COUNTED
+        counted = self.counted
+        self.counted = NOT_COUNTED
+        end_counting(self.ctx, self.app, counted, self.ctx.monotonic())
 
     def _finish(self, status: int, reason: str | None) -> None:
         if self.finished:
@@ -821,63 +825,3 @@ def send_parts(conn: Client, out: list[bytes]) -> None:
         else:
             conn.transport.writelines(out)
     out.clear()
-
-
-def begin_counting(ctx: Context, app: str, state: AppState, target: bytes) -> int:
-    """A request for `app` starts: counted in the activity ledger, as use of the app or,
-    for one of its ignored paths (a health check), only as in flight. The ledger's
-    `begin`, written out on its record: this runs for every request."""
-    activity = ctx.activity.get(app) or ctx.ledger.get(app)
-    activity.in_flight += 1
-    ignored = state.policy.ignored_paths
-    if ignored and target.split(b"?", 1)[0].decode("latin-1") in ignored:
-        return QUIET
-    activity.requests += 1
-    activity.last_access = ctx.monotonic()
-    return COUNTED
-
-
-def settle(
-    ctx: Context,
-    app: str,
-    counted: int,
-    started: float,
-    status: int,
-    host: str,
-    method: bytes,
-    path: bytes,
-    held: float | None,
-    request_id: bytes,
-    client: str,
-    upstream: str | None,
-    bytes_in: int,
-    bytes_out: int,
-    reason: str | None,
-) -> None:
-    """A request ended (as `counted` by `begin_counting`): the ledger, the stats and the
-    access record, for the exchange and the plain path alike. The ledger's `end` and the
-    stats' `record` are written out: this runs for every request."""
-    now = ctx.monotonic()
-    duration = now - started
-    if counted:
-        activity = ctx.activity.get(app) or ctx.ledger.get(app)
-        activity.in_flight -= 1
-        if counted == COUNTED:
-            activity.last_access = now
-    app_stats = ctx.app_stats.get(app) or ctx.stats.app(app)
-    by_code = app_stats.by_code
-    by_code[status] = by_code.get(status, 0) + 1
-    histogram = app_stats.duration
-    histogram.counts[bisect_left(histogram.bounds, duration)] += 1
-    histogram.sum += duration
-    access_log = ctx.access_log
-    if access_log is None:  # access lines are off: no record to build
-        return
-    record = new_record(AccessRecord, (
-        app, host, method.decode("latin-1"), path.decode("latin-1"), status, duration, held,
-        request_id.decode("latin-1"), client, upstream, bytes_in, bytes_out, reason,
-    ))  # fmt: skip
-    try:
-        access_log(record)
-    except Exception:
-        ctx.log.exception("access log sink failed")

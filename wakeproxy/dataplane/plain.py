@@ -21,15 +21,10 @@ from typing import cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
 
+from wakeproxy.dataplane.accounting import begin_counting, settle
 from wakeproxy.dataplane.context import Context
 from wakeproxy.dataplane.errors import BadRequest
-from wakeproxy.dataplane.exchange import (
-    JOIN_LIMIT,
-    Exchange,
-    begin_counting,
-    send_parts,
-    settle,
-)
+from wakeproxy.dataplane.exchange import JOIN_LIMIT, Exchange, send_parts
 from wakeproxy.dataplane.headers import LENGTH, NONE, RequestHead, response_head, upstream_head
 from wakeproxy.dataplane.ports import RESPONSE, Client
 from wakeproxy.dataplane.upstream import UpstreamConnection, UpstreamPool

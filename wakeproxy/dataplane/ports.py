@@ -2,8 +2,9 @@
 
 The client connection, the exchange, the tunnel and the upstream connection call each
 other both ways; each side names the other only through these Protocols, so the modules
-import one way (server → client → exchange → context → tunnel | upstream | activator →
-ports), which the import-linter `layers` contract for `wakeproxy.dataplane` keeps so.
+import one way (server → client → plain → exchange → accounting → context → tunnel |
+upstream | activator → ports), which the import-linter `layers` contract for
+`wakeproxy.dataplane` keeps so.
 """
 
 from __future__ import annotations
