@@ -25,6 +25,7 @@ from wakeproxy.model.stats import HeadroomHeld, PlatformStats
 from wakeproxy.platforms.kubernetes.annotations import desired_replicas
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.backoff import Backoff
+from wakeproxy.platforms.kubernetes.deploys import FIELD_MANAGER
 from wakeproxy.platforms.kubernetes.errors import ApiError, NotFound
 from wakeproxy.platforms.kubernetes.headroom_plan import (
     NAME,
@@ -41,7 +42,6 @@ from wakeproxy.settings import Headroom
 
 log = structlog.get_logger("wakeproxy.kubernetes.headroom")
 
-FIELD_MANAGER = "wakeproxy"
 _APPLY = "application/apply-patch+yaml"
 # How often a follower looks whether it leads now: a local check, no API call.
 _LEAD_CHECK = 1.0

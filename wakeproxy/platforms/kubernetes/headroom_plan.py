@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wakeproxy.model.quantity import cpu_millis, format_cpu, format_memory, memory_bytes
+from wakeproxy.platforms.kubernetes.annotations import MANAGED_BY
 from wakeproxy.platforms.kubernetes.api import JSON
 from wakeproxy.settings import Headroom
 
@@ -109,7 +110,7 @@ def manifest(settings: Headroom, namespace: str, replicas: int, shape: Shape) ->
     labels = {LABEL: "true", "app.kubernetes.io/name": NAME,
               "app.kubernetes.io/component": "headroom",
               "app.kubernetes.io/part-of": "wakeproxy",
-              "app.kubernetes.io/managed-by": "wakeproxy"}
+              MANAGED_BY: "wakeproxy"}
     size: JSON = {}
     if shape.cpu:
         size["cpu"] = format_cpu(shape.cpu)
