@@ -205,3 +205,17 @@ async def test_a_wake_whose_pod_waits_for_a_node_is_counted_once_and_a_prompt_on
     assert world.stats.scheduling_waits == 1
     await asyncio.sleep(0.5)
     assert world.stats.scheduling_waits == 1  # once per scale-up
+
+
+async def test_a_failed_write_is_retried_and_placeholders_deleted_by_hand_come_back(
+    k8s_emulator: Emulator, make_world: MakeWorld,
+) -> None:
+    k8s_emulator.faults.fail(500, times=1, verb="patch", resource="deployments", name=NAME)
+    k8s_emulator.create(sized_app("shop", cpu="250m"))
+    world = await make_world(k8s_emulator)
+    await until(lambda: held(k8s_emulator) == (1, {"cpu": "250m"}), 10)
+    assert [r.status for r in k8s_emulator.recorder.requests
+            if r.name == NAME and r.verb == "patch"] == [500, 201]  # 201: created
+    assert world.stats.api_errors.get(500) == 1
+    k8s_emulator.store.delete(DEPLOYMENTS, LEASE_NS, NAME)
+    await until(lambda: held(k8s_emulator) == (1, {"cpu": "250m"}), 10)

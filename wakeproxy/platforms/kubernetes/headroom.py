@@ -85,6 +85,8 @@ class HeadroomKeeper:
 
     def own_changed(self, keys: set[Key]) -> None:
         obj = self._own.get((self._namespace, NAME))
+        if self._written is not None and (obj is None or _version(obj) >= self._written[2]):
+            self._written = None  # the watch has caught up with our write (or saw it deleted)
         held = HeadroomHeld()
         if obj is not None:
             shape = pod_shape(obj)
