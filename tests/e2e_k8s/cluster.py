@@ -71,10 +71,10 @@ class Cluster:
                 "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1}}
 
     async def create_app(self, name: str, *, hosts: str, replicas: int = 0,
-                         **annotations: str) -> None:
+                         requests: dict[str, str] | None = None, **annotations: str) -> None:
         notes = {"wakeproxy.io/hosts": hosts, "wakeproxy.io/port": "http"}
         notes.update({f"wakeproxy.io/{k.replace('_', '-')}": v for k, v in annotations.items()})
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": self.namespace,
                          "labels": {"app": name, "wakeproxy.io/enabled": "true"},
@@ -84,6 +84,9 @@ class Cluster:
                                   "spec": {"containers": [self._container(name)],
                                            "terminationGracePeriodSeconds": 1}}},
         }
+        if requests:
+            container = body["spec"]["template"]["spec"]["containers"][0]
+            container["resources"] = {"requests": dict(requests)}
         await self.apps.create_namespaced_deployment(self.namespace, body)
 
     async def annotate(self, name: str, **annotations: str) -> None:
