@@ -178,6 +178,15 @@ async def app_state(wp: Wakeproxy, app: str) -> str:
         return str(json.loads(await resp.text())["state"])
 
 
+async def cli(*args: str) -> tuple[int, str]:
+    """Run the `wakeproxy` command (a client command: status, sleep, ...); exit code, output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wakeproxy", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
 async def until(check: Any, within: float = 10.0, every: float = 0.05) -> Any:
     async with asyncio.timeout(within):
         while True:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.harness import Wakeproxy
-from tests.e2e_k8s.cluster import Cluster, get, metrics, until
+from tests.e2e_k8s.cluster import Cluster, cli, get, metrics, until
 from tests.k8s_emulator import Emulator
 from tests.k8s_emulator.fixtures import EmulatorFactory
 from tests.k8s_emulator.meta import dig
@@ -69,6 +69,10 @@ async def test_a_wake_on_a_full_cluster_evicts_a_placeholder_and_is_served_at_on
     # Room for the two largest sleeping apps: two placeholders, which fill the node.
     await until(lambda: _equals(metric(wp, READY), 2), 20)
     assert len(placeholders(emulator)) == 2
+    code, out = await cli("status", "--admin", wp.admin)
+    assert code == 0, out
+    assert out.splitlines()[-1] == (
+        "headroom: 2 placeholder pods (2 ready) holding 2 CPU, 512Mi memory for wakes")
 
     async with aiohttp.ClientSession() as session:
         status, body, _ = await get(session, wp, "shop.example.com")

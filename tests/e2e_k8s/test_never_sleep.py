@@ -7,7 +7,6 @@ a request wakes it, and the wake removes the hold."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -15,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.harness import Wakeproxy
-from tests.e2e_k8s.cluster import Cluster, app_state, get, metrics, until
+from tests.e2e_k8s.cluster import Cluster, app_state, cli, get, metrics, until
 
 Replicas = Callable[..., Coroutine[Any, Any, Wakeproxy]]
 HELD = "wakeproxy.io/held-asleep"
@@ -32,14 +31,6 @@ async def leading(wp: Wakeproxy) -> bool:
 async def notes(cluster: Cluster, name: str) -> dict[str, str]:
     dep = await cluster.apps.read_namespaced_deployment(name, cluster.namespace)
     return dict(dep.metadata.annotations or {})
-
-
-async def cli(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wakeproxy", *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
 
 
 @pytest.mark.k8s_e2e
