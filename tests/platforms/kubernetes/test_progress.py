@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wakeproxy.platforms.kubernetes.progress import Watchful
+from wakeproxy.platforms.kubernetes.progress import NodeWait, Watchful, node_wait
 
 
 def pod(name: str = "web-1", phase: str = "Pending", waiting: str | None = None,
@@ -91,3 +91,25 @@ def test_pods_refused_at_creation_fail_past_their_grace_naming_the_refusal() -> 
     assert verdict.kind == "refused" and verdict.failing == (
         'pods refused at creation (FailedCreate): pods "web-x" is forbidden: violates '
         'PodSecurity "restricted:latest": runAsNonRoot != true')
+
+
+def test_a_wake_waited_for_a_node_only_if_a_pod_is_still_unscheduled_past_the_wait() -> None:
+    placed = {"metadata": {"name": "web-1"}, "spec": {"nodeName": "n1"},
+              "status": {"phase": "Running", "conditions": [
+                  {"type": "PodScheduled", "status": "True"}]}}
+    fresh = {"metadata": {"name": "web-2"}}  # not yet looked at by the scheduler
+    stuck = pod("web-3", unschedulable=True)
+    # Written at 10 s, 2 s allowed: before 12 s, look again just after it.
+    assert node_wait([stuck], 10.0, 11.0, 2.0) == NodeWait((), 12.05)
+    assert node_wait([fresh], 10.0, 10.1, 2.0) == NodeWait((), 12.05)
+    # Still there after it: waited.
+    assert node_wait([placed, stuck], 10.0, 12.06, 2.0) == NodeWait(("web-3",), None)
+    assert node_wait([fresh], 10.0, 13.0, 2.0).waited == ("web-2",)
+    # Placed (or gone, or ending) in time: never waited, nothing to look at again.
+    assert node_wait([placed], 10.0, 30.0, 2.0) == NodeWait((), None)
+    leaving = pod("web-4", unschedulable=True)
+    leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert node_wait([leaving], 10.0, 30.0, 2.0) == NodeWait((), None)
+    # Bound by a nodeName it was created with (no scheduler involved) is placed too.
+    assert node_wait([{"metadata": {"name": "x"}, "spec": {"nodeName": "n1"}}],
+                     10.0, 30.0, 2.0) == NodeWait((), None)

@@ -110,6 +110,28 @@ def unscheduled(pods: list[JSON]) -> list[str]:
     return waiting
 
 
+@dataclass(frozen=True, slots=True)
+class NodeWait:
+    """Whether a scale-up's pods waited for a node beyond the allowed wait, and when to
+    look again (None: no need, nothing waits or it is decided)."""
+
+    waited: tuple[str, ...]  # the pods still waiting past it; empty: not (yet) waited
+    look_again_at: float | None
+
+
+def node_wait(pods: list[JSON], since: float, now: float, allowed: float) -> NodeWait:
+    """Judge `pods`, listed at `now`, of a scale-up written at `since`: do any still wait
+    for a node `allowed` seconds on? Before then, look again just after it (not a back-off
+    later), so a pod placed at 2.1 s counts and one placed at 1.9 s does not."""
+    waiting = unscheduled(pods)
+    if not waiting:
+        return NodeWait((), None)
+    due = since + allowed
+    if now <= due:
+        return NodeWait((), due + 0.05)
+    return NodeWait(tuple(waiting), None)
+
+
 def _refused(deployment: JSON | None) -> str | None:
     """Why the Deployment's pods are refused at creation, as it reports it, or None."""
     for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:

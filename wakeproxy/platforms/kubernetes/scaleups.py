@@ -28,7 +28,7 @@ from wakeproxy.platforms.kubernetes.annotations import AppSpec
 from wakeproxy.platforms.kubernetes.api import JSON, Api
 from wakeproxy.platforms.kubernetes.backoff import Backoff
 from wakeproxy.platforms.kubernetes.errors import ApiError
-from wakeproxy.platforms.kubernetes.progress import Watchful, unscheduled
+from wakeproxy.platforms.kubernetes.progress import Watchful, node_wait
 from wakeproxy.platforms.kubernetes.scaler import (
     ScaleContested,
     Scaler,
@@ -141,17 +141,15 @@ class ScaleUps:
         SCHEDULING_WAIT after it was written; how long until it is worth looking again."""
         if up.waited_for_node:
             return _POLL_MAX
-        waiting = unscheduled(pods)
-        if not waiting:
+        verdict = node_wait(pods, up.written_at, now, SCHEDULING_WAIT)
+        if verdict.waited:
+            up.waited_for_node = True
+            self._stats.waited_for_scheduling()
+            log.warning("a wake waited for a node", app=up.spec.name, pods=list(verdict.waited),
+                        seconds=round(now - up.written_at, 1))
+        if verdict.look_again_at is None:
             return _POLL_MAX
-        due = up.written_at + SCHEDULING_WAIT
-        if now <= due:
-            return due - now + 0.05  # look again just after it, not a back-off later
-        up.waited_for_node = True
-        self._stats.waited_for_scheduling()
-        log.warning("a wake waited for a node", app=up.spec.name, pods=waiting,
-                    seconds=round(now - up.written_at, 1))
-        return _POLL_MAX
+        return verdict.look_again_at - now
 
     async def _give_up(self, up: ScaleUp) -> None:
         spec = up.spec
