@@ -52,3 +52,29 @@ async def test_a_deleted_app_ends_its_streams_after_saying_so():
     log.end("app deleted")
     assert await follower.next() == [ASLEEP, "==> app deleted"]
     assert await follower.next() is None
+
+
+async def test_blocks_of_lines_are_cut_between_lines_to_keep_the_newest():
+    log = AppLog(lines=5, size=1000)
+    log.write("a\nb\nc\n", 3)
+    log.write("d\ne\nf\ng\n", 4)  # the bound falls inside the first block
+    assert log.recent(10) == ["c", "d", "e", "f", "g"]
+    assert log.recent(2) == ["f", "g"]
+    log = AppLog(lines=100, size=10)  # each line costs its length plus a newline
+    log.write("aaa\nbbb\n", 2)
+    log.write("ccc\n", 1)
+    assert log.recent(10) == ["bbb", "ccc"]
+    log.write("dddddddd\n", 1)  # 9 bytes: only it fits
+    assert log.recent(10) == ["dddddddd"]
+
+
+async def test_a_reader_gets_a_block_as_lines_or_as_one_text():
+    log = AppLog()
+    log.started("up")
+    follower = log.follow(0)
+    log.write("one\ntwo\n", 2)
+    log.extend(["three"])
+    assert await follower.next_text() == "one\ntwo\nthree\n"
+    log.write("four\n", 1)
+    assert await follower.next() == ["four"]
+    assert await follower.next_text(within=0.01) == ""

@@ -274,7 +274,7 @@ async def test_access_line_costs_microseconds(tmp_path: Path) -> None:
 def test_app_output_lines_are_info_lines_with_app_and_stream_even_without_access_lines() -> None:
     buf = io.StringIO()
     configure_logging("json", "info", cluster="dev", stream=buf, access_lines=False)
-    obs_logging.app_output_log()("shop", "stderr", ["booting", 'said "hi"'])
+    obs_logging.app_output_log()("shop", "stderr", 'booting\nsaid "hi"')
     structlog.get_logger().info("after")  # flushes what waits, in order
     got = lines(buf)
     assert [(e["event"], e.get("app"), e.get("stream"), e["level"], e["cluster"]) for e in got] \
@@ -283,6 +283,30 @@ def test_app_output_lines_are_info_lines_with_app_and_stream_even_without_access
     assert all("timestamp" in e for e in got)
     buf = io.StringIO()
     configure_logging("json", "warning", stream=buf)
-    obs_logging.app_output_log()("shop", "stdout", ["not shown"])
+    obs_logging.app_output_log()("shop", "stdout", "not shown")
     structlog.get_logger().warning("shown")
     assert [e["event"] for e in lines(buf)] == ["shown"]
+
+
+@pytest.mark.parametrize("text", [
+    "L 1 1733460000\nL 2 1733460001", "one line", "", "\n\nempty around\n",
+    'a\\nb (a backslash and n, not a newline)\nsaid "hi", "there"\n","',
+    "tab\tbell\x07nul\x00 é ☃ \U0001F600\u2028", "trailing backslash\\\n\\\\\\n\\",
+])
+@pytest.mark.parametrize("cluster", [None, "dev"])
+def test_a_block_of_output_lines_is_written_as_each_line_alone_would_be(
+        text: str, cluster: str | None) -> None:
+    """App output is echoed a pipe read at a time: byte for byte what one `emit` per line
+    writes, whatever the lines hold (escapes, quotes, the join of a JSON list)."""
+    fields = {"app": "shop", "stream": "stdout"}
+    by_line, by_block = io.StringIO(), io.StringIO()
+    one = JsonLines(by_line, cluster=cluster, wall=lambda: 1733460000.123456)
+    for line in text.split("\n"):
+        one.emit(line, fields)
+    one.flush()
+    block = JsonLines(by_block, cluster=cluster, wall=lambda: 1733460000.123456)
+    block.lines_sink(fields)(text)
+    block.flush()
+    assert by_block.getvalue() == by_line.getvalue()
+    assert [json.loads(x)["event"] for x in by_block.getvalue().splitlines()] == \
+        text.split("\n")

@@ -15,6 +15,7 @@ import structlog
 import uvloop
 
 from tests.platforms.procs import (
+    PY,
     alive,
     http_get,
     local_app,
@@ -289,3 +290,53 @@ async def test_apps_die_with_wakeproxy_even_when_it_is_sigkilled(tmp_path: Path)
         if host.returncode is None:
             host.kill()
             await host.wait()
+
+
+async def test_output_is_read_as_whole_lines_whatever_the_pipe_reads_bring(
+    make_platform: MakePlatform,
+) -> None:
+    """CRLF endings, a line written in two parts, bytes that are not UTF-8 and a line
+    longer than 64 KiB (in pieces, once 64 KiB of it wait) reach app-logs as the app
+    meant them."""
+    command = ("printf 'one\\r\\ntwo\\r\\n'; printf 'spl'; sleep 0.2; printf 'it\\n'; "
+               "printf '\\377bad\\n'; head -c 70000 /dev/zero | tr '\\0' x; echo; "
+               + server_command())
+    platform = await make_platform(local_app("web", command))
+    await platform.wake("web", timeout=10)
+    for _ in range(200):
+        lines = await platform.follow_output("web", 100, follow=False).next() or []
+        if any(line.startswith("listening on") for line in lines):
+            break
+        await asyncio.sleep(0.01)
+    start = lines.index("one")
+    assert lines[start:start + 4] == ["one", "two", "split", "\ufffdbad"]
+    long = [line for line in lines[start + 4:] if line.startswith("x")]
+    assert "".join(long) == "x" * 70000 and len(long) <= 2
+
+
+async def test_a_chatty_app_costs_a_read_per_pause_not_one_per_write(tmp_path: Path) -> None:
+    """An app printing a line every millisecond: its output is read (and echoed, kept,
+    handed to followers) a few hundred times a second at most, every line arriving."""
+    talker = tmp_path / "talk.py"
+    talker.write_text("import sys, time\n"
+                      "for i in range(1000):\n"
+                      "    sys.stdout.write(f'line {i}\\n')\n"
+                      "    sys.stdout.flush()\n"
+                      "    time.sleep(0.001)\n")
+    blocks: list[str] = []
+    platform = LocalPlatform([local_app("talk", f"{PY} {talker}; " + server_command())],
+                             echo=lambda app, stream, text: blocks.append(text))
+    await platform.start()
+    try:
+        started = time.monotonic()
+        await platform.wake("talk", timeout=20)
+        lines: list[str] = []
+        while "line 999" not in lines:
+            await asyncio.sleep(0.05)
+            lines = "\n".join(blocks).split("\n")
+        seconds = time.monotonic() - started
+        assert [line for line in lines if line.startswith("line ")] == \
+            [f"line {i}" for i in range(1000)]
+        assert len(blocks) <= 250 * seconds + 10, (len(blocks), seconds)  # ≤ one per 5 ms
+    finally:
+        await platform.close()

@@ -64,11 +64,11 @@ def add_app_log_routes(app: web.Application, board: ReadinessBoard, output: AppO
                          "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
             response.enable_chunked_encoding()
             await response.prepare(request)
-            while (batch := await follower.next(within=_CHECK_GONE)) is not None:
-                if batch:
+            while (text := await follower.next_text(within=_CHECK_GONE)) is not None:
+                if text:
                     # One write per batch, and batches a few milliseconds apart: a busy
                     # app costs the event loop a write per interval, not one per line.
-                    await response.write("".join(line + "\n" for line in batch).encode())
+                    await response.write(text.encode())
                     await asyncio.sleep(_GATHER)
                 elif request.transport is None or request.transport.is_closing():
                     break  # a quiet stream learns of a hang-up only by looking

@@ -67,19 +67,22 @@ def _current_output() -> EventOutput:
     return _output
 
 
-def app_output_log() -> Callable[[str, str, list[str]], None]:
+def app_output_log() -> Callable[[str, str, str], None]:
     """Where the output lines of app processes go in wakeproxy's own log: one info line
     each (`event` the line, with `app` and `stream`), formatted and written in batches like
-    access lines. A structlog call per line costs six times as much, and an app may print
-    10,000 lines a second on the event loop that also proxies."""
+    access lines, and a block of lines (what one read of a pipe brought, lines joined by
+    newlines) escaped at once. A structlog call per line costs six times as much, and an
+    app may print 10,000 lines a second on the event loop that also proxies."""
     out = _current_output()
-    emit = out.emit
     if not logging.getLogger().isEnabledFor(logging.INFO):
-        return lambda app, stream, lines: None
+        return lambda app, stream, text: None
+    sinks: dict[tuple[str, str], Callable[[str], None]] = {}
 
-    def echo(app: str, stream: str, lines: list[str]) -> None:
-        for line in lines:
-            emit(line, {"app": app, "stream": stream})
+    def echo(app: str, stream: str, text: str) -> None:
+        sink = sinks.get((app, stream))
+        if sink is None:
+            sink = sinks[app, stream] = out.lines_sink({"app": app, "stream": stream})
+        sink(text)
 
     return echo
 

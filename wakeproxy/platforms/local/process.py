@@ -4,7 +4,9 @@ The command runs as `/bin/sh -c COMMAND` in a new session, so the shell leads a 
 group holding everything the command starts; stopping signals the whole group and waits
 until no live member is left, not just the shell. Output lines become log lines tagged
 with the app and the stream, and go to the app's `AppLog` (what `wakeproxy app-logs`
-follows), a chunk's lines at once. It never decides when to start or stop: the platform does.
+follows), what one read of a pipe brought as one block of whole lines: decoded, echoed
+and kept without a Python object per line. It never decides when to start or stop: the
+platform does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -25,18 +28,19 @@ from wakeproxy.settings import LocalApp
 
 log = structlog.get_logger("wakeproxy.app")
 
-# Where output lines go in wakeproxy's own log: (app, stream, lines). The composition
-# root passes a cheaper, batched one (obs.logging.app_output_log).
-Echo = Callable[[str, str, list[str]], None]
+# Where output lines go in wakeproxy's own log: (app, stream, lines joined by newlines).
+# The composition root passes a cheaper, batched one (obs.logging.app_output_log).
+Echo = Callable[[str, str, str], None]
 
 
-def log_lines(app: str, stream: str, lines: list[str]) -> None:
-    for text in lines:
-        log.info(text, app=app, stream=stream)
+def log_lines(app: str, stream: str, text: str) -> None:
+    for line in text.split("\n"):
+        log.info(line, app=app, stream=stream)
 
 _STDERR_TAIL = 20  # lines of this process's stderr kept for failure reports
 _MAX_LINE = 64 * 1024  # a longer line is logged in pieces instead of buffered forever
 _READ = 65536  # bytes of output read at once
+_GATHER = 0.005  # seconds output gathers in an emptied pipe before the next read
 _KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the group to vanish
 
 
@@ -207,32 +211,70 @@ def _has_live_member(pgid: int) -> bool:
     return False
 
 
+@runtime_checkable
+class _Pausable(Protocol):
+    """A read transport (uvloop's is no asyncio.ReadTransport subclass)."""
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+def _newest(text: str, keep: int | None) -> list[str]:
+    """The lines of `text` a ring of `keep` lines holds after taking them all: only those
+    are split out."""
+    if keep is None:
+        return text.split("\n")
+    return text.rsplit("\n", keep)[-keep:] if keep > 0 else []
+
+
 async def _pump(
     stream: asyncio.StreamReader, app: str, name: str, sinks: Iterable[deque[str]],
     output: AppLog | None, echo: Echo,
 ) -> None:
     sinks = tuple(sinks)
 
-    def emit(raws: list[bytes]) -> None:
-        texts = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raws]
-        echo(app, name, texts)
+    def emit(raw: bytes) -> None:
+        """Hand on whole lines: `raw` without its last newline."""
+        # A newline never occurs inside a UTF-8 sequence: one decode of the block reads
+        # each line as its own decode would.
+        text = raw.decode("utf-8", "replace")
+        if "\r" in text:
+            text = "\n".join(line.rstrip("\r") for line in text.split("\n"))
+        echo(app, name, text)
         for sink in sinks:
-            sink.extend(texts)
+            sink.extend(_newest(text, sink.maxlen))
         if output is not None:
-            output.extend(texts)
+            output.write(text + "\n", text.count("\n") + 1)
 
+    # The stream's pipe transport, to pause between reads (not in StreamReader's public
+    # API; without it, each write of the app is read as it comes).
+    transport = getattr(stream, "_transport", None)
+    pipe = transport if isinstance(transport, _Pausable) else None
     buf = b""
     with contextlib.suppress(ConnectionError):
-        while chunk := await stream.read(_READ):
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
+        while read := await stream.read(_READ):
+            chunk = buf + read if buf else read
+            end = chunk.rfind(b"\n")
+            if end >= 0:
+                emit(chunk[:end])
+                buf = chunk[end + 1 :]
+            else:
+                buf = chunk
             while len(buf) > _MAX_LINE:
-                lines.append(buf[:_MAX_LINE])
+                emit(buf[:_MAX_LINE])
                 buf = buf[_MAX_LINE:]
-            if lines:
-                emit(lines)
-                # Let the readers of these lines run before the next chunk: a burst read
-                # back to back would fill their queues however fast they are.
+            if len(read) >= _READ:
+                # More may be waiting: let the readers of these lines run before the next
+                # read, or a burst read back to back would fill their queues however fast
+                # they are.
                 await asyncio.sleep(0)
+            elif pipe is not None:
+                # The pipe is empty: let output gather in it a moment instead of waking
+                # for every write of a chatty app (an app printing every millisecond
+                # cost a wake-up, a read and a log item each time). Only an app writing
+                # more than the pipe holds (64 KiB) within the pause waits for it.
+                pipe.pause_reading()
+                await asyncio.sleep(_GATHER)
+                pipe.resume_reading()
     if buf:
-        emit([buf])
+        emit(buf)
