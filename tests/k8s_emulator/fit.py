@@ -3,8 +3,9 @@
 Owns the snapshot one scheduling pass works on (`NodeInfo`: a node, its allocatable and the
 pods bound to it that have not terminated — terminating ones still hold their room until
 they are gone), and the filters in the order kube-scheduler runs them, stopping at the
-first that fails: NodeUnschedulable (`node(s) were unschedulable`, a cordon), the
-nodeSelector (`node(s) didn't match Pod's node affinity/selector`), both of which no
+first that fails: NodeUnschedulable (`node(s) were unschedulable`, a cordon),
+TaintToleration (`node(s) had untolerated taint {key: value}`, NoSchedule and NoExecute), the
+nodeSelector (`node(s) didn't match Pod's node affinity/selector`), none of which
 preemption can help, then NodeResourcesFit (`Too many pods`, `Insufficient cpu`,
 `Insufficient memory`, `Insufficient <resource>`), counting the pods nominated to the node
 with at least the pod's priority. Pure: never writes.
@@ -22,7 +23,8 @@ UNSCHEDULABLE = "node(s) were unschedulable"
 SELECTOR = "node(s) didn't match Pod's node affinity/selector"
 TOO_MANY_PODS = "Too many pods"
 _ORDER = ("cpu", "memory", "ephemeral-storage")
-_CORDON_TAINT = "node.kubernetes.io/unschedulable"
+# What a cordoned node counts as, for tolerations.
+_CORDON = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 
 
 def priority_of(pod: JSON) -> int:
@@ -75,19 +77,27 @@ def insufficient(wanted: Amounts, room: Amounts, pods: Iterable[JSON]) -> tuple[
     return tuple(reasons)
 
 
-def _tolerates_cordon(pod: JSON) -> bool:
+def _tolerates(pod: JSON, taint: JSON) -> bool:
     for t in dig(pod, "spec", "tolerations") or []:
-        key, op = t.get("key"), t.get("operator") or "Equal"
-        if (key in (None, "") and op == "Exists") or (
-                key == _CORDON_TAINT and t.get("effect") in (None, "", "NoSchedule")):
+        if t.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        if (t.get("operator") or "Equal") == "Exists":
+            if t.get("key") in (None, "", taint.get("key")):
+                return True
+        elif t.get("key") == taint.get("key") and (t.get("value") or "") == (
+                taint.get("value") or ""):
             return True
     return False
 
 
 def static_verdict(pod: JSON, node: JSON) -> Verdict | None:
     """The filters before resources: a Verdict when one fails, else None."""
-    if dig(node, "spec", "unschedulable") and not _tolerates_cordon(pod):
+    if dig(node, "spec", "unschedulable") and not _tolerates(pod, _CORDON):
         return Verdict((UNSCHEDULABLE,), unresolvable=True)
+    for taint in dig(node, "spec", "taints") or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(pod, taint):
+            return Verdict((f"node(s) had untolerated taint {{{taint.get('key')}: "
+                            f"{taint.get('value') or ''}}}",), unresolvable=True)
     selector = dig(pod, "spec", "nodeSelector") or {}
     labels = labels_of(node)
     if any(labels.get(k) != v for k, v in selector.items()):

@@ -1,9 +1,11 @@
-"""Garbage collection by owner references, and namespace termination.
+"""Garbage collection by owner references, namespace termination, and pods of deleted nodes.
 
 Owns: deleting dependents whose owner is gone (background propagation), orphaning dependents
 when asked (`propagationPolicy: Orphan`, the batch/v1 Job default), and finishing a terminating
-Namespace once everything in it is gone. Foreground propagation is treated as background.
-Never touches processes: deleting a pod is enough, the kubelet does the rest.
+Namespace once everything in it is gone, and PodGC's part: when a Node is deleted, its pods
+are marked Failed (DisruptionTarget, DeletionByPodGC) and deleted at once. Foreground
+propagation is treated as background. Never touches processes: deleting a pod is enough,
+the kubelet does the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from . import resources as r
 from .controller import Controller
 from .errors import NotFound
 from .history import Event
-from .meta import JSON, is_terminating, meta, owned_by
+from .meta import JSON, dig, format_time, is_terminating, meta, owned_by
 from .resources import ResourceType
 from .store import Store
 
@@ -49,6 +51,8 @@ class GarbageCollector(Controller):
         m = meta(event.obj)
         if event.type == "DELETED":
             yield ("owner", str(m.get("uid")))
+            if event.obj.get("kind") == "Node":
+                yield ("node", str(m.get("name")))
         if event.obj.get("kind") == "Namespace" and is_terminating(event.obj):
             yield ("namespace", str(m.get("name")))
         elif event.type == "DELETED" and m.get("namespace"):
@@ -62,6 +66,8 @@ class GarbageCollector(Controller):
         if what == "owner":
             for rt, obj in dependents(self.store, ident):
                 self._delete(rt, obj)
+        elif what == "node":
+            self._collect_pods_of(ident)
         else:
             self._finish_namespace(ident)
 
@@ -70,6 +76,30 @@ class GarbageCollector(Controller):
             return
         with contextlib.suppress(NotFound):
             self.store.delete(rt, meta(obj).get("namespace"), meta(obj)["name"])
+
+    def _collect_pods_of(self, node: str) -> None:
+        """PodGC: the pods of a node that is gone fail and are deleted at once (their
+        controllers make new ones, which the scheduler places elsewhere)."""
+        if self.store.find(r.NODES, None, node) is not None:
+            return  # registered again meanwhile
+        for pod in self.store.items(r.PODS):
+            if dig(pod, "spec", "nodeName") != node:
+                continue
+            ns, name = meta(pod).get("namespace"), str(meta(pod)["name"])
+
+            def fail(p: JSON) -> None:
+                status = p.setdefault("status", {})
+                status["phase"] = "Failed"
+                status["conditions"] = [
+                    *[c for c in status.get("conditions") or []
+                      if c.get("type") != "DisruptionTarget"],
+                    {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+                     "message": "PodGC: node no longer exists", "lastProbeTime": None,
+                     "lastTransitionTime": format_time()}]
+
+            with contextlib.suppress(NotFound):
+                self.store.mutate(r.PODS, ns, name, fail, subresource="status")
+                self.store.delete(r.PODS, ns, name, grace_seconds=0)
 
     def _finish_namespace(self, name: str) -> None:
         ns = self.store.find(r.NAMESPACES, None, name)

@@ -234,3 +234,42 @@ async def test_scaling_down_removes_the_pod_still_waiting_for_a_node_first(
     emulator.store.mutate(r.DEPLOYMENTS, "default", "web", scale)
     await until(lambda: not unschedulable(emulator, "web"))
     assert {p["metadata"]["name"] for p in emulator.pods(app="web")} == running
+
+
+async def test_the_pods_of_a_removed_node_are_replaced_elsewhere(
+    make_k8s_emulator: EmulatorFactory,
+) -> None:
+    emulator = await make_k8s_emulator(nodes=[NodeSpec("a", cpu="1"), NodeSpec("b", cpu="1")])
+    emulator.create(asking("web", replicas=2, requests={"cpu": "1"}))
+    await until(lambda: sorted(placed(emulator, "web").values()) == ["a", "b"])
+    await until(lambda: len(emulator.kubelet.live_process_groups()) == 2, 10)
+    [gone] = [name for name, node in placed(emulator, "web").items() if node == "b"]
+    async with api_for(emulator) as api:
+        await client.CoreV1Api(api).delete_node("b")  # the autoscaler scales the cluster down
+    # Its pod is deleted at once and its process stopped; the new one waits for room.
+    await until(lambda: gone not in {p["metadata"]["name"] for p in emulator.pods(app="web")})
+    await until(lambda: len(emulator.kubelet.live_process_groups()) == 1, 10)
+    [waiting] = await until(lambda: unschedulable(emulator, "web"))
+    assert scheduled(waiting)["message"].startswith(  # type: ignore[index]
+        "0/1 nodes are available: 1 Insufficient cpu.")
+    emulator.add_node("c", cpu="1")
+    await until(lambda: sorted(placed(emulator, "web").values()) == ["a", "c"])
+
+
+async def test_a_tainted_node_takes_only_pods_that_tolerate_it(
+    make_k8s_emulator: EmulatorFactory,
+) -> None:
+    emulator = await make_k8s_emulator(nodes=[NodeSpec("gpu")])
+    async with api_for(emulator) as api:
+        await client.CoreV1Api(api).patch_node("gpu", {"spec": {"taints": [
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}})
+    emulator.create(asking("plain"))
+    [waiting] = await until(lambda: unschedulable(emulator, "plain"))
+    assert scheduled(waiting)["message"] == (  # type: ignore[index]
+        "0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. "
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+    tolerant = asking("tolerant")
+    tolerant["spec"]["template"]["spec"]["tolerations"] = [
+        {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+    emulator.create(tolerant)
+    await until(lambda: placed(emulator, "tolerant"))
