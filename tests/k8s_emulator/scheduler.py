@@ -9,7 +9,8 @@ True, a Normal `Scheduled` Event. A pod that fits nowhere gets condition PodSche
 preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.`) and
 a Warning `FailedScheduling` Event; then preemption (preemption.py): the victims get
 condition DisruptionTarget (reason PreemptionByScheduler) and a `Preempted` Event and are
-deleted gracefully, and the pod gets `status.nominatedNodeName` until they are gone. A
+deleted gracefully, the pod gets `status.nominatedNodeName` until they are gone, and
+lower-priority pods nominated to that node lose their nomination. A
 pass runs again whenever room may have changed: a pod added, bound, finished, deleted or
 nominated, a node added or changed, the "cluster is full" switch flipped (scheduling.py,
 whose autoscaler node this controller asks for). Never runs processes.
@@ -134,6 +135,7 @@ class Scheduler(Controller):
         if outcome.candidate is not None:
             for victim in outcome.candidate.victims:
                 self._evict(victim, pod, outcome.candidate.node)
+            self._unnominate_lower(pod, outcome.candidate.node, nominated)
             nominated.setdefault(outcome.candidate.node, []).append(pod)
             self._unschedulable(pod, message, nominate=outcome.candidate.node)
         else:
@@ -194,6 +196,20 @@ class Scheduler(Controller):
         events.record(self.store, victim, reason="Preempted", component=NAME, warning=False,
                       message=f"Preempted by pod {meta(preemptor)['uid']} on node {node}")
         self.store.delete(r.PODS, ns, name)
+
+    def _unnominate_lower(self, pod: JSON, node: str,
+                          nominated: dict[str, list[JSON]]) -> None:
+        """Pods of lower priority nominated to `node` may no longer fit there: their
+        nomination is cleared so they look for room anew (as the preemption plugin does)."""
+        for other in [o for o in nominated.get(node, []) if priority_of(o) < priority_of(pod)]:
+            nominated[node].remove(other)
+
+            def clear(p: JSON) -> None:
+                p.setdefault("status", {}).pop("nominatedNodeName", None)
+
+            self.store.mutate(r.PODS, str(meta(other)["namespace"]), str(meta(other)["name"]),
+                              clear, subresource="status")
+            clear(other)  # this pass's copy too, read again when its turn comes
 
     def _plan_autoscale(self) -> None:
         delay = self.switch.delay

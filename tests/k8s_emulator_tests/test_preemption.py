@@ -198,3 +198,33 @@ async def test_only_as_many_victims_as_needed_the_least_important_first(
     assert victim["involvedObject"]["name"].startswith("hold-")
     [spare_pod] = emulator.pods(app="spare")
     assert not spare_pod["metadata"].get("deletionTimestamp")
+
+
+async def test_a_higher_priority_preemptor_takes_the_room_a_lower_one_was_nominated_for(
+    make_k8s_emulator: EmulatorFactory,
+) -> None:
+    emulator = await make_k8s_emulator(nodes=[NodeSpec("only", cpu="2")])
+    emulator.create(priority_class("headroom", -10, "Never"))
+    emulator.create(priority_class("urgent", 100))
+    hold = placeholders("hold", replicas=2, cpu="1")
+    spec = hold["spec"]["template"]["spec"]
+    spec["terminationGracePeriodSeconds"] = 2  # they take their time to go
+    spec["containers"][0].update(image="emulated/slow:1", command=[
+        "/bin/sh", "-c", "trap '' TERM; exec sleep 60"])
+    emulator.create(hold)
+    await until(lambda: len(placed(emulator, "hold")) == 2)
+    emulator.create(app("mid", cpu="1"))  # evicts one placeholder, nominated meanwhile
+    await until(lambda: [p for p in emulator.pods(app="mid")
+                         if p["status"].get("nominatedNodeName") == "only"])
+    emulator.create(app("urgent", cpu="2", priority_class_name="urgent"))
+    # The urgent pod needs the whole node: both placeholders go, and at once (while they
+    # still terminate) the room mid was nominated for is no longer promised to it.
+    await until(lambda: [p for p in emulator.pods(app="urgent")
+                         if p["status"].get("nominatedNodeName") == "only"])
+    [mid] = emulator.pods(app="mid")
+    assert not mid["status"].get("nominatedNodeName") and not mid["spec"].get("nodeName")
+    assert [p for p in emulator.pods(app="hold") if p["metadata"].get("deletionTimestamp")]
+    await until(lambda: list(placed(emulator, "urgent").values()) == ["only"], 10)
+    [mid] = unschedulable(emulator, "mid")
+    assert not mid["spec"].get("nodeName")
+    assert len(events(emulator, "Preempted")) == 2
