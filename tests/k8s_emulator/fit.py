@@ -112,3 +112,23 @@ def verdict(pod: JSON, info: NodeInfo, nominated: Iterable[JSON] = ()) -> Verdic
         return static
     return Verdict(insufficient(pod_requests(pod), info.allocatable,
                                 [*info.pods, *nominated]))
+
+
+def kubelet_rejection(pod: JSON, node: JSON, admitted: list[JSON]) -> tuple[str, str] | None:
+    """The kubelet's own admission of a pod bound to its node (one placed by a client's
+    `spec.nodeName` never met the scheduler): (reason, message) when it does not fit next
+    to the pods it already runs there."""
+    wanted, room = pod_requests(pod), allocatable(node)
+    used: Amounts = {}
+    for other in admitted:
+        for name, amount in pod_requests(other).items():
+            used[name] = used.get(name, 0) + amount
+    short = [("pods", 1, len(admitted))] + [
+        (name, wanted[name], used.get(name, 0)) for name in _ORDER if wanted.get(name)] + [
+        (name, amount, used.get(name, 0)) for name, amount in sorted(wanted.items())
+        if name not in _ORDER and amount]
+    for name, asked, taken in short:
+        if asked > room.get(name, 0) - taken:
+            return (f"OutOf{name}", f"Pod was rejected: Node didn't have enough resource: "
+                    f"{name}, requested: {asked}, used: {taken}, capacity: {room.get(name, 0)}")
+    return None

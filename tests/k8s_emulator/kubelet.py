@@ -19,9 +19,10 @@ from collections.abc import Hashable, Iterable
 from . import resources as r
 from .controller import Controller
 from .errors import NotFound
+from .fit import is_terminal, kubelet_rejection
 from .history import Event
 from .logs import LogBuffer
-from .meta import JSON, dig, is_terminating, meta
+from .meta import JSON, dig, format_time, is_terminating, meta
 from .pod_runner import PodRunner
 from .processes import ContainerProcess
 from .pulls import ImagePulls
@@ -93,8 +94,29 @@ class Kubelet(Controller):
                 self._remove(ns, name, str(meta(pod)["uid"]))
             return
         phase = dig(pod, "status", "phase")
-        if runner is None and key not in self._stopping and phase not in ("Succeeded", "Failed"):
+        if (runner is None and key not in self._stopping
+                and phase not in ("Succeeded", "Failed") and self._admit(key, pod, str(node))):
             self._start(key, pod)
+
+    def _admit(self, key: Key, pod: JSON, node: str) -> bool:
+        """Admission on the node: a pod that does not fit next to the ones running there is
+        rejected (phase Failed, reason OutOfcpu, OutOfmemory, OutOfpods...)."""
+        admitted = [p for k in {*self.runners, *self._stopping} if k != key
+                    and (p := self.store.find(r.PODS, *k)) is not None
+                    and dig(p, "spec", "nodeName") == node and not is_terminal(p)]
+        rejection = kubelet_rejection(pod, self.store.get(r.NODES, None, node), admitted)
+        if rejection is None:
+            return True
+        reason, message = rejection
+
+        def reject(p: JSON) -> None:
+            old = p.get("status") or {}
+            p["status"] = {"phase": "Failed", "reason": reason, "message": message,
+                           "startTime": old.get("startTime") or format_time(),
+                           "qosClass": old.get("qosClass") or "BestEffort"}
+
+        self.store.mutate(r.PODS, key[0], key[1], reject, subresource="status")
+        return False
 
     def _start(self, key: Key, pod: JSON) -> None:
         ns, name = key

@@ -273,3 +273,22 @@ async def test_a_tainted_node_takes_only_pods_that_tolerate_it(
         {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
     emulator.create(tolerant)
     await until(lambda: placed(emulator, "tolerant"))
+
+
+async def test_the_kubelet_rejects_a_pod_placed_on_a_full_node_past_the_scheduler(
+    make_k8s_emulator: EmulatorFactory,
+) -> None:
+    emulator = await make_k8s_emulator(nodes=[NodeSpec("only", cpu="1")])
+    emulator.create(asking("web", requests={"cpu": "750m"}))
+    await until(lambda: len(emulator.kubelet.live_process_groups()) == 1, 10)
+    pinned = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pinned"}, "spec": {
+        "nodeName": "only", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9",
+                                            "resources": {"requests": {"cpu": "500m"}}}]}}
+    emulator.create(pinned)
+    rejected = await until(lambda: [p for p in emulator.store.items(r.PODS)
+                                    if p["metadata"]["name"] == "pinned"
+                                    and p["status"]["phase"] == "Failed"])
+    assert (rejected[0]["status"]["reason"], rejected[0]["status"]["message"]) == (
+        "OutOfcpu", "Pod was rejected: Node didn't have enough resource: cpu, requested: 500, "
+        "used: 750, capacity: 1000")
+    assert len(emulator.kubelet.live_process_groups()) == 1  # it never ran
