@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -24,14 +25,17 @@ ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
 
 
 def access_record(**overrides: Any) -> AccessRecord:
-    """The data plane's own record, with typical values for a held request."""
+    """The data plane's own record, with typical values for a held request that has
+    just ended (on the real monotonic clock)."""
     fields: dict[str, Any] = {
         "app": "hello", "host": "hello.localhost", "method": "GET",
         "path": "/index.html?page=2", "status": 200, "duration": 0.0123456, "held": 1.23456,
         "request_id": "4bf92f3577b34da6", "client": "127.0.0.1", "upstream": "127.0.0.1:41000",
         "bytes_in": 12, "bytes_out": 3456, "reason": None,
     }
-    return AccessRecord(**{**fields, **overrides})
+    fields.update(overrides)
+    fields.setdefault("started", time.monotonic() - fields["duration"])
+    return AccessRecord(**fields)
 
 
 @pytest.fixture(autouse=True)
@@ -85,9 +89,10 @@ def test_a_request_not_held_has_no_held_ms_and_unknown_hosts_have_no_app() -> No
 
 
 def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
-    """The hand-written line (its pieces remembered per route and per connection) is
-    byte for byte what `json.dumps` makes of the same fields, also when the remembered
-    pieces change from line to line, for records the data plane builds and for others."""
+    """The hand-written line (its pieces remembered per route and connection, its
+    numbers looked up rather than formatted) is byte for byte what `json.dumps` makes of
+    the same fields, also when the remembered pieces change from line to line, for the
+    named record, the plain tuple and a record that does not say when it started."""
     wall = 1_765_000_000.25
     records = [
         access_record(),
@@ -96,19 +101,19 @@ def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
                       held=None, status=404, reason="no app serves host 'nowhere.example'"),
         access_record(host="", method="", client="::1", path="/\u00e9\u2028\"\\\n",
                       request_id='x"\x01', reason="caf\u00e9 \u2603", duration=1.005),
+        access_record(duration=0.000125, held=0.0),  # a tie, rounded as `round` does
+        access_record(duration=2.5, held=3600.0),  # a second and more
         access_record(),  # the first route and connection again, from the memo
     ]
-
-    class Attributes:  # any object with the fields, not only the data plane's tuple
-        def __init__(self, record: AccessRecord) -> None:
-            self.__dict__.update(record._asdict())
-
+    # Every record ended at `wall`: the monotonic clock reads 0 when the batch is written.
+    records = [r._replace(started=-r.duration) for r in records]
     for cluster in (None, "dev \u2603"):
         buf = io.StringIO()
-        sink = JsonLines(buf, cluster=cluster, wall=lambda: wall)
+        sink = JsonLines(buf, cluster=cluster, wall=lambda: wall, monotonic=lambda: 0.0)
         for r in records:
             sink.access(r)
-            sink.access(Attributes(r))  # type: ignore[arg-type]
+            sink.access(tuple(r))  # the plain tuple the data plane hands over
+            sink.access(r[:13])  # type: ignore[arg-type]  # without its start: ends now
         sink.flush()
         expected = []
         for r in records:
@@ -119,8 +124,38 @@ def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
             if cluster is not None:
                 fields["cluster"] = cluster
             fields.update(access_fields(r))
-            expected += [json.dumps(fields, separators=(",", ":"))] * 2
+            expected += [json.dumps(fields, separators=(",", ":"))] * 3
         assert buf.getvalue().splitlines() == expected
+
+
+def test_milliseconds_are_the_text_json_writes_for_any_duration() -> None:
+    """duration_ms is computed without formatting a float: for durations on both sides
+    of every rounding half, and long ones, the text is still `json.dumps(round(...))`."""
+    durations = [0.0, 1e-9, 0.0049999, 0.005, 99.9995, 99.99949999, 1234.5678, 1e12]
+    for k in range(0, 2_000_000, 997):
+        x = (k + 0.5) / 100_000.0  # the milliseconds' hundredths are a half
+        for _ in range(3):
+            x = math.nextafter(x, 0.0)
+        for _ in range(5):
+            durations.append(x)
+            x = math.nextafter(x, 1.0)
+    buf = io.StringIO()
+    sink = JsonLines(buf, batch=100_000, wall=lambda: 1_765_000_000.0, monotonic=lambda: 0.0)
+    for d in durations:
+        sink.access(access_record(duration=d, held=d, started=-d))
+    sink.flush()
+    ms = re.compile(r'"(?:duration|held)_ms":([^,}]*)')
+    got = [ms.findall(line) for line in buf.getvalue().splitlines()]
+    assert got == [[json.dumps(round(d * 1000.0, 2))] * 2 for d in durations]
+
+
+def test_the_timestamp_is_when_the_request_ended_on_the_wall_clock() -> None:
+    buf = io.StringIO()
+    clocks = {"wall": 1_765_000_000.0, "monotonic": 500.0}
+    sink = JsonLines(buf, wall=lambda: clocks["wall"], monotonic=lambda: clocks["monotonic"])
+    # Ended 4.5 s before the batch is written: started at 495.0, 0.5 s long.
+    sink.access(access_record(started=495.0, duration=0.5))
+    assert lines(buf)[0]["timestamp"] == "2025-12-06T05:46:35.500000Z"
 
 
 def test_hostile_paths_stay_on_one_line() -> None:

@@ -1,11 +1,13 @@
 """Where log events and access records become lines: JSON lines written in batches.
 
 Owns the text of an access line (`{"timestamp":…,"level":"info","event":"request",…}`,
-formatted by hand with the same escaping and number forms `json` uses) and the batching
-that keeps it off the hot path: the data plane's call only remembers the record and its
-wall time; records are formatted and written in one `write` when `batch` of them are
-waiting or `flush_interval` after the first, whichever comes first, and the stream is
-flushed then. Outside a running event loop every line is written and flushed at once.
+formatted by hand, byte for byte what `json.dumps` makes of `access_fields`) and the
+batching that keeps it off the hot path: the data plane's call only appends its record
+(a tuple that carries the request's start on the monotonic clock); records are
+formatted and written in one `write` when `batch` lines are waiting or `flush_interval`
+after the first, whichever comes first, and the stream is flushed then. A line's
+timestamp is the request's end, put on the wall clock with one offset read per batch.
+Outside a running event loop every line is written and flushed at once.
 
 Must never: format or write per record inside a loop, call anything per record that
 makes a system call, let a broken stream fail the request being logged, or drop what is
@@ -18,10 +20,14 @@ import asyncio
 import atexit
 import contextlib
 import json
+import math
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from wakeproxy.dataplane.access import AccessRow
 
 # Like asyncio.get_running_loop, but None outside a loop instead of raising. Each call
 # costs a getpid() system call, so it runs once per batch, never per record.
@@ -31,37 +37,19 @@ _get_running_loop = asyncio.events._get_running_loop
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 # The escaping `json` applies to every string (ASCII output, \uXXXX beyond it), in C.
 _string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_floor = math.floor
 
+# Number texts looked up instead of formatted (a format costs ~700 instructions, a
+# lookup ~40): three digits of the microseconds; whole milliseconds below 1000 with
+# their point; hundredths of a millisecond as `json` writes them after the point
+# (one trailing zero dropped: 12.30 is "12.3", 12.00 is "12.0").
+_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))
+_WHOLE_MS = tuple(f"{i}." for i in range(1000))
+_CENTS = tuple(f"{i:02d}".removesuffix("0") for i in range(100))
 
-class AccessRecordLike(Protocol):
-    """What the sink reads from one finished request (the data plane's AccessRecord)."""
-
-    @property
-    def app(self) -> str: ...
-    @property
-    def host(self) -> str: ...
-    @property
-    def method(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def held(self) -> float | None: ...
-    @property
-    def request_id(self) -> str: ...
-    @property
-    def client(self) -> str | None: ...
-    @property
-    def upstream(self) -> str | None: ...
-    @property
-    def bytes_in(self) -> int: ...
-    @property
-    def bytes_out(self) -> int: ...
-    @property
-    def reason(self) -> str | None: ...
+# Distinct route-and-connection keys, and statuses, whose text is remembered before
+# the memo starts afresh.
+_MEMO_SIZE = 4096
 
 
 class EventOutput(Protocol):
@@ -75,28 +63,30 @@ class EventOutput(Protocol):
     def lines_sink(self, fields: dict[str, Any]) -> Callable[[str], None]:
         """What `emit`s each line of a text (lines joined by newlines) with `fields`."""
 
-    def access(self, record: AccessRecordLike) -> None:
+    def access(self, record: AccessRow) -> None:
         """One `event="request"` line for a finished request."""
 
 
-def access_fields(record: AccessRecordLike) -> dict[str, Any]:
+def access_fields(record: AccessRow) -> dict[str, Any]:
     """The fields of an access line, in line order (unknown hosts have `app: null`)."""
+    (app, host, method, path, status, duration, held, request_id, client, upstream,
+     bytes_in, bytes_out, reason) = record[:13]  # fmt: skip
     fields: dict[str, Any] = {
-        "app": record.app or None,
-        "host": record.host,
-        "method": record.method,
-        "path": record.path,
-        "status": record.status,
-        "duration_ms": round(record.duration * 1000.0, 2),
-        "request_id": record.request_id,
-        "client": record.client,
-        "upstream": record.upstream,
-        "bytes_in": record.bytes_in,
-        "bytes_out": record.bytes_out,
-        "reason": record.reason,
+        "app": app or None,
+        "host": host,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(duration * 1000.0, 2),
+        "request_id": request_id,
+        "client": client,
+        "upstream": upstream,
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "reason": reason,
     }
-    if record.held is not None:
-        fields["held_ms"] = round(record.held * 1000.0, 2)
+    if held is not None:
+        fields["held_ms"] = round(held * 1000.0, 2)
     return fields
 
 
@@ -105,32 +95,28 @@ def _opt(value: str | None) -> str:
 
 
 def _ms(seconds: float) -> str:
-    """Seconds as JSON milliseconds, exactly `json.dumps(round(seconds * 1000.0, 2))`.
+    """Seconds as JSON milliseconds: exactly `json.dumps(round(seconds * 1000.0, 2))`.
 
-    Both round through the same correctly rounded decimal digits; the shortest repr of
-    the rounded float is those digits without trailing zeros. A third of the cost.
+    The common case without formatting a float. `t` is the millisecond value times 100,
+    rounded once; rounding `t` to an integer is rounding the exact value, except when
+    `t` is within rounding of a half (the check), where `round` decides as `json` does.
     """
-    text = f"{seconds * 1000.0:.2f}".rstrip("0")
-    return text + "0" if text[-1] == "." else text
+    t = seconds * 1000.0 * 100.0
+    n = _floor(t + 0.5) if 0.0 <= t < 99_999.5 else -1
+    if n < 0 or t - n <= -0.5:
+        return repr(round(seconds * 1000.0, 2))
+    return _WHOLE_MS[n // 100] + _CENTS[n % 100]
 
 
-# Distinct routes, and client/upstream pairs, whose JSON text is remembered before the
-# memo starts afresh.
-_MEMO_SIZE = 4096
+_END = "}\n"
 
-# An access line after its timestamp's seconds: microseconds, the route's part, path,
-# status, duration, request id, the connection's part, bytes in and out, reason, the end.
-_ACCESS = (
-    '%s%06dZ",%s%s,"status":%d,"duration_ms":%s,"request_id":%s,%s%d,"bytes_out":%d,'
-    '"reason":%s%s'
-)
-
-# Where a block of lines (emit_lines) takes each later line's timestamp: NUL, which the
+# Where a block of lines (lines_sink) takes each later line's timestamp: NUL, which the
 # JSON of an event or a field never holds (json escapes it).
 _TIMESTAMP = "\x00"
 
-# Waiting items: (wall time, record) for access lines, (wall time, rest of line) for events.
-_Item = tuple[float, AccessRecordLike | str]
+
+def _held_end(held: float) -> str:
+    return f',"held_ms":{_ms(held)}}}\n'
 
 
 class JsonLines:
@@ -145,6 +131,7 @@ class JsonLines:
         flush_interval: float = 0.25,
         batch: int = 128,
         wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream = stream
         self._cluster = "" if cluster is None else f'"cluster":{_encode(cluster)},'
@@ -152,47 +139,54 @@ class JsonLines:
         self._flush_interval = flush_interval
         self._batch = batch
         self._wall = wall
-        self._pending: list[_Item] = []
+        # The clock of the records' start times (the data plane's): a line's wall time
+        # is its end on this clock plus the offset between the two, read once per batch.
+        self._monotonic = monotonic
+        self._records: list[AccessRow] = []
+        # Lines already formatted, older than every waiting record (events, and the
+        # records that came before them).
+        self._text: list[str] = []
         # The loop a flush is scheduled on; None when nothing waits to be flushed.
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._second = -1
         self._second_text = ""
-        self._access_head = f'"level":"info","event":"request",{self._cluster}'
-        self._routes: dict[tuple[str, str, str], str] = {}
-        self._peers: dict[tuple[str | None, str | None], str] = {}
+        self._access_head = f'Z","level":"info","event":"request",{self._cluster}'
+        self._pieces: dict[tuple[str, str, str, str, str | None], tuple[str, str]] = {}
+        self._statuses: dict[int, str] = {}
+        # duration_ms by hundredths of a millisecond below 100 ms, filled as they come.
+        self._ms_texts: list[str | None] = [None] * 10_000
         _open.add(self)
 
     @property
     def enabled(self) -> bool:
         return self._enabled
 
-    def access(self, record: AccessRecordLike) -> None:
-        pending = self._pending
-        pending.append((self._wall(), record))
-        loop = self._flush_loop
-        if len(pending) >= self._batch or loop is None or loop.is_closed():
+    def access(self, record: AccessRow) -> None:
+        records = self._records
+        if len(record) < 14:  # no start (13 fields): the request ends now
+            record = (*record, self._monotonic() - record[5])  # type: ignore[assignment]
+        records.append(record)
+        if len(records) >= self._batch or self._flush_loop is None:
             self._appended()
 
     def emit(self, event: str, fields: dict[str, Any]) -> None:
         head = f'"level":"info","event":{_encode(event)},{self._cluster}'
         body = _encode(fields)
         rest = f"{head}{body[1:]}\n" if len(body) > 2 else f"{head[:-1]}}}\n"
-        self._pending.append((self._wall(), rest))
-        self._appended()
+        self._event(self._wall(), rest)
 
     def lines_sink(self, fields: dict[str, Any]) -> Callable[[str], None]:
         """A callable taking a block of lines (joined by newlines) that writes one info
-        line per line, its event the line, with `fields`: the block is one waiting item,
-        escaped in one call and sharing one timestamp, and what follows each event is
-        made once here. An app may print 10,000 lines a second on the event loop that
-        also proxies."""
+        line per line, its event the line, with `fields`: the block is escaped in one
+        call and shares one timestamp, and what follows each event is made once here.
+        An app may print 10,000 lines a second on the event loop that also proxies."""
         body = _encode(fields)
         tail = (f'",{self._cluster}{body[1:]}\n' if len(body) > 2
                 else f'",{self._cluster}'[:-1] + "}\n")
         lead = '"level":"info","event":"'
         # _TIMESTAMP marks where each later line's timestamp goes.
         between = f"{tail}{_TIMESTAMP}{lead}"
-        wall, appended = self._wall, self._appended
+        wall, event = self._wall, self._event
 
         def sink(text: str) -> None:
             if "\\" not in text:
@@ -203,13 +197,23 @@ class JsonLines:
                 # A list's items are joined by '","' in its JSON, which never occurs
                 # inside an escaped string (a quote there follows a backslash).
                 escaped = _encode(text.split("\n"))[2:-2].replace('","', between)
-            self._pending.append((wall(), lead + escaped + tail))
-            appended()
+            event(wall(), lead + escaped + tail)
 
         return sink
 
+    def _event(self, wall: float, rest: str) -> None:
+        """An event line (or lines, `rest` holding _TIMESTAMP before each later one), from
+        its level on, at `wall`: formatted now, after the access lines waiting before it."""
+        second = _floor(wall)
+        stamp = f'{self._timestamp(second)}{_floor((wall - second) * 1e6):06d}Z",'
+        text = self._text
+        if self._records:
+            text.append(self._take_records())
+        text.append(stamp + (rest if _TIMESTAMP not in rest else rest.replace(_TIMESTAMP, stamp)))
+        self._appended()
+
     def _appended(self) -> None:
-        if len(self._pending) >= self._batch:
+        if len(self._records) + len(self._text) >= self._batch:
             self.write_pending()
         loop = self._flush_loop
         if loop is not None and not loop.is_closed():
@@ -223,14 +227,15 @@ class JsonLines:
 
     def write_pending(self) -> None:
         """Format what waits and hand it to the stream in one write (not flushed)."""
-        pending = self._pending
-        if not pending:
+        text = self._text
+        if self._records:
+            text.append(self._take_records())
+        if not text:
             return
-        self._pending = []
-        text = self._lines(pending)
+        self._text = []
         # A closed or broken stream must not fail the request being logged.
         with contextlib.suppress(OSError, ValueError):
-            self._stream.write(text)
+            self._stream.write("".join(text))
 
     def flush(self) -> None:
         self._flush_loop = None
@@ -238,67 +243,81 @@ class JsonLines:
         with contextlib.suppress(OSError, ValueError):
             self._stream.flush()
 
-    def _lines(self, pending: list[_Item]) -> str:
-        """The text of the waiting lines: one frame per batch, one `%` format per line."""
+    def _take_records(self) -> str:
+        records = self._records
+        self._records = []
+        return self._lines(records)
+
+    def _timestamp(self, second: int) -> str:
+        """`{"timestamp":"…:SS.` for a whole second: formatting a time costs ~1 µs."""
+        if second != self._second:
+            self._second = second
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second_text = f'{{"timestamp":"{text}.'
+        return self._second_text
+
+    def _lines(self, records: list[AccessRow]) -> str:
+        """The text of access lines: per line, lookups and one f-string, no float format."""
         out: list[str] = []
         add = out.append
-        routes, peers = self._routes, self._peers
-        second_was, head = self._second, self._second_text
-        for wall, what in pending:
-            # Formatting a datetime costs ~1 µs; the seconds part changes once a second.
-            second = int(wall)
-            if second != second_was:
-                second_was = second
-                text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-                head = f'{{"timestamp":"{text}.'
-            micros = int((wall - second) * 1e6)
-            if isinstance(what, str):
-                stamp = f'{head}{micros:06d}Z",'
-                add(stamp + (what if _TIMESTAMP not in what else what.replace(_TIMESTAMP, stamp)))
-                continue
-            if isinstance(what, tuple):  # the data plane's AccessRecord: unpacked in C
-                (app, host, method, path, status, duration, held, request_id, client,
-                 upstream, bytes_in, bytes_out, reason) = what
-            else:
-                r = what
-                app, host, method, path, status = r.app, r.host, r.method, r.path, r.status
-                duration, held, request_id, client = r.duration, r.held, r.request_id, r.client
-                upstream, bytes_in, bytes_out = r.upstream, r.bytes_in, r.bytes_out
-                reason = r.reason
+        offset = self._wall() - self._monotonic()
+        pieces, statuses = self._pieces, self._statuses
+        floor, string, digits, ms_texts = _floor, _string, _DIGITS3, self._ms_texts
+        # The second the last line fell in, as floats: compared without conversions.
+        second = next_second = 0.0
+        head = ""
+        for (app, host, method, path, status, duration, held, request_id, client, upstream,
+             bytes_in, bytes_out, reason, started) in records:  # fmt: skip
+            wall = started + duration + offset
+            if not second <= wall < next_second:
+                whole = floor(wall)
+                head = self._timestamp(whole)
+                second = float(whole)
+                next_second = second + 1.0
+            us = floor((wall - second) * 1e6)
+            # _ms, inlined, and its text remembered below 100 ms.
+            t = duration * 1000.0 * 100.0
+            n = floor(t + 0.5) if 0.0 <= t < 9_999.5 else -1
+            ms = _ms(duration) if n < 0 or t - n <= -0.5 else ms_texts[n] or self._ms_text(n)
             # What repeats from request to request is escaped once and looked up after:
             # the route's part (app, host, method) and the connection's (client, upstream).
-            ms = f"{duration * 1000.0:.2f}".rstrip("0")
-            add(_ACCESS % (
-                head, micros,
-                routes.get((app, host, method)) or self._route(app, host, method),
-                _string(path), status, ms + "0" if ms[-1] == "." else ms,
-                _string(request_id),
-                peers.get((client, upstream)) or self._peer(client, upstream),
-                bytes_in, bytes_out, "null" if reason is None else _string(reason),
-                "}\n" if held is None else f',"held_ms":{_ms(held)}}}\n',
-            ))  # fmt: skip
-        self._second, self._second_text = second_was, head
+            route, peer = (
+                pieces.get((app, host, method, client, upstream))
+                or self._piece(app, host, method, client, upstream)
+            )
+            add(
+                f"{head}{digits[us // 1000]}{digits[us % 1000]}{route}{string(path)}"
+                f"{statuses.get(status) or self._status(status)}{ms}"
+                f',"request_id":{string(request_id)}{peer}{bytes_in},"bytes_out":{bytes_out}'
+                f',"reason":{"null" if reason is None else string(reason)}'
+                f"{_END if held is None else _held_end(held)}"
+            )
         return "".join(out)
 
-    def _route(self, app: str, host: str, method: str) -> str:
-        """The line from its level to the path's key, for one route (app null when none)."""
-        routes = self._routes
-        if len(routes) >= _MEMO_SIZE:
-            routes.clear()
-        text = routes[app, host, method] = (
-            f'{self._access_head}"app":{_string(app) if app else "null"},'
-            f'"host":{_string(host)},"method":{_string(method)},"path":'
-        )
+    def _ms_text(self, n: int) -> str:
+        text = self._ms_texts[n] = _WHOLE_MS[n // 100] + _CENTS[n % 100]
         return text
 
-    def _peer(self, client: str | None, upstream: str | None) -> str:
-        """The line from the client's key to the request bytes' key, for one connection pair."""
-        peers = self._peers
-        if len(peers) >= _MEMO_SIZE:
-            peers.clear()
-        text = peers[client, upstream] = (
-            f'"client":{_opt(client)},"upstream":{_opt(upstream)},"bytes_in":'
+    def _piece(
+        self, app: str, host: str, method: str, client: str, upstream: str | None
+    ) -> tuple[str, str]:
+        """The line from its level to the path's key, and from the client's key to the
+        request bytes' key, for one route and connection (app null when none)."""
+        pieces = self._pieces
+        if len(pieces) >= _MEMO_SIZE:
+            pieces.clear()
+        both = pieces[app, host, method, client, upstream] = (
+            f'{self._access_head}"app":{_string(app) if app else "null"},'
+            f'"host":{_string(host)},"method":{_string(method)},"path":',
+            f',"client":{_opt(client)},"upstream":{_opt(upstream)},"bytes_in":',
         )
+        return both
+
+    def _status(self, status: int) -> str:
+        statuses = self._statuses
+        if len(statuses) >= _MEMO_SIZE:
+            statuses.clear()
+        text = statuses[status] = f',"status":{status},"duration_ms":'
         return text
 
 
@@ -323,7 +342,7 @@ class StructlogOutput:
 
         return sink
 
-    def access(self, record: AccessRecordLike) -> None:
+    def access(self, record: AccessRow) -> None:
         self.emit("request", access_fields(record))
 
 

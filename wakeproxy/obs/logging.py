@@ -15,18 +15,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Literal, TextIO, cast
+from typing import TYPE_CHECKING, Literal, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from wakeproxy.obs.lines import (
-    AccessRecordLike,
-    EventOutput,
-    JsonLines,
-    OrderedStream,
-    StructlogOutput,
-)
+from wakeproxy.obs.lines import EventOutput, JsonLines, OrderedStream, StructlogOutput
+
+if TYPE_CHECKING:
+    from wakeproxy.dataplane.access import AccessRow
 
 __all__ = ["EventOutput", "JsonLines", "LogFormat", "access_sink", "app_output_log",
            "configure_logging"]
@@ -44,7 +41,7 @@ _FRONT = ("timestamp", "level", "event")
 
 def access_sink(
     output: EventOutput | None = None,
-) -> Callable[[AccessRecordLike], None] | None:
+) -> Callable[[AccessRow], None] | None:
     """The data plane's `access_log` callable: one `event="request"` line per request.
 
     Unknown hosts (app "") are logged with `app: null`. The output's own `access`, bound
