@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import gc
+from . import gc, tables
 from . import resources as r
 from .errors import BadRequest, Gone, MethodNotAllowed
 from .httpio import list_body, read_body, respond, success_status
@@ -64,7 +64,10 @@ class ResourceHandlers:
             items, rest = items[:limit], items[limit:]
             cont = _encode_continue(rv, _key(items[-1]))
             remaining = len(rest)
-        return respond(list_body(req.rt, items, rv, cont, remaining))
+        body = list_body(req.rt, items, rv, cont, remaining)
+        printed = (tables.table(req.rt.kind, items, body["metadata"])
+                   if tables.wants_table(request.headers.get("Accept", "")) else None)
+        return respond(printed if printed is not None else body)
 
     def _decode_continue(self, req: ApiRequest, token: str) -> tuple[int, tuple[str, str]]:
         try:
@@ -77,9 +80,13 @@ class ResourceHandlers:
                        "result. You can start a new list without the continue parameter.")
         return rv, after
 
-    def get(self, req: ApiRequest) -> web.Response:
+    def get(self, req: ApiRequest, request: web.Request) -> web.Response:
         assert req.name is not None
-        return respond(self.store.get(req.rt, req.namespace, req.name))
+        obj = self.store.get(req.rt, req.namespace, req.name)
+        printed = (tables.table(req.rt.kind, [obj], {"resourceVersion": meta(obj).get(
+            "resourceVersion")}) if tables.wants_table(request.headers.get("Accept", ""))
+            else None)
+        return respond(printed if printed is not None else obj)
 
     async def create(self, req: ApiRequest, request: web.Request) -> web.Response:
         if req.rt.namespaced and req.namespace is None:

@@ -43,11 +43,13 @@ class ResourceType:
         return self.qualified
 
 
-NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", False, frozenset({"status"}))
+NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", False, frozenset({"status"}),
+                          short_names=("ns",))
 PODS = ResourceType(
     "", "v1", "pods", "Pod", True, frozenset({"status", "log"}), short_names=("po",)
 )
-SERVICES = ResourceType("", "v1", "services", "Service", True, frozenset({"status"}))
+SERVICES = ResourceType("", "v1", "services", "Service", True, frozenset({"status"}),
+                        short_names=("svc",))
 CONFIGMAPS = ResourceType("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",))
 DEPLOYMENTS = ResourceType(
     "apps", "v1", "deployments", "Deployment", True, frozenset({"status", "scale"}),

@@ -355,7 +355,7 @@ class Emulator:
         if req.subresource == "log":
             return await self._serve_log(req, request)
         if req.verb == "get":
-            return h.get(req)
+            return h.get(req, request)
         if req.verb == "create":
             return await h.create(req, request)
         if req.verb == "update":

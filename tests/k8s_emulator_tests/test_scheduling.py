@@ -218,6 +218,20 @@ async def test_kubectl_lists_nodes_and_where_pods_run(
     where = await asyncio.to_thread(kubectl, "get", "pods", "-l", "app=web", "-o",
                                     "jsonpath={.items[*].spec.nodeName}")
     assert sorted(where.split()) == ["n1", "n2"]  # 600m each: one per node
+    # The columns the server prints (a Table), as kubectl shows them.
+    emulator.create(asking("big", requests={"cpu": "2"}))
+    await until(lambda: unschedulable(emulator, "big"))
+    table = await asyncio.to_thread(kubectl, "get", "pods", "-o", "wide")
+    rows = {line.split()[0].split("-")[0]: line.split() for line in table.splitlines()[1:]}
+    assert table.split()[:9] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
+                                 "NOMINATED", "NODE"]
+    assert rows["big"][2] == "Pending" and rows["big"][6] == "<none>"
+    assert rows["web"][6] in ("n1", "n2")
+    nodes_table = await asyncio.to_thread(kubectl, "get", "nodes")
+    assert [line.split()[:2] for line in nodes_table.splitlines()] == [
+        ["NAME", "STATUS"], ["n1", "Ready"], ["n2", "Ready"]]
+    classes = await asyncio.to_thread(kubectl, "get", "pc", "system-node-critical")
+    assert classes.splitlines()[1].split()[:3] == ["system-node-critical", "2000001000", "false"]
 
 
 async def test_scaling_down_removes_the_pod_still_waiting_for_a_node_first(
