@@ -7,8 +7,10 @@ It never touches sockets, routes or app state.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from collections.abc import Callable
 
 from wakeproxy.dataplane.errors import BadRequest, MethodNotAllowed
 
@@ -399,12 +401,10 @@ def response_head(
 class RequestIds:
     """Short ids unique per process start: a random prefix and a counter."""
 
-    __slots__ = ("_n", "_prefix")
+    __slots__ = ("next",)
 
     def __init__(self) -> None:
-        self._prefix = os.urandom(5).hex().encode()
-        self._n = 0
-
-    def next(self) -> bytes:
-        self._n += 1
-        return b"%s-%x" % (self._prefix, self._n)
+        pattern = os.urandom(5).hex().encode() + b"-%x"
+        # The next id, made in C (a counter mapped through `%`): one call per request
+        # with no Python frame.
+        self.next: Callable[[], bytes] = map(pattern.__mod__, itertools.count(1)).__next__
