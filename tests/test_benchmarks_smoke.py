@@ -93,3 +93,18 @@ def test_the_hot_path_probe_drives_wakeproxy_and_the_floor() -> None:
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["wakeproxy", "floor", "ratio"], proc.stdout
     assert float(lines[2].split()[1].rstrip("x")) > 0
+
+
+def test_the_floor_plus_probe_adds_each_feature_and_still_answers() -> None:
+    """`probes/floor_plus.py` builds the floor with wakeproxy's rules added step by step,
+    calling wakeproxy's own functions: each step still answers every request it is fed
+    (the probe exits non-zero otherwise) and is printed."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "probes" / "floor_plus.py"),
+         "--time", "--requests", "300"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = [line.split("  ")[0].strip() for line in proc.stdout.splitlines()]
+    assert steps == ["floor", "+ request rules", "+ response rules", "+ routing and counting",
+                     "+ access line"], proc.stdout  # fmt: skip
