@@ -108,15 +108,20 @@ def _ms(seconds: float) -> str:
     return _WHOLE_MS[n // 100] + _CENTS[n % 100]
 
 
-_END = "}\n"
+# The end of a line from the reason's key on, when there is no reason and no hold.
+_PLAIN_END = ',"reason":null}\n'
 
 # Where a block of lines (lines_sink) takes each later line's timestamp: NUL, which the
 # JSON of an event or a field never holds (json escapes it).
 _TIMESTAMP = "\x00"
 
 
-def _held_end(held: float) -> str:
-    return f',"held_ms":{_ms(held)}}}\n'
+def _end(reason: str | None, held: float | None) -> str:
+    """The end of a line from the reason's key on."""
+    text = "null" if reason is None else _string(reason)
+    if held is None:
+        return f',"reason":{text}}}\n'
+    return f',"reason":{text},"held_ms":{_ms(held)}}}\n'
 
 
 class JsonLines:
@@ -143,6 +148,9 @@ class JsonLines:
         # is its end on this clock plus the offset between the two, read once per batch.
         self._monotonic = monotonic
         self._records: list[AccessRow] = []
+        # How many waiting records call for `_appended`: 1 while no flush is scheduled
+        # (the next record schedules one), else `batch`. One comparison per record.
+        self._due = 1
         # Lines already formatted, older than every waiting record (events, and the
         # records that came before them).
         self._text: list[str] = []
@@ -153,7 +161,8 @@ class JsonLines:
         self._access_head = f'Z","level":"info","event":"request",{self._cluster}'
         self._pieces: dict[tuple[str, str, str, str, str | None], tuple[str, str]] = {}
         self._statuses: dict[int, str] = {}
-        # duration_ms by hundredths of a millisecond below 100 ms, filled as they come.
+        # duration_ms and the request id's key, by hundredths of a millisecond below
+        # 100 ms, filled as they come.
         self._ms_texts: list[str | None] = [None] * 10_000
         _open.add(self)
 
@@ -162,11 +171,11 @@ class JsonLines:
         return self._enabled
 
     def access(self, record: AccessRow) -> None:
-        records = self._records
         if len(record) < 14:  # no start (13 fields): the request ends now
             record = (*record, self._monotonic() - record[5])  # type: ignore[assignment]
+        records = self._records
         records.append(record)
-        if len(records) >= self._batch or self._flush_loop is None:
+        if len(records) >= self._due:
             self._appended()
 
     def emit(self, event: str, fields: dict[str, Any]) -> None:
@@ -213,6 +222,7 @@ class JsonLines:
         self._appended()
 
     def _appended(self) -> None:
+        """Lines were added: write them if a batch is full, and see that a flush follows."""
         if len(self._records) + len(self._text) >= self._batch:
             self.write_pending()
         loop = self._flush_loop
@@ -223,6 +233,7 @@ class JsonLines:
             self.flush()
         else:  # also recovers when the loop of an earlier flush went away
             self._flush_loop = running
+            self._due = self._batch
             running.call_later(self._flush_interval, self.flush)
 
     def write_pending(self) -> None:
@@ -239,6 +250,7 @@ class JsonLines:
 
     def flush(self) -> None:
         self._flush_loop = None
+        self._due = 1
         self.write_pending()
         with contextlib.suppress(OSError, ValueError):
             self._stream.flush()
@@ -278,7 +290,10 @@ class JsonLines:
             # _ms, inlined, and its text remembered below 100 ms.
             t = duration * 1000.0 * 100.0
             n = floor(t + 0.5) if 0.0 <= t < 9_999.5 else -1
-            ms = _ms(duration) if n < 0 or t - n <= -0.5 else ms_texts[n] or self._ms_text(n)
+            ms = (
+                f'{_ms(duration)},"request_id":' if n < 0 or t - n <= -0.5
+                else ms_texts[n] or self._ms_text(n)
+            )  # fmt: skip
             # What repeats from request to request is escaped once and looked up after:
             # the route's part (app, host, method) and the connection's (client, upstream).
             route, peer = (
@@ -287,15 +302,14 @@ class JsonLines:
             )
             add(
                 f"{head}{digits[us // 1000]}{digits[us % 1000]}{route}{string(path)}"
-                f"{statuses.get(status) or self._status(status)}{ms}"
-                f',"request_id":{string(request_id)}{peer}{bytes_in},"bytes_out":{bytes_out}'
-                f',"reason":{"null" if reason is None else string(reason)}'
-                f"{_END if held is None else _held_end(held)}"
+                f"{statuses.get(status) or self._status(status)}{ms}{string(request_id)}"
+                f'{peer}{bytes_in},"bytes_out":{bytes_out}'
+                f"{_PLAIN_END if reason is None and held is None else _end(reason, held)}"
             )
         return "".join(out)
 
     def _ms_text(self, n: int) -> str:
-        text = self._ms_texts[n] = _WHOLE_MS[n // 100] + _CENTS[n % 100]
+        text = self._ms_texts[n] = f'{_WHOLE_MS[n // 100]}{_CENTS[n % 100]},"request_id":'
         return text
 
     def _piece(
