@@ -228,3 +228,30 @@ async def test_a_plain_request_is_logged_and_counted_like_any_other(proxy: Proxy
     assert activity.in_flight == 0 and activity.requests == 2
     assert proxy.stats.apps["shop"].by_code == {200: 1, 201: 1}
     writer.close()
+
+
+async def test_requests_pipelined_behind_a_plain_one_are_answered_in_order(
+    proxy: Proxy, raw_upstream
+):
+    async def then(reader, writer):
+        # The later requests, one after another on the pooled connection (each goes once
+        # the one before is answered and the connection is back in the pool), numbered.
+        n = 0
+        while True:
+            n += 1
+            body = f"answer {n}".encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            try:
+                await read_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+
+    reader, writer, _ = await pooled_then(proxy, raw_upstream, then)
+    writer.write(b"".join(b"GET /p%d HTTP/1.1\r\nHost: shop.test\r\n\r\n" % i for i in range(4)))
+    bodies = [(await asyncio.wait_for(read_response(reader), 2)).body for _ in range(4)]
+    assert bodies == [b"answer 1", b"answer 2", b"answer 3", b"answer 4"]
+    records = await proxy.wait_records(5)
+    assert [r.path for r in records[1:]] == ["/p0", "/p1", "/p2", "/p3"]
+    assert all(r.status == 200 for r in records)
+    writer.close()
