@@ -26,7 +26,6 @@ structure (timeouts, pipelining, pause reasons, the hand-over to an exchange) co
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import subprocess
 import sys
@@ -50,24 +49,11 @@ from wakeproxy.dataplane.headers import (
 
 STEPS = ("floor", "+ request rules", "+ response rules", "+ routing and counting",
          "+ access line")  # fmt: skip
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_floor() -> Any:
-    spec = importlib.util.spec_from_file_location("floor_proxy", ROOT / "floor_proxy.py")
-    assert spec is not None and spec.loader is not None
-    argv, sys.argv = sys.argv, ["floor_proxy.py"]
-    try:
-        floor = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(floor)
-    finally:
-        sys.argv = argv
-    return floor
 
 
 def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
     """The floor's two classes with the first `level` steps added; a connected pair."""
-    floor = load_floor()
+    floor = hp.load_floor()
     peer = b"127.0.0.1"
 
     class Upstream(floor.Upstream):  # type: ignore[name-defined,misc]

@@ -134,7 +134,8 @@ def devnull_sink(*, enabled: bool) -> JsonLines:
     return JsonLines(open(os.devnull, "w"), enabled=enabled)
 
 
-def floor_pair() -> tuple[Any, Any, FakeTransport]:
+def load_floor() -> Any:
+    """A fresh copy of `benchmarks/floor_proxy.py` as a module (its own idle pool)."""
     spec = importlib.util.spec_from_file_location("floor_proxy", HERE.parent / "floor_proxy.py")
     assert spec is not None and spec.loader is not None
     argv, sys.argv = sys.argv, ["floor_proxy.py"]
@@ -143,6 +144,11 @@ def floor_pair() -> tuple[Any, Any, FakeTransport]:
         spec.loader.exec_module(floor)
     finally:
         sys.argv = argv
+    return floor
+
+
+def floor_pair() -> tuple[Any, Any, FakeTransport]:
+    floor = load_floor()
     client = floor.Client()
     client_t = FakeTransport(("127.0.0.1", 40000))
     client.connection_made(client_t)
