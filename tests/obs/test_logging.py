@@ -8,6 +8,8 @@ import json
 import logging
 import math
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,7 +230,7 @@ def test_reconfiguring_replaces_the_handler_instead_of_doubling_lines() -> None:
 def test_console_format_is_for_humans() -> None:
     buf = io.StringIO()
     configure_logging("console", "info", stream=buf)
-    access_sink()(access_record())
+    access_sink()(tuple(access_record()))  # the plain tuple the data plane hands over
     structlog.get_logger().info("started", listen="127.0.0.1:8080")
     text = buf.getvalue()
     assert not text.startswith("{")
@@ -345,3 +347,45 @@ def test_a_block_of_output_lines_is_written_as_each_line_alone_would_be(
     assert by_block.getvalue() == by_line.getvalue()
     assert [json.loads(x)["event"] for x in by_block.getvalue().splitlines()] == \
         text.split("\n")
+
+
+async def test_a_broken_stream_never_fails_the_request_being_logged() -> None:
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+        def flush(self) -> None:
+            raise OSError("disk full")
+
+    sink = access_sink(JsonLines(Broken(), batch=2))
+    for _ in range(5):  # every second one writes a batch
+        sink(access_record())
+
+
+def test_lines_still_waiting_when_the_process_exits_are_written() -> None:
+    """Inside a loop lines wait for their flush; a process that ends first still has them."""
+    code = (
+        "import asyncio, sys\n"
+        "from wakeproxy.obs.lines import JsonLines\n"
+        "out = JsonLines(sys.stdout, flush_interval=3600)\n"
+        "async def main():\n"
+        "    out.access(('a', 'a.test', 'GET', '/', 200, 0.001, None, 'r1', '127.0.0.1',"
+        " None, 10, 20, None, 0.0))\n"
+        "    out.emit('after', {})\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    got = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(e["event"], e.get("request_id")) for e in got] == [("request", "r1"), ("after", None)]
+
+
+async def test_other_log_lines_come_after_the_access_lines_still_waiting() -> None:
+    buf = io.StringIO()
+    configure_logging("json", "info", stream=buf)
+    sink = access_sink()
+    sink(access_record(request_id="first"))  # waits for its flush, inside the loop
+    structlog.get_logger().warning("then this")
+    sink(access_record(request_id="last"))
+    assert [(e["event"], e.get("request_id")) for e in lines(buf)] == [
+        ("request", "first"), ("then this", None)]
