@@ -1,11 +1,12 @@
 """The access record: one per request, handed to the access-log sink when the request ends.
 
-Owns the record's shape only; it never formats, writes or filters log lines. The hot
-path hands over a plain tuple of the fields in `AccessRecord`'s order (`AccessRow`):
-building one is a single bytecode, and the sink unpacks it in one more, where the named
-tuple costs a C call to build and a generic unpack (~2,000 instructions a request
-together). `AccessRecord` is the same fields by name, for readers that are not hot
-(`AccessRecord._make(row)`); the sink takes either.
+Owns the record's shape only; it never formats, writes or filters log lines. The
+cheapest record for the hot path is a plain tuple of the fields in `AccessRecord`'s order
+(`AccessRow`): building one is a single bytecode, and the sink unpacks it in one more,
+where the named tuple costs a C call to build and a generic unpack (~2,000 instructions
+a request together). `AccessRecord` is the same fields by name, for readers that are
+not hot (`AccessRecord._make(row)`). The sink takes either, and also a record of the
+first 13 fields only (it then takes the request's end to be when it was handed over).
 """
 
 from __future__ import annotations
