@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from wakeproxy.dataplane import AccessRecord, DataPlane
+from wakeproxy.dataplane.access import AccessRow
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.apps import AppPolicy, Endpoint
 from wakeproxy.model.board import Phase, ReadinessBoard
@@ -155,7 +156,7 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
 
     async def make(
         limits: Limits | None = None,
-        access_log: Callable[[AccessRecord], None] | None = None,
+        access_log: Callable[[AccessRow], None] | None = None,
         **kwargs: Any,
     ) -> Proxy:
         clock = SystemClock()
@@ -167,7 +168,8 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
         records: list[AccessRecord] = []
         dp = DataPlane(
             routes=routes, board=board, ledger=ledger, demand=demand, stats=stats,
-            access_log=access_log or records.append, limits=limits or Limits(), clock=clock,
+            access_log=access_log or (lambda row: records.append(AccessRecord._make(row))),
+            limits=limits or Limits(), clock=clock,
             **kwargs,
         )  # fmt: skip
         host, port = await dp.start("127.0.0.1", 0)

@@ -37,8 +37,3 @@ class AccessRecord(NamedTuple):
     # When the request head was read, on the data plane's monotonic clock: the request
     # ended at started + duration. Last, so that the sink can tell a record without it.
     started: float
-
-
-# `new_record(AccessRecord, (fields in order))`: the record without NamedTuple's
-# Python-level `__new__`.
-new_record = tuple.__new__

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from wakeproxy.dataplane.access import AccessRecord, new_record
 from wakeproxy.dataplane.context import Context
 from wakeproxy.model.board import AppState
 
@@ -66,10 +65,11 @@ def settle(
     access_log = ctx.access_log
     if access_log is None:  # access lines are off: no record to build
         return
-    record = new_record(AccessRecord, (
+    # A plain tuple (`AccessRow`): one bytecode to build and to unpack (see access.py).
+    record = (
         app, host, method.decode("latin-1"), path.decode("latin-1"), status, duration, held,
-        request_id.decode("latin-1"), client, upstream, bytes_in, bytes_out, reason,
-    ))  # fmt: skip
+        request_id.decode("latin-1"), client, upstream, bytes_in, bytes_out, reason, started,
+    )  # fmt: skip
     try:
         access_log(record)
     except Exception:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import structlog
 
-from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.dataplane.access import AccessRow
 from wakeproxy.dataplane.activator import Activator
 from wakeproxy.dataplane.errors import BadRequest
 from wakeproxy.dataplane.headers import RequestIds, valid_host
@@ -44,7 +44,7 @@ class Context:
         ledger: ActivityLedger,
         demand: WakeDemand,
         stats: RequestStats,
-        access_log: Callable[[AccessRecord], None] | None,
+        access_log: Callable[[AccessRow], None] | None,
         limits: Limits,
         trusted_proxies: tuple[Network, ...],
         clock: Clock,

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from wakeproxy.dataplane.access import AccessRecord
+from wakeproxy.dataplane.access import AccessRow
 from wakeproxy.dataplane.activator import Activator
 from wakeproxy.dataplane.client import ClientConnection
 from wakeproxy.dataplane.context import Context, Network
@@ -36,7 +36,7 @@ class DataPlane:
         ledger: ActivityLedger,
         demand: WakeDemand,
         stats: RequestStats,
-        access_log: Callable[[AccessRecord], None] | None,
+        access_log: Callable[[AccessRow], None] | None,
         limits: Limits,
         trusted_proxies: tuple[Network, ...] = (),
         clock: Clock = SystemClock(),  # noqa: B008 - stateless, shared on purpose
