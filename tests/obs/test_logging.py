@@ -94,7 +94,7 @@ def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
     """The hand-written line (its pieces remembered per route and connection, its
     numbers looked up rather than formatted) is byte for byte what `json.dumps` makes of
     the same fields, also when the remembered pieces change from line to line, for the
-    named record, the plain tuple and a record that does not say when it started."""
+    named record and the plain tuple."""
     wall = 1_765_000_000.25
     records = [
         access_record(),
@@ -115,7 +115,6 @@ def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
         for r in records:
             sink.access(r)
             sink.access(tuple(r))  # the plain tuple the data plane hands over
-            sink.access(r[:13])  # type: ignore[arg-type]  # without its start: ends now
         sink.flush()
         expected = []
         for r in records:
@@ -126,7 +125,7 @@ def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
             if cluster is not None:
                 fields["cluster"] = cluster
             fields.update(access_fields(r))
-            expected += [json.dumps(fields, separators=(",", ":"))] * 3
+            expected += [json.dumps(fields, separators=(",", ":"))] * 2
         assert buf.getvalue().splitlines() == expected
 
 

@@ -5,8 +5,7 @@ cheapest record for the hot path is a plain tuple of the fields in `AccessRecord
 (`AccessRow`): building one is a single bytecode, and the sink unpacks it in one more,
 where the named tuple costs a C call to build and a generic unpack (~2,000 instructions
 a request together). `AccessRecord` is the same fields by name, for readers that are
-not hot (`AccessRecord._make(row)`). The sink takes either, and also a record of the
-first 13 fields only (it then takes the request's end to be when it was handed over).
+not hot (`AccessRecord._make(row)`). The sink takes either.
 """
 
 from __future__ import annotations
@@ -35,5 +34,5 @@ class AccessRecord(NamedTuple):
     bytes_out: int  # response bytes written to the client
     reason: str | None  # why we answered ourselves, or what went wrong
     # When the request head was read, on the data plane's monotonic clock: the request
-    # ended at started + duration. Last, so that the sink can tell a record without it.
+    # ended at started + duration.
     started: float

@@ -171,8 +171,6 @@ class JsonLines:
         return self._enabled
 
     def access(self, record: AccessRow) -> None:
-        if len(record) < 14:  # no start (13 fields): the request ends now
-            record = (*record, self._monotonic() - record[5])  # type: ignore[assignment]
         records = self._records
         records.append(record)
         if len(records) >= self._due:
