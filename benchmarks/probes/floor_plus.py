@@ -135,7 +135,7 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
             assert h.body == NONE
             self.head = h
             if level >= 3:
-                host, app = ctx.route_cache.get(h.host) or ctx.route(h.host)
+                host, app = ctx.route(h.host)
                 state = ctx.states.get(app)
                 assert state is not None and state.endpoints
                 self.app, self.host = app, host

@@ -279,12 +279,10 @@ class ClientConnection(asyncio.Protocol):
             and not head.http10
             and head.method != b"HEAD"
         ):
-            ctx = self.ctx
-            plain = start_plain(self, ctx, head)
+            plain = start_plain(self, self.ctx, head)
             if plain is not None:  # the common case: sent, and its answer relayed, there
                 self.active = plain
-                self.deadline_kind = RESPONSE
-                self.deadline = ctx.loop.time() + ctx.response_header_timeout
+                self.await_response()
                 return
         ex = Exchange(self, self.ctx, head, head_size=head.size)
         self._parsing = ex

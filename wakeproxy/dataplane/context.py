@@ -84,10 +84,8 @@ class Context:
         self.log = structlog.get_logger("wakeproxy.dataplane")
         self._trusted = trusted_proxies
         self._trust_cache: dict[str, bool] = {}
-        # What `route` found, per Host as sent, for the table it was found in (the plain
-        # path reads it directly, and calls `route` for a miss or a new table).
-        self.route_table = routes.table
-        self.route_cache: dict[bytes, tuple[str, str | None]] = {}
+        self._route_table = routes.table
+        self._route_cache: dict[bytes, tuple[str, str | None]] = {}
 
     def route(self, raw_host: bytes) -> tuple[str, str | None]:
         """`Host` bytes → (normalized host, app or None), cached per route table.
@@ -95,19 +93,19 @@ class Context:
         Raises BadRequest for a value that is not a host (and port) at all.
         """
         table = self.routes.table
-        if table is not self.route_table:
-            self.route_table = table  # swapped whole by the control plane: start afresh
-            self.route_cache.clear()
-        hit = self.route_cache.get(raw_host)
+        if table is not self._route_table:
+            self._route_table = table  # swapped whole by the control plane: start afresh
+            self._route_cache.clear()
+        hit = self._route_cache.get(raw_host)
         if hit is None:
             if raw_host and not valid_host(raw_host):
                 hit = _INVALID
             else:
                 host = normalize_host(raw_host.decode("latin-1"))
                 hit = (host, table.resolve(host))
-            if len(self.route_cache) >= _CACHE_SIZE:
-                self.route_cache.clear()
-            self.route_cache[raw_host] = hit
+            if len(self._route_cache) >= _CACHE_SIZE:
+                self._route_cache.clear()
+            self._route_cache[raw_host] = hit
         if hit is _INVALID:
             raise BadRequest("the Host header is not a valid host name")
         return hit

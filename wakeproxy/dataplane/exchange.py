@@ -86,7 +86,7 @@ RETRY_FIRST = 0.01
 RETRY_CAP = 0.25
 LAST_CHUNK = b"0\r\n\r\n"
 # Output parts joined into one buffer before writing when the largest two fit in this.
-JOIN_LIMIT = 16384
+_JOIN_LIMIT = 16384
 
 
 # What the plain path hands over when its request becomes an exchange (`Exchange.adopted`):
@@ -818,7 +818,7 @@ def send_parts(conn: Client, out: list[bytes]) -> None:
     if not conn.closing:
         if len(out) == 1:
             conn.transport.write(out[0])
-        elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= JOIN_LIMIT:
+        elif len(out) <= 3 and len(out[-1]) + len(out[-2]) <= _JOIN_LIMIT:
             # A small head + body (or chunk): copying it into one buffer is cheaper than
             # uvloop's multi-buffer path (a write context per call).
             conn.transport.write(b"".join(out))

@@ -24,7 +24,7 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpResponsePars
 from wakeproxy.dataplane.accounting import begin_counting, settle
 from wakeproxy.dataplane.context import Context
 from wakeproxy.dataplane.errors import BadRequest
-from wakeproxy.dataplane.exchange import JOIN_LIMIT, Exchange, send_parts
+from wakeproxy.dataplane.exchange import Exchange, send_parts
 from wakeproxy.dataplane.headers import LENGTH, NONE, RequestHead, response_head, upstream_head
 from wakeproxy.dataplane.ports import RESPONSE, Client
 from wakeproxy.dataplane.upstream import UpstreamConnection, UpstreamPool
@@ -43,13 +43,10 @@ def start_plain(conn: Client, ctx: Context, head: RequestHead) -> PlainConnectio
     """Send `head` (a request with no body) on an idle connection of its awake app, and
     return that connection, now relaying the answer; None, with nothing done, when the
     request is not plain after all (then an exchange takes it from the start)."""
-    hit = ctx.route_cache.get(head.host)
-    if hit is None or ctx.routes.table is not ctx.route_table:
-        try:
-            hit = ctx.route(head.host)
-        except BadRequest:
-            return None
-    host, app = hit
+    try:
+        host, app = ctx.route(head.host)
+    except BadRequest:
+        return None
     if app is None:
         return None
     state = ctx.states.get(app)
@@ -178,11 +175,7 @@ class PlainConnection(UpstreamConnection):
                     self._hand_over().upstream_failed(f"sent an invalid response ({e})")
                     return
             out = self._out
-            if len(out) == 2 and len(out[1]) <= JOIN_LIMIT:
-                if not client.closing:  # a head and a small body: one write
-                    client.transport.write(out[0] + out[1])
-                out.clear()
-            elif out:
+            if out:
                 send_parts(client, out)
             if self._done:
                 self._finish(client)
