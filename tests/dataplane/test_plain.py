@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from tests.dataplane.conftest import Proxy, abort, read_head, read_response
 from wakeproxy.model.limits import Limits
 
@@ -254,4 +256,140 @@ async def test_requests_pipelined_behind_a_plain_one_are_answered_in_order(
     records = await proxy.wait_records(5)
     assert [r.path for r in records[1:]] == ["/p0", "/p1", "/p2", "/p3"]
     assert all(r.status == 200 for r in records)
+    writer.close()
+
+
+# -- answers relayed as they came ----------------------------------------------------------
+
+
+async def test_a_clean_answer_reaches_the_client_as_it_came_without_its_connection_field(
+    proxy: Proxy, raw_upstream
+):
+    head = (b"HTTP/1.1 200 Fine\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nX-Spaced:  v  \r\n"
+            b"%sContent-Length: 4\r\n\r\n")  # fmt: skip
+
+    async def then(reader, writer):
+        writer.write(head % b"connection: Keep-Alive\r\n" + b"body")
+        await writer.drain()
+        await read_head(reader)
+        writer.write(OK)
+
+    reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    expected = head % b"" + b"body"
+    assert await asyncio.wait_for(reader.readexactly(len(expected)), 2) == expected
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert len(connections) == 1  # the app's connection went back to the pool
+    records = await proxy.wait_records(2)
+    assert (records[1].status, records[1].bytes_out) == (200, len(expected))
+    writer.close()
+
+
+async def test_an_app_closing_after_its_answer_leaves_the_client_connection_open(
+    proxy: Proxy, raw_upstream
+):
+    async def then(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye")
+        await writer.drain()
+        writer.close()
+
+    reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.body, resp.header("connection")) == (200, b"bye", None)
+    writer.write(GET)  # the same client connection, a new one to the app
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert len(connections) == 2
+    writer.close()
+
+
+async def test_fields_an_answer_names_in_connection_never_reach_the_client(
+    proxy: Proxy, raw_upstream
+):
+    async def then(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\n"
+                     b"X-Internal: secret\r\nX-Public: 1\r\nContent-Length: 2\r\n\r\n"
+                     b"ok")  # fmt: skip
+
+    reader, writer, _ = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.header("x-public")) == (200, "1")
+    assert resp.header("x-internal") is None and resp.header("connection") is None
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\nTransfer-Encoding: chunked\r\n\r\n",  # bare LF
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\rContent-Length: 2\r\n\r\nok",  # bare CR
+    ],
+    ids=["bare-lf", "two-lengths", "length-and-chunked", "folded", "space-before-colon",
+         "bare-cr"],
+)  # fmt: skip
+async def test_an_answer_llhttp_refuses_is_502_and_none_of_it_is_relayed(
+    proxy: Proxy, raw_upstream, answer: bytes
+):
+    async def then(reader, writer):
+        writer.write(answer)
+
+    reader, writer, _ = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert resp.status == 502 and b"invalid response" in resp.body
+    writer.close()
+
+
+async def test_a_304_with_a_length_has_no_body_and_the_connections_go_on(
+    proxy: Proxy, raw_upstream
+):
+    async def then(reader, writer):
+        writer.write(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 100\r\n\r\n")
+        await writer.drain()
+        await read_head(reader)
+        writer.write(OK)
+
+    reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.header("etag"), resp.header("content-length")) == (
+        304, '"v1"', "100")  # fmt: skip
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert len(connections) == 1
+    writer.close()
+
+
+async def test_a_body_after_its_whole_head_comes_over_many_reads(proxy: Proxy, raw_upstream):
+    body = bytes(range(256)) * 2000
+
+    async def then(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+        await writer.drain()
+        for i in range(10, len(body), 65536):
+            await asyncio.sleep(0.005)
+            writer.write(body[i : i + 65536])
+            await writer.drain()
+        await read_head(reader)
+        writer.write(OK)
+
+    reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 3)
+    assert (resp.status, resp.body) == (200, body)
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.body, len(connections)) == (200, b"ok", 1)
+    records = await proxy.wait_records(3)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 512000\r\n\r\n"
+    assert records[1].bytes_out == len(head) + len(body)
     writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from random import Random
 
 import httptools
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from wakeproxy.dataplane.headers import (
     LENGTH,
     RELAYED,
     read_request_head,
+    relayable_answer,
     response_head,
     upstream_head,
 )
@@ -166,6 +168,66 @@ def test_response_hop_by_hop_headers_never_reach_the_client(
     assert got.count(b"connection") <= 1
     if status not in (204, 304):
         assert framing == LENGTH and got.count(b"content-length") == 1
+
+
+def parse_answer(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The fields llhttp reads in a response head, and whether it read a whole answer."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.headers: list[tuple[bytes, bytes]] = []
+            self.complete = False
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers.append((name.lower(), value))
+
+        def on_message_complete(self) -> None:
+            self.complete = True
+
+    sink = Sink()
+    httptools.HttpResponseParser(sink).feed_data(data)
+    return sink.headers, sink.complete
+
+
+CONNECTION_VALUE = st.sampled_from([b"keep-alive", b"Keep-Alive", b"close", b"CLOSE ",
+                                    b"keep-alive, x-secret", b"upgrade"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(request_headers(), st.sampled_from([200, 204, 304, 404]),
+       st.lists(CONNECTION_VALUE, max_size=2),
+       st.lists(st.sampled_from(sorted(HOP_BY_HOP - {b"connection"})), max_size=1),
+       st.integers(0, 5), st.randoms())
+def test_an_answer_relayed_as_it_came_carries_nothing_hop_by_hop(
+    generated: tuple[list[tuple[bytes, bytes]], set[bytes]], status: int,
+    connections: list[bytes], other_hop: list[bytes], length: int, rnd: Random,
+) -> None:
+    """The plain path relays an answer's bytes unparsed by Python: whenever it takes one,
+    what reaches the client must be what `response_head`'s rules allow, framed the same."""
+    fields, _ = generated
+    fields = [(n, v) for n, v in fields
+              if n.lower() not in HOP_BY_HOP | RELAYED | {b"content-length"}]
+    fields += [(b"Connection", v) for v in connections]
+    fields += [(n.title(), b"x") for n in other_hop if n != b"transfer-encoding"]
+    fields.append((b"Content-Length", b"%d" % length))
+    rnd.shuffle(fields)
+    head = b"HTTP/1.1 %d X\r\n" % status + b"".join(
+        n + b": " + v + b"\r\n" for n, v in fields) + b"\r\n"  # fmt: skip
+    body = b"" if status in (204, 304) else b"b" * length
+    answer = relayable_answer(head + body + b"NEXT")
+    hop = [(n.lower(), v.strip().lower()) for n, v in fields if n.lower() in HOP_BY_HOP]
+    if hop != [(b"connection", b"keep-alive")] and hop != [(b"connection", b"close")] and hop:
+        assert answer is None, hop  # anything else hop-by-hop: the exchange's rules
+        return
+    assert answer is not None
+    _, end, keep, cut, cut_end = answer
+    assert end == len(head) + len(body)  # never the bytes after the answer
+    assert keep == (hop != [(b"connection", b"close")])
+    relayed = head[:cut] + head[cut_end:] + body
+    got, complete = parse_answer(relayed)
+    assert complete
+    assert not {n for n, _ in got} & HOP_BY_HOP
+    assert got == [(n.lower(), v) for n, v in fields if n.lower() not in HOP_BY_HOP]
 
 
 def test_property_run_sizes() -> None:

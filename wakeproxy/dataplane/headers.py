@@ -408,3 +408,61 @@ class RequestIds:
         # The next id, made in C (a counter mapped through `%`): one call per request
         # with no Python frame.
         self.next: Callable[[], bytes] = map(pattern.__mod__, itertools.count(1)).__next__
+
+
+# An answer relayed as it came (the plain path): read off its bytes by these patterns, not
+# field by field. Its bytes go through llhttp before a byte is relayed, and llhttp (strictly)
+# refuses bare CR or LF, folded lines, whitespace before a colon, two Content-Lengths and
+# Content-Length beside Transfer-Encoding: so each field starts right after a CRLF with its
+# name and colon, and the patterns read the head as llhttp does.
+_HOP_FIELD = re.compile(
+    rb"\r\n(?:t(?:ransfer-encoding|e|railer)|upgrade|proxy-connection|keep-alive):",
+    re.IGNORECASE,
+)
+_CONNECTION_FIELD = re.compile(rb"\r\nconnection:[ \t]*([^\r]*)", re.IGNORECASE)
+_LENGTH_FIELD = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r", re.IGNORECASE)
+_KEEP, _CLOSE = frozenset({b"keep-alive", b"Keep-Alive"}), frozenset({b"close", b"Close"})
+
+
+def relayable_answer(data: bytes) -> tuple[int, int, bool, int, int] | None:
+    """An answer head the plain path may relay as it came, without `Connection`, to a
+    keep-alive HTTP/1.1 request that is not HEAD → (status, where the answer ends in
+    `data`, whether the app keeps the connection, the span of the `Connection` line to cut
+    (0, 0 if none)); None when `response_head`'s rules must run instead: the head not whole
+    in `data`, not HTTP/1.1, interim, a hop-by-hop field other than `Connection:
+    keep-alive|close`, or framed other than by Content-Length (204 and 304 have no body)."""
+    end = data.find(b"\r\n\r\n")
+    code = data[9:12]
+    if (
+        end < 0
+        or not data.startswith(b"HTTP/1.1 ")
+        or not code.isdigit()
+        or code < b"200"
+        or _HOP_FIELD.search(data, 0, end + 2) is not None
+    ):
+        return None
+    body_at = end + 4
+    status = int(code)
+    if status == 204 or status == 304:
+        length = 0
+    else:
+        field = _LENGTH_FIELD.search(data, 0, body_at)
+        if field is None:
+            return None  # delimited by close
+        length = int(field[1])
+    connection = _CONNECTION_FIELD.search(data, 0, body_at)
+    if connection is None:
+        return status, body_at + length, True, 0, 0  # HTTP/1.1 keeps it by default
+    if _CONNECTION_FIELD.search(data, connection.end(), body_at) is not None:
+        return None  # a second one: the exchange joins and obeys them all
+    value = connection[1].rstrip(b" \t")
+    if value in _KEEP:
+        keep = True
+    elif value in _CLOSE:
+        keep = False
+    else:
+        value = value.lower()
+        if value != b"keep-alive" and value != b"close":
+            return None  # it names fields to drop
+        keep = value == b"keep-alive"
+    return status, body_at + length, keep, connection.start(), connection.end()

@@ -2,41 +2,50 @@
 
 A request with no body, on a keep-alive HTTP/1.1 connection with nothing queued before it,
 for an app that is awake and has an idle pooled connection, is sent upstream from the
-client's head callback. Its answer comes back through a parser the upstream connection
-keeps for its whole life (one per connection, not one per request), with callbacks of its
-own, and goes to the client one write per read. That is most requests; all they run is in
-this module, the head rules of `headers.py` and `settle`.
+client's head callback. Its answer is relayed as it came, one write per read, when its
+head is clean: whole in the first read, HTTP/1.1, a final status, framed by Content-Length
+(or a 204/304 with no body), with no hop-by-hop field but `Connection: keep-alive|close`
+(cut out), no folded line and no bare CR or LF. That is decided over the bytes by compiled
+patterns, not field by field in Python; llhttp, fed the same bytes with no callbacks, still
+checks the syntax, and the Content-Length tells where the answer ends. That is most
+requests; all they run is in this module, the request rules of `headers.py` and `settle`.
 
-Anything else about such a request makes it an `Exchange` (`Exchange.adopted`) at the first
-sign: an answer that is interim (1xx), chunked or delimited by close; an answer that is
-invalid before its head is through; a response-header timeout; a lost connection; a client
-gone; a shutdown; a crash. Until the answer's head went out the exchange parses what came
-so far again from the start, with its own parser, so its rules apply unchanged; after that
-it only finishes. Must never: read a request body, hold, retry, connect, or answer itself.
+Any other answer makes the request an `Exchange` (`Exchange.adopted`) before a byte of it is
+relayed, and the exchange parses it from the start with its own rules: an answer that is
+interim (1xx), chunked, delimited by close, from HTTP/1.0, with other hop-by-hop fields,
+split over reads before its head ends, or invalid; so does a response-header timeout, a
+lost connection, a client gone or a shutdown before the head. After the head went out an
+exchange only finishes (a cut body, a client gone, a crash). Must never: read a request
+body, hold, retry, connect, or answer itself.
 """
 
 from __future__ import annotations
 
 from typing import cast
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpResponseParser
 
 from wakeproxy.dataplane.accounting import begin_counting, settle
 from wakeproxy.dataplane.context import Context
 from wakeproxy.dataplane.errors import BadRequest
-from wakeproxy.dataplane.exchange import Exchange, send_parts
-from wakeproxy.dataplane.headers import LENGTH, NONE, RequestHead, response_head, upstream_head
+from wakeproxy.dataplane.exchange import Exchange
+from wakeproxy.dataplane.headers import (
+    LENGTH,
+    NONE,
+    RequestHead,
+    relayable_answer,
+    upstream_head,
+)
 from wakeproxy.dataplane.ports import RESPONSE, Client
 from wakeproxy.dataplane.upstream import UpstreamConnection, UpstreamPool
 from wakeproxy.model.apps import Endpoint
 
 
-class _HandOver(Exception):
-    """Raised in a parser callback: this answer needs an exchange."""
+class _NoCallbacks:
+    """The protocol of a parser that only checks: llhttp calls no Python per message."""
 
 
-class _Extra(Exception):
-    """Raised in a parser callback: the app sent more than the answer."""
+_CHECK_ONLY = _NoCallbacks()
 
 
 def start_plain(conn: Client, ctx: Context, head: RequestHead) -> PlainConnection | None:
@@ -80,15 +89,11 @@ class PlainConnection(UpstreamConnection):
         "_counted",
         "_ctx",
         "_dirty",
-        "_done",
-        "_fields",
         "_first",
-        "_framing",
         "_head",
         "_keep",
-        "_out",
+        "_left",
         "_parser",
-        "_reason",
         "_request_id",
         "_started",
         "_status",
@@ -104,6 +109,7 @@ class PlainConnection(UpstreamConnection):
     def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
         super().__init__(pool, endpoint)
         self._client: Client | None = None  # the client of the plain request in flight
+        # One checking parser for the connection's life, fed whole answers only.
         self._parser: HttpResponseParser | None = None
         self.leftover: bytes | None = None
 
@@ -125,15 +131,11 @@ class PlainConnection(UpstreamConnection):
         rid = head.request_id
         rid = self._request_id = rid if rid and client.trusted else ctx.ids.next()
         self._status = 0
-        self._reason = b""
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._out: list[bytes] = []
-        self._first: bytes | None = None
-        self._done = False
+        self._left = 0  # bytes of the answer's body still to come
         self._dirty = False
         self._bytes_out = 0
         if self._parser is None:
-            self._parser = HttpResponseParser(self)
+            self._parser = HttpResponseParser(_CHECK_ONLY)
         up_head = self._up_head = upstream_head(head, client.peer_bytes, client.trusted, rid)
         if client.writing_paused:
             self.pause_reading()
@@ -148,36 +150,26 @@ class PlainConnection(UpstreamConnection):
             return
         try:
             if self._status == 0:
-                # The head is not through: keep what came, for an exchange to parse again.
-                first = self._first
-                self._first = data if first is None else first + data
+                self._answer_head(client, data)
+                return
+            left = self._left - len(data)
+            if left < 0:  # bytes after the answer: relayed no further, connection not reused
+                data = data[: self._left]
+                self._dirty = True
+                left = 0
+            self._left = left
             parser = self._parser
             assert parser is not None
             try:
                 parser.feed_data(data)
-            except HttpParserCallbackError as e:
-                self._parser = None  # stopped mid-message: no use for a next answer
-                if isinstance(e.__context__, _HandOver):
-                    self._take_over()
-                    return
-                if not isinstance(e.__context__, _Extra):
-                    raise
-                self._dirty = True  # bytes after the answer: the connection is not reused
-            except HttpParserError as e:
+            except HttpParserError as e:  # cannot happen inside a length-framed body
                 self._parser = None
-                if self._done:
-                    self._dirty = True  # bytes after the answer: the connection is not reused
-                elif self._status == 0:
-                    self._take_over()  # the exchange reports the invalid answer
-                    return
-                else:
-                    send_parts(client, self._out)
-                    self._hand_over().upstream_failed(f"sent an invalid response ({e})")
-                    return
-            out = self._out
-            if out:
-                send_parts(client, out)
-            if self._done:
+                self._hand_over().upstream_failed(f"sent an invalid response ({e})")
+                return
+            self._bytes_out += len(data)
+            if not client.closing:
+                client.transport.write(data)
+            if left == 0:
                 self._finish(client)
         except Exception as e:
             self._parser = None
@@ -185,49 +177,47 @@ class PlainConnection(UpstreamConnection):
                 raise
             self._hand_over().crashed(e)
 
-    def on_status(self, reason: bytes) -> None:
-        if self._done:
-            raise _Extra
-        self._reason = reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name, value))
-
-    def on_headers_complete(self) -> None:
+    def _answer_head(self, client: Client, data: bytes) -> None:
+        """The first read of the answer: relayed as it came if its head is clean, else
+        the whole answer is an exchange's from here."""
+        answer = relayable_answer(data)
+        if answer is None or self._ctx.draining:  # (draining: it must say `close`)
+            self._take_over(data)
+            return
+        status, end, keep, cut, cut_end = answer
+        left = end - len(data)
+        if left < 0:  # bytes after the answer: relayed no further, connection not reused
+            data = data[:end]
+            self._dirty = True
+            left = 0
         parser = self._parser
-        client = self._client
-        assert parser is not None and client is not None
-        status = parser.get_status_code()
-        if status < 200:
-            raise _HandOver  # interim answers and upgrades: the exchange's
-        data, framing, keep = response_head(
-            status, self._reason, self._fields, no_body=False, http10=False,
-            keep_alive=not self._ctx.draining,
-        )  # fmt: skip
-        if framing != LENGTH and framing != NONE:
-            raise _HandOver  # chunked, or delimited by close: the exchange's
-        self._keep = parser.should_keep_alive()
-        self._client_keep = keep
-        self._framing = framing
+        assert parser is not None
+        try:
+            parser.feed_data(data)
+        except HttpParserError:
+            self._parser = None
+            self._take_over(data)  # the exchange reports the invalid answer
+            return
         self._status = status
-        self._first = None
+        self._keep = keep  # (llhttp's own answer is not kept once the message is complete)
+        self._left = left
+        self._client_keep = True
         if client.deadline_kind == RESPONSE:
             client.deadline_kind = 0
-        self._out.append(data)
-        self._bytes_out += len(data)
-
-    def on_body(self, body: bytes) -> None:
-        self._out.append(body)
-        self._bytes_out += len(body)
-
-    def on_message_complete(self) -> None:
-        self._done = True
+        if cut:
+            data = data[:cut] + data[cut_end:]
+        self._bytes_out = len(data)
+        if not client.closing:
+            client.transport.write(data)
+        if left == 0:
+            self._finish(client)
 
     def _finish(self, client: Client) -> None:
         self._client = None
         if self._keep and not self._dirty:
             self.pool.release(self)
         else:
+            self._parser = None
             self.close()
         head = self._head
         settle(
@@ -243,19 +233,18 @@ class PlainConnection(UpstreamConnection):
         """The exchange this request is from now on (the client's current one)."""
         client = cast(Client, self._client)
         self._client = None
+        status = self._status
         plain = (
             self.app, self.host, self._request_id, self._started, self._counted,
-            self._up_head, self._status != 0, self._status, self._bytes_out,
-            self._framing if self._status else NONE,
+            self._up_head, status != 0, status, self._bytes_out,
+            (NONE if status == 204 or status == 304 else LENGTH) if status else NONE,
         )  # fmt: skip
         ex = Exchange.adopted(client, self._ctx, self._head, plain, self)
         client.handed_over(self, ex)
         return ex
 
-    def _take_over(self) -> Exchange:
+    def _take_over(self, first: bytes | None = None) -> Exchange:
         """Hand over before the answer's head went out: the exchange parses what came."""
-        first = self._first
-        self._first = None
         ex = self._hand_over()
         if first:
             ex.upstream_data(first)
@@ -278,4 +267,6 @@ class PlainConnection(UpstreamConnection):
         pass  # there is no request body
 
     def shutdown(self) -> None:
-        self._take_over().shutdown()
+        if self._status == 0:
+            self._take_over().shutdown()
+        # else: a length-framed answer under way finishes, as an exchange's would
