@@ -168,7 +168,7 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
         records: list[AccessRecord] = []
         dp = DataPlane(
             routes=routes, board=board, ledger=ledger, demand=demand, stats=stats,
-            access_log=access_log or (lambda row: records.append(AccessRecord._make(row))),
+            access_log=access_log or (lambda row: records.append(AccessRecord.of(row))),
             limits=limits or Limits(), clock=clock,
             **kwargs,
         )  # fmt: skip

@@ -114,7 +114,7 @@ def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
         sink = JsonLines(buf, cluster=cluster, wall=lambda: wall, monotonic=lambda: 0.0)
         for r in records:
             sink.access(r)
-            sink.access(tuple(r))  # the plain tuple the data plane hands over
+            sink.access(tuple(r))  # a plain tuple, as the data plane hands over (with text)
         sink.flush()
         expected = []
         for r in records:
@@ -127,6 +127,56 @@ def test_access_lines_are_the_bytes_json_writes_for_their_fields() -> None:
             fields.update(access_fields(r))
             expected += [json.dumps(fields, separators=(",", ":"))] * 2
         assert buf.getvalue().splitlines() == expected
+
+
+def wire_row(record: AccessRecord) -> tuple[Any, ...]:
+    """The row the data plane hands over for `record`: method, path and request id as the
+    bytes read from the wire (latin-1)."""
+    row = list(record)
+    for i in (2, 3, 7):
+        row[i] = row[i].encode("latin-1")
+    return tuple(row)
+
+
+ODD_ROWS = [  # fields that need JSON escaping, on their own and together
+    {"path": '/q"uote'}, {"path": "/back\\slash"}, {"path": "/ctl\x00\x01\x1f\x7f"},
+    {"path": "/latin-1 \xe9\xff"}, {"path": "/utf-8 caf\xc3\xa9"},
+    {"path": "/tab\there\nnewline"}, {"request_id": 'id"\\\x02\xe9'},
+    {"method": 'M"\xe9'}, {"host": 'h"o\\st\x01.\u00e9\u2603'}, {"app": 'a"p\\p\u2028'},
+    {"reason": 'why "\\\n\x00 \u2603', "held": 0.25}, {"held": 12.345, "reason": None},
+    {"client": '"::1\\', "upstream": '10.0.0.1:80"\\'},
+    {"path": "/" + "x" * 5000 + "\x00", "bytes_in": 10_001, "bytes_out": 123_456_789},
+]
+
+
+@pytest.mark.parametrize("odd", [*ODD_ROWS, {k: v for o in ODD_ROWS for k, v in o.items()}])
+def test_rows_from_the_wire_are_the_bytes_json_writes_for_their_fields(
+    odd: dict[str, Any],
+) -> None:
+    """The data plane's rows (bytes read from the wire) in a batch with plain ones: the
+    batch needing no escaping is written as it is, one needing it escaped, and either
+    way each line is byte for byte `json.dumps` of the same fields (decoded latin-1)."""
+    wall = 1_765_000_000.5
+    plain = [access_record(held=None, path=f"/p{i}", request_id=f"r{i}") for i in range(3)]
+    for records in ([access_record(**odd)], [plain[0], access_record(**odd), *plain[1:]],
+                    plain):
+        rows = [wire_row(r._replace(started=-r.duration)) for r in records]
+        buf = io.StringIO()
+        sink = JsonLines(buf, cluster="dev", wall=lambda: wall, monotonic=lambda: 0.0)
+        for row in rows:
+            sink.access(row)  # type: ignore[arg-type]
+        sink.flush()
+        expected = []
+        for row in rows:
+            fields: dict[str, Any] = {
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.500000Z", time.gmtime(wall)),
+                "level": "info", "event": "request", "cluster": "dev",
+            }
+            fields.update(access_fields(row))  # type: ignore[arg-type]
+            expected.append(json.dumps(fields, separators=(",", ":")))
+        assert buf.getvalue().splitlines() == expected
+        assert json.loads(buf.getvalue().splitlines()[-1])["path"] == \
+            records[-1].path
 
 
 def test_milliseconds_are_the_text_json_writes_for_any_duration() -> None:

@@ -66,9 +66,10 @@ def settle(
     if access_log is None:  # access lines are off: no record to build
         return
     # A plain tuple (`AccessRow`): one bytecode to build and to unpack (see access.py).
+    # The method, path and request id as read: the sink decodes them, a batch at a time.
     record = (
-        app, host, method.decode("latin-1"), path.decode("latin-1"), status, duration, held,
-        request_id.decode("latin-1"), client, upstream, bytes_in, bytes_out, reason, started,
+        app, host, method, path, status, duration, held, request_id, client, upstream,
+        bytes_in, bytes_out, reason, started,
     )  # fmt: skip
     try:
         access_log(record)

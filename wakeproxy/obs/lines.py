@@ -24,6 +24,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
@@ -42,10 +43,20 @@ _floor = math.floor
 # Number texts looked up instead of formatted (a format costs ~700 instructions, a
 # lookup ~40): three digits of the microseconds; whole milliseconds below 1000 with
 # their point; hundredths of a millisecond as `json` writes them after the point
-# (one trailing zero dropped: 12.30 is "12.3", 12.00 is "12.0").
-_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))
+# (one trailing zero dropped: 12.30 is "12.3", 12.00 is "12.0"); byte counts.
+_DIGITS3 = tuple(f"{i:03d}".encode() for i in range(1000))
 _WHOLE_MS = tuple(f"{i}." for i in range(1000))
 _CENTS = tuple(f"{i:02d}".removesuffix("0") for i in range(100))
+_COUNTS = tuple(str(i).encode() for i in range(10_000))
+_BYTES_OUT_KEY = b',"bytes_out":'
+
+# The bytes a JSON string holds as they are (`json` escapes the rest: controls, quote,
+# backslash, and beyond ASCII): deleting them from a text leaves nothing when it needs
+# no escaping. One C pass over a batch's paths and request ids.
+_AS_IS = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
+_join = b"".join
+_paths = itemgetter(3)
+_request_ids = itemgetter(7)
 
 # Distinct route-and-connection keys, and statuses, whose text is remembered before
 # the memo starts afresh.
@@ -74,11 +85,11 @@ def access_fields(record: AccessRow) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "app": app or None,
         "host": host,
-        "method": method,
-        "path": path,
+        "method": _text(method),
+        "path": _text(path),
         "status": status,
         "duration_ms": round(duration * 1000.0, 2),
-        "request_id": request_id,
+        "request_id": _text(request_id),
         "client": client,
         "upstream": upstream,
         "bytes_in": bytes_in,
@@ -88,6 +99,16 @@ def access_fields(record: AccessRow) -> dict[str, Any]:
     if held is not None:
         fields["held_ms"] = round(held * 1000.0, 2)
     return fields
+
+
+def _text(value: bytes | str) -> str:
+    """A field as read from the wire (bytes, taken as latin-1), or already text."""
+    return value if isinstance(value, str) else value.decode("latin-1")
+
+
+def _escaped(value: bytes | str) -> bytes:
+    """A string field's JSON text between its quotes (ASCII, as `json` escapes it)."""
+    return _string(_text(value))[1:-1].encode("ascii")
 
 
 def _opt(value: str | None) -> str:
@@ -109,19 +130,19 @@ def _ms(seconds: float) -> str:
 
 
 # The end of a line from the reason's key on, when there is no reason and no hold.
-_PLAIN_END = ',"reason":null}\n'
+_PLAIN_END = b',"reason":null}\n'
 
 # Where a block of lines (lines_sink) takes each later line's timestamp: NUL, which the
 # JSON of an event or a field never holds (json escapes it).
 _TIMESTAMP = "\x00"
 
 
-def _end(reason: str | None, held: float | None) -> str:
+def _end(reason: str | None, held: float | None) -> bytes:
     """The end of a line from the reason's key on."""
     text = "null" if reason is None else _string(reason)
     if held is None:
-        return f',"reason":{text}}}\n'
-    return f',"reason":{text},"held_ms":{_ms(held)}}}\n'
+        return f',"reason":{text}}}\n'.encode()
+    return f',"reason":{text},"held_ms":{_ms(held)}}}\n'.encode()
 
 
 class JsonLines:
@@ -159,11 +180,12 @@ class JsonLines:
         self._second = -1
         self._second_text = ""
         self._access_head = f'Z","level":"info","event":"request",{self._cluster}'
-        self._pieces: dict[tuple[str, str, str, str, str | None], tuple[str, str]] = {}
-        self._statuses: dict[int, str] = {}
+        self._pieces: dict[
+            tuple[str, str, bytes, int, str, str | None], tuple[bytes, bytes, bytes]
+        ] = {}
         # duration_ms and the request id's key, by hundredths of a millisecond below
         # 100 ms, filled as they come.
-        self._ms_texts: list[str | None] = [None] * 10_000
+        self._ms_texts: list[bytes | None] = [None] * 10_000
         _open.add(self)
 
     @property
@@ -267,21 +289,34 @@ class JsonLines:
         return self._second_text
 
     def _lines(self, records: list[AccessRow]) -> str:
-        """The text of access lines: per line, lookups and one f-string, no float format."""
-        out: list[str] = []
-        add = out.append
+        """The text of access lines: bytes pieces per line, looked up (no float format),
+        and one join for the whole batch, decoded once.
+
+        The request's method, path and id stay the bytes read from the wire (latin-1,
+        as the rest of the data plane reads them); a batch whose paths and ids need no
+        JSON escaping, the common case, is proved so with one C pass over them all and
+        written as it is. Records made by hand may hold text there instead: escaped."""
+        out: list[bytes] = []
+        add = out.extend
         offset = self._wall() - self._monotonic()
-        pieces, statuses = self._pieces, self._statuses
-        floor, string, digits, ms_texts = _floor, _string, _DIGITS3, self._ms_texts
+        pieces = self._pieces
+        floor, digits, ms_texts, counts = _floor, _DIGITS3, self._ms_texts, _COUNTS
+        try:
+            as_is = not (
+                _join(map(_paths, records)).translate(None, _AS_IS)
+                or _join(map(_request_ids, records)).translate(None, _AS_IS)
+            )
+        except TypeError:  # text, not bytes, in a record made by hand
+            as_is = False
         # The second the last line fell in, as floats: compared without conversions.
         second = next_second = 0.0
-        head = ""
+        head = b""
         for (app, host, method, path, status, duration, held, request_id, client, upstream,
              bytes_in, bytes_out, reason, started) in records:  # fmt: skip
             wall = started + duration + offset
             if not second <= wall < next_second:
                 whole = floor(wall)
-                head = self._timestamp(whole)
+                head = self._timestamp(whole).encode()
                 second = float(whole)
                 next_second = second + 1.0
             us = floor((wall - second) * 1e6)
@@ -289,48 +324,48 @@ class JsonLines:
             t = duration * 1000.0 * 100.0
             n = floor(t + 0.5) if 0.0 <= t < 9_999.5 else -1
             ms = (
-                f'{_ms(duration)},"request_id":' if n < 0 or t - n <= -0.5
+                f'{_ms(duration)},"request_id":"'.encode() if n < 0 or t - n <= -0.5
                 else ms_texts[n] or self._ms_text(n)
             )  # fmt: skip
             # What repeats from request to request is escaped once and looked up after:
-            # the route's part (app, host, method) and the connection's (client, upstream).
-            route, peer = (
-                pieces.get((app, host, method, client, upstream))
-                or self._piece(app, host, method, client, upstream)
+            # the route's part (app, host, method), the status's and the connection's
+            # (client, upstream).
+            route, code, peer = (
+                pieces.get((app, host, method, status, client, upstream))
+                or self._piece(app, host, method, status, client, upstream)
             )
-            add(
-                f"{head}{digits[us // 1000]}{digits[us % 1000]}{route}{string(path)}"
-                f"{statuses.get(status) or self._status(status)}{ms}{string(request_id)}"
-                f'{peer}{bytes_in},"bytes_out":{bytes_out}'
-                f"{_PLAIN_END if reason is None and held is None else _end(reason, held)}"
-            )
-        return "".join(out)
+            if not as_is:
+                path, request_id = _escaped(path), _escaped(request_id)
+            add((
+                head, digits[us // 1000], digits[us % 1000], route, path, code, ms,
+                request_id, peer,
+                counts[bytes_in] if bytes_in < 10_000 else b"%d" % bytes_in, _BYTES_OUT_KEY,
+                counts[bytes_out] if bytes_out < 10_000 else b"%d" % bytes_out,
+                _PLAIN_END if reason is None and held is None else _end(reason, held),
+            ))  # fmt: skip
+        return _join(out).decode("latin-1")
 
-    def _ms_text(self, n: int) -> str:
-        text = self._ms_texts[n] = f'{_WHOLE_MS[n // 100]}{_CENTS[n % 100]},"request_id":'
+    def _ms_text(self, n: int) -> bytes:
+        text = self._ms_texts[n] = f'{_WHOLE_MS[n // 100]}{_CENTS[n % 100]},"request_id":"'.encode()
         return text
 
     def _piece(
-        self, app: str, host: str, method: str, client: str, upstream: str | None
-    ) -> tuple[str, str]:
-        """The line from its level to the path's key, and from the client's key to the
-        request bytes' key, for one route and connection (app null when none)."""
+        self, app: str, host: str, method: bytes, status: int, client: str,
+        upstream: str | None,
+    ) -> tuple[bytes, bytes, bytes]:
+        """For one route, status and connection (app null when none), the line from its
+        level to the path's opening quote, from the path's closing quote to duration_ms's
+        key, and from the request id's closing quote to the request bytes' key."""
         pieces = self._pieces
         if len(pieces) >= _MEMO_SIZE:
             pieces.clear()
-        both = pieces[app, host, method, client, upstream] = (
+        three = pieces[app, host, method, status, client, upstream] = (
             f'{self._access_head}"app":{_string(app) if app else "null"},'
-            f'"host":{_string(host)},"method":{_string(method)},"path":',
-            f',"client":{_opt(client)},"upstream":{_opt(upstream)},"bytes_in":',
+            f'"host":{_string(host)},"method":{_string(_text(method))},"path":"'.encode(),
+            f'","status":{status},"duration_ms":'.encode(),
+            f'","client":{_opt(client)},"upstream":{_opt(upstream)},"bytes_in":'.encode(),
         )
-        return both
-
-    def _status(self, status: int) -> str:
-        statuses = self._statuses
-        if len(statuses) >= _MEMO_SIZE:
-            statuses.clear()
-        text = statuses[status] = f',"status":{status},"duration_ms":'
-        return text
+        return three
 
 
 class StructlogOutput:
