@@ -34,7 +34,7 @@ from wakeproxy.dataplane.errors import (
     UriTooLong,
 )
 from wakeproxy.dataplane.exchange import Exchange
-from wakeproxy.dataplane.headers import NONE, read_request_head
+from wakeproxy.dataplane.headers import NONE, RequestHead, raw_request_head, read_request_head
 from wakeproxy.dataplane.plain import PlainConnection, start_plain
 from wakeproxy.dataplane.ports import BODY, HEAD, IDLE, RESPONSE, TUNNEL, TunnelEnd
 
@@ -45,6 +45,10 @@ LINGER_SECONDS = 2.0
 
 class _Stop(Exception):
     """Raised inside a parser callback to stop parsing; the reason is already recorded."""
+
+
+class _Lean:
+    """The callbacks of the parser that only checks heads read whole: none."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -61,6 +65,7 @@ class ClientConnection(asyncio.Protocol):
         "_eof",
         "_headers",
         "_in_head",
+        "_lean",
         "_parser",
         "_parsing",
         "_partial",
@@ -89,6 +94,10 @@ class ClientConnection(asyncio.Protocol):
         self.ctx = ctx
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self._parser = HttpRequestParser(self)
+        # A second parser, with no callbacks, only checks the syntax of heads read whole
+        # (`_read_whole`). Each parser is only ever fed whole messages, so both stay at a
+        # message boundary whichever took the last one.
+        self._lean: HttpRequestParser | None = HttpRequestParser(_Lean)
         self.peer = ""
         self.peer_bytes = b""
         self.trusted = False
@@ -141,6 +150,8 @@ class ClientConnection(asyncio.Protocol):
         if self._stopped:
             return
         in_head = self._in_head
+        if self.active is None and not in_head and self._read_whole(data):
+            return
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -232,6 +243,45 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.client_full(False)
         elif self.active is not None and self.active.upstream is not None:
             self.active.upstream.resume_reading()
+
+    # -- a request head read whole ------------------------------------------------------
+
+    def _read_whole(self, data: bytes) -> bool:
+        """The common request: one whole head with no body, read on an idle connection, that
+        no rule needs to see field by field (`raw_request_head`). Checked by the lean parser
+        and sent on without a Python call per field. False, with nothing done, for anything
+        else: the full parser then takes `data` as it would have."""
+        ctx = self.ctx
+        lean = self._lean
+        head = raw_request_head(data, ctx.max_head_bytes, ctx.max_headers)
+        if head is None or lean is None:
+            return False
+        try:
+            lean.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade):
+            # Stopped mid-message: of no further use. The full parser finds the same fault.
+            self._lean = None
+            return False
+        try:
+            plain = start_plain(self, ctx, head)
+            if plain is not None:  # the common case: sent, and its answer relayed, there
+                self.active = plain
+                self.deadline_kind = RESPONSE
+                self.deadline = ctx.loop.time() + ctx.response_header_timeout
+                return True
+            self._start_whole(head)
+        except Exception as e:
+            self._parse_failed(e)
+        return True
+
+    def _start_whole(self, head: RequestHead) -> None:
+        """A whole head the plain path did not take: an exchange, as the full parser's
+        callbacks would have made it."""
+        ex = Exchange(self, self.ctx, head, head_size=head.size)
+        self.active = ex
+        self.deadline_kind = 0
+        ex.request_complete()
+        self._run(ex)
 
     # -- httptools request callbacks ---------------------------------------------------
 

@@ -92,7 +92,7 @@ class RequestHead:
     flat: name, b": ", value, CRLF for each (joined once, with the rest of the head)."""
 
     __slots__ = (
-        "accept_html",
+        "_accept_html",
         "body",
         "host",
         "http10",
@@ -110,6 +110,8 @@ class RequestHead:
         "xfp",
     )
 
+    raw = b""  # see RawHead
+
     def __init__(self) -> None:
         self.method = b""
         self.target = b""
@@ -119,7 +121,7 @@ class RequestHead:
         self.upgrade: bytes | None = None  # the Upgrade value of a valid upgrade request
         self.body = NONE
         self.te = b""
-        self.accept_html = False
+        self._accept_html = False
         self.kept: list[bytes] = []
         self.relayed: list[bytes] = []  # RELAYED fields, flat like `kept`
         self.xff: bytes | None = None
@@ -127,6 +129,34 @@ class RequestHead:
         self.xfh: bytes | None = None
         self.request_id: bytes | None = None
         self.size = 0
+
+    @property
+    def accept_html(self) -> bool:
+        """Whether the client asks for HTML (its last Accept field names text/html)."""
+        return self._accept_html
+
+
+class RawHead(RequestHead):
+    """A head read whole by `raw_request_head`: `raw` is its request line and header
+    fields as they came, forwarded unchanged. What every such head has in common is held
+    by the class, so making one sets five fields (see `raw_request_head`)."""
+
+    __slots__ = ("raw",)
+
+    http10 = False
+    keep_alive = True
+    upgrade = None
+    body = NONE
+    te = b""
+    kept: list[bytes] = []  # never changed: the fields are in `raw`
+    relayed: list[bytes] = []
+    xff = xfp = xfh = request_id = None
+
+    @property
+    def accept_html(self) -> bool:
+        # Only a held request that may get a waiting page asks: the head is searched then.
+        values = _ACCEPT.findall(self.raw)
+        return bool(values) and b"text/html" in values[-1].lower()
 
 
 def _tokens(value: bytes) -> list[bytes]:
@@ -215,7 +245,7 @@ def read_request_head(
         elif lname == b"x-request-id":
             h.request_id = value
         elif lname == b"accept":
-            h.accept_html = b"text/html" in value.lower()
+            h._accept_html = b"text/html" in value.lower()
             kept += (name, b": ", value, CRLF)
         elif lname in RELAYED:
             h.relayed += (name, b": ", value, CRLF)
@@ -268,8 +298,69 @@ def _without(fields: list[bytes], names: set[bytes]) -> list[bytes]:
     return out
 
 
+# The whole-head reader's patterns (`raw_request_head`). The request line of an
+# origin-form HTTP/1.1 request, then Host as the first field, as clients put it (RFC 9112
+# §3.2); its value without leading whitespace (trailing whitespace, which llhttp would
+# keep and the field reader strip, leaves such a head to the field reader).
+_RAW_HEAD = re.compile(rb"([A-Z]+) (/[^ ]*) HTTP/1\.1\r\n[Hh][Oo][Ss][Tt]:[ \t]*([^\s]+)\r\n")
+# Every field `read_request_head` looks at (Host and Accept aside: Accept is only read
+# for a waiting page), and the `_` spellings of the framing ones it refuses, as they start
+# a line of the lowercased head.
+_LOOKED_AT = re.compile(
+    rb"\n(?:"
+    + b"|".join(
+        sorted(
+            [re.escape(n) for n in _SPECIAL - _FRAMING - {b"accept"}]
+            + [n.replace(b"-", b"[-_]") for n in _FRAMING]
+        )
+    )
+    + rb"):"
+)
+_ACCEPT = re.compile(rb"\naccept:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_new = object.__new__
+
+
+def raw_request_head(data: bytes, max_head_bytes: int, max_headers: int) -> RawHead | None:
+    """`data` as a request head read whole, without a look at each field, when it is one
+    whole head (nothing after its blank line) of an origin-form HTTP/1.1 request other than
+    HEAD or CONNECT, with Host first and no other field a rule needs to see (so no body, no
+    upgrade, nothing hop-by-hop or forwarded), within the limits. None otherwise, and then
+    `read_request_head` reads it: everything it would refuse or change is left to it.
+
+    The fields go upstream as they came; llhttp must still check `data`."""
+    n = len(data)
+    if n > max_head_bytes or data.find(b"\r\n\r\n") != n - 4:
+        return None
+    m = _RAW_HEAD.match(data)
+    if m is None:
+        return None
+    method, target, host = m.groups()
+    if (
+        method == b"HEAD"
+        or method == b"CONNECT"
+        or _LOOKED_AT.search(data.lower(), m.end() - 2) is not None
+        # A field line is 4 bytes or more: only a longer head can have too many.
+        or (n > 4 * max_headers and data.count(b"\n") - 2 > max_headers)
+    ):
+        return None
+    h: RawHead = _new(RawHead)
+    h.method = method
+    h.target = target
+    h.host = host
+    h.raw = data[:-2]
+    h.size = n - 2  # as `read_request_head` counts it: without the blank line
+    return h
+
+
 def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes) -> bytes:
     """The request head sent upstream: origin-form, HTTP/1.1, our forwarded headers."""
+    raw = h.raw
+    if raw:
+        # A raw head has no field of its own among these: they are set from what we saw.
+        return b"".join((
+            raw, b"X-Forwarded-For: ", peer, b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ",
+            h.host, b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
+        ))  # fmt: skip
     parts = [h.method, b" ", h.target, b" HTTP/1.1\r\nHost: ", h.host, CRLF]
     parts.extend(h.kept)
     if h.body == CHUNKED:

@@ -1,0 +1,345 @@
+"""Request heads read whole: a head that arrives in one read, on an idle connection, with
+nothing a rule needs to see field by field, is checked by llhttp and sent on as it came,
+without a Python call per field. Everything else takes the field-by-field reader.
+
+What a client and an app see must not depend on which reader took the request: each
+request here is sent once in one write (the whole-head reader's case when it qualifies)
+and once with its head split over two reads (always the field-by-field reader), and both
+must get the same answers and bring the app the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httptools
+import pytest
+
+from tests.dataplane.conftest import Proxy, ProxyFactory, read_head, read_response
+from tests.hostile.corpus import CASES
+from wakeproxy.dataplane import client as client_module
+from wakeproxy.dataplane.headers import (
+    _SPECIAL,
+    RawHead,
+    raw_request_head,
+    read_request_head,
+    upstream_head,
+)
+from wakeproxy.model.limits import Limits
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+BROWSER = (
+    b"GET /assets/app.js?v=3 HTTP/1.1\r\nHost: shop.test\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    b"Referer: http://shop.test/\r\nCookie: session=abc123; theme=dark\r\n"
+    b"Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\n\r\n"
+)
+
+
+def get(extra: bytes = b"", *, first: bytes = b"Host: shop.test\r\n", line: bytes = b"") -> bytes:
+    return (line or b"GET /p?q=1 HTTP/1.1\r\n") + first + extra + b"\r\n"
+
+
+# Each: what the client sends. Those marked `whole` are read whole when sent in one write.
+REQUESTS: dict[str, tuple[bytes, bool]] = {
+    "plain-get": (get(), True),
+    "browser": (BROWSER, True),
+    "delete": (b"DELETE /item/1 HTTP/1.1\r\nHost: shop.test\r\n\r\n", True),
+    "host-with-port-and-case": (get(first=b"host:\tShop.Test:80\r\n"), True),
+    "host-not-first": (get(first=b"Accept: */*\r\nHost: shop.test\r\n"), False),
+    "host-trailing-space": (get(first=b"Host: shop.test \r\n"), False),
+    "xff-from-untrusted": (get(b"X-Forwarded-For: 6.6.6.6\r\n"), False),
+    "spoofed-forwarding": (
+        get(b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\nForwarded: for=6.6.6.6\r\n"
+            b"X-Real-IP: 6.6.6.6\r\nx-forwarded-port: 443\r\nX-Request-Id: mine\r\n"),
+        False,
+    ),
+    "connection-named": (get(b"Connection: X-Secret\r\nX-Secret: 1\r\nX-Kept: 2\r\n"), False),
+    "connection-close": (get(b"Connection: close\r\n"), False),
+    "hop-by-hop": (
+        get(b"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
+            b"Trailer: X-T\r\nUpgrade: h2c\r\n"),
+        False,
+    ),
+    "underscore-length": (get(b"Content_Length: 5\r\n"), False),
+    "underscore-encoding": (get(b"transfer_encoding: chunked\r\n"), False),
+    "duplicate-host": (get(b"Host: other.test\r\n"), False),
+    "duplicate-host-lowercase": (get(b"host: shop.test\r\n"), False),
+    "empty-host": (get(first=b"Host:\r\n"), False),
+    "no-host": (get(first=b"X-A: 1\r\n"), False),
+    "invalid-host": (get(first=b"Host: shop.test/x\r\n"), True),
+    "unknown-host": (get(first=b"Host: nowhere.test\r\n"), True),
+    "control-byte-in-value": (get(b"X-A: a\x01b\r\n"), True),
+    "space-before-colon": (get(b"X-A : b\r\n"), True),
+    "bare-lf-in-head": (get(b"X-A: b\nX-B: c\r\n"), True),
+    "obs-fold": (get(b"X-A: b\r\n c\r\n"), True),
+    "lowercase-method": (get(line=b"get /p HTTP/1.1\r\n"), False),
+    "head": (get(line=b"HEAD /p HTTP/1.1\r\n"), False),
+    "http10": (get(line=b"GET /p HTTP/1.0\r\n"), False),
+    "absolute-form": (get(line=b"GET http://shop.test/p HTTP/1.1\r\n"), False),
+    "options-asterisk": (get(line=b"OPTIONS * HTTP/1.1\r\n"), False),
+    "post-with-length": (
+        b"POST /p HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\n\r\nhello", False),
+    "post-chunked": (
+        b"POST /p HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+        False,
+    ),
+    "pipelined": (get() + b"GET /second HTTP/1.1\r\nHost: shop.test\r\n\r\n", False),
+    "too-many-fields": (get(b"".join(b"X-%d: v\r\n" % i for i in range(120))), False),
+    "expect-continue": (
+        b"PUT /p HTTP/1.1\r\nHost: shop.test\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 2\r\n\r\nhi",
+        False,
+    ),
+}
+
+_REQUEST_ID = re.compile(rb"[0-9a-f]{10}-[0-9a-f]+")
+
+
+def normalized(data: bytes) -> bytes:
+    """Bytes with the request ids (new for each request) made equal."""
+    return _REQUEST_ID.sub(b"<id>", data)
+
+
+def as_read(request: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+    """A request as an app reads it: its line, its fields (names in any case, values
+    without the whitespace around them) in order, and its body."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0], fields_of(head + b"\r\n\r\n"), body
+
+
+async def recording_app(seen: list[bytes]):
+    """An app that records each request (head and body) as it got it and answers "ok"."""
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await read_head(reader)
+            body = b""
+            length = re.search(rb"(?i)\ncontent-length: *(\d+)", head)
+            if length:
+                if b"100-continue" in head.lower():
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                body = await reader.readexactly(int(length[1]))
+            elif re.search(rb"(?i)\ntransfer-encoding:", head):
+                body = await reader.readuntil(b"0\r\n\r\n")
+            seen.append(head + body)
+            writer.write(OK)
+            await writer.drain()
+
+    return app
+
+
+async def send(proxy: Proxy, data: bytes, *, split: bool) -> bytes:
+    """Send `data` on a new connection, then half-close; everything the client got back."""
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    if split:  # the head over two reads: the field-by-field reader's case
+        writer.write(data[:20])
+        await writer.drain()
+        await asyncio.sleep(0.03)
+        data = data[20:]
+    writer.write(data)
+    writer.write_eof()
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def answers(proxy: Proxy, data: bytes, seen: list[bytes], *, split: bool) -> tuple:
+    seen.clear()
+    before = len(proxy.records)
+    got = await send(proxy, data, split=split)
+    await asyncio.sleep(0.02)  # the access record is written after the answer
+    records = [
+        (r.method, r.path, r.status, r.bytes_in, r.bytes_out) for r in proxy.records[before:]
+    ]
+    return normalized(got), [as_read(normalized(s)) for s in seen], records
+
+
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+async def test_a_request_gets_the_same_answer_and_reaches_the_app_the_same_whole_or_split(
+    name: str, proxy: Proxy, raw_upstream
+):
+    data, _ = REQUESTS[name]
+    seen: list[bytes] = []
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    await send(proxy, get(), split=False)  # an upstream connection is pooled: the plain path
+    whole = await answers(proxy, data, seen, split=False)
+    split = await answers(proxy, data, seen, split=True)
+    assert whole == split
+    assert whole[0].startswith(b"HTTP/1.1 ")
+
+
+async def test_rules_still_apply_to_requests_read_whole_or_not(proxy: Proxy, raw_upstream):
+    seen: list[bytes] = []
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    for split in (False, True):
+        seen.clear()
+        got = await send(proxy, REQUESTS["xff-from-untrusted"][0], split=split)
+        assert got.startswith(b"HTTP/1.1 200")
+        assert b"X-Forwarded-For: 127.0.0.1\r\n" in seen[0] and b"6.6.6.6" not in seen[0]
+        seen.clear()
+        await send(proxy, REQUESTS["connection-named"][0], split=split)
+        assert b"X-Secret" not in seen[0] and b"X-Kept: 2\r\n" in seen[0]
+        assert b"Connection" not in seen[0]
+        seen.clear()
+        got = await send(proxy, REQUESTS["duplicate-host"][0], split=split)
+        assert got.startswith(b"HTTP/1.1 400") and seen == []
+        got = await send(proxy, REQUESTS["control-byte-in-value"][0], split=split)
+        assert got.startswith(b"HTTP/1.1 400") and seen == []
+        got = await send(proxy, REQUESTS["pipelined"][0], split=split)
+        assert got.count(b"HTTP/1.1 200 OK") == 2
+        assert [s.split(b" ")[1] for s in seen] == [b"/p?q=1", b"/second"]
+
+
+async def test_a_request_read_whole_reaches_the_app_with_the_fields_it_would_otherwise(
+    proxy: Proxy, raw_upstream
+):
+    """Byte for byte, but for the request id, when the client wrote its fields as the
+    field reader writes them (`Name: value`, Host first)."""
+    seen: list[bytes] = []
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    for data in (get(), BROWSER, get(b"X-Empty: \r\nx-lower: v\r\n")):
+        got = []
+        for split in (False, True):
+            seen.clear()
+            await send(proxy, data, split=split)
+            got.append(normalized(seen[0]))
+        assert got[0] == got[1]
+        assert got[0].startswith(data[:-2])  # the client's fields as it wrote them
+        assert got[0].count(b"\r\nX-Forwarded-") == 3
+
+
+async def test_a_common_request_is_read_without_a_python_call_per_field(
+    proxy: Proxy, raw_upstream, monkeypatch: pytest.MonkeyPatch
+):
+    read_by_field: list[bytes] = []
+
+    def spy(method: bytes, url: bytes, *args: object):  # type: ignore[no-untyped-def]
+        read_by_field.append(url)
+        return read_request_head(method, url, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client_module, "read_request_head", spy)
+    seen: list[bytes] = []
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    for path in (b"/a", b"/b", b"/c"):  # the first on a new upstream connection, then pooled
+        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: shop.test\r\nAccept: */*\r\n\r\n")
+        resp = await asyncio.wait_for(read_response(reader), 5)
+        assert (resp.status, resp.body) == (200, b"ok")
+    writer.write(b"GET /d HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n")
+    assert (await asyncio.wait_for(read_response(reader), 5)).status == 200
+    writer.close()
+    assert read_by_field == [b"/d"]
+    assert [s.split(b" ")[1] for s in seen] == [b"/a", b"/b", b"/c", b"/d"]
+
+
+async def test_limits_hold_for_heads_read_whole(make_proxy: ProxyFactory, raw_upstream):
+    proxy = await make_proxy(Limits(max_headers=3, max_head_bytes=200))
+    seen: list[bytes] = []
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    three = get(b"X-1: a\r\nX-2: b\r\n")
+    assert (await send(proxy, three, split=False)).startswith(b"HTTP/1.1 200")
+    four = get(b"X-1: a\r\nX-2: b\r\nX-3: c\r\n")
+    assert (await send(proxy, four, split=False)).startswith(b"HTTP/1.1 431")
+    big = get(b"X-1: " + b"a" * 200 + b"\r\n")
+    assert (await send(proxy, big, split=False)).startswith(b"HTTP/1.1 431")
+    assert len(seen) == 1
+
+
+# -- the reader itself -----------------------------------------------------------------
+
+
+def read_by_field(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """`data` through httptools with callbacks and `read_request_head`, as the client
+    connection reads a head field by field: the head it would send upstream."""
+    fields: list[tuple[bytes, bytes]] = []
+    url = bytearray()
+
+    class Callbacks:
+        def on_url(self, part: bytes) -> None:
+            url.extend(part)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            fields.append((name, value))
+
+    p = httptools.HttpRequestParser(Callbacks())
+    p.feed_data(data)
+    head = read_request_head(
+        p.get_method(), bytes(url), fields, p.get_http_version(), p.should_keep_alive(),
+        p.should_upgrade(),
+    )  # fmt: skip
+    return upstream_head(head, b"10.1.2.3", False, b"rid"), fields
+
+
+def fields_of(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of a head as llhttp reads them, in order, names lowercased."""
+    out: list[tuple[bytes, bytes]] = []
+
+    class Callbacks:
+        def on_header(self, name: bytes, value: bytes) -> None:
+            out.append((name.lower(), value.strip()))
+
+    httptools.HttpRequestParser(Callbacks()).feed_data(head)
+    return out
+
+
+CORPUS = [data for data, _ in REQUESTS.values()] + [c.data for c in CASES]
+
+
+@pytest.mark.parametrize("data", CORPUS)
+def test_whatever_the_whole_head_reader_takes_the_field_reader_sends_on_the_same(data: bytes):
+    head = raw_request_head(data, 65536, 100)
+    if head is None:
+        return
+    try:
+        slow, fields = read_by_field(data)
+    except httptools.HttpParserError:
+        # llhttp refuses it: so does the lean parser that checks every head read whole.
+        with pytest.raises(httptools.HttpParserError):
+            httptools.HttpRequestParser(object()).feed_data(data)
+        return
+    fast = upstream_head(head, b"10.1.2.3", False, b"rid")
+    assert fields_of(fast) == fields_of(slow)
+    assert fast.split(b"\r\n", 1)[0] == slow.split(b"\r\n", 1)[0]
+    assert head.size == len(data) - 2
+    assert (head.method, head.host, head.body, head.keep_alive, head.upgrade) == (
+        data.split(b" ")[0], fields[0][1].strip(), 0, True, None,
+    )  # fmt: skip
+
+
+def test_the_requests_marked_whole_are_exactly_those_read_whole():
+    for name, (data, whole) in REQUESTS.items():
+        assert (raw_request_head(data, 65536, 100) is not None) == whole, name
+
+
+@pytest.mark.parametrize(
+    "name", sorted((_SPECIAL - {b"host", b"accept"}) | {b"content_length", b"transfer_encoding"})
+)
+def test_every_field_a_rule_looks_at_leaves_the_head_to_the_field_reader(name: bytes):
+    for spelling in (name, name.upper(), name.title()):
+        assert raw_request_head(get(spelling + b": x\r\n"), 65536, 100) is None
+    assert raw_request_head(get(b"X-" + name + b": x\r\n"), 65536, 100) is not None
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (b"", False),
+        (b"Accept: text/html\r\n", True),
+        (b"accept: TEXT/HTML;q=0.9\r\n", True),
+        (b"Accept: */*\r\n", False),
+        (b"Accept: text/html\r\nAccept: image/png\r\n", False),  # the last one counts
+        (b"X-Accept: text/html\r\n", False),
+    ],
+)
+def test_a_head_read_whole_knows_whether_html_is_wanted_as_the_field_reader(accept, html):
+    head = raw_request_head(get(accept), 65536, 100)
+    assert isinstance(head, RawHead)
+    assert head.accept_html is html
+    by_field = read_request_head(b"GET", b"/", fields_of(get(accept)), "1.1", True, False)
+    assert by_field.accept_html is html
