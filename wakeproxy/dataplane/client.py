@@ -144,14 +144,45 @@ class ClientConnection(asyncio.Protocol):
         self._set_deadline(IDLE, ctx.head_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self.active is None and not self._in_head and self.tunnel is None and not self._stopped:
+            # The common request: one whole head with no body on an idle connection, that no
+            # rule needs to see field by field (`raw_request_head`). Checked by the lean
+            # parser and sent on as it came, with no Python call per field; anything else
+            # is the full parser's, fed `data` as if this had not looked.
+            ctx = self.ctx
+            head = raw_request_head(data, ctx.max_head_bytes, ctx.max_headers)
+            lean = self._lean
+            if head is not None and lean is not None:
+                try:
+                    lean.feed_data(data)
+                except (HttpParserError, HttpParserUpgrade):
+                    # Stopped mid-message, so of no further use; the full parser finds
+                    # the same fault and answers it.
+                    self._lean = None
+                else:
+                    try:
+                        plain = start_plain(self, ctx, head)
+                        if plain is None:
+                            self._start_whole(head)
+                            return
+                    except Exception as e:
+                        self._parse_failed(e)
+                        return
+                    # Sent, and its answer relayed, there.
+                    self.active = plain
+                    self.deadline_kind = RESPONSE
+                    self.deadline = ctx.loop.time() + ctx.response_header_timeout
+                    return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """`data` through the full parser, its callbacks and the field-by-field reader."""
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
         if self._stopped:
             return
         in_head = self._in_head
-        if self.active is None and not in_head and self._read_whole(data):
-            return
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -244,39 +275,11 @@ class ClientConnection(asyncio.Protocol):
         elif self.active is not None and self.active.upstream is not None:
             self.active.upstream.resume_reading()
 
-    # -- a request head read whole ------------------------------------------------------
-
-    def _read_whole(self, data: bytes) -> bool:
-        """The common request: one whole head with no body, read on an idle connection, that
-        no rule needs to see field by field (`raw_request_head`). Checked by the lean parser
-        and sent on without a Python call per field. False, with nothing done, for anything
-        else: the full parser then takes `data` as it would have."""
-        ctx = self.ctx
-        lean = self._lean
-        head = raw_request_head(data, ctx.max_head_bytes, ctx.max_headers)
-        if head is None or lean is None:
-            return False
-        try:
-            lean.feed_data(data)
-        except (HttpParserError, HttpParserUpgrade):
-            # Stopped mid-message: of no further use. The full parser finds the same fault.
-            self._lean = None
-            return False
-        try:
-            plain = start_plain(self, ctx, head)
-            if plain is not None:  # the common case: sent, and its answer relayed, there
-                self.active = plain
-                self.deadline_kind = RESPONSE
-                self.deadline = ctx.loop.time() + ctx.response_header_timeout
-                return True
-            self._start_whole(head)
-        except Exception as e:
-            self._parse_failed(e)
-        return True
+    # -- a request head read whole (see `data_received`) --------------------------------
 
     def _start_whole(self, head: RequestHead) -> None:
-        """A whole head the plain path did not take: an exchange, as the full parser's
-        callbacks would have made it."""
+        """A head read whole that the plain path did not take: an exchange, as the full
+        parser's callbacks would have made it."""
         ex = Exchange(self, self.ctx, head, head_size=head.size)
         self.active = ex
         self.deadline_kind = 0
@@ -423,8 +426,20 @@ class ClientConnection(asyncio.Protocol):
         active = self.active
         if ex is not active or active is None:
             return
-        ex = active
         self.active = None
+        ctx = self.ctx
+        if keep_alive and not (
+            self.closing or self._queue or self._eof or self._stopped or self._paused
+            or self._in_head or ctx.draining
+        ):  # fmt: skip
+            # The common end: nothing waits, and the connection idles until the next request.
+            self.deadline_kind = IDLE
+            self.deadline = ctx.loop.time() + ctx.idle_timeout
+            return
+        self._go_on(active, keep_alive)
+
+    def _go_on(self, ex: Exchange | PlainConnection, keep_alive: bool) -> None:
+        """After an answer: the next request, a head still coming, closing, or idling."""
         if self.closing:
             return
         if not keep_alive or self.ctx.draining:
