@@ -119,7 +119,7 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
             floor.pool.append(self)
             if level >= 3:
                 h = c.head
-                settle(ctx, c.app, c.counted, c.started, self.status, c.host, h.method, h.target,
+                settle(ctx, c.route, c.counted, c.started, self.status, h.method, h.target,
                        None, c.rid, "127.0.0.1", "127.0.0.1:9", h.size, 200, None)
             c.done()
 
@@ -135,11 +135,11 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
             assert h.body == NONE
             self.head = h
             if level >= 3:
-                host, app = ctx.route(h.host)
-                state = ctx.states.get(app)
-                assert state is not None and state.endpoints
-                self.app, self.host = app, host
-                self.counted = begin_counting(ctx, app, state, h.target)
+                route = ctx.route(h.host)
+                state, activity = route[2], route[3]
+                assert state is not None and activity is not None and state.endpoints
+                self.route = route
+                self.counted = begin_counting(ctx, activity, state, h.target)
                 self.started = ctx.monotonic()
             rid = self.rid = ctx.ids.next()
             self.queue.append((upstream_head(h, peer, False, rid), h.keep_alive))

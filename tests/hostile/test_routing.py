@@ -70,10 +70,10 @@ HOSTISH = st.one_of(
 @given(HOSTISH)
 def test_any_host_value_routes_only_to_an_app_that_claims_it(ctx: Context, raw: bytes) -> None:
     try:
-        host, app = ctx.route(raw)
+        host, app = ctx.route(raw)[:2]
     except BadRequest:
         return
-    if app is not None:
+    if app:
         assert claims(app, host), (raw, host, app)
 
 

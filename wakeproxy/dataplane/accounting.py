@@ -3,26 +3,26 @@
 Owns counting a request in the activity ledger (as use of its app, or for an ignored
 path only as in flight), and at its end the ledger again, the request stats and the
 access record. The ledger's `begin`/`end` and the stats' `record` are written out here on
-their records, for they run for every request: the data plane is their one writer.
-It never touches a socket.
+the records the request's `Route` holds (one cache hit gives them all), for they run for
+every request: the data plane is their one writer. It never touches a socket.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 
-from wakeproxy.dataplane.context import Context
+from wakeproxy.dataplane.context import Context, Route
+from wakeproxy.model.activity import AppActivity
 from wakeproxy.model.board import AppState
 
 # How a request counts in the activity ledger (an int: cheaper than an enum here).
 NOT_COUNTED, COUNTED, QUIET = 0, 1, 2
 
 
-def begin_counting(ctx: Context, app: str, state: AppState, target: bytes) -> int:
-    """A request for `app` starts: counted in the activity ledger, as use of the app or,
-    for one of its ignored paths (a health check), only as in flight. The ledger's
-    `begin`, written out on its record: this runs for every request."""
-    activity = ctx.activity.get(app) or ctx.ledger.get(app)
+def begin_counting(ctx: Context, activity: AppActivity, state: AppState, target: bytes) -> int:
+    """A request for the app of `state` starts: counted on its `activity` record, as use
+    of the app or, for one of its ignored paths (a health check), only as in flight. The
+    ledger's `begin`, written out on its record: this runs for every request."""
     activity.in_flight += 1
     ignored = state.policy.ignored_paths
     if ignored and target.split(b"?", 1)[0].decode("latin-1") in ignored:
@@ -34,11 +34,10 @@ def begin_counting(ctx: Context, app: str, state: AppState, target: bytes) -> in
 
 def settle(
     ctx: Context,
-    app: str,
+    route: Route,
     counted: int,
     started: float,
     status: int,
-    host: str,
     method: bytes,
     path: bytes,
     held: float | None,
@@ -49,14 +48,16 @@ def settle(
     bytes_out: int,
     reason: str | None,
 ) -> None:
-    """A request ended (as `counted` by `begin_counting`): the ledger, the stats and the
-    access record, for the exchange and the plain path alike. The ledger's `end` and the
-    stats' `record` are written out: this runs for every request."""
+    """A request on `route` ended (as `counted` by `begin_counting`): the ledger, the
+    stats and the access record, for the exchange and the plain path alike. The ledger's
+    `end` and the stats' `record` are written out: this runs for every request."""
     now = ctx.monotonic()
     duration = now - started
-    if counted:
-        end_counting(ctx, app, counted, now)
-    app_stats = ctx.app_stats.get(app) or ctx.stats.app(app)
+    host, app, _, activity, app_stats = route
+    if counted and activity is not None:  # end_counting, written out
+        activity.in_flight -= 1
+        if counted == COUNTED:
+            activity.last_access = now
     by_code = app_stats.by_code
     by_code[status] = by_code.get(status, 0) + 1
     histogram = app_stats.duration
@@ -77,11 +78,11 @@ def settle(
         ctx.log.exception("access log sink failed")
 
 
-def end_counting(ctx: Context, app: str, counted: int, now: float) -> None:
-    """A request counted by `begin_counting` is no longer in flight (its end, or a tunnel
-    taking over from it); nothing for one not counted."""
-    if counted:
-        activity = ctx.activity.get(app) or ctx.ledger.get(app)
+def end_counting(route: Route, counted: int, now: float) -> None:
+    """A request counted by `begin_counting` is no longer in flight (a tunnel taking over
+    from it); nothing for one not counted."""
+    activity = route[3]
+    if counted and activity is not None:
         activity.in_flight -= 1
         if counted == COUNTED:
             activity.last_access = now

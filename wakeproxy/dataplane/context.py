@@ -18,20 +18,26 @@ from wakeproxy.dataplane.errors import BadRequest
 from wakeproxy.dataplane.headers import RequestIds, valid_host
 from wakeproxy.dataplane.ports import Client
 from wakeproxy.dataplane.upstream import UpstreamPool
-from wakeproxy.model.activity import ActivityLedger
-from wakeproxy.model.board import ReadinessBoard
+from wakeproxy.model.activity import ActivityLedger, AppActivity
+from wakeproxy.model.board import AppState, ReadinessBoard
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.demand import WakeDemand
 from wakeproxy.model.limits import Limits
 from wakeproxy.model.routes import Routes, normalize_host
-from wakeproxy.model.stats import RequestStats
+from wakeproxy.model.stats import AppRequestStats, RequestStats
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Entries kept in each lookup cache before it starts afresh (bounds memory under junk).
 _CACHE_SIZE = 4096
+
+# What a `Host` resolves to, everything a request's bookkeeping needs in one lookup:
+# (normalized host, app or "" when no app serves it, the app's state or None when the
+# board has none, its activity record or None without a state, its request stats, under
+# app "" for no app).
+Route = tuple[str, str, AppState | None, AppActivity | None, AppRequestStats]
 # The route cache's entry for a Host that is not a valid host at all.
-_INVALID: tuple[str, str | None] = ("", None)
+_INVALID: Route = ("", "", None, None, AppRequestStats())
 
 
 class Context:
@@ -75,40 +81,51 @@ class Context:
         self.connections: set[Client] = set()
         self.draining = False
         self.ids = RequestIds()
-        # The dicts behind the board, the ledger and the stats, read with one C call per
-        # request (their owners' methods cost a Python call each); records are added
-        # only through the owners (`ledger.get`, `stats.app`).
-        self.states = board.states
-        self.activity = ledger.records
-        self.app_stats = stats.apps
         self.log = structlog.get_logger("wakeproxy.dataplane")
         self._trusted = trusted_proxies
         self._trust_cache: dict[str, bool] = {}
-        self._route_table = routes.table
-        self._route_cache: dict[bytes, tuple[str, str | None]] = {}
+        # Host bytes -> Route, or _INVALID for a value that is not a host at all. Emptied
+        # whenever what an entry holds may have changed: a new route table, an app's
+        # state added or removed, an activity record dropped. (Fields of a state, like
+        # its endpoints, are read live from it.)
+        self._route_cache: dict[bytes, Route] = {}
+        for changes in (routes.changes, board.changes, ledger.changes):
+            changes.watch(self._forget_routes)
 
-    def route(self, raw_host: bytes) -> tuple[str, str | None]:
-        """`Host` bytes → (normalized host, app or None), cached per route table.
+    def route(self, raw_host: bytes) -> Route:
+        """`Host` bytes -> what it resolves to (`Route`), cached.
 
         Raises BadRequest for a value that is not a host (and port) at all.
         """
-        table = self.routes.table
-        if table is not self._route_table:
-            self._route_table = table  # swapped whole by the control plane: start afresh
-            self._route_cache.clear()
         hit = self._route_cache.get(raw_host)
         if hit is None:
-            if raw_host and not valid_host(raw_host):
-                hit = _INVALID
-            else:
-                host = normalize_host(raw_host.decode("latin-1"))
-                hit = (host, table.resolve(host))
-            if len(self._route_cache) >= _CACHE_SIZE:
-                self._route_cache.clear()
-            self._route_cache[raw_host] = hit
+            hit = self._resolve(raw_host)
         if hit is _INVALID:
             raise BadRequest("the Host header is not a valid host name")
         return hit
+
+    def _resolve(self, raw_host: bytes) -> Route:
+        hit = _INVALID
+        if not raw_host or valid_host(raw_host):
+            host = normalize_host(raw_host.decode("latin-1"))
+            app = self.routes.table.resolve(host) or ""
+            state = self.board.states.get(app) if app else None
+            # Records are made through their owners, once per entry.
+            activity = self.ledger.get(app) if state is not None else None
+            hit = (host, app, state, activity, self.stats.app(app))
+        cache = self._route_cache
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[raw_host] = hit
+        return hit
+
+    def unrouted(self, host: str) -> Route:
+        """The books of a request whose Host named no valid host (or that had no head):
+        no app, its stats under app ""."""
+        return (host, "", None, None, self.stats.app(""))
+
+    def _forget_routes(self) -> None:
+        self._route_cache.clear()
 
     def is_trusted(self, ip: str) -> bool:
         """Whether a peer address is a proxy whose forwarded headers we believe."""

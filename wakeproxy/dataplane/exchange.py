@@ -37,7 +37,7 @@ from wakeproxy.dataplane.accounting import (
     settle,
 )
 from wakeproxy.dataplane.activator import HoldQueue
-from wakeproxy.dataplane.context import Context
+from wakeproxy.dataplane.context import Context, Route
 from wakeproxy.dataplane.errors import (
     CLOSES_CONNECTION,
     AppUnavailable,
@@ -90,9 +90,9 @@ _JOIN_LIMIT = 16384
 
 
 # What the plain path hands over when its request becomes an exchange (`Exchange.adopted`):
-# app, host, request id, start time, how it is counted, the head sent upstream, whether
+# route, host, request id, start time, how it is counted, the head sent upstream, whether
 # the answer's head went out, its status, the bytes sent to the client, the body framing.
-PlainState = tuple[str, str, bytes, float, int, bytes, bool, int, int, int]
+PlainState = tuple[Route, str, bytes, float, int, bytes, bool, int, int, int]
 
 
 class _Unsolicited(Exception):
@@ -105,6 +105,7 @@ class Exchange:
     error: ProxyError | None = None
     app = ""
     host = ""
+    route: Route | None = None  # what the Host resolved to; None for no valid Host
     counted = NOT_COUNTED
     bytes_out = 0
     running = False
@@ -172,17 +173,17 @@ class Exchange:
             self.error = error
             return
         try:
-            self.host, app = ctx.route(head.host)
+            route = self.route = ctx.route(head.host)
         except BadRequest as e:
             self.error = e
             return
-        if app is None:
+        self.host, app, state, activity, _ = route
+        if not app:
             self.error = UnknownHost(f"no app serves host {self.host!r}")
             return
         self.app = app
-        state = ctx.board.get(app)
-        if state is not None:
-            self.counted = begin_counting(ctx, app, state, head.target)
+        if state is not None and activity is not None:
+            self.counted = begin_counting(ctx, activity, state, head.target)
 
     @classmethod
     def adopted(
@@ -204,7 +205,8 @@ class Exchange:
         ex.method = head.method
         ex.path = head.target
         ex.bytes_in = head.size
-        (ex.app, ex.host, ex.request_id, ex.started, ex.counted, ex.up_head) = plain[:6]
+        (ex.route, ex.host, ex.request_id, ex.started, ex.counted, ex.up_head) = plain[:6]
+        ex.app = plain[0][1]
         ex.running = True
         ex.request_done = True
         ex.endpoint = up.endpoint
@@ -790,7 +792,8 @@ class Exchange:
         """No longer a request in flight for the activity ledger."""
         counted = self.counted
         self.counted = NOT_COUNTED
-        end_counting(self.ctx, self.app, counted, self.ctx.monotonic())
+        if counted and self.route is not None:
+            end_counting(self.route, counted, self.ctx.monotonic())
 
     def _finish(self, status: int, reason: str | None) -> None:
         if self.finished:
@@ -807,9 +810,9 @@ class Exchange:
         counted = self.counted
         self.counted = NOT_COUNTED
         settle(
-            self.ctx, self.app, counted, self.started, status, self.host, self.method,
-            self.path, self.held, self.request_id, self.conn.peer, self.upstream_text,
-            self.bytes_in, self.bytes_out, reason,
+            self.ctx, self.route or self.ctx.unrouted(self.host), counted, self.started,
+            status, self.method, self.path, self.held, self.request_id, self.conn.peer,
+            self.upstream_text, self.bytes_in, self.bytes_out, reason,
         )  # fmt: skip
 
 

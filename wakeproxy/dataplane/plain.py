@@ -26,7 +26,7 @@ from typing import cast
 from httptools import HttpParserError, HttpResponseParser
 
 from wakeproxy.dataplane.accounting import begin_counting, settle
-from wakeproxy.dataplane.context import Context
+from wakeproxy.dataplane.context import Context, Route
 from wakeproxy.dataplane.errors import BadRequest
 from wakeproxy.dataplane.exchange import Exchange
 from wakeproxy.dataplane.headers import (
@@ -53,13 +53,11 @@ def start_plain(conn: Client, ctx: Context, head: RequestHead) -> PlainConnectio
     return that connection, now relaying the answer; None, with nothing done, when the
     request is not plain after all (then an exchange takes it from the start)."""
     try:
-        host, app = ctx.route(head.host)
+        route = ctx.route(head.host)
     except BadRequest:
         return None
-    if app is None:
-        return None
-    state = ctx.states.get(app)
-    if state is None:
+    state, activity = route[2], route[3]
+    if state is None or activity is None:  # no app, or none on the board
         return None
     endpoints = state.endpoints
     if len(endpoints) != 1:
@@ -74,7 +72,7 @@ def start_plain(conn: Client, ctx: Context, head: RequestHead) -> PlainConnectio
     if not isinstance(up, PlainConnection):  # only where a pool was built without them
         ctx.pool.release(up)
         return None
-    up.begin(conn, ctx, head, app, host, begin_counting(ctx, app, state, head.target))
+    up.begin(conn, ctx, head, route, begin_counting(ctx, activity, state, head.target))
     return up
 
 
@@ -95,6 +93,7 @@ class PlainConnection(UpstreamConnection):
         "_left",
         "_parser",
         "_request_id",
+        "_route",
         "_started",
         "_status",
         "_up_head",
@@ -119,13 +118,13 @@ class PlainConnection(UpstreamConnection):
         return self
 
     def begin(
-        self, client: Client, ctx: Context, head: RequestHead, app: str, host: str, counted: int
+        self, client: Client, ctx: Context, head: RequestHead, route: Route, counted: int
     ) -> None:
         self._client = client
         self._ctx = ctx
         self._head = head
-        self.app = app
-        self.host = host
+        self._route = route
+        self.host, self.app = route[0], route[1]
         self._started = ctx.monotonic()
         self._counted = counted
         rid = head.request_id
@@ -221,9 +220,9 @@ class PlainConnection(UpstreamConnection):
             self.close()
         head = self._head
         settle(
-            self._ctx, self.app, self._counted, self._started, self._status, self.host,
-            head.method, head.target, None, self._request_id, client.peer, self.address,
-            head.size, self._bytes_out, None,
+            self._ctx, self._route, self._counted, self._started, self._status, head.method,
+            head.target, None, self._request_id, client.peer, self.address, head.size,
+            self._bytes_out, None,
         )  # fmt: skip
         client.exchange_done(self, self._client_keep)
 
@@ -235,7 +234,7 @@ class PlainConnection(UpstreamConnection):
         self._client = None
         status = self._status
         plain = (
-            self.app, self.host, self._request_id, self._started, self._counted,
+            self._route, self.host, self._request_id, self._started, self._counted,
             self._up_head, status != 0, status, self._bytes_out,
             (NONE if status == 204 or status == 304 else LENGTH) if status else NONE,
         )  # fmt: skip

@@ -9,8 +9,7 @@ until its response is complete, so a long download or SSE stream keeps its app a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+from wakeproxy.model.changes import Changes
 from wakeproxy.model.clock import Clock
 
 
@@ -32,9 +31,9 @@ class ActivityLedger:
     def __init__(self, clock: Clock) -> None:
         self._now = clock.monotonic
         self._apps: dict[str, AppActivity] = {}
-        # The same dict, for the data plane's per-request updates of a record's fields
-        # (written out there to save two calls a request); records are added by `get`.
-        self.records: Mapping[str, AppActivity] = self._apps
+        # Told when a record is dropped: readers holding it (the data plane writes its
+        # per-request steps out on the record) must take the app's new one.
+        self.changes = Changes()
 
     def get(self, app: str) -> AppActivity:
         a = self._apps.get(app)
@@ -73,4 +72,5 @@ class ActivityLedger:
         a.last_access = self._now()
 
     def forget(self, app: str) -> None:
-        self._apps.pop(app, None)
+        if self._apps.pop(app, None) is not None:
+            self.changes.changed()

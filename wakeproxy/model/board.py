@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from wakeproxy.model.apps import AppPolicy, Endpoint
+from wakeproxy.model.changes import Changes
 from wakeproxy.model.clock import Clock
 from wakeproxy.model.sleeplog import SleepLog
 
@@ -132,6 +133,9 @@ class ReadinessBoard:
         # Never written through this name.
         self.states: Mapping[str, AppState] = self._apps
         self._awake: set[str] = set()
+        # Told when an app's state is added or removed (not when its fields change:
+        # readers read those live from the state).
+        self.changes = Changes()
 
     # -- readers ---------------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class ReadinessBoard:
         if state is None:
             state = AppState(policy, self._clock.monotonic())
             self._apps[policy.name] = state
+            self.changes.changed()
         else:
             state.policy = policy
         return state
@@ -166,6 +171,7 @@ class ReadinessBoard:
         if state is not None:
             state.endpoints = ()
             self._fire(state)
+            self.changes.changed()
 
     def mark_waking(self, name: str) -> int:
         """A wake starts; returns its attempt number."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from wakeproxy.model.changes import Changes
+
 
 class HostConflict(ValueError):
     """Two apps claim the same host or wildcard."""
@@ -90,9 +92,20 @@ class RouteTable:
 
 
 class Routes:
-    """Holder of the current table. One writer (the control plane) swaps `table` whole."""
+    """Holder of the current table. One writer (the control plane) swaps `table` whole;
+    readers caching what it resolves to are told (`changes`)."""
 
-    __slots__ = ("table",)
+    __slots__ = ("_table", "changes")
 
     def __init__(self, table: RouteTable | None = None) -> None:
-        self.table = table if table is not None else RouteTable.empty()
+        self._table = table if table is not None else RouteTable.empty()
+        self.changes = Changes()
+
+    @property
+    def table(self) -> RouteTable:
+        return self._table
+
+    @table.setter
+    def table(self, table: RouteTable) -> None:
+        self._table = table
+        self.changes.changed()
