@@ -59,6 +59,20 @@ REQUESTS: dict[str, tuple[bytes, bool]] = {
     ),
     "connection-named": (get(b"Connection: X-Secret\r\nX-Secret: 1\r\nX-Kept: 2\r\n"), False),
     "connection-close": (get(b"Connection: close\r\n"), False),
+    "connection-keep-alive": (get(b"X-A: 1\r\nConnection: keep-alive\r\nX-B: 2\r\n"), True),
+    "connection-keep-alive-last": (get(b"connection: Keep-Alive\r\n"), True),
+    "connection-keep-alive-twice": (
+        get(b"Connection: keep-alive\r\nConnection: keep-alive\r\n"), False),
+    "connection-keep-alive-and-more": (get(b"Connection: keep-alive, X-A\r\nX-A: 1\r\n"), False),
+    "connection-keep-alive-then-te": (get(b"Connection: keep-alive\r\nTE: trailers\r\n"), False),
+    "chrome": (
+        b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive\r\n"
+        b"Cache-Control: max-age=0\r\nUpgrade-Insecure-Requests: 1\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.0.0 Safari/537.36\r\n"
+        b"Accept: text/html,*/*;q=0.8\r\nAccept-Encoding: gzip, deflate\r\n"
+        b"Accept-Language: en-US,en;q=0.9\r\n\r\n",
+        True,
+    ),
     "hop-by-hop": (
         get(b"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
             b"Trailer: X-T\r\nUpgrade: h2c\r\n"),
@@ -323,7 +337,9 @@ def test_the_requests_marked_whole_are_exactly_those_read_whole():
 def test_every_field_a_rule_looks_at_leaves_the_head_to_the_field_reader(name: bytes):
     for spelling in (name, name.upper(), name.title()):
         assert raw_request_head(get(spelling + b": x\r\n"), 65536, 100) is None
-    assert raw_request_head(get(b"X-" + name + b": x\r\n"), 65536, 100) is not None
+    # Fields whose names only contain one are not looked at.
+    for other in (b"X-" + name, name + b"-x", name + b"x"):
+        assert raw_request_head(get(other + b": x\r\n"), 65536, 100) is not None
 
 
 @pytest.mark.parametrize(

@@ -305,16 +305,18 @@ def _without(fields: list[bytes], names: set[bytes]) -> list[bytes]:
 _RAW_HEAD = re.compile(rb"([A-Z]+) (/[^ ]*) HTTP/1\.1\r\n[Hh][Oo][Ss][Tt]:[ \t]*([^\s]+)\r\n")
 # Every field `read_request_head` looks at (Host and Accept aside: Accept is only read
 # for a waiting page), and the `_` spellings of the framing ones it refuses, as they start
-# a line of the lowercased head.
+# a line of the lowercased head. First among them, in its own group, a lone
+# `Connection: keep-alive` (what browsers send on HTTP/1.1): all the field reader does
+# with it is drop it.
 _LOOKED_AT = re.compile(
-    rb"\n(?:"
+    rb"\n(?:(connection:[ \t]*keep-alive[ \t]*\r\n)|(?:"
     + b"|".join(
         sorted(
             [re.escape(n) for n in _SPECIAL - _FRAMING - {b"accept"}]
             + [n.replace(b"-", b"[-_]") for n in _FRAMING]
         )
     )
-    + rb"):"
+    + rb"):)"
 )
 _ACCEPT = re.compile(rb"\naccept:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _new = object.__new__
@@ -324,8 +326,9 @@ def raw_request_head(data: bytes, max_head_bytes: int, max_headers: int) -> RawH
     """`data` as a request head read whole, without a look at each field, when it is one
     whole head (nothing after its blank line) of an origin-form HTTP/1.1 request other than
     HEAD or CONNECT, with Host first and no other field a rule needs to see (so no body, no
-    upgrade, nothing hop-by-hop or forwarded), within the limits. None otherwise, and then
-    `read_request_head` reads it: everything it would refuse or change is left to it.
+    upgrade, nothing hop-by-hop or forwarded but one `Connection: keep-alive`), within the
+    limits. None otherwise, and then `read_request_head` reads it: everything it would
+    refuse or change is left to it.
 
     The fields go upstream as they came; llhttp must still check `data`."""
     n = len(data)
@@ -338,16 +341,25 @@ def raw_request_head(data: bytes, max_head_bytes: int, max_headers: int) -> RawH
     if (
         method == b"HEAD"
         or method == b"CONNECT"
-        or _LOOKED_AT.search(data.lower(), m.end() - 2) is not None
         # A field line is 4 bytes or more: only a longer head can have too many.
         or (n > 4 * max_headers and data.count(b"\n") - 2 > max_headers)
     ):
         return None
+    raw = data[:-2]
+    low = data.lower()
+    special = _LOOKED_AT.search(low, m.end() - 2)
+    if special is not None:
+        if special.start(1) < 0:
+            return None
+        cut, end = special.span(1)
+        if _LOOKED_AT.search(low, end - 1) is not None:
+            return None
+        raw = data[:cut] + data[end:-2]  # the field reader drops it
     h: RawHead = _new(RawHead)
     h.method = method
     h.target = target
     h.host = host
-    h.raw = data[:-2]
+    h.raw = raw
     h.size = n - 2  # as `read_request_head` counts it: without the blank line
     return h
 
