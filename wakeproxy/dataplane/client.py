@@ -95,9 +95,10 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self._parser = HttpRequestParser(self)
         # A second parser, with no callbacks, only checks the syntax of heads read whole
-        # (`_read_whole`). Each parser is only ever fed whole messages, so both stay at a
-        # message boundary whichever took the last one.
-        self._lean: HttpRequestParser | None = HttpRequestParser(_Lean)
+        # (see `data_received`); made for the first one (~560 bytes). Each parser is only
+        # ever fed whole messages, so both stay at a message boundary whichever took the
+        # last one.
+        self._lean: HttpRequestParser | None = None
         self.peer = ""
         self.peer_bytes = b""
         self.trusted = False
@@ -151,13 +152,15 @@ class ClientConnection(asyncio.Protocol):
             # is the full parser's, fed `data` as if this had not looked.
             ctx = self.ctx
             head = raw_request_head(data, ctx.max_head_bytes, ctx.max_headers)
-            lean = self._lean
-            if head is not None and lean is not None:
+            if head is not None:
+                lean = self._lean
+                if lean is None:
+                    lean = self._lean = HttpRequestParser(_Lean)
                 try:
                     lean.feed_data(data)
                 except (HttpParserError, HttpParserUpgrade):
-                    # Stopped mid-message, so of no further use; the full parser finds
-                    # the same fault and answers it.
+                    # Stopped mid-message, so of no further use (a fresh one is made if
+                    # need be); the full parser finds the same fault and answers it.
                     self._lean = None
                 else:
                     try:
