@@ -11,6 +11,7 @@ must get the same answers and bring the app the same bytes.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 
 import httptools
@@ -186,6 +187,19 @@ async def test_a_request_gets_the_same_answer_and_reaches_the_app_the_same_whole
     split = await answers(proxy, data, seen, split=True)
     assert whole == split
     assert whole[0].startswith(b"HTTP/1.1 ")
+
+
+@pytest.mark.parametrize("name", ["plain-get", "chrome", "spoofed-forwarding", "connection-named"])
+async def test_a_trusted_proxy_gets_the_same_whole_or_split(
+    name: str, make_proxy: ProxyFactory, raw_upstream
+):
+    proxy = await make_proxy(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    seen: list[bytes] = []
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    await send(proxy, get(), split=False)
+    whole = await answers(proxy, REQUESTS[name][0], seen, split=False)
+    split = await answers(proxy, REQUESTS[name][0], seen, split=True)
+    assert whole == split
 
 
 async def test_rules_still_apply_to_requests_read_whole_or_not(proxy: Proxy, raw_upstream):

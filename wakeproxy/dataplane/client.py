@@ -1,7 +1,9 @@
 """The client side of the proxy: one asyncio Protocol per accepted connection.
 
-Owns the client socket: the httptools request parser, turning each complete head into
-an Exchange, answering pipelined requests in order, the reasons reading is paused, the
+Owns the client socket: reading request heads (one that arrives whole and needs no rule
+is only checked by a parser without callbacks and sent on as it came; anything else goes
+through the httptools parser field by field), handing each to the plain path or an
+Exchange, answering pipelined requests in order, the reasons reading is paused, the
 head / idle / body / response-head / tunnel-idle deadlines and the stalled-send deadline
 (all checked by the server's tick) and closing. It never talks to an upstream itself and
 never decides routing or holding.
