@@ -16,6 +16,8 @@ import re
 
 import httptools
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.dataplane.conftest import Proxy, ProxyFactory, read_head, read_response
 from tests.hostile.corpus import CASES
@@ -373,3 +375,64 @@ def test_a_head_read_whole_knows_whether_html_is_wanted_as_the_field_reader(acce
     assert head.accept_html is html
     by_field = read_request_head(b"GET", b"/", fields_of(get(accept)), "1.1", True, False)
     assert by_field.accept_html is html
+
+
+# Random heads built from the pieces that decide which reader takes them: names a rule
+# looks at (in any case, with `_` spellings), names that only contain one, Host anywhere
+# and more than once, Connection values, odd whitespace and bytes, several request lines.
+PLAIN = [b"x-a", b"x-host", b"hosts", b"connection-x", b"x-te", b"accept-language", b"cookie"]
+NAMES = st.sampled_from(
+    PLAIN * 20 + sorted(_SPECIAL | {b"content_length", b"transfer_encoding"})
+).flatmap(lambda n: st.sampled_from([n, n.upper(), n.title()]))
+VALUES = st.sampled_from(
+    [b"1", b"keep-alive", b"Keep-Alive", b"close", b"keep-alive, x-a", b"shop.test",
+     b"chunked", b"text/html", b"", b" spaced ", b"a\x01b", b"caf\xc3\xa9", b"6.6.6.6"]
+)  # fmt: skip
+SEPARATORS = st.sampled_from([b": ", b": ", b": ", b":", b":\t", b" : ", b":  "])
+LINES = st.one_of(
+    st.sampled_from([b"GET / HTTP/1.1", b"POST /p?q HTTP/1.1", b"DELETE /x/1 HTTP/1.1"]),
+    st.sampled_from(
+        [b"HEAD / HTTP/1.1", b"GET / HTTP/1.0", b"get / HTTP/1.1", b"GET  / HTTP/1.1",
+         b"GET http://shop.test/ HTTP/1.1", b"CONNECT shop.test:443 HTTP/1.1",
+         b"OPTIONS * HTTP/1.1", b"GET /a b HTTP/1.1"]
+    ),
+)  # fmt: skip
+CONNECTIONS = st.sampled_from(
+    [b"Connection: keep-alive", b"connection:Keep-Alive", b"Connection: keep-alive ",
+     b"Connection: keep-alive, x-a", b"Connection: close", b"Connection: x-a"]
+)  # fmt: skip
+HOSTS = st.sampled_from([b"Host: shop.test", b"host:Shop.Test:80", b"HOST:\tx.test", b"Host: a b"])
+
+
+@st.composite
+def heads(draw: st.DrawFn) -> bytes:
+    fields = [
+        draw(NAMES) + draw(SEPARATORS) + draw(VALUES)
+        for _ in range(draw(st.integers(0, 5)))
+    ]
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2]))):
+        fields.insert(draw(st.integers(0, len(fields))), draw(CONNECTIONS))
+    for _ in range(draw(st.sampled_from([1, 1, 1, 1, 0, 2]))):
+        fields.insert(draw(st.sampled_from([0, 0, 0, len(fields)])), draw(HOSTS))
+    ending = draw(st.sampled_from([b"\r\n"] * 5 + [b"\n"]))
+    return draw(LINES) + b"\r\n" + b"".join(f + ending for f in fields) + b"\r\n"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(heads())
+def test_random_heads_the_whole_head_reader_takes_reach_the_app_as_by_field(data: bytes):
+    head = raw_request_head(data, 65536, 100)
+    if head is None:
+        return
+    try:
+        lean_ok = httptools.HttpRequestParser(object()).feed_data(data) is None
+    except httptools.HttpParserError:
+        lean_ok = False
+    try:
+        slow, _ = read_by_field(data)
+    except httptools.HttpParserError:
+        assert not lean_ok  # llhttp refused it, so the lean parser does too: 400 either way
+        return
+    assert lean_ok
+    fast = upstream_head(head, b"10.1.2.3", False, b"rid")
+    assert as_read(fast) == as_read(slow)
