@@ -10,8 +10,9 @@ and in the order below, each step calling the code wakeproxy runs (not a re-impl
 - `+ request rules`: the request head checked and rewritten by `read_request_head` and
   `upstream_head` (hop-by-hop fields, the forwarded headers, a request id) instead of the
   floor's own filter;
-- `+ response rules`: the answer's head parsed into fields and rewritten by
-  `response_head` (hop-by-hop fields, framing, keep-alive) instead of pumped as it came;
+- `+ response rules`: each field of the answer looked up as the plain path does
+  (`answer_field_kind`: hop-by-hop fields, framing by Content-Length) and the answer's end
+  found from its length, the bytes still relayed as they came;
 - `+ routing and counting`: the Host looked up in the route cache, the app's endpoint
   from the readiness board, the request counted in the activity ledger and the stats
   (`accounting.begin_counting` / `settle` with access lines off);
@@ -42,8 +43,11 @@ import hot_path as hp
 from wakeproxy.dataplane.accounting import begin_counting, settle
 from wakeproxy.dataplane.headers import (
     NONE,
+    RELAY,
+    RELAY_LENGTH,
+    answer_field,
+    answer_field_kind,
     read_request_head,
-    response_head,
     upstream_head,
 )
 
@@ -57,7 +61,7 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
     peer = b"127.0.0.1"
 
     class Upstream(floor.Upstream):  # type: ignore[name-defined,misc]
-        done = False
+        plain = True
         status = 200
 
         def start(self, client: Any, data: bytes) -> None:
@@ -66,9 +70,6 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
                 return
             self.client = client
             client.up = self
-            self.fields: list[tuple[bytes, bytes]] = []
-            self.reason = b""
-            self.out: list[bytes] = []
             if getattr(self, "parser", None) is None:  # kept, as the plain path keeps it
                 self.parser = httptools.HttpResponseParser(self)
             self.transport.write(data)
@@ -79,39 +80,35 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
                 c.transport.write(data)
                 self.parser.feed_data(data)
                 return
+            # The plain path's rules for a whole answer in one read: each field looked up
+            # as it is parsed, the framing from Content-Length, the bytes relayed as they came.
+            end = data.find(b"\r\n\r\n")
+            self.length = None
             self.parser.feed_data(data)
-            out = self.out
-            if out:
-                c.transport.write(b"".join(out))
-                out.clear()
-            if self.done:
-                self.done = False
-                self.finish(c)
+            self.status = self.parser.get_status_code()
+            assert self.plain and self.length is not None
+            assert end + 4 + int(self.length) == len(data)
+            c.transport.write(data)
+            self.finish(c)
 
         if level >= 2:
 
-            def on_status(self, reason: bytes) -> None:
-                self.reason = reason
-
             def on_header(self, name: bytes, value: bytes) -> None:
-                self.fields.append((name, value))
-
-            def on_headers_complete(self) -> None:
-                head, _, _ = response_head(
-                    self.parser.get_status_code(), self.reason, self.fields,
-                    no_body=False, http10=False, keep_alive=True,
-                )  # fmt: skip
-                self.status = self.parser.get_status_code()
-                self.out.append(head)
-
-            def on_body(self, body: bytes) -> None:
-                self.out.append(body)
+                kind = answer_field_kind(name)
+                if kind == RELAY:
+                    return
+                if kind != RELAY_LENGTH:  # Connection, another hop-by-hop field, a new spelling
+                    kind = answer_field(name, value)
+                    if kind == RELAY:
+                        return
+                if kind == RELAY_LENGTH:
+                    self.length = value
+                else:
+                    self.plain = False
 
         def on_message_complete(self) -> None:
             if level < 2:
                 self.finish(self.client)
-            else:
-                self.done = True
 
         def finish(self, c: Any) -> None:
             self.client = None

@@ -262,21 +262,22 @@ async def test_requests_pipelined_behind_a_plain_one_are_answered_in_order(
 # -- answers relayed as they came ----------------------------------------------------------
 
 
-async def test_a_clean_answer_reaches_the_client_as_it_came_without_its_connection_field(
+async def test_a_plain_answer_reaches_the_client_as_it_came_but_for_hop_by_hop_fields(
     proxy: Proxy, raw_upstream
 ):
     head = (b"HTTP/1.1 200 Fine\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nX-Spaced:  v  \r\n"
-            b"%sContent-Length: 4\r\n\r\n")  # fmt: skip
+            b"%sContent-Length: 4\r\n%s\r\n")  # fmt: skip
+    hop = (b"connection: Keep-Alive\r\n", b"Keep-Alive:  timeout=5\r\n")
 
     async def then(reader, writer):
-        writer.write(head % b"connection: Keep-Alive\r\n" + b"body")
+        writer.write(head % hop + b"body")
         await writer.drain()
         await read_head(reader)
         writer.write(OK)
 
     reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
     writer.write(GET)
-    expected = head % b"" + b"body"
+    expected = head % (b"", b"") + b"body"
     assert await asyncio.wait_for(reader.readexactly(len(expected)), 2) == expected
     writer.write(GET)
     resp = await asyncio.wait_for(read_response(reader), 2)
@@ -392,4 +393,23 @@ async def test_a_body_after_its_whole_head_comes_over_many_reads(proxy: Proxy, r
     records = await proxy.wait_records(3)
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 512000\r\n\r\n"
     assert records[1].bytes_out == len(head) + len(body)
+    writer.close()
+
+
+async def test_an_http10_answer_on_a_pooled_connection_is_not_taken_for_keep_alive(
+    proxy: Proxy, raw_upstream
+):
+    async def then(reader, writer):
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold")
+        await writer.drain()
+        writer.close()  # as an HTTP/1.0 server does unless asked to keep the connection
+
+    reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.body) == (200, b"old")
+    writer.write(GET)  # never sent on the connection the app closed
+    resp = await asyncio.wait_for(read_response(reader), 2)
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert len(connections) == 2
     writer.close()

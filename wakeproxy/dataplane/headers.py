@@ -513,59 +513,58 @@ class RequestIds:
         self.next: Callable[[], bytes] = map(pattern.__mod__, itertools.count(1)).__next__
 
 
-# An answer relayed as it came (the plain path): read off its bytes by these patterns, not
-# field by field. Its bytes go through llhttp before a byte is relayed, and llhttp (strictly)
-# refuses bare CR or LF, folded lines, whitespace before a colon, two Content-Lengths and
-# Content-Length beside Transfer-Encoding: so each field starts right after a CRLF with its
-# name and colon, and the patterns read the head as llhttp does.
-_HOP_FIELD = re.compile(
-    rb"\r\n(?:t(?:ransfer-encoding|e|railer)|upgrade|proxy-connection|keep-alive):",
-    re.IGNORECASE,
-)
-_CONNECTION_FIELD = re.compile(rb"\r\nconnection:[ \t]*([^\r]*)", re.IGNORECASE)
-_LENGTH_FIELD = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r", re.IGNORECASE)
-_KEEP, _CLOSE = frozenset({b"keep-alive", b"Keep-Alive"}), frozenset({b"close", b"Close"})
+# How the plain path treats each field of an answer it relays as it came (see plain.py):
+# relayed, relayed and read for the framing, cut out of the bytes (hop-by-hop), or the
+# answer is not plain. (RELAY and RELAY_LENGTH are the memoized kinds themselves: one
+# lookup decides most fields.)
+# CUT_CLOSE: cut, and the app closes the connection after this answer.
+RELAY, RELAY_LENGTH, CUT, CUT_CLOSE, NOT_PLAIN = _PLAIN, _LENGTH, -1, -2, -3
+# A `Connection` that names no field: cut out like the other hop-by-hop fields.
+_CONNECTION_VERDICTS = {
+    b"keep-alive": CUT, b"Keep-Alive": CUT, b"close": CUT_CLOSE, b"Close": CUT_CLOSE
+}
+# Each spelling's kind, as `response_head` memoizes it: one lookup per field.
+answer_field_kind: Callable[[bytes], int | None] = _response_kinds.get
 
 
-def relayable_answer(data: bytes) -> tuple[int, int, bool, int, int] | None:
-    """An answer head the plain path may relay as it came, without `Connection`, to a
-    keep-alive HTTP/1.1 request that is not HEAD → (status, where the answer ends in
-    `data`, whether the app keeps the connection, the span of the `Connection` line to cut
-    (0, 0 if none)); None when `response_head`'s rules must run instead: the head not whole
-    in `data`, not HTTP/1.1, interim, a hop-by-hop field other than `Connection:
-    keep-alive|close`, or framed other than by Content-Length (204 and 304 have no body)."""
-    end = data.find(b"\r\n\r\n")
-    code = data[9:12]
-    if (
-        end < 0
-        or not data.startswith(b"HTTP/1.1 ")
-        or not code.isdigit()
-        or code < b"200"
-        or _HOP_FIELD.search(data, 0, end + 2) is not None
-    ):
-        return None
-    body_at = end + 4
-    status = int(code)
-    if status == 204 or status == 304:
-        length = 0
-    else:
-        field = _LENGTH_FIELD.search(data, 0, body_at)
-        if field is None:
-            return None  # delimited by close
-        length = int(field[1])
-    connection = _CONNECTION_FIELD.search(data, 0, body_at)
-    if connection is None:
-        return status, body_at + length, True, 0, 0  # HTTP/1.1 keeps it by default
-    if _CONNECTION_FIELD.search(data, connection.end(), body_at) is not None:
-        return None  # a second one: the exchange joins and obeys them all
-    value = connection[1].rstrip(b" \t")
-    if value in _KEEP:
-        keep = True
-    elif value in _CLOSE:
-        keep = False
-    else:
-        value = value.lower()
-        if value != b"keep-alive" and value != b"close":
-            return None  # it names fields to drop
-        keep = value == b"keep-alive"
-    return status, body_at + length, keep, connection.start(), connection.end()
+def answer_field(name: bytes, value: bytes) -> int:
+    """RELAY, RELAY_LENGTH (Content-Length), CUT, CUT_CLOSE or NOT_PLAIN for a field of
+    an answer the plain path relays as it came: the rules of `response_head` for the case
+    where they only drop fields. Transfer-Encoding (another framing) and a `Connection` naming
+    fields (which may come before it) are not plain."""
+    kind = answer_field_kind(name)
+    if kind is None:
+        kind = _response_kind(name)
+    if kind == _PLAIN:
+        return RELAY
+    if kind == _LENGTH:
+        return RELAY_LENGTH
+    if kind == _CONNECTION:
+        verdict = _CONNECTION_VERDICTS.get(value)
+        if verdict is None:
+            verdict = _CONNECTION_VERDICTS.get(value.strip().lower(), NOT_PLAIN)
+        return verdict
+    if kind == _TE:
+        return NOT_PLAIN
+    return CUT  # Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade
+
+
+def cut_fields(data: bytes, head_end: int, fields: list[tuple[bytes, bytes]]) -> bytes | None:
+    """`data` (an answer's bytes, its head ending at `head_end`, the index of its final
+    CRLF CRLF) without the lines of `fields` (name, value as llhttp read them); None if
+    one cannot be found, which only an unusual spacing around the value causes."""
+    for name, value in fields:
+        start = data.find(b"\r\n%s: %s\r\n" % (name, value), 0, head_end + 4)
+        if start >= 0:
+            stop = start + len(name) + len(value) + 4
+        else:  # another spacing: as llhttp reads it, OWS around the value
+            line = re.compile(rb"\r\n" + re.escape(name) + rb":[ \t]*" + re.escape(value)
+                              + rb"[ \t]*(?=\r\n)")  # fmt: skip
+            match = line.search(data, 0, head_end + 2)
+            if match is None:
+                return None
+            start, stop = match.span()
+        data = data[:start] + data[stop:]
+        head_end -= stop - start
+    return data
+

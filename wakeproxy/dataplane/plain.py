@@ -3,20 +3,21 @@
 A request with no body, on a keep-alive HTTP/1.1 connection with nothing queued before it,
 for an app that is awake and has an idle pooled connection, is sent upstream from the
 client's head callback. Its answer is relayed as it came, one write per read, when its
-head is clean: whole in the first read, HTTP/1.1, a final status, framed by Content-Length
-(or a 204/304 with no body), with no hop-by-hop field but `Connection: keep-alive|close`
-(cut out), no folded line and no bare CR or LF. That is decided over the bytes by compiled
-patterns, not field by field in Python; llhttp, fed the same bytes with no callbacks, still
-checks the syntax, and the Content-Length tells where the answer ends. That is most
-requests; all they run is in this module, the request rules of `headers.py` and `settle`.
+head is plain: whole in the first read, a final status, framed by Content-Length (or a
+204/304, which have no body), and with no hop-by-hop field but `Connection: keep-alive`
+(which stands as our own option for the client's hop). The parser the upstream connection
+keeps for its whole life (one per connection) checks the bytes; its only callback is one
+dictionary lookup per field (`headers.answer_field`), and the Content-Length tells where
+the answer ends. That is most requests; all they run is in this module, the request rules
+of `headers.py` and `settle`.
 
 Any other answer makes the request an `Exchange` (`Exchange.adopted`) before a byte of it is
 relayed, and the exchange parses it from the start with its own rules: an answer that is
-interim (1xx), chunked, delimited by close, from HTTP/1.0, with other hop-by-hop fields,
-split over reads before its head ends, or invalid; so does a response-header timeout, a
-lost connection, a client gone or a shutdown before the head. After the head went out an
-exchange only finishes (a cut body, a client gone, a crash). Must never: read a request
-body, hold, retry, connect, or answer itself.
+interim (1xx), chunked, delimited by close, with another hop-by-hop field or Connection
+value, split over reads before its head ends, or invalid; so does a response-header
+timeout, a lost connection, a client gone or a shutdown before the head. After the head
+went out an exchange only finishes (a cut body, a client gone, a crash). Must never: read
+a request body, hold, retry, connect, or answer itself.
 """
 
 from __future__ import annotations
@@ -30,22 +31,24 @@ from wakeproxy.dataplane.context import Context, Route
 from wakeproxy.dataplane.errors import BadRequest
 from wakeproxy.dataplane.exchange import Exchange
 from wakeproxy.dataplane.headers import (
+    CUT_CLOSE,
     LENGTH,
     NONE,
+    NOT_PLAIN,
+    RELAY,
+    RELAY_LENGTH,
     RequestHead,
-    relayable_answer,
+    answer_field,
+    answer_field_kind,
+    cut_fields,
     upstream_head,
 )
 from wakeproxy.dataplane.ports import RESPONSE, Client
 from wakeproxy.dataplane.upstream import UpstreamConnection, UpstreamPool
 from wakeproxy.model.apps import Endpoint
 
-
-class _NoCallbacks:
-    """The protocol of a parser that only checks: llhttp calls no Python per message."""
-
-
-_CHECK_ONLY = _NoCallbacks()
+# How a final answer from HTTP/1.1 starts (an HTTP/1.0 app closes unless told otherwise).
+_FINAL = (b"HTTP/1.1 2", b"HTTP/1.1 3", b"HTTP/1.1 4", b"HTTP/1.1 5")
 
 
 def start_plain(conn: Client, ctx: Context, head: RequestHead) -> PlainConnection | None:
@@ -86,12 +89,14 @@ class PlainConnection(UpstreamConnection):
         "_client_keep",
         "_counted",
         "_ctx",
+        "_cut",
         "_dirty",
         "_first",
         "_head",
-        "_keep",
         "_left",
+        "_length",
         "_parser",
+        "_plain",
         "_request_id",
         "_route",
         "_started",
@@ -108,8 +113,11 @@ class PlainConnection(UpstreamConnection):
     def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
         super().__init__(pool, endpoint)
         self._client: Client | None = None  # the client of the plain request in flight
-        # One checking parser for the connection's life, fed whole answers only.
+        # One parser for the connection's life, fed whole answers only.
         self._parser: HttpResponseParser | None = None
+        self._length: bytes | None = None  # the answer's Content-Length
+        self._cut: list[tuple[bytes, bytes]] | None = None  # its hop-by-hop fields
+        self._plain = True  # whether every field so far may be relayed as it came
         self.leftover: bytes | None = None
 
     @property
@@ -131,10 +139,13 @@ class PlainConnection(UpstreamConnection):
         rid = self._request_id = rid if rid and client.trusted else ctx.ids.next()
         self._status = 0
         self._left = 0  # bytes of the answer's body still to come
+        self._length = None
+        self._cut = None
+        self._plain = True
         self._dirty = False
         self._bytes_out = 0
         if self._parser is None:
-            self._parser = HttpResponseParser(_CHECK_ONLY)
+            self._parser = HttpResponseParser(self)
         up_head = self._up_head = upstream_head(head, client.peer_bytes, client.trusted, rid)
         if client.writing_paused:
             self.pause_reading()
@@ -177,43 +188,81 @@ class PlainConnection(UpstreamConnection):
             self._hand_over().crashed(e)
 
     def _answer_head(self, client: Client, data: bytes) -> None:
-        """The first read of the answer: relayed as it came if its head is clean, else
+        """The first read of the answer: relayed as it came if its head is plain, else
         the whole answer is an exchange's from here."""
-        answer = relayable_answer(data)
-        if answer is None or self._ctx.draining:  # (draining: it must say `close`)
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or not data.startswith(_FINAL) or self._ctx.draining:
+            # (an interim answer may have its final one behind it in this read, which the
+            # parser would report as the status; draining, the answer must say `close`)
             self._take_over(data)
             return
-        status, end, keep, cut, cut_end = answer
-        left = end - len(data)
-        if left < 0:  # bytes after the answer: relayed no further, connection not reused
-            data = data[:end]
-            self._dirty = True
-            left = 0
         parser = self._parser
         assert parser is not None
         try:
-            parser.feed_data(data)
+            parser.feed_data(data)  # may run past the answer: see below
         except HttpParserError:
             self._parser = None
             self._take_over(data)  # the exchange reports the invalid answer
             return
+        status = parser.get_status_code()
+        length = self._length
+        if status == 204 or status == 304:
+            length = b"0"
+        if not self._plain or length is None:
+            self._parser = None  # left mid-answer: no use for a next one
+            self._take_over(data)
+            return
+        answer_end = end + 4 + int(length)
+        left = answer_end - len(data)
+        if left < 0:
+            # Bytes after the answer: relayed no further, the connection not reused (and
+            # its parser, which read them as a next answer, dropped with it).
+            data = data[:answer_end]
+            self._dirty = True
+            left = 0
+        cut = self._cut
+        if cut is not None:  # hop-by-hop fields (mostly `Connection: keep-alive`)
+            relayed = cut_fields(data, end, cut)
+            if relayed is None:
+                self._parser = None
+                self._take_over(data)
+                return
+            data = relayed
         self._status = status
-        self._keep = keep  # (llhttp's own answer is not kept once the message is complete)
         self._left = left
         self._client_keep = True
         if client.deadline_kind == RESPONSE:
             client.deadline_kind = 0
-        if cut:
-            data = data[:cut] + data[cut_end:]
         self._bytes_out = len(data)
         if not client.closing:
             client.transport.write(data)
         if left == 0:
             self._finish(client)
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        kind = answer_field_kind(name)
+        if kind == RELAY:
+            return
+        if kind != RELAY_LENGTH:  # Connection, another hop-by-hop field, a new spelling
+            kind = answer_field(name, value)
+            if kind == RELAY:
+                return
+        if kind == RELAY_LENGTH:
+            self._length = value
+        elif kind == NOT_PLAIN:
+            self._plain = False
+        else:  # hop-by-hop: cut out of the bytes relayed
+            if kind == CUT_CLOSE:
+                self._dirty = True  # the app closes the connection after this answer
+            cut = self._cut
+            if cut is None:
+                self._cut = [(name, value)]
+            else:
+                cut.append((name, value))
+
     def _finish(self, client: Client) -> None:
         self._client = None
-        if self._keep and not self._dirty:
+        if not self._dirty:
             self.pool.release(self)
         else:
             self._parser = None
