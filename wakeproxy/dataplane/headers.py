@@ -523,8 +523,11 @@ RELAY, RELAY_LENGTH, CUT, CUT_CLOSE, NOT_PLAIN = _PLAIN, _LENGTH, -1, -2, -3
 _CONNECTION_VERDICTS = {
     b"keep-alive": CUT, b"Keep-Alive": CUT, b"close": CUT_CLOSE, b"Close": CUT_CLOSE
 }
-# Each spelling's kind, as `response_head` memoizes it: one lookup per field.
+# Each spelling's kind, as `response_head` memoizes it: one lookup per field; for the
+# kind CONNECTION, the verdict by the value as it usually comes (None: ask `answer_field`).
 answer_field_kind: Callable[[bytes], int | None] = _response_kinds.get
+CONNECTION = _CONNECTION
+connection_verdict: Callable[[bytes], int | None] = _CONNECTION_VERDICTS.get
 
 
 def answer_field(name: bytes, value: bytes) -> int:

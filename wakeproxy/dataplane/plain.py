@@ -31,6 +31,7 @@ from wakeproxy.dataplane.context import Context, Route
 from wakeproxy.dataplane.errors import BadRequest
 from wakeproxy.dataplane.exchange import Exchange
 from wakeproxy.dataplane.headers import (
+    CONNECTION,
     CUT_CLOSE,
     LENGTH,
     NONE,
@@ -40,6 +41,7 @@ from wakeproxy.dataplane.headers import (
     RequestHead,
     answer_field,
     answer_field_kind,
+    connection_verdict,
     cut_fields,
     upstream_head,
 )
@@ -222,7 +224,14 @@ class PlainConnection(UpstreamConnection):
             left = 0
         cut = self._cut
         if cut is not None:  # hop-by-hop fields (mostly `Connection: keep-alive`)
-            relayed = cut_fields(data, end, cut)
+            relayed: bytes | None = None
+            if len(cut) == 1:  # the usual one, spaced as usual: found and cut here
+                line = b"\r\n%s: %s\r\n" % cut[0]
+                at = data.find(line, 0, end + 4)
+                if at >= 0:
+                    relayed = data[:at] + data[at + len(line) - 2 :]
+            if relayed is None:
+                relayed = cut_fields(data, end, cut)
             if relayed is None:
                 self._parser = None
                 self._take_over(data)
@@ -243,16 +252,22 @@ class PlainConnection(UpstreamConnection):
         kind = answer_field_kind(name)
         if kind == RELAY:
             return
-        if kind != RELAY_LENGTH:  # Connection, another hop-by-hop field, a new spelling
-            kind = answer_field(name, value)
-            if kind == RELAY:
-                return
         if kind == RELAY_LENGTH:
             self._length = value
-        elif kind == NOT_PLAIN:
+            return
+        # Connection (cut when it is `keep-alive` or `close`), another hop-by-hop field,
+        # or a spelling not seen yet
+        verdict = connection_verdict(value) if kind == CONNECTION else None
+        if verdict is None:
+            verdict = answer_field(name, value)
+        if verdict == RELAY:
+            return
+        if verdict == RELAY_LENGTH:
+            self._length = value
+        elif verdict == NOT_PLAIN:
             self._plain = False
         else:  # hop-by-hop: cut out of the bytes relayed
-            if kind == CUT_CLOSE:
+            if verdict == CUT_CLOSE:
                 self._dirty = True  # the app closes the connection after this answer
             cut = self._cut
             if cut is None:
