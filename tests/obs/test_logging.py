@@ -20,7 +20,7 @@ import structlog
 
 from wakeproxy.dataplane.access import AccessRecord
 from wakeproxy.obs import logging as obs_logging
-from wakeproxy.obs.lines import access_fields
+from wakeproxy.obs.lines import OrderedStream, access_fields
 from wakeproxy.obs.logging import JsonLines, access_sink, configure_logging
 
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
@@ -438,3 +438,41 @@ async def test_other_log_lines_come_after_the_access_lines_still_waiting() -> No
     sink(access_record(request_id="last"))
     assert [(e["event"], e.get("request_id")) for e in lines(buf)] == [
         ("request", "first"), ("then this", None)]
+
+
+def test_on_a_utf8_file_lines_are_the_same_bytes_and_stay_in_order_with_its_text() -> None:
+    """Lines for a UTF-8 text stream (stdout, a file) go to the bytes under it, with no
+    decode and encode per batch: the same bytes as on any other stream, after what was
+    written to it as text before them and before what is written after."""
+    wall = 1_765_000_000.5
+
+    def write(stream: Any) -> None:
+        out = JsonLines(stream, cluster="dev \u2603", wall=lambda: wall, monotonic=lambda: 0.0)
+        ordered = OrderedStream(stream, out)
+        for i in range(3):
+            out.access(access_record(request_id=f"r{i}", path="/caf\u00e9", started=-0.25))
+            out.emit("event \u2603", {"n": i})
+            ordered.write(f"text {i}\n")
+        out.access(wire_row(access_record(path="/last", started=-0.25)))  # type: ignore[arg-type]
+        out.flush()
+
+    text = io.StringIO()
+    write(text)
+    raw = io.BytesIO()
+    utf8 = io.TextIOWrapper(raw, encoding="utf-8", write_through=False)
+    write(utf8)
+    assert raw.getvalue().decode() == text.getvalue()
+    order = [json.loads(x).get("request_id") or json.loads(x)["event"] if x.startswith("{")
+             else x for x in text.getvalue().splitlines()]  # fmt: skip
+    assert order == ["r0", "event \u2603", "text 0", "r1", "event \u2603", "text 1", "r2",
+                     "event \u2603", "text 2", "4bf92f3577b34da6"]
+
+
+def test_a_stream_in_another_encoding_is_written_text() -> None:
+    raw = io.BytesIO()
+    utf16 = io.TextIOWrapper(raw, encoding="utf-16")
+    out = JsonLines(utf16)
+    out.access(access_record(path="/caf\u00e9"))
+    out.flush()
+    [line] = raw.getvalue().decode("utf-16").splitlines()
+    assert json.loads(line)["path"] == "/caf\u00e9"

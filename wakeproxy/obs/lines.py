@@ -7,7 +7,9 @@ batching that keeps it off the hot path: the data plane's call only appends its 
 formatted and written in one `write` when `batch` lines are waiting or `flush_interval`
 after the first, whichever comes first, and the stream is flushed then. A line's
 timestamp is the request's end, put on the wall clock with one offset read per batch.
-Outside a running event loop every line is written and flushed at once.
+Outside a running event loop every line is written and flushed at once. Lines are made
+as bytes (ASCII); on a UTF-8 text stream, like stdout, they go to the bytes under it
+(after what its text layer holds), on any other they are written as text.
 
 Must never: format or write per record inside a loop, call anything per record that
 makes a system call, let a broken stream fail the request being logged, or drop what is
@@ -18,9 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import codecs
 import contextlib
+import io
 import json
 import math
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -160,6 +165,7 @@ class JsonLines:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream = stream
+        self._buffer = _buffer_of(stream)
         self._cluster = "" if cluster is None else f'"cluster":{_encode(cluster)},'
         self._enabled = enabled
         self._flush_interval = flush_interval
@@ -174,7 +180,7 @@ class JsonLines:
         self._due = 1
         # Lines already formatted, older than every waiting record (events, and the
         # records that came before them).
-        self._text: list[str] = []
+        self._text: list[bytes] = []
         # The loop a flush is scheduled on; None when nothing waits to be flushed.
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._second = -1
@@ -238,7 +244,8 @@ class JsonLines:
         text = self._text
         if self._records:
             text.append(self._take_records())
-        text.append(stamp + (rest if _TIMESTAMP not in rest else rest.replace(_TIMESTAMP, stamp)))
+        line = stamp + (rest if _TIMESTAMP not in rest else rest.replace(_TIMESTAMP, stamp))
+        text.append(line.encode())
         self._appended()
 
     def _appended(self) -> None:
@@ -264,9 +271,14 @@ class JsonLines:
         if not text:
             return
         self._text = []
+        data = b"".join(text)
         # A closed or broken stream must not fail the request being logged.
         with contextlib.suppress(OSError, ValueError):
-            self._stream.write("".join(text))
+            if self._buffer is not None:
+                self._stream.flush()  # what the text layer holds was written before
+                self._buffer.write(data)
+            else:
+                self._stream.write(data.decode("utf-8", "replace"))
 
     def flush(self) -> None:
         self._flush_loop = None
@@ -275,7 +287,7 @@ class JsonLines:
         with contextlib.suppress(OSError, ValueError):
             self._stream.flush()
 
-    def _take_records(self) -> str:
+    def _take_records(self) -> bytes:
         records = self._records
         self._records = []
         return self._lines(records)
@@ -288,9 +300,9 @@ class JsonLines:
             self._second_text = f'{{"timestamp":"{text}.'
         return self._second_text
 
-    def _lines(self, records: list[AccessRow]) -> str:
+    def _lines(self, records: list[AccessRow]) -> bytes:
         """The text of access lines: bytes pieces per line, looked up (no float format),
-        and one join for the whole batch, decoded once.
+        and one join for the whole batch.
 
         The request's method, path and id stay the bytes read from the wire (latin-1,
         as the rest of the data plane reads them); a batch whose paths and ids need no
@@ -343,7 +355,7 @@ class JsonLines:
                 counts[bytes_out] if bytes_out < 10_000 else b"%d" % bytes_out,
                 _PLAIN_END if reason is None and held is None else _end(reason, held),
             ))  # fmt: skip
-        return _join(out).decode("latin-1")
+        return _join(out)
 
     def _ms_text(self, n: int) -> bytes:
         text = self._ms_texts[n] = f'{_WHOLE_MS[n // 100]}{_CENTS[n % 100]},"request_id":"'.encode()
@@ -366,6 +378,22 @@ class JsonLines:
             f'","client":{_opt(client)},"upstream":{_opt(upstream)},"bytes_in":'.encode(),
         )
         return three
+
+
+def _buffer_of(stream: TextIO) -> io.BufferedIOBase | None:
+    """The bytes under a text stream that writes UTF-8 or ASCII as it is given (no
+    newline translation): lines, ASCII already, go there without a decode and an encode
+    per batch. None for any other stream, which is given text."""
+    if not isinstance(stream, io.TextIOWrapper) or os.linesep != "\n":
+        return None
+    try:
+        encoding = codecs.lookup(stream.encoding).name
+    except LookupError:
+        return None
+    buffer = stream.buffer
+    if encoding not in ("utf-8", "ascii") or not isinstance(buffer, io.BufferedIOBase):
+        return None
+    return buffer
 
 
 class StructlogOutput:
