@@ -10,9 +10,10 @@ and in the order below, each step calling the code wakeproxy runs (not a re-impl
 - `+ request rules`: the request head checked and rewritten by `read_request_head` and
   `upstream_head` (hop-by-hop fields, the forwarded headers, a request id) instead of the
   floor's own filter;
-- `+ response rules`: each field of the answer looked up as the plain path does
-  (`answer_field_kind`: hop-by-hop fields, framing by Content-Length) and the answer's end
-  found from its length, the bytes still relayed as they came;
+- `+ response rules`: each field of the answer looked up by the plain path's own callback
+  (`PlainConnection.on_header`: hop-by-hop fields, framing by Content-Length), the
+  answer's end found from its length, the bytes relayed as they came but for the
+  hop-by-hop lines cut out;
 - `+ routing and counting`: the Host looked up in the route cache, the app's endpoint
   from the readiness board, the request counted in the activity ledger and the stats
   (`accounting.begin_counting` / `settle` with access lines off);
@@ -43,13 +44,11 @@ import hot_path as hp
 from wakeproxy.dataplane.accounting import begin_counting, settle
 from wakeproxy.dataplane.headers import (
     NONE,
-    RELAY,
-    RELAY_LENGTH,
-    answer_field,
-    answer_field_kind,
+    cut_fields,
     read_request_head,
     upstream_head,
 )
+from wakeproxy.dataplane.plain import PlainConnection
 
 STEPS = ("floor", "+ request rules", "+ response rules", "+ routing and counting",
          "+ access line")  # fmt: skip
@@ -61,7 +60,6 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
     peer = b"127.0.0.1"
 
     class Upstream(floor.Upstream):  # type: ignore[name-defined,misc]
-        plain = True
         status = 200
 
         def start(self, client: Any, data: bytes) -> None:
@@ -81,30 +79,22 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
                 self.parser.feed_data(data)
                 return
             # The plain path's rules for a whole answer in one read: each field looked up
-            # as it is parsed, the framing from Content-Length, the bytes relayed as they came.
+            # as it is parsed (its own callback), the framing from Content-Length, the bytes
+            # relayed as they came but for hop-by-hop lines cut out.
             end = data.find(b"\r\n\r\n")
-            self.length = None
+            self._length = self._cut = None
+            self._plain = True
             self.parser.feed_data(data)
             self.status = self.parser.get_status_code()
-            assert self.plain and self.length is not None
-            assert end + 4 + int(self.length) == len(data)
+            assert self._plain and self._length is not None
+            assert end + 4 + int(self._length) == len(data)
+            if self._cut is not None:
+                data = cut_fields(data, end, self._cut)
             c.transport.write(data)
             self.finish(c)
 
         if level >= 2:
-
-            def on_header(self, name: bytes, value: bytes) -> None:
-                kind = answer_field_kind(name)
-                if kind == RELAY:
-                    return
-                if kind != RELAY_LENGTH:  # Connection, another hop-by-hop field, a new spelling
-                    kind = answer_field(name, value)
-                    if kind == RELAY:
-                        return
-                if kind == RELAY_LENGTH:
-                    self.length = value
-                else:
-                    self.plain = False
+            on_header = PlainConnection.on_header
 
         def on_message_complete(self) -> None:
             if level < 2:
