@@ -23,6 +23,8 @@ from tests.dataplane.conftest import Proxy, ProxyFactory, read_head, read_respon
 from tests.hostile.corpus import CASES
 from wakeproxy.dataplane import client as client_module
 from wakeproxy.dataplane.headers import (
+    _CLAIMED,
+    _ONLY_DROPPED,
     _SPECIAL,
     RawHead,
     raw_request_head,
@@ -54,20 +56,25 @@ REQUESTS: dict[str, tuple[bytes, bool]] = {
     "host-with-port-and-case": (get(first=b"host:\tShop.Test:80\r\n"), True),
     "host-not-first": (get(first=b"Accept: */*\r\nHost: shop.test\r\n"), False),
     "host-trailing-space": (get(first=b"Host: shop.test \r\n"), False),
-    "xff-from-untrusted": (get(b"X-Forwarded-For: 6.6.6.6\r\n"), False),
+    "xff-from-untrusted": (get(b"X-Forwarded-For: 6.6.6.6\r\n"), True),
     "spoofed-forwarding": (
         get(b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\nForwarded: for=6.6.6.6\r\n"
             b"X-Real-IP: 6.6.6.6\r\nx-forwarded-port: 443\r\nX-Request-Id: mine\r\n"),
-        False,
+        True,
     ),
     "connection-named": (get(b"Connection: X-Secret\r\nX-Secret: 1\r\nX-Kept: 2\r\n"), False),
     "connection-close": (get(b"Connection: close\r\n"), False),
     "connection-keep-alive": (get(b"X-A: 1\r\nConnection: keep-alive\r\nX-B: 2\r\n"), True),
     "connection-keep-alive-last": (get(b"connection: Keep-Alive\r\n"), True),
     "connection-keep-alive-twice": (
-        get(b"Connection: keep-alive\r\nConnection: keep-alive\r\n"), False),
+        get(b"Connection: keep-alive\r\nConnection: keep-alive\r\n"), True),
     "connection-keep-alive-and-more": (get(b"Connection: keep-alive, X-A\r\nX-A: 1\r\n"), False),
-    "connection-keep-alive-then-te": (get(b"Connection: keep-alive\r\nTE: trailers\r\n"), False),
+    "connection-keep-alive-then-te": (get(b"Connection: keep-alive\r\nTE: trailers\r\n"), True),
+    "only-dropped": (
+        get(b"Keep-Alive: timeout=5\r\nX-A: 1\r\nProxy-Connection: keep-alive\r\nTrailer: X\r\n"),
+        True,
+    ),
+    "claims-then-upgrade": (get(b"X-Forwarded-For: 6.6.6.6\r\nUpgrade: h2c\r\n"), False),
     "chrome": (
         b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive\r\n"
         b"Cache-Control: max-age=0\r\nUpgrade-Insecure-Requests: 1\r\n"
@@ -261,7 +268,7 @@ async def test_a_common_request_is_read_without_a_python_call_per_field(
         writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: shop.test\r\nAccept: */*\r\n\r\n")
         resp = await asyncio.wait_for(read_response(reader), 5)
         assert (resp.status, resp.body) == (200, b"ok")
-    writer.write(b"GET /d HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n")
+    writer.write(b"GET /d HTTP/1.1\r\nAccept: */*\r\nHost: shop.test\r\n\r\n")
     assert (await asyncio.wait_for(read_response(reader), 5)).status == 200
     writer.close()
     assert read_by_field == [b"/d"]
@@ -284,7 +291,7 @@ async def test_limits_hold_for_heads_read_whole(make_proxy: ProxyFactory, raw_up
 # -- the reader itself -----------------------------------------------------------------
 
 
-def read_by_field(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+def read_by_field(data: bytes, trusted: bool = False) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """`data` through httptools with callbacks and `read_request_head`, as the client
     connection reads a head field by field: the head it would send upstream."""
     fields: list[tuple[bytes, bytes]] = []
@@ -303,7 +310,7 @@ def read_by_field(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         p.get_method(), bytes(url), fields, p.get_http_version(), p.should_keep_alive(),
         p.should_upgrade(),
     )  # fmt: skip
-    return upstream_head(head, b"10.1.2.3", False, b"rid"), fields
+    return upstream_head(head, b"10.1.2.3", trusted, b"rid"), fields
 
 
 def fields_of(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -323,7 +330,7 @@ CORPUS = [data for data, _ in REQUESTS.values()] + [c.data for c in CASES]
 
 @pytest.mark.parametrize("data", CORPUS)
 def test_whatever_the_whole_head_reader_takes_the_field_reader_sends_on_the_same(data: bytes):
-    head = raw_request_head(data, 65536, 100)
+    head = raw_request_head(data, 65536, 100, False)
     if head is None:
         return
     try:
@@ -344,18 +351,27 @@ def test_whatever_the_whole_head_reader_takes_the_field_reader_sends_on_the_same
 
 def test_the_requests_marked_whole_are_exactly_those_read_whole():
     for name, (data, whole) in REQUESTS.items():
-        assert (raw_request_head(data, 65536, 100) is not None) == whole, name
+        assert (raw_request_head(data, 65536, 100, False) is not None) == whole, name
 
 
 @pytest.mark.parametrize(
     "name", sorted((_SPECIAL - {b"host", b"accept"}) | {b"content_length", b"transfer_encoding"})
 )
-def test_every_field_a_rule_looks_at_leaves_the_head_to_the_field_reader(name: bytes):
-    for spelling in (name, name.upper(), name.title()):
-        assert raw_request_head(get(spelling + b": x\r\n"), 65536, 100) is None
-    # Fields whose names only contain one are not looked at.
-    for other in (b"X-" + name, name + b"-x", name + b"x"):
-        assert raw_request_head(get(other + b": x\r\n"), 65536, 100) is not None
+def test_every_field_a_rule_looks_at_is_left_to_the_field_reader_or_dropped_as_it_drops(
+    name: bytes,
+):
+    for trusted in (False, True):
+        dropped = name in _ONLY_DROPPED or (name in _CLAIMED and not trusted)
+        for spelling in (name, name.upper(), name.title()):
+            head = raw_request_head(get(spelling + b": x\r\n"), 65536, 100, trusted)
+            if dropped:
+                assert head is not None and head.raw == get()[:-2]
+            else:
+                assert head is None
+        # Fields whose names only contain one are not looked at.
+        for other in (b"X-" + name, name + b"-x", name + b"x"):
+            head = raw_request_head(get(other + b": x\r\n"), 65536, 100, trusted)
+            assert head is not None and other in head.raw
 
 
 @pytest.mark.parametrize(
@@ -370,7 +386,7 @@ def test_every_field_a_rule_looks_at_leaves_the_head_to_the_field_reader(name: b
     ],
 )
 def test_a_head_read_whole_knows_whether_html_is_wanted_as_the_field_reader(accept, html):
-    head = raw_request_head(get(accept), 65536, 100)
+    head = raw_request_head(get(accept), 65536, 100, False)
     assert isinstance(head, RawHead)
     assert head.accept_html is html
     by_field = read_request_head(b"GET", b"/", fields_of(get(accept)), "1.1", True, False)
@@ -399,7 +415,10 @@ LINES = st.one_of(
 )  # fmt: skip
 CONNECTIONS = st.sampled_from(
     [b"Connection: keep-alive", b"connection:Keep-Alive", b"Connection: keep-alive ",
-     b"Connection: keep-alive, x-a", b"Connection: close", b"Connection: x-a"]
+     b"Connection: keep-alive, x-a", b"Connection: close", b"Connection: x-a",
+     b"Keep-Alive: timeout=5", b"TE: trailers", b"trailer:", b"Proxy-Connection: close",
+     b"X-Forwarded-For: 6.6.6.6", b"x-forwarded-host:evil.test", b"X-Request-Id: mine",
+     b"Forwarded: for=6.6.6.6", b"X-Real-IP: 6.6.6.6", b"X-Forwarded-Proto: https"]
 )  # fmt: skip
 HOSTS = st.sampled_from([b"Host: shop.test", b"host:Shop.Test:80", b"HOST:\tx.test", b"Host: a b"])
 
@@ -419,9 +438,11 @@ def heads(draw: st.DrawFn) -> bytes:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(heads())
-def test_random_heads_the_whole_head_reader_takes_reach_the_app_as_by_field(data: bytes):
-    head = raw_request_head(data, 65536, 100)
+@given(heads(), st.booleans())
+def test_random_heads_the_whole_head_reader_takes_reach_the_app_as_by_field(
+    data: bytes, trusted: bool
+):
+    head = raw_request_head(data, 65536, 100, trusted)
     if head is None:
         return
     try:
@@ -429,10 +450,10 @@ def test_random_heads_the_whole_head_reader_takes_reach_the_app_as_by_field(data
     except httptools.HttpParserError:
         lean_ok = False
     try:
-        slow, _ = read_by_field(data)
+        slow, _ = read_by_field(data, trusted)
     except httptools.HttpParserError:
         assert not lean_ok  # llhttp refused it, so the lean parser does too: 400 either way
         return
     assert lean_ok
-    fast = upstream_head(head, b"10.1.2.3", False, b"rid")
+    fast = upstream_head(head, b"10.1.2.3", trusted, b"rid")
     assert as_read(fast) == as_read(slow)

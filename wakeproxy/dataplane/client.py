@@ -153,7 +153,7 @@ class ClientConnection(asyncio.Protocol):
             # parser and sent on as it came, with no Python call per field; anything else
             # is the full parser's, fed `data` as if this had not looked.
             ctx = self.ctx
-            head = raw_request_head(data, ctx.max_head_bytes, ctx.max_headers)
+            head = raw_request_head(data, ctx.max_head_bytes, ctx.max_headers, self.trusted)
             if head is not None:
                 lean = self._lean
                 if lean is None:

@@ -303,16 +303,33 @@ def _without(fields: list[bytes], names: set[bytes]) -> list[bytes]:
 # §3.2); its value without leading whitespace (trailing whitespace, which llhttp would
 # keep and the field reader strip, leaves such a head to the field reader).
 _RAW_HEAD = re.compile(rb"([A-Z]+) (/[^ ]*) HTTP/1\.1\r\n[Hh][Oo][Ss][Tt]:[ \t]*([^\s]+)\r\n")
-# Every field `read_request_head` looks at (Host and Accept aside: Accept is only read
-# for a waiting page), and the `_` spellings of the framing ones it refuses, as they start
-# a line of the lowercased head. First among them, in its own group, a lone
-# `Connection: keep-alive` (what browsers send on HTTP/1.1): all the field reader does
-# with it is drop it.
+# What the field reader does nothing with but drop: hop-by-hop fields that frame nothing
+# and name nothing, and a lone `Connection: keep-alive` (what browsers send on HTTP/1.1).
+_ONLY_DROPPED = HOP_BY_HOP - {b"connection", b"transfer-encoding", b"upgrade"}
+# What a peer claims about the client: dropped when it is not a trusted proxy (our own
+# X-Forwarded-* and X-Request-Id are sent instead), looked at when it is.
+_CLAIMED = RELAYED | {
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id",
+}  # fmt: skip
+
+
+def _names(names: frozenset[bytes] | set[bytes]) -> bytes:
+    return b"|".join(sorted(re.escape(n) for n in names))
+
+
+# A line of the lowercased head that starts with a field `read_request_head` looks at
+# (Host and Accept aside: Accept is only read for a waiting page) or a `_` spelling of a
+# framing one: group 1 spans a whole line it only drops, group 2 a whole line of a claim.
 _LOOKED_AT = re.compile(
-    rb"\n(?:(connection:[ \t]*keep-alive[ \t]*\r\n)|(?:"
+    rb"\n(?:((?:connection:[ \t]*keep-alive[ \t]*|(?:"
+    + _names(_ONLY_DROPPED)
+    + rb"):[^\r\n]*)\r\n)|((?:"
+    + _names(_CLAIMED)
+    + rb"):[^\r\n]*\r\n)"
+    rb"|(?:"
     + b"|".join(
         sorted(
-            [re.escape(n) for n in _SPECIAL - _FRAMING - {b"accept"}]
+            [re.escape(n) for n in _SPECIAL - _FRAMING - _ONLY_DROPPED - _CLAIMED - {b"accept"}]
             + [n.replace(b"-", b"[-_]") for n in _FRAMING]
         )
     )
@@ -322,15 +339,18 @@ _ACCEPT = re.compile(rb"\naccept:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _new = object.__new__
 
 
-def raw_request_head(data: bytes, max_head_bytes: int, max_headers: int) -> RawHead | None:
+def raw_request_head(
+    data: bytes, max_head_bytes: int, max_headers: int, trusted: bool
+) -> RawHead | None:
     """`data` as a request head read whole, without a look at each field, when it is one
     whole head (nothing after its blank line) of an origin-form HTTP/1.1 request other than
     HEAD or CONNECT, with Host first and no other field a rule needs to see (so no body, no
-    upgrade, nothing hop-by-hop or forwarded but one `Connection: keep-alive`), within the
+    upgrade, no Connection but `keep-alive`, no claim from a trusted proxy), within the
     limits. None otherwise, and then `read_request_head` reads it: everything it would
     refuse or change is left to it.
 
-    The fields go upstream as they came; llhttp must still check `data`."""
+    The fields go upstream as they came, but those the field reader would only drop;
+    llhttp must still check `data`."""
     n = len(data)
     if n > max_head_bytes or data.find(b"\r\n\r\n") != n - 4:
         return None
@@ -345,16 +365,24 @@ def raw_request_head(data: bytes, max_head_bytes: int, max_headers: int) -> RawH
         or (n > 4 * max_headers and data.count(b"\n") - 2 > max_headers)
     ):
         return None
-    raw = data[:-2]
     low = data.lower()
     special = _LOOKED_AT.search(low, m.end() - 2)
-    if special is not None:
-        if special.start(1) < 0:
-            return None
-        cut, end = special.span(1)
-        if _LOOKED_AT.search(low, end - 1) is not None:
-            return None
-        raw = data[:cut] + data[end:-2]  # the field reader drops it
+    if special is None:
+        raw = data[:-2]
+    else:
+        kept: list[bytes] = []
+        start = 0
+        while special is not None:
+            end = special.end(1)
+            if end < 0:
+                end = special.end(2)
+                if end < 0 or trusted:
+                    return None
+            kept.append(data[start : special.start() + 1])
+            start = end  # the line dropped, as the field reader drops it
+            special = _LOOKED_AT.search(low, end - 1)
+        kept.append(data[start:-2])
+        raw = b"".join(kept)
     h: RawHead = _new(RawHead)
     h.method = method
     h.target = target
