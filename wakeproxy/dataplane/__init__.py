@@ -4,7 +4,8 @@ Data flow, per client connection::
 
     client bytes → ClientConnection (httptools request parser, pipelining, timeouts)
         → PlainConnection (plain.py: a request with no body for an awake app, sent on a
-          pooled connection whose own long-lived parser relays the answer), or
+          pooled connection whose own long-lived parser checks the answer, which goes to
+          the client as it came but for hop-by-hop lines cut out), or
         → Exchange (route, count activity, hold or forward; one per request, or made from
           a plain request whose answer or fate needs more)
             → Activator (hold until the readiness board shows an endpoint, release in step)
