@@ -1,8 +1,8 @@
 """The plain request: the common case, relayed from end to end without an exchange.
 
 A request with no body, on a keep-alive HTTP/1.1 connection with nothing queued before it,
-for an app that is awake and has an idle pooled connection, is sent upstream from the
-client's head callback. Its answer is relayed as it came, one write per read, when its
+for an app that is awake and has an idle pooled connection, is sent upstream as soon as
+the client connection has its head (read whole, or field by field). Its answer is relayed as it came, one write per read, when its
 head is plain: whole in the first read, a final status, framed by Content-Length (or a
 204/304, which have no body), and with no hop-by-hop field but `Connection: keep-alive`
 (which stands as our own option for the client's hop). The parser the upstream connection
