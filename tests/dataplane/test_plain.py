@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.dataplane.conftest import Proxy, abort, read_head, read_response
+from tests.dataplane.conftest import Proxy, Response, abort, read_head, read_response
 from wakeproxy.model.limits import Limits
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -45,6 +45,12 @@ async def pooled_then(proxy: Proxy, raw_upstream, then: Then) -> tuple[
     return reader, writer, connections
 
 
+async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Response:
+    """Send the plain GET on a client connection and read its answer."""
+    writer.write(GET)
+    return await asyncio.wait_for(read_response(reader), 2)
+
+
 async def read_all(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.read(), 3)
 
@@ -73,8 +79,7 @@ async def test_a_chunked_answer_on_a_pooled_connection_stays_chunked(
         writer.write(b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
 
     reader, writer, _ = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body) == (200, b"abcdefg")
     assert resp.header("transfer-encoding") == "chunked"
     writer.close()
@@ -114,8 +119,7 @@ async def test_a_head_in_pieces_and_a_body_in_several_reads_come_whole(
     writer.write(GET)
     resp = await asyncio.wait_for(read_response(reader), 3)
     assert (resp.status, resp.body, resp.header("x-a")) == (200, body, "1")
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body) == (200, b"ok")
     assert len(connections) == 1
     writer.close()
@@ -126,8 +130,7 @@ async def test_garbage_on_a_pooled_connection_is_502(proxy: Proxy, raw_upstream)
         writer.write(b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n")
 
     reader, writer, _ = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert resp.status == 502 and b"invalid response" in resp.body
     writer.close()
 
@@ -157,8 +160,7 @@ async def test_a_silent_app_on_a_pooled_connection_is_504_and_the_client_goes_on
         await asyncio.sleep(2)
 
     reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert resp.status == 504 and b"shop" in resp.body
     writer.write(b"GET /after HTTP/1.1\r\nHost: shop.test\r\n\r\n")
     resp = await asyncio.wait_for(read_response(reader), 2)
@@ -177,8 +179,7 @@ async def test_bytes_after_an_answer_are_never_taken_for_the_next_one(
         await asyncio.sleep(1)
 
     reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body) == (200, b"ok")
     writer.write(GET)  # must not get "stale": a new connection, answered plainly
     resp = await asyncio.wait_for(read_response(reader), 2)
@@ -279,8 +280,7 @@ async def test_a_plain_answer_reaches_the_client_as_it_came_but_for_hop_by_hop_f
     writer.write(GET)
     expected = head % (b"", b"") + b"body"
     assert await asyncio.wait_for(reader.readexactly(len(expected)), 2) == expected
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body) == (200, b"ok")
     assert len(connections) == 1  # the app's connection went back to the pool
     records = await proxy.wait_records(2)
@@ -297,11 +297,9 @@ async def test_an_app_closing_after_its_answer_leaves_the_client_connection_open
         writer.close()
 
     reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body, resp.header("connection")) == (200, b"bye", None)
-    writer.write(GET)  # the same client connection, a new one to the app
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)  # the same client connection, a new one to the app
     assert (resp.status, resp.body) == (200, b"ok")
     assert len(connections) == 2
     writer.close()
@@ -316,8 +314,7 @@ async def test_fields_an_answer_names_in_connection_never_reach_the_client(
                      b"ok")  # fmt: skip
 
     reader, writer, _ = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.header("x-public")) == (200, "1")
     assert resp.header("x-internal") is None and resp.header("connection") is None
     writer.close()
@@ -343,8 +340,7 @@ async def test_an_answer_llhttp_refuses_is_502_and_none_of_it_is_relayed(
         writer.write(answer)
 
     reader, writer, _ = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert resp.status == 502 and b"invalid response" in resp.body
     writer.close()
 
@@ -359,12 +355,10 @@ async def test_a_304_with_a_length_has_no_body_and_the_connections_go_on(
         writer.write(OK)
 
     reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.header("etag"), resp.header("content-length")) == (
         304, '"v1"', "100")  # fmt: skip
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body) == (200, b"ok")
     assert len(connections) == 1
     writer.close()
@@ -387,8 +381,7 @@ async def test_a_body_after_its_whole_head_comes_over_many_reads(proxy: Proxy, r
     writer.write(GET)
     resp = await asyncio.wait_for(read_response(reader), 3)
     assert (resp.status, resp.body) == (200, body)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body, len(connections)) == (200, b"ok", 1)
     records = await proxy.wait_records(3)
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 512000\r\n\r\n"
@@ -405,11 +398,9 @@ async def test_an_http10_answer_on_a_pooled_connection_is_not_taken_for_keep_ali
         writer.close()  # as an HTTP/1.0 server does unless asked to keep the connection
 
     reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
-    writer.write(GET)
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)
     assert (resp.status, resp.body) == (200, b"old")
-    writer.write(GET)  # never sent on the connection the app closed
-    resp = await asyncio.wait_for(read_response(reader), 2)
+    resp = await ask(reader, writer)  # never sent on the connection the app closed
     assert (resp.status, resp.body) == (200, b"ok")
     assert len(connections) == 2
     writer.close()
