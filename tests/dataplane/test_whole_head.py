@@ -26,7 +26,10 @@ from wakeproxy.dataplane.headers import (
     _CLAIMED,
     _ONLY_DROPPED,
     _SPECIAL,
+    RELAYED,
+    ClaimedRawHead,
     RawHead,
+    RequestHead,
     raw_request_head,
     read_request_head,
     upstream_head,
@@ -121,6 +124,49 @@ REQUESTS: dict[str, tuple[bytes, bool]] = {
     ),
 }
 
+# What nginx ingress sends on for a browser's GET: its own fields, in its order, after
+# Host, then the client's. A trusted proxy's heads like these are read whole.
+INGRESS_ID = b"5f0c1a2b3c4d5e6f708192a3b4c5d6e7"
+
+
+def ingress(xff: bytes = b"X-Forwarded-For: 203.0.113.7\r\n") -> bytes:
+    return (
+        b"GET /cart?id=7 HTTP/1.1\r\nHost: shop.test\r\nX-Request-ID: " + INGRESS_ID + b"\r\n"
+        b"X-Real-IP: 203.0.113.7\r\n" + xff + b"X-Forwarded-Host: shop.test\r\n"
+        b"X-Forwarded-Port: 443\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Scheme: https\r\n"
+        b"X-Scheme: https\r\nUser-Agent: Mozilla/5.0\r\nAccept: text/html\r\n"
+        b"Cookie: session=abc123\r\n\r\n"
+    )
+
+
+# Each: what a trusted proxy sends, whether it is read whole, and the X-Forwarded-For the
+# app gets (the proxy's chain, then the peer's address).
+TRUSTED: dict[str, tuple[bytes, bool, bytes]] = {
+    "plain-get": (get(), True, b"127.0.0.1"),
+    "chrome": (REQUESTS["chrome"][0], True, b"127.0.0.1"),
+    "spoofed-forwarding": (REQUESTS["spoofed-forwarding"][0], True, b"127.0.0.1"),
+    "connection-named": (REQUESTS["connection-named"][0], False, b"127.0.0.1"),
+    "ingress": (ingress(), True, b"203.0.113.7, 127.0.0.1"),
+    "ingress-full-chain": (
+        ingress(b"X-Forwarded-For: 198.51.100.2, 203.0.113.7\r\n"), True,
+        b"198.51.100.2, 203.0.113.7, 127.0.0.1",
+    ),
+    "ingress-two-xff": (
+        ingress(b"X-Forwarded-For: 198.51.100.2\r\nx-forwarded-for: 203.0.113.7\r\n"), True,
+        b"198.51.100.2, 203.0.113.7, 127.0.0.1",
+    ),
+    "ingress-xff-odd-spacing": (
+        ingress(b"X-Forwarded-For:\t 198.51.100.2 ,203.0.113.7  \r\n"), True,
+        b"198.51.100.2 ,203.0.113.7  , 127.0.0.1",
+    ),
+    "ingress-xff-empty": (ingress(b"X-Forwarded-For:\r\n"), True, b"127.0.0.1"),
+    "ingress-keep-alive": (
+        ingress(b"Connection: keep-alive\r\nX-Forwarded-For: 203.0.113.7\r\n"), True,
+        b"203.0.113.7, 127.0.0.1",
+    ),
+    "ingress-then-upgrade": (ingress(b"Upgrade: h2c\r\n"), False, b"127.0.0.1"),
+}
+
 _REQUEST_ID = re.compile(rb"[0-9a-f]{10}-[0-9a-f]+")
 
 
@@ -134,6 +180,14 @@ def as_read(request: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
     without the whitespace around them) in order, and its body."""
     head, _, body = request.partition(b"\r\n\r\n")
     return head.split(b"\r\n", 1)[0], fields_of(head + b"\r\n\r\n"), body
+
+
+def by_name(read: tuple[bytes, list[tuple[bytes, bytes]], bytes]) -> tuple:
+    """A request as read (`as_read`), its fields grouped by name, each name's in the order
+    they came: what a trusted proxy's relayed fields keep (the field reader sends them
+    after the others, the whole-head reader where they were)."""
+    line, fields, body = read
+    return line, sorted(fields, key=lambda f: f[0]), body
 
 
 async def recording_app(seen: list[bytes]):
@@ -198,17 +252,72 @@ async def test_a_request_gets_the_same_answer_and_reaches_the_app_the_same_whole
     assert whole[0].startswith(b"HTTP/1.1 ")
 
 
-@pytest.mark.parametrize("name", ["plain-get", "chrome", "spoofed-forwarding", "connection-named"])
+def spy_on_the_field_reader(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The targets of the requests the field reader reads, from now on."""
+    read_by_field: list[bytes] = []
+
+    def spy(method: bytes, url: bytes, *args: object):  # type: ignore[no-untyped-def]
+        read_by_field.append(url)
+        return read_request_head(method, url, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client_module, "read_request_head", spy)
+    return read_by_field
+
+
+@pytest.mark.parametrize("name", sorted(TRUSTED))
 async def test_a_trusted_proxy_gets_the_same_whole_or_split(
-    name: str, make_proxy: ProxyFactory, raw_upstream
+    name: str, make_proxy: ProxyFactory, raw_upstream, monkeypatch: pytest.MonkeyPatch
 ):
+    data, whole_read, xff = TRUSTED[name]
     proxy = await make_proxy(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    read_by_field = spy_on_the_field_reader(monkeypatch)
     seen: list[bytes] = []
     proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
     await send(proxy, get(), split=False)
-    whole = await answers(proxy, REQUESTS[name][0], seen, split=False)
-    split = await answers(proxy, REQUESTS[name][0], seen, split=True)
-    assert whole == split
+    read_by_field.clear()
+    got, reads, records = await answers(proxy, data, seen, split=False)
+    assert (read_by_field == []) is whole_read
+    split = await answers(proxy, data, seen, split=True)
+    split_records = split[2]
+    if b":\t" in data or b":\r" in data:
+        # The field reader counts each field as `Name: value`, whatever the spacing was.
+        records, split_records = [r[:3] + r[4:] for r in records], [r[:3] + r[4:] for r in split[2]]
+    # The same answer and record, and the app gets the same fields, the same chain.
+    assert (got, records) == (split[0], split_records)
+    assert [by_name(r) for r in reads] == [by_name(r) for r in split[1]]
+    assert got.startswith(b"HTTP/1.1 ")
+    if reads:
+        assert [v for n, v in reads[0][1] if n == b"x-forwarded-for"] == [xff.strip()]
+
+
+async def test_a_trusted_request_id_is_used_whichever_way_the_head_is_read(
+    make_proxy: ProxyFactory, raw_upstream, monkeypatch: pytest.MonkeyPatch
+):
+    proxy = await make_proxy(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    read_by_field = spy_on_the_field_reader(monkeypatch)
+    seen: list[bytes] = []
+    proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    for _ in range(2):  # on a new upstream connection (an exchange), then pooled (plain)
+        writer.write(ingress())
+        assert (await asyncio.wait_for(read_response(reader), 5)).status == 200
+    writer.close()
+    await send(proxy, ingress(), split=True)  # and read field by field
+    records = await proxy.wait_records(3)
+    assert read_by_field == [b"/cart?id=7"]
+    assert [r.request_id for r in records] == [INGRESS_ID.decode()] * 3
+    for s in seen:
+        assert [v for n, v in fields_of(s) if n == b"x-request-id"] == [INGRESS_ID]
+    # Not a trusted proxy: its id is not taken, ours is sent.
+    untrusted = await make_proxy()
+    untrusted.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
+    seen.clear()
+    await send(untrusted, ingress(), split=False)
+    (record,) = await untrusted.wait_records(1)
+    assert _REQUEST_ID.fullmatch(record.request_id.encode())
+    assert [v for n, v in fields_of(seen[0]) if n == b"x-request-id"] == [
+        record.request_id.encode()
+    ]
 
 
 async def test_rules_still_apply_to_requests_read_whole_or_not(proxy: Proxy, raw_upstream):
@@ -254,13 +363,7 @@ async def test_a_request_read_whole_reaches_the_app_with_the_fields_it_would_oth
 async def test_a_common_request_is_read_without_a_python_call_per_field(
     proxy: Proxy, raw_upstream, monkeypatch: pytest.MonkeyPatch
 ):
-    read_by_field: list[bytes] = []
-
-    def spy(method: bytes, url: bytes, *args: object):  # type: ignore[no-untyped-def]
-        read_by_field.append(url)
-        return read_request_head(method, url, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(client_module, "read_request_head", spy)
+    read_by_field = spy_on_the_field_reader(monkeypatch)
     seen: list[bytes] = []
     proxy.add_app("shop", ("shop.test",), await raw_upstream(await recording_app(seen)))
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
@@ -310,7 +413,12 @@ def read_by_field(data: bytes, trusted: bool = False) -> tuple[bytes, list[tuple
         p.get_method(), bytes(url), fields, p.get_http_version(), p.should_keep_alive(),
         p.should_upgrade(),
     )  # fmt: skip
-    return upstream_head(head, b"10.1.2.3", trusted, b"rid"), fields
+    return upstream_head(head, b"10.1.2.3", trusted, rid_of(head, trusted)), fields
+
+
+def rid_of(head: RequestHead, trusted: bool) -> bytes:
+    """The request id sent upstream, as the plain path and the exchange pick it."""
+    return head.request_id if head.request_id and trusted else b"rid"
 
 
 def fields_of(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -328,20 +436,26 @@ def fields_of(head: bytes) -> list[tuple[bytes, bytes]]:
 CORPUS = [data for data, _ in REQUESTS.values()] + [c.data for c in CASES]
 
 
-@pytest.mark.parametrize("data", CORPUS)
-def test_whatever_the_whole_head_reader_takes_the_field_reader_sends_on_the_same(data: bytes):
-    head = raw_request_head(data, 65536, 100, False)
+@pytest.mark.parametrize("trusted", [False, True])
+@pytest.mark.parametrize("data", CORPUS + [data for data, _, _ in TRUSTED.values()])
+def test_whatever_the_whole_head_reader_takes_the_field_reader_sends_on_the_same(
+    data: bytes, trusted: bool
+):
+    head = raw_request_head(data, 65536, 100, trusted)
     if head is None:
         return
     try:
-        slow, fields = read_by_field(data)
+        slow, fields = read_by_field(data, trusted)
     except httptools.HttpParserError:
         # llhttp refuses it: so does the lean parser that checks every head read whole.
         with pytest.raises(httptools.HttpParserError):
             httptools.HttpRequestParser(object()).feed_data(data)
         return
-    fast = upstream_head(head, b"10.1.2.3", False, b"rid")
-    assert fields_of(fast) == fields_of(slow)
+    fast = upstream_head(head, b"10.1.2.3", trusted, rid_of(head, trusted))
+    if trusted:
+        assert by_name(as_read(fast)) == by_name(as_read(slow))
+    else:
+        assert fields_of(fast) == fields_of(slow)
     assert fast.split(b"\r\n", 1)[0] == slow.split(b"\r\n", 1)[0]
     assert head.size == len(data) - 2
     assert (head.method, head.host, head.body, head.keep_alive, head.upgrade) == (
@@ -352,6 +466,8 @@ def test_whatever_the_whole_head_reader_takes_the_field_reader_sends_on_the_same
 def test_the_requests_marked_whole_are_exactly_those_read_whole():
     for name, (data, whole) in REQUESTS.items():
         assert (raw_request_head(data, 65536, 100, False) is not None) == whole, name
+    for name, (data, whole, _) in TRUSTED.items():
+        assert (raw_request_head(data, 65536, 100, True) is not None) == whole, name
 
 
 @pytest.mark.parametrize(
@@ -363,9 +479,18 @@ def test_every_field_a_rule_looks_at_is_left_to_the_field_reader_or_dropped_as_i
     for trusted in (False, True):
         dropped = name in _ONLY_DROPPED or (name in _CLAIMED and not trusted)
         for spelling in (name, name.upper(), name.title()):
-            head = raw_request_head(get(spelling + b": x\r\n"), 65536, 100, trusted)
+            data = get(spelling + b": x\r\n")
+            head = raw_request_head(data, 65536, 100, trusted)
             if dropped:
                 assert head is not None and head.raw == get()[:-2]
+            elif name in RELAYED:  # from a trusted proxy: relayed as it came
+                assert head is not None and head.raw == data[:-2]
+            elif name in _CLAIMED:  # from a trusted proxy: taken as the field reader takes it
+                assert isinstance(head, ClaimedRawHead) and head.raw == get()[:-2]
+                by_field = read_request_head(b"GET", b"/", fields_of(data), "1.1", True, False)
+                claims = (head.xff, head.xfp, head.xfh, head.request_id)
+                assert claims == (by_field.xff, by_field.xfp, by_field.xfh, by_field.request_id)
+                assert claims.count(b"x") == 1
             else:
                 assert head is None
         # Fields whose names only contain one are not looked at.
@@ -418,7 +543,9 @@ CONNECTIONS = st.sampled_from(
      b"Connection: keep-alive, x-a", b"Connection: close", b"Connection: x-a",
      b"Keep-Alive: timeout=5", b"TE: trailers", b"trailer:", b"Proxy-Connection: close",
      b"X-Forwarded-For: 6.6.6.6", b"x-forwarded-host:evil.test", b"X-Request-Id: mine",
-     b"Forwarded: for=6.6.6.6", b"X-Real-IP: 6.6.6.6", b"X-Forwarded-Proto: https"]
+     b"Forwarded: for=6.6.6.6", b"X-Real-IP: 6.6.6.6", b"X-Forwarded-Proto: https",
+     b"X-Forwarded-For:\t 6.6.6.6 ,7.7.7.7 ", b"x-forwarded-for:", b"X-Request-ID:  r-1\t",
+     b"X-Forwarded-Host: a.test", b"x-forwarded-port: 443"]
 )  # fmt: skip
 HOSTS = st.sampled_from([b"Host: shop.test", b"host:Shop.Test:80", b"HOST:\tx.test", b"Host: a b"])
 
@@ -455,5 +582,8 @@ def test_random_heads_the_whole_head_reader_takes_reach_the_app_as_by_field(
         assert not lean_ok  # llhttp refused it, so the lean parser does too: 400 either way
         return
     assert lean_ok
-    fast = upstream_head(head, b"10.1.2.3", trusted, b"rid")
-    assert as_read(fast) == as_read(slow)
+    fast = upstream_head(head, b"10.1.2.3", trusted, rid_of(head, trusted))
+    if trusted:
+        assert by_name(as_read(fast)) == by_name(as_read(slow))
+    else:
+        assert as_read(fast) == as_read(slow)

@@ -150,13 +150,25 @@ class RawHead(RequestHead):
     te = b""
     kept: list[bytes] = []  # never changed: the fields are in `raw`
     relayed: list[bytes] = []
-    xff = xfp = xfh = request_id = None
+    xff: bytes | None = None  # but in a ClaimedRawHead
+    xfp: bytes | None = None
+    xfh: bytes | None = None
+    request_id: bytes | None = None
 
     @property
     def accept_html(self) -> bool:
         # Only a held request that may get a waiting page asks: the head is searched then.
         values = _ACCEPT.findall(self.raw)
         return bool(values) and b"text/html" in values[-1].lower()
+
+
+class ClaimedRawHead(RawHead):
+    """A head read whole from a trusted proxy that claims what it saw of the client: its
+    X-Forwarded-For/-Proto/-Host and X-Request-Id, taken out of `raw` as the field reader
+    takes them (its relayed fields stay in `raw`, sent on as they came). These are slots
+    of its own, since `RawHead` fixes them to None for every other head."""
+
+    __slots__ = ("request_id", "xff", "xfh", "xfp")
 
 
 def _tokens(value: bytes) -> list[bytes]:
@@ -307,10 +319,10 @@ _RAW_HEAD = re.compile(rb"([A-Z]+) (/[^ ]*) HTTP/1\.1\r\n[Hh][Oo][Ss][Tt]:[ \t]*
 # and name nothing, and a lone `Connection: keep-alive` (what browsers send on HTTP/1.1).
 _ONLY_DROPPED = HOP_BY_HOP - {b"connection", b"transfer-encoding", b"upgrade"}
 # What a peer claims about the client: dropped when it is not a trusted proxy (our own
-# X-Forwarded-* and X-Request-Id are sent instead), looked at when it is.
-_CLAIMED = RELAYED | {
-    b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id",
-}  # fmt: skip
+# X-Forwarded-* and X-Request-Id are sent instead), taken as the field reader takes it when
+# it is.
+_OURS = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id")
+_CLAIMED = RELAYED | set(_OURS)
 
 
 def _names(names: frozenset[bytes] | set[bytes]) -> bytes:
@@ -319,14 +331,19 @@ def _names(names: frozenset[bytes] | set[bytes]) -> bytes:
 
 # A line of the lowercased head that starts with a field `read_request_head` looks at
 # (Host and Accept aside: Accept is only read for a waiting page) or a `_` spelling of a
-# framing one: group 1 spans a whole line it only drops, group 2 a whole line of a claim.
+# framing one. Which group matched (`lastindex`) says what it is: 1 a whole line the field
+# reader only drops, 2 a whole RELAYED line, 3 to 6 the value of one of `_OURS` (in that
+# order) as llhttp gives it (without leading whitespace; trailing whitespace is kept), the
+# line ending after it; none, any other field.
+_DROPPED, _RELAYED_LINE, _XFF, _XFP, _XFH, _RID = 1, 2, 3, 4, 5, 6
 _LOOKED_AT = re.compile(
     rb"\n(?:((?:connection:[ \t]*keep-alive[ \t]*|(?:"
     + _names(_ONLY_DROPPED)
     + rb"):[^\r\n]*)\r\n)|((?:"
-    + _names(_CLAIMED)
-    + rb"):[^\r\n]*\r\n)"
-    rb"|(?:"
+    + _names(RELAYED)
+    + rb"):[^\r\n]*\r\n)|"
+    + b"|".join(re.escape(n) + rb":[ \t]*([^\r\n]*)\r\n" for n in _OURS)
+    + rb"|(?:"
     + b"|".join(
         sorted(
             [re.escape(n) for n in _SPECIAL - _FRAMING - _ONLY_DROPPED - _CLAIMED - {b"accept"}]
@@ -345,12 +362,12 @@ def raw_request_head(
     """`data` as a request head read whole, without a look at each field, when it is one
     whole head (nothing after its blank line) of an origin-form HTTP/1.1 request other than
     HEAD or CONNECT, with Host first and no other field a rule needs to see (so no body, no
-    upgrade, no Connection but `keep-alive`, no claim from a trusted proxy), within the
-    limits. None otherwise, and then `read_request_head` reads it: everything it would
-    refuse or change is left to it.
+    upgrade, no Connection but `keep-alive`), within the limits. None otherwise, and then
+    `read_request_head` reads it: everything it would refuse or change is left to it.
 
-    The fields go upstream as they came, but those the field reader would only drop;
-    llhttp must still check `data`."""
+    The fields go upstream as they came, but those the field reader would only drop, and
+    a trusted proxy's X-Forwarded-For/-Proto/-Host and X-Request-Id, which it takes (a
+    `ClaimedRawHead`, as behind an ingress); llhttp must still check `data`."""
     n = len(data)
     if n > max_head_bytes or data.find(b"\r\n\r\n") != n - 4:
         return None
@@ -367,23 +384,50 @@ def raw_request_head(
         return None
     low = data.lower()
     special = _LOOKED_AT.search(low, m.end() - 2)
+    claimed = False
     if special is None:
         raw = data[:-2]
     else:
         kept: list[bytes] = []
         start = 0
+        xff: list[bytes] = []
+        xfp = xfh = rid = None
         while special is not None:
-            end = special.end(1)
-            if end < 0:
-                end = special.end(2)
-                if end < 0 or trusted:
-                    return None
+            kind = special.lastindex
+            if kind is None:
+                return None
+            end = special.end()
+            if trusted and kind != _DROPPED:
+                if kind == _RELAYED_LINE:  # relayed as it came, as the field reader relays it
+                    special = _LOOKED_AT.search(low, end - 1)
+                    continue
+                # Taken as the field reader takes it: every X-Forwarded-For, the last of
+                # the others; the line is cut, and `upstream_head` writes them again.
+                claimed = True
+                value = data[special.start(kind) : end - 2]
+                if kind == _XFF:
+                    xff.append(value)
+                elif kind == _XFP:
+                    xfp = value
+                elif kind == _XFH:
+                    xfh = value
+                else:
+                    rid = value
             kept.append(data[start : special.start() + 1])
-            start = end  # the line dropped, as the field reader drops it
+            start = end  # the line cut, as the field reader drops it
             special = _LOOKED_AT.search(low, end - 1)
         kept.append(data[start:-2])
         raw = b"".join(kept)
-    h: RawHead = _new(RawHead)
+    h: RawHead
+    if claimed:
+        c: ClaimedRawHead = _new(ClaimedRawHead)
+        c.xff = b", ".join(xff) if xff else None
+        c.xfp = xfp
+        c.xfh = xfh
+        c.request_id = rid
+        h = c
+    else:
+        h = _new(RawHead)
     h.method = method
     h.target = target
     h.host = host
@@ -396,7 +440,15 @@ def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes)
     """The request head sent upstream: origin-form, HTTP/1.1, our forwarded headers."""
     raw = h.raw
     if raw:
-        # A raw head has no field of its own among these: they are set from what we saw.
+        # A raw head has no field of its own among these: they are set from what we saw,
+        # and from what a trusted proxy claims (taken out of `raw`, see ClaimedRawHead).
+        if trusted and (h.xff or h.xfp or h.xfh):
+            return b"".join((
+                raw, b"X-Forwarded-For: ", h.xff + b", " + peer if h.xff else peer,
+                b"\r\nX-Forwarded-Proto: ", h.xfp or b"http",
+                b"\r\nX-Forwarded-Host: ", h.xfh or h.host,
+                b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
+            ))  # fmt: skip
         return b"".join((
             raw, b"X-Forwarded-For: ", peer, b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ",
             h.host, b"\r\nX-Request-Id: ", request_id, b"\r\n\r\n",
