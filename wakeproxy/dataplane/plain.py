@@ -1,15 +1,15 @@
 """The plain request: the common case, relayed from end to end without an exchange.
 
 A request with no body, on a keep-alive HTTP/1.1 connection with nothing queued before it,
-for an app that is awake and has an idle pooled connection, is sent upstream as soon as
-the client connection has its head (read whole, or field by field). Its answer is relayed as it came, one write per read, when its
-head is plain: whole in the first read, a final status, framed by Content-Length (or a
-204/304, which have no body), and with no hop-by-hop field but `Connection: keep-alive`
-(which stands as our own option for the client's hop). The parser the upstream connection
-keeps for its whole life (one per connection) checks the bytes; its only callback is one
-dictionary lookup per field (`headers.answer_field`), and the Content-Length tells where
-the answer ends. That is most requests; all they run is in this module, the request rules
-of `headers.py` and `settle`.
+for an app that is awake and has an idle pooled connection, is sent upstream as soon as the
+client connection has its head (read whole, or field by field). Its answer is relayed as it
+came, one write per read, when its head is plain: whole in the first read, a final status,
+framed by Content-Length (or a 204/304, which have no body), and with no hop-by-hop field
+but `Connection: keep-alive` (which stands as our own option for the client's hop). The
+parser the upstream connection keeps for its whole life (one per connection) checks the
+bytes; its only callback is one dictionary lookup per field (`headers.answer_field`), and
+the Content-Length tells where the answer ends. That is most requests; all they run is in
+this module, the request rules of `headers.py` and `settle`.
 
 Any other answer makes the request an `Exchange` (`Exchange.adopted`) before a byte of it is
 relayed, and the exchange parses it from the start with its own rules: an answer that is
