@@ -88,7 +88,6 @@ class PlainConnection(UpstreamConnection):
     __slots__ = (
         "_bytes_out",
         "_client",
-        "_client_keep",
         "_counted",
         "_ctx",
         "_cut",
@@ -239,7 +238,6 @@ class PlainConnection(UpstreamConnection):
             data = relayed
         self._status = status
         self._left = left
-        self._client_keep = True
         if client.deadline_kind == RESPONSE:
             client.deadline_kind = 0
         self._bytes_out = len(data)
@@ -288,7 +286,9 @@ class PlainConnection(UpstreamConnection):
             head.target, None, self._request_id, client.peer, self.address, head.size,
             self._bytes_out, None,
         )  # fmt: skip
-        client.exchange_done(self, self._client_keep)
+        # The client connection stays: a plain answer is framed, and none is made while
+        # draining (then the answer is an exchange's, which says `close`).
+        client.exchange_done(self, True)
 
     # -- becoming an exchange ------------------------------------------------------------
 
