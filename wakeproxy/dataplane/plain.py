@@ -5,11 +5,11 @@ for an app that is awake and has an idle pooled connection, is sent upstream as 
 client connection has its head (read whole, or field by field). Its answer is relayed as it
 came, one write per read, when its head is plain: whole in the first read, a final status,
 framed by Content-Length (or a 204/304, which have no body), and with no hop-by-hop field
-but `Connection: keep-alive` (which stands as our own option for the client's hop). The
-parser the upstream connection keeps for its whole life (one per connection) checks the
-bytes; its only callback is one dictionary lookup per field (`headers.answer_field`), and
-the Content-Length tells where the answer ends. That is most requests; all they run is in
-this module, the request rules of `headers.py` and `settle`.
+but those `headers.answer_field` says to cut (`Connection: keep-alive|close`, Keep-Alive,
+...), whose lines are cut from the bytes. The parser the upstream connection keeps for its
+whole life (one per connection) checks the bytes; its only callback is one dictionary
+lookup per field, and the Content-Length tells where the answer ends. That is most
+requests; all they run is in this module, the rules of `headers.py` and `settle`.
 
 Any other answer makes the request an `Exchange` (`Exchange.adopted`) before a byte of it is
 relayed, and the exchange parses it from the start with its own rules: an answer that is
@@ -92,7 +92,6 @@ class PlainConnection(UpstreamConnection):
         "_ctx",
         "_cut",
         "_dirty",
-        "_first",
         "_head",
         "_left",
         "_length",
@@ -223,14 +222,7 @@ class PlainConnection(UpstreamConnection):
             left = 0
         cut = self._cut
         if cut is not None:  # hop-by-hop fields (mostly `Connection: keep-alive`)
-            relayed: bytes | None = None
-            if len(cut) == 1:  # the usual one, spaced as usual: found and cut here
-                line = b"\r\n%s: %s\r\n" % cut[0]
-                at = data.find(line, 0, end + 4)
-                if at >= 0:
-                    relayed = data[:at] + data[at + len(line) - 2 :]
-            if relayed is None:
-                relayed = cut_fields(data, end, cut)
+            relayed = cut_fields(data, end, cut)
             if relayed is None:
                 self._parser = None
                 self._take_over(data)
