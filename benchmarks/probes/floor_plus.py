@@ -126,8 +126,8 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
                 state, activity = route[2], route[3]
                 assert state is not None and activity is not None and state.endpoints
                 self.route = route
-                self.counted = begin_counting(ctx, activity, state, h.target)
                 self.started = ctx.monotonic()
+                self.counted = begin_counting(self.started, activity, state, h.target)
             rid = self.rid = ctx.ids.next()
             self.queue.append((upstream_head(h, peer, False, rid), h.keep_alive))
             self.pump()

@@ -19,16 +19,17 @@ from wakeproxy.model.board import AppState
 NOT_COUNTED, COUNTED, QUIET = 0, 1, 2
 
 
-def begin_counting(ctx: Context, activity: AppActivity, state: AppState, target: bytes) -> int:
-    """A request for the app of `state` starts: counted on its `activity` record, as use
-    of the app or, for one of its ignored paths (a health check), only as in flight. The
-    ledger's `begin`, written out on its record: this runs for every request."""
+def begin_counting(now: float, activity: AppActivity, state: AppState, target: bytes) -> int:
+    """A request for the app of `state` starts at `now` (its start, read once for both):
+    counted on its `activity` record, as use of the app or, for one of its ignored paths
+    (a health check), only as in flight. The ledger's `begin`, written out on its record:
+    this runs for every request."""
     activity.in_flight += 1
     ignored = state.policy.ignored_paths
     if ignored and target.split(b"?", 1)[0].decode("latin-1") in ignored:
         return QUIET
     activity.requests += 1
-    activity.last_access = ctx.monotonic()
+    activity.last_access = now
     return COUNTED
 
 

@@ -183,7 +183,7 @@ class Exchange:
             return
         self.app = app
         if state is not None and activity is not None:
-            self.counted = begin_counting(ctx, activity, state, head.target)
+            self.counted = begin_counting(self.started, activity, state, head.target)
 
     @classmethod
     def adopted(

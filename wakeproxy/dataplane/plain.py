@@ -77,7 +77,8 @@ def start_plain(conn: Client, ctx: Context, head: RequestHead) -> PlainConnectio
     if not isinstance(up, PlainConnection):  # only where a pool was built without them
         ctx.pool.release(up)
         return None
-    up.begin(conn, ctx, head, route, begin_counting(ctx, activity, state, head.target))
+    now = ctx.monotonic()
+    up.begin(conn, ctx, head, route, now, begin_counting(now, activity, state, head.target))
     return up
 
 
@@ -126,14 +127,15 @@ class PlainConnection(UpstreamConnection):
         return self
 
     def begin(
-        self, client: Client, ctx: Context, head: RequestHead, route: Route, counted: int
+        self, client: Client, ctx: Context, head: RequestHead, route: Route, started: float,
+        counted: int,
     ) -> None:
         self._client = client
         self._ctx = ctx
         self._head = head
         self._route = route
         self.host, self.app = route[0], route[1]
-        self._started = ctx.monotonic()
+        self._started = started
         self._counted = counted
         rid = head.request_id
         rid = self._request_id = rid if rid and client.trusted else ctx.ids.next()
