@@ -7,9 +7,10 @@ The floor (`benchmarks/floor_proxy.py`) is driven in one process as `hot_path.py
 it, then again with wakeproxy's own per-request work added to its flat classes, cumulatively
 and in the order below, each step calling the code wakeproxy runs (not a re-implementation):
 
-- `+ request rules`: the request head checked and rewritten by `read_request_head` and
-  `upstream_head` (hop-by-hop fields, the forwarded headers, a request id) instead of the
-  floor's own filter;
+- `+ request rules`: the request head read whole and checked as wakeproxy reads it
+  (`raw_request_head` and a parser without callbacks) and rewritten by `upstream_head`
+  (hop-by-hop fields, the forwarded headers, a request id) instead of the floor's own
+  parser callbacks and filter;
 - `+ response rules`: each field of the answer looked up by the plain path's own callback
   (`PlainConnection.on_header`: hop-by-hop fields, framing by Content-Length), the
   answer's end found from its length, the bytes relayed as they came but for the
@@ -42,12 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hot_path as hp
 
 from wakeproxy.dataplane.accounting import begin_counting, settle
-from wakeproxy.dataplane.headers import (
-    NONE,
-    cut_fields,
-    read_request_head,
-    upstream_head,
-)
+from wakeproxy.dataplane.headers import NONE, cut_fields, raw_request_head, upstream_head
 from wakeproxy.dataplane.plain import PlainConnection
 
 STEPS = ("floor", "+ request rules", "+ response rules", "+ routing and counting",
@@ -112,14 +108,18 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
 
 
     class Client(floor.Client):  # type: ignore[name-defined,misc]
-        def on_message_complete(self) -> None:
+        lean = httptools.HttpRequestParser(object())  # no callbacks: it only checks
+
+        def data_received(self, data: bytes) -> None:
             if level < 1:
-                super().on_message_complete()
+                super().data_received(data)
                 return
-            p = self.parser
-            h = read_request_head(p.get_method(), self.url, self.headers, p.get_http_version(),
-                                  p.should_keep_alive(), False)  # fmt: skip
-            assert h.body == NONE
+            # As wakeproxy reads a head that arrives whole: its request line and Host by
+            # one regex, a search for any field a rule needs, the syntax checked by a
+            # parser without callbacks; sent on as it came, plus the forwarded fields.
+            h = raw_request_head(data, 65536, 100, False)
+            assert h is not None and h.body == NONE
+            self.lean.feed_data(data)
             self.head = h
             if level >= 3:
                 route = ctx.route(h.host)
@@ -129,7 +129,7 @@ def build(level: int, ctx: Any) -> tuple[Any, Any, hp.FakeTransport]:
                 self.started = ctx.monotonic()
                 self.counted = begin_counting(self.started, activity, state, h.target)
             rid = self.rid = ctx.ids.next()
-            self.queue.append((upstream_head(h, peer, False, rid), h.keep_alive))
+            self.queue.append((upstream_head(h, peer, False, rid), True))
             self.pump()
 
     client = Client()
