@@ -139,9 +139,16 @@ class Daemon:
         self.platform = self._build_platform()
         if s.platform == "local":
             install_apps(s.policies, self.board, self.routes)
+        self.access_log = access_sink()
+        self.dataplane = DataPlane(
+            routes=self.routes, board=self.board, ledger=self.ledger, demand=self.demand,
+            stats=self.request_stats, access_log=self.access_log, limits=s.limits,
+            trusted_proxies=s.trusted_proxies, clock=self.clock,
+        )
         self.lifecycle = Lifecycle(
             board=self.board, demand=self.demand, platform=self.platform,
             stats=self.wake_stats, clock=self.clock, routes=self.routes,
+            app_removed=(self.dataplane.app_removed,),
         )
         self.scheduled = ScheduledWakes(
             board=self.board, wake=self.lifecycle.wake, clock=self.clock,
@@ -155,12 +162,6 @@ class Daemon:
             board=self.board, ledger=self.ledger, lifecycle=self.lifecycle,
             clock=self.clock, interval=s.sweep_interval, leader=self.platform.leader,
             peers=self.peers, kept_awake=self.scheduled.kept_awake,
-        )
-        self.access_log = access_sink()
-        self.dataplane = DataPlane(
-            routes=self.routes, board=self.board, ledger=self.ledger, demand=self.demand,
-            stats=self.request_stats, access_log=self.access_log, limits=s.limits,
-            trusted_proxies=s.trusted_proxies, clock=self.clock,
         )
         self.registry = build_registry(
             board=self.board, ledger=self.ledger, request_stats=self.request_stats,

@@ -161,6 +161,30 @@ async def test_a_failing_wake_is_retried_after_a_growing_back_off(
     assert waits == [5.0, 10.0, 20.0]
 
 
+async def test_a_replica_that_lost_the_lead_keeps_no_back_off_of_an_app_removed_meanwhile(
+    make_world: MakeWorld,
+) -> None:
+    """A review app deleted and made again under its name is kept up at once by the
+    leader, not after the back-off its predecessor's failed wakes earned."""
+    clock = FakeClock()
+    world = await make_world(local_app("prod", "exit 3", idle_after=math.inf), clock=clock)
+    leading = [True]
+    keeper = AlwaysAwake(board=world.board, wake=world.lifecycle.wake,
+                         held=world.platform.held_asleep, clock=clock,
+                         leader=lambda: leading[0])
+    assert keeper.tick() == ["prod"]
+    await keeper.settled("prod")
+    assert keeper.tick() == []  # backing off
+    leading[0] = False
+    assert keeper.tick() == []
+    policy = world.state("prod").policy
+    world.board.remove("prod")  # removed while another replica leads, and made again
+    world.board.put(policy)
+    leading[0] = True
+    assert keeper.tick() == ["prod"]
+    await keeper.settled("prod")
+
+
 async def test_only_the_leader_keeps_apps_up_and_not_before_a_release_is_deployed(
     make_world: MakeWorld,
 ) -> None:

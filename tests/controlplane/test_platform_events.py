@@ -7,6 +7,7 @@ run the same paths against the API emulator).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -38,6 +39,7 @@ class ScriptedPlatform:
     def __init__(self) -> None:
         self.events: asyncio.Queue[PlatformEvent] = asyncio.Queue()
         self.wake_result: tuple[Endpoint, ...] | BaseException = A
+        self.gate: asyncio.Event | None = None  # set: the wakes under way return
         self.lead = True
         self.slept: list[str] = []
 
@@ -47,6 +49,8 @@ class ScriptedPlatform:
 
     async def wake(self, app: str, *, timeout: float) -> tuple[Endpoint, ...]:  # noqa: ASYNC109
         await asyncio.sleep(0)
+        if self.gate is not None:
+            await self.gate.wait()
         if isinstance(self.wake_result, BaseException):
             raise self.wake_result
         return self.wake_result
@@ -72,8 +76,11 @@ class Plane:
         self.ledger = ActivityLedger(self.clock)
         self.platform = ScriptedPlatform()
         self.peers = PeerActivity(stale_after=10.0)
+        self.stats = WakeStats()
+        self.removed: list[str] = []  # what the other owners of per-app records were told
         self.lifecycle = Lifecycle(board=self.board, demand=WakeDemand(), platform=self.platform,
-                                   stats=WakeStats(), clock=self.clock, routes=self.routes)
+                                   stats=self.stats, clock=self.clock, routes=self.routes,
+                                   app_removed=[self.removed.append])
         self.sweeper = Sweeper(board=self.board, ledger=self.ledger, lifecycle=self.lifecycle,
                                clock=self.clock, interval=1.0, leader=self.platform.leader,
                                peers=self.peers)
@@ -106,6 +113,41 @@ async def test_apps_changed_installs_updates_and_removes_apps(plane: Plane) -> N
     assert plane.routes.table.resolve("store.example.com") == "shop"
     assert plane.phase("shop") is Phase.AWAKE  # live state survives a policy change
     assert plane.board.get("blog") is None
+
+
+async def test_a_removed_app_leaves_its_wake_stats_and_every_owner_is_told(
+    plane: Plane,
+) -> None:
+    plane.apps(("shop", "shop.example.com"), ("blog", "blog.example.com"))
+    await plane.lifecycle.wake("shop")
+    await plane.lifecycle.wake("blog")
+    await plane.lifecycle.sleep("shop")
+    assert plane.stats.sleeps == {"shop": 1}
+    plane.apps(("blog", "blog.example.com"))
+    assert plane.removed == ["shop"]
+    assert plane.stats.wakes == {("blog", "ready"): 1}
+    assert list(plane.stats.wake_duration) == ["blog"] and plane.stats.sleeps == {}
+    plane.apps(("blog", "blog.example.com"))  # the same set again: nobody is told
+    assert plane.removed == ["shop"]
+
+
+@pytest.mark.parametrize("outcome", ["ready", "failed"])
+async def test_a_wake_that_ends_after_its_app_was_removed_is_counted_nowhere(
+    plane: Plane, outcome: str,
+) -> None:
+    """A late wake result must not bring a removed app back into the metrics."""
+    plane.apps(("shop", "shop.example.com"), ("blog", "blog.example.com"))
+    plane.platform.gate = asyncio.Event()
+    if outcome == "failed":
+        plane.platform.wake_result = WakeFailed("crashed")
+    waking = asyncio.ensure_future(plane.lifecycle.wake("shop"))
+    await asyncio.sleep(0.01)
+    plane.apps(("blog", "blog.example.com"))
+    plane.platform.gate.set()
+    with contextlib.suppress(WakeError):
+        await waking
+    assert plane.board.get("shop") is None
+    assert plane.stats.wakes == {} and plane.stats.wake_duration == {}
 
 
 async def test_a_conflicting_app_set_leaves_the_current_one(plane: Plane) -> None:

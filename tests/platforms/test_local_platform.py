@@ -88,6 +88,22 @@ async def test_exit_before_ready_fails_with_code_and_last_stderr_line(
     assert platform.recent_stderr("boom") == ["first", "boom"]
 
 
+async def test_a_removed_app_leaves_no_stderr_behind_for_one_added_again(
+    make_platform: MakePlatform,
+) -> None:
+    boom = local_app("boom", "echo first >&2; echo boom >&2; exit 3")
+    platform = await make_platform(boom)
+    with pytest.raises(WakeFailed):
+        await platform.wake("boom", timeout=10)
+    await platform.remove_app("boom")
+    assert platform.recent_stderr("boom") == []
+    platform.put_app(local_app("boom", "exit 4"))
+    with pytest.raises(WakeFailed) as failed:
+        await platform.wake("boom", timeout=10)
+    assert failed.value.reason == "process exited with code 4 while waking"
+    assert platform.recent_stderr("boom") == []
+
+
 async def test_app_that_never_listens_times_out_and_is_killed(
     make_platform: MakePlatform, tmp_path: Path,
 ) -> None:

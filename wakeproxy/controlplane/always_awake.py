@@ -52,6 +52,10 @@ class AlwaysAwake:
     def tick(self) -> list[str]:
         """Start a wake of every never-sleep app found asleep now; returns those apps."""
         if not self._leader():
+            # Back-offs are the leader's alone: a replica that lost the lead keeps none
+            # (not of apps removed while it follows either); leading again, it tries each
+            # app once at its first look, as any new leader does.
+            self._retry.clear()
             return []
         now = self._clock.monotonic()
         due, seen = [], set()

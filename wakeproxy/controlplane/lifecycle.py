@@ -6,6 +6,7 @@ Data flow::
     Platform --next_event() (AppsChanged, EndpointsChanged, AppExited)--> Lifecycle
     Lifecycle --mark_waking/ready/wake_failed/stopping/asleep--> ReadinessBoard --> readers
     Lifecycle --replace_apps (AppsChanged)--> ReadinessBoard + Routes
+    Lifecycle --app_removed(app)--> the owners of records kept by app name (data plane)
 
 Single flight per app: at most one wake or sleep runs for an app at a time. Demand for
 an app that is waking or awake is already being served; demand for a stopping app is
@@ -21,6 +22,7 @@ the activity ledger.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -71,8 +73,12 @@ class Lifecycle:
         stats: WakeStats,
         clock: Clock,
         routes: Routes | None = None,
+        app_removed: Sequence[Callable[[str], None]] = (),
     ) -> None:
         self._board = board
+        # The other owners of records kept by app name (the data plane's activity and
+        # request stats), told of each app removed so they drop them: see `_on_apps`.
+        self._app_removed = tuple(app_removed)
         self._routes = routes if routes is not None else Routes()
         self._demand = demand
         self._platform = platform
@@ -158,6 +164,16 @@ class Lifecycle:
             return
         for name in diff.removed:
             self._rewake.discard(name)
+            # A removed app leaves nothing keyed by its name behind (review apps come and
+            # go all day: their metric series would pile up for ever). It is done here,
+            # where every removal is decided, in the same loop step, once the app is off
+            # the board and the routes; yet each record is dropped by its one writer: the
+            # wake stats by us, the data plane's ledger and request stats by the data
+            # plane, told through its own method. A wake or a request that ends later
+            # counts nowhere (see `_wake`, and the data plane's `app_removed`).
+            self._stats.forget(name)
+            for forget in self._app_removed:
+                forget(name)
         if diff:
             log.info("apps changed", added=list(diff.added), changed=list(diff.changed),
                      removed=list(diff.removed), apps=len(event.policies))
@@ -304,9 +320,9 @@ class Lifecycle:
                 log.exception("platform error while waking", app=app, attempt=attempt)
                 return self._wake_failed(app, attempt, "failed", f"platform error: {e}", started)
             seconds = self._clock.monotonic() - started
-            if self._board.get(app) is not None:
+            if self._board.get(app) is not None:  # not removed meanwhile: counted
                 self._board.mark_ready(app, endpoints)
-            self._stats.wake_finished(app, "ready", seconds)
+                self._stats.wake_finished(app, "ready", seconds)
             log.info("app ready", app=app, attempt=attempt, seconds=round(seconds, 4),
                      endpoints=[str(e) for e in endpoints])
             return WakeOutcome("ready")
@@ -319,9 +335,9 @@ class Lifecycle:
         kind: FailureKind = FailureKind.FAILED,
     ) -> WakeOutcome:
         seconds = self._clock.monotonic() - started
-        if self._board.get(app) is not None:
+        if self._board.get(app) is not None:  # not removed meanwhile: counted
             self._board.mark_wake_failed(app, reason, kind)
-        self._stats.wake_finished(app, result, seconds)
+            self._stats.wake_finished(app, result, seconds)
         # A visit to an app with nothing deployed yet is expected (a review app whose
         # first build runs): not a warning.
         report = log.info if result == NOT_DEPLOYED else log.warning

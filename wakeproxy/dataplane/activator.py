@@ -66,6 +66,7 @@ class HoldQueue:
         "app",
         "releasing",
         "state",
+        "stats",
         "task",
         "waiters",
     )
@@ -74,6 +75,10 @@ class HoldQueue:
         self.activator = activator
         self.app = state.name
         self.state = state
+        # The app's stats record as the queue is made (for an app on the board): held
+        # requests that leave after the app was removed count on it, not on a new one
+        # that would bring the removed app back into the metrics.
+        self.stats = activator.stats.app(state.name)
         self.waiters: dict[HeldRequest, _Waiter] = {}
         self.releasing = 0
         self.task: asyncio.Task[None] | None = None
@@ -196,7 +201,7 @@ class HoldQueue:
                 self._timer = None
         act = self.activator
         held = act.clock.monotonic() - w.since
-        s = act.stats.app(self.app)
+        s = self.stats
         s.held -= 1
         s.held_duration.observe(held)
         return held
@@ -249,13 +254,13 @@ class Activator:
             q = self._queues[state.name] = HoldQueue(self, state)
         policy = state.policy
         if len(q.waiters) >= policy.max_held_requests:
-            self.stats.app(q.app).rejected_held += 1
+            q.stats.rejected_held += 1
             return None
         base = state.attempts if state.phase is Phase.ASLEEP else state.attempts - 1
         loop = asyncio.get_running_loop()
         wait = policy.wake_timeout if timeout is None else min(timeout, policy.wake_timeout)
         q.add(req, _Waiter(base, self.clock.monotonic(), loop.time() + wait), loop)
-        self.stats.app(q.app).held += 1
+        q.stats.held += 1
         self.demand.request(q.app)
         if q.task is None:
             q.task = loop.create_task(self._watch(q), name=f"wakeproxy-hold-{q.app}")

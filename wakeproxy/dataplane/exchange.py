@@ -69,6 +69,7 @@ from wakeproxy.dataplane.ports import RESPONSE, Client, Upstream
 from wakeproxy.dataplane.tunnel import Tunnel
 from wakeproxy.dataplane.upstream import UpstreamConnection
 from wakeproxy.dataplane.waiting_page import render_waiting_page
+from wakeproxy.model.activity import AppActivity
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.board import AppState
 
@@ -690,7 +691,9 @@ class Exchange:
         up.tunnel = tunnel
         conn.tunnel = tunnel
         self._uncount()
-        self.ctx.ledger.tunnel_opened(self.app)
+        activity = self._activity()
+        if activity is not None:
+            activity.tunnel_opened(self.ctx.monotonic())
         self._step_ticket()
         if upstream_bytes:
             tunnel.from_upstream(upstream_bytes)
@@ -702,8 +705,15 @@ class Exchange:
         conn.resume(conn.UPGRADE)
 
     def tunnel_ended(self) -> None:
-        self.ctx.ledger.tunnel_closed(self.app)
+        activity = self._activity()
+        if activity is not None:
+            activity.tunnel_closed(self.ctx.monotonic())
         self._finish(101, None)
+
+    def _activity(self) -> AppActivity | None:
+        """The activity record the request started with: a tunnel counts on it from open
+        to close, even if its app was removed meanwhile (nothing then brings it back)."""
+        return self.route[3] if self.route is not None else None
 
     # -- our own answers and the end ----------------------------------------------------
 

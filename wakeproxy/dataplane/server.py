@@ -113,6 +113,18 @@ class DataPlane:
         sockname = self._server.sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
 
+    def app_removed(self, app: str) -> None:
+        """`app` left the board and the routes: drop its activity record and request stats.
+
+        The data plane is the one writer of both, so the records it keeps per app are
+        dropped here, where it is told of the removal, never by another part. Requests
+        still in flight for the app finish on the records their route holds (orphans
+        from now on, read by nobody), so none re-creates the app's series; the ledger's
+        `changes` empties the route cache, so a later app of that name starts from zero.
+        """
+        self._stats.forget(app)
+        self._ledger.forget(app)
+
     def stop_accepting(self) -> None:
         if self._server is not None:
             self._server.close()

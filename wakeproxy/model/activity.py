@@ -2,7 +2,8 @@
 
 One writer: the data plane (`begin`/`end` around every forwarded or held request — on
 its hot path the same steps written out on the record —
-`tunnel_opened`/`tunnel_closed` around WebSocket and other upgraded connections).
+`tunnel_opened`/`tunnel_closed` around WebSocket and other upgraded connections, on the
+record the request started with; `forget` when the app is removed).
 Readers: the sweeper and the admin API. A request counts as in flight from its head
 until its response is complete, so a long download or SSE stream keeps its app awake.
 """
@@ -25,6 +26,14 @@ class AppActivity:
     @property
     def busy(self) -> bool:
         return self.in_flight > 0 or self.tunnels > 0
+
+    def tunnel_opened(self, now: float) -> None:
+        self.tunnels += 1
+        self.last_access = now
+
+    def tunnel_closed(self, now: float) -> None:
+        self.tunnels -= 1
+        self.last_access = now
 
 
 class ActivityLedger:
@@ -62,15 +71,13 @@ class ActivityLedger:
             a.last_access = self._now()
 
     def tunnel_opened(self, app: str) -> None:
-        a = self.get(app)
-        a.tunnels += 1
-        a.last_access = self._now()
+        self.get(app).tunnel_opened(self._now())
 
     def tunnel_closed(self, app: str) -> None:
-        a = self.get(app)
-        a.tunnels -= 1
-        a.last_access = self._now()
+        self.get(app).tunnel_closed(self._now())
 
     def forget(self, app: str) -> None:
+        """`app` was removed: its record goes. Whoever still holds it (a request or
+        tunnel in flight) ends on it, unseen; a new app of that name starts afresh."""
         if self._apps.pop(app, None) is not None:
             self.changes.changed()

@@ -70,6 +70,11 @@ class RequestStats:
         s.by_code[status] = s.by_code.get(status, 0) + 1
         s.duration.observe(seconds)
 
+    def forget(self, app: str) -> None:
+        """`app` was removed: its figures go (a request still in flight writes to the
+        record it holds, no longer here); if it comes back, it counts from zero."""
+        self.apps.pop(app, None)
+
 
 class WakeStats:
     """Control-plane figures: one writer, the control plane."""
@@ -90,6 +95,13 @@ class WakeStats:
 
     def slept(self, app: str) -> None:
         self.sleeps[app] = self.sleeps.get(app, 0) + 1
+
+    def forget(self, app: str) -> None:
+        """`app` was removed: its figures go; if it comes back, it counts from zero."""
+        for result in [r for a, r in self.wakes if a == app]:
+            del self.wakes[(app, result)]
+        self.wake_duration.pop(app, None)
+        self.sleeps.pop(app, None)
 
 
 class HeadroomHeld:

@@ -171,6 +171,7 @@ class LocalPlatform:
         if p is not None:
             await asyncio.shield(self._retire(p, grace))
         self._held.discard(app)
+        self._rings.pop(app, None)  # a process still stopping writes to it, unseen
         output = self._outputs.pop(app, None)
         if output is not None:
             output.end("app deleted")
