@@ -288,6 +288,31 @@ async def test_a_plain_answer_reaches_the_client_as_it_came_but_for_hop_by_hop_f
     writer.close()
 
 
+@pytest.mark.parametrize("in_head", [b"Connection: keep-alive", b"Connection:keep-alive"])
+async def test_a_hop_by_hop_line_is_cut_from_the_head_never_from_the_body(
+    proxy: Proxy, raw_upstream, in_head: bytes
+):
+    """The body quotes the field's line exactly (a page about HTTP, say): only the head's
+    line goes, however it is spaced, and the body arrives byte for byte."""
+    body = b"\r\nConnection: keep-alive\r\n<- as an app writes it\r\nConnection: keep-alive\r\n"
+    head = b"HTTP/1.1 200 OK\r\nServer: t\r\n%sContent-Length: %d\r\n\r\n"
+
+    async def then(reader, writer):
+        writer.write(head % (in_head + b"\r\n", len(body)) + body)
+        await writer.drain()
+        await read_head(reader)
+        writer.write(OK)
+
+    reader, writer, connections = await pooled_then(proxy, raw_upstream, then)
+    writer.write(GET)
+    expected = head % (b"", len(body)) + body
+    assert await asyncio.wait_for(reader.readexactly(len(expected)), 2) == expected
+    resp = await ask(reader, writer)  # nothing more came before the next answer
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert len(connections) == 1
+    writer.close()
+
+
 async def test_an_app_closing_after_its_answer_leaves_the_client_connection_open(
     proxy: Proxy, raw_upstream
 ):

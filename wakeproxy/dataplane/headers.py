@@ -481,6 +481,9 @@ def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes)
 _PLAIN, _LENGTH, _TE, _CONNECTION, _UPGRADE, _DROP = 0, 1, 2, 3, 4, 5
 _MEMO_SIZE = 1024
 _response_kinds: dict[bytes, int] = {}
+# The spellings of kind _PLAIN among them: `in` a set is a test without a call, for the
+# plain path's per-field callback, where most fields are these.
+_relayed_names: set[bytes] = set()
 _status_lines: dict[tuple[int, bytes], bytes] = {}
 
 
@@ -500,6 +503,8 @@ def _response_kind(name: bytes) -> int:
         kind = _PLAIN
     if len(_response_kinds) < _MEMO_SIZE:
         _response_kinds[name] = kind
+        if kind == _PLAIN:
+            _relayed_names.add(name)
     return kind
 
 
@@ -606,6 +611,9 @@ _CONNECTION_VERDICTS = {
 # Each spelling's kind, as `response_head` memoizes it: one lookup per field; for the
 # kind CONNECTION, the verdict by the value as it usually comes (None: ask `answer_field`).
 answer_field_kind: Callable[[bytes], int | None] = _response_kinds.get
+# Spellings seen before of fields relayed as they came (a subset of what `answer_field`
+# says RELAY for: the others are not seen yet).
+RELAYED_NAMES: frozenset[bytes] | set[bytes] = _relayed_names
 CONNECTION = _CONNECTION
 connection_verdict: Callable[[bytes], int | None] = _CONNECTION_VERDICTS.get
 
@@ -637,17 +645,20 @@ def cut_fields(data: bytes, head_end: int, fields: list[tuple[bytes, bytes]]) ->
     CRLF CRLF) without the lines of `fields` (name, value as llhttp read them); None if
     one cannot be found, which only an unusual spacing around the value causes."""
     for name, value in fields:
-        start = data.find(b"\r\n%s: %s\r\n" % (name, value), 0, head_end + 4)
-        if start >= 0:
-            stop = start + len(name) + len(value) + 4
-        else:  # another spacing: as llhttp reads it, OWS around the value
-            line = re.compile(rb"\r\n" + re.escape(name) + rb":[ \t]*" + re.escape(value)
-                              + rb"[ \t]*(?=\r\n)")  # fmt: skip
-            match = line.search(data, 0, head_end + 2)
-            if match is None:
-                return None
-            start, stop = match.span()
+        line = b"\r\n%s: %s\r\n" % (name, value)
+        # One call finds and splits (`find` and two slices take three).
+        before, found, after = data.partition(line)
+        if found and len(before) < head_end:
+            data = before + b"\r\n" + after  # the CRLF that ends the line before it
+            head_end -= len(line) - 2
+            continue
+        # another spacing: as llhttp reads it, OWS around the value
+        pattern = re.compile(rb"\r\n" + re.escape(name) + rb":[ \t]*" + re.escape(value)
+                             + rb"[ \t]*(?=\r\n)")  # fmt: skip
+        match = pattern.search(data, 0, head_end + 2)
+        if match is None:
+            return None
+        start, stop = match.span()
         data = data[:start] + data[stop:]
         head_end -= stop - start
     return data
-

@@ -38,6 +38,7 @@ from wakeproxy.dataplane.headers import (
     NOT_PLAIN,
     RELAY,
     RELAY_LENGTH,
+    RELAYED_NAMES,
     RequestHead,
     answer_field,
     answer_field_kind,
@@ -241,9 +242,9 @@ class PlainConnection(UpstreamConnection):
             self._finish(client)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        kind = answer_field_kind(name)
-        if kind == RELAY:
+        if name in RELAYED_NAMES:  # most fields: relayed as they came
             return
+        kind = answer_field_kind(name)
         if kind == RELAY_LENGTH:
             self._length = value
             return
