@@ -68,9 +68,13 @@ async def test_apps_are_added_reannotated_and_deleted_live(
         await cluster.annotate("shop", hosts="store.example.com")
         await until(lambda: _status(session, wp, "shop.example.com", 404), 10)
         assert (await get(session, wp, "store.example.com"))[0] == 200
+        label = f'app="{cluster.app_name("shop")}"'
+        assert [k for k in await metrics(wp) if label in k]
         await cluster.delete_app("shop")
         await until(lambda: _status(session, wp, "store.example.com", 404), 10)
     assert await app_state(wp, cluster.app_name("shop")) == "absent"
+    # Its series left /metrics with it (review apps come and go: they must not pile up).
+    assert [k for k in await metrics(wp) if label in k] == []
 
 
 async def _is(state: Coroutine[Any, Any, str], wanted: str) -> bool:
