@@ -5,6 +5,7 @@ afterwards (a response, a held request, a tunnel) brings them back under its nam
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiohttp
 
@@ -72,31 +73,35 @@ async def test_requests_held_when_their_app_is_removed_are_answered_and_leave_no
     assert (stats.by_code, stats.held, sum(stats.held_duration.counts)) == ({200: 1}, 0, 0)
 
 
+async def chat(proxy: Proxy, *words: str,
+               between: Callable[[], None] = lambda: None) -> None:
+    """Echo `words` over a WebSocket to chat.test, calling `between` after the first."""
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(proxy.url("/ws"), headers={"Host": "chat.test"}) as ws,
+    ):
+        for i, word in enumerate(words):
+            await ws.send_str(word)
+            assert (await ws.receive(timeout=2)).data == "echo:" + word
+            if i == 0:
+                between()
+
+
 async def test_a_tunnel_open_when_its_app_is_removed_closes_without_bringing_it_back(
     proxy: Proxy, upstream: Upstream,
 ) -> None:
     proxy.add_app("chat", ("chat.test",), upstream.endpoint)
-    async with (
-        aiohttp.ClientSession() as s,
-        s.ws_connect(proxy.url("/ws"), headers={"Host": "chat.test"}) as ws,
-    ):
-        await ws.send_str("hi")
-        assert (await ws.receive(timeout=2)).data == "echo:hi"
-        remove(proxy, "chat")
-        await ws.send_str("still here")  # an open tunnel is not cut by the removal
-        assert (await ws.receive(timeout=2)).data == "echo:still here"
+    # An open tunnel is not cut by the removal of its app.
+    await chat(proxy, "hi", "still here", between=lambda: remove(proxy, "chat"))
     records = await proxy.wait_records(1)
     assert (records[0].app, records[0].status) == ("chat", 101)
     assert gone(proxy, "chat")
     # Back under the same name: no tunnel counted open (nor a negative count that would
-    # let a sweep stop it under a live WebSocket).
+    # let a sweep stop the app under a live WebSocket).
     proxy.add_app("chat", ("chat.test",), upstream.endpoint)
-    async with (
-        aiohttp.ClientSession() as s,
-        s.ws_connect(proxy.url("/ws"), headers={"Host": "chat.test"}) as ws,
-    ):
-        await ws.send_str("again")
-        assert (await ws.receive(timeout=2)).data == "echo:again"
-        assert proxy.ledger.get("chat").tunnels == 1
+    open_tunnels: list[int] = []
+    await chat(proxy, "again", between=lambda: open_tunnels.append(
+        proxy.ledger.get("chat").tunnels))
+    assert open_tunnels == [1]
     await proxy.wait_records(2)
     assert proxy.ledger.get("chat").tunnels == 0

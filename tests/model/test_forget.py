@@ -5,6 +5,7 @@ added later counts from zero. Other apps' records are untouched."""
 
 from __future__ import annotations
 
+from tests.model.test_changes import Reader
 from wakeproxy.model.activity import ActivityLedger
 from wakeproxy.model.clock import FakeClock
 from wakeproxy.model.stats import RequestStats, WakeStats
@@ -41,14 +42,6 @@ def test_wake_stats_forget_every_result_duration_and_sleep_of_the_app() -> None:
     stats.wake_finished("shop", "ready", 0.5)
     assert stats.wakes[("shop", "ready")] == 1
     assert stats.wake_duration["shop"].counts[-1] == 0 and stats.wake_duration["shop"].sum == 0.5
-
-
-class Reader:
-    def __init__(self) -> None:
-        self.told = 0
-
-    def changed(self) -> None:
-        self.told += 1
 
 
 def test_the_ledger_forgets_an_app_and_tells_the_readers_that_cache_its_record() -> None:
