@@ -21,6 +21,7 @@ from tests.dataplane.conftest import (
     read_response,
 )
 from tests.dataplane.realapps import KEEP_ALIVE, real_app
+from wakeproxy.dataplane.upstream import UpstreamConnection, UpstreamPool
 from wakeproxy.model.apps import Endpoint
 from wakeproxy.model.limits import Limits
 
@@ -278,3 +279,47 @@ async def recv_response(sock: socket.socket) -> bytes:
 def _set_once(ready: asyncio.Future[None]) -> None:
     if not ready.done():
         ready.set_result(None)
+
+
+async def test_the_pool_forgets_endpoints_whose_connections_it_closed() -> None:
+    """Every wake may bring the app new addresses (new pods, or new ports locally): once
+    their idle connections are swept, the old endpoints leave the pool, which would
+    otherwise keep (and sweep on every tick) an entry for each address it ever used."""
+    loop = asyncio.get_running_loop()
+    pool = UpstreamPool(loop=loop, max_idle=4, idle_timeout=30, connect_timeout=2)
+
+    class Waiter:
+        def __init__(self) -> None:
+            self.done: asyncio.Future[UpstreamConnection] = loop.create_future()
+
+        def connected(self, conn: UpstreamConnection) -> None:
+            self.done.set_result(conn)
+
+        def connect_failed(self, reason: str, *, nobody_there: bool = False) -> None:
+            self.done.set_exception(OSError(reason))
+
+    async def quiet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    servers = [await asyncio.start_server(quiet, "127.0.0.1", 0) for _ in range(20)]
+    try:
+        endpoints = [Endpoint("127.0.0.1", s.sockets[0].getsockname()[1]) for s in servers]
+        for endpoint in endpoints:
+            waiter = Waiter()
+            pool.connect(endpoint, waiter)
+            pool.release(await asyncio.wait_for(waiter.done, 2))
+        assert pool.endpoints == 20 and pool.idle_connections == 20
+        pool.sweep(loop.time() + 31)  # the idle timeout has passed for all of them
+        assert (pool.endpoints, pool.idle_connections) == (0, 0)
+        # An endpoint seen again is pooled as before.
+        waiter = Waiter()
+        pool.connect(endpoints[0], waiter)
+        conn = await asyncio.wait_for(waiter.done, 2)
+        pool.release(conn)
+        assert pool.acquire(endpoints[0]) is conn
+        pool.release(conn)
+    finally:
+        pool.close()
+        for s in servers:
+            s.close()

@@ -235,11 +235,25 @@ class UpstreamPool:
             log.exception("upstream connect handling failed", endpoint=str(endpoint))
 
     def sweep(self, now: float) -> None:
-        """Close connections idle for longer than the idle timeout (oldest are first)."""
+        """Close connections idle for longer than the idle timeout (oldest are first), and
+        forget endpoints left with none: each wake may bring new pod addresses (or, locally,
+        new ports), and the pool must not keep, nor sweep on every tick, one entry for
+        every endpoint it ever had."""
         limit = now - self._idle_timeout
-        for idle in self._idle.values():
+        emptied = []
+        for key, idle in self._idle.items():
             while idle and idle[0].idle_since < limit:
                 idle.pop(0).close()
+            if not idle:
+                emptied.append(key)
+        for key in emptied:
+            del self._idle[key]
+
+    @property
+    def endpoints(self) -> int:
+        """How many endpoints the pool keeps connections for (some may have none until
+        the next sweep)."""
+        return len(self._idle)
 
     def close(self) -> None:
         self._closed = True
