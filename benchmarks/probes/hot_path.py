@@ -158,6 +158,37 @@ def floor_pair() -> tuple[Any, Any, FakeTransport]:
     return client, up, client_t
 
 
+def load_featured(off: str = "") -> Any:
+    """A fresh copy of `benchmarks/featured_floor.py` (the floor plus wakeproxy's common-path
+    work, hand-written), its access lines to /dev/null, the features named in `off` (comma
+    separated: log, stats, rules, cut, deadlines) turned off."""
+    spec = importlib.util.spec_from_file_location(
+        "featured_floor", HERE.parent / "featured_floor.py"
+    )
+    assert spec is not None and spec.loader is not None
+    argv, sys.argv = sys.argv, ["featured_floor.py"]
+    try:
+        featured = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(featured)
+    finally:
+        sys.argv = argv
+    featured.log_out = io.FileIO(os.devnull, "w")  # lives as long as the probe
+    for name in filter(None, off.split(",")):
+        setattr(featured, name.upper(), False)
+    return featured
+
+
+def featured_pair(off: str = "") -> tuple[Any, Any, FakeTransport]:
+    featured = load_featured(off)
+    client = featured.Client()
+    client_t = FakeTransport(("127.0.0.1", 40000))
+    client.connection_made(client_t)
+    up = featured.Upstream()
+    up.connection_made(FakeTransport())
+    featured.pool.append(up)
+    return client, up, client_t
+
+
 def run(client: Any, up: Any, n: int) -> float:
     feed_client, feed_up = client.data_received, up.data_received
     start = time.perf_counter()
@@ -167,9 +198,9 @@ def run(client: Any, up: Any, n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def count_instructions(extra: list[str]) -> int:
+def count_instructions(extra: list[str], sides: tuple[str, ...] = ("floor", "wakeproxy")) -> int:
     counts: dict[str, float] = {}
-    for side in ("floor", "wakeproxy"):
+    for side in sides:
         totals = []
         for n in (1000, 3000):
             with tempfile.TemporaryDirectory() as wd:
@@ -183,6 +214,8 @@ def count_instructions(extra: list[str]) -> int:
         counts[side] = (totals[1] - totals[0]) / 2000
         print(f"{side:10} {counts[side]:9,.0f} instructions per request")
     print(f"ratio      {counts['wakeproxy'] / counts['floor']:9.2f}x the floor")
+    if "featured" in counts:
+        print(f"featured   {counts['featured'] / counts['floor']:9.2f}x the floor")
     return 0
 
 
@@ -193,12 +226,22 @@ async def main() -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--instructions", action="store_true")
     ap.add_argument("--no-access-log", action="store_true")
-    ap.add_argument("--only", choices=("wakeproxy", "floor"), help=argparse.SUPPRESS)
+    ap.add_argument("--featured", action="store_true",
+                    help="also drive benchmarks/featured_floor.py, the floor plus wakeproxy's "
+                    "common-path work written flat")  # fmt: skip
+    ap.add_argument("--featured-off", default="", metavar="FEATURES",
+                    help="with --featured: features to run without (log,stats,rules,cut)")
+    ap.add_argument("--only", choices=("wakeproxy", "floor", "featured"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    off = ",".join(filter(None, [a.featured_off, "log" if a.no_access_log else ""]))
     if a.instructions:
-        return count_instructions(["--no-access-log"] if a.no_access_log else [])
+        extra = (["--no-access-log"] if a.no_access_log else []) + ["--featured-off", off]
+        sides = ("floor", "wakeproxy", "featured") if a.featured else ("floor", "wakeproxy")
+        return count_instructions(extra, sides)
     sink = devnull_sink(enabled=not a.no_access_log)
     pairs = {"wakeproxy": await wakeproxy_pair(sink), "floor": floor_pair()}
+    if a.featured or a.only == "featured":
+        pairs["featured"] = featured_pair(off)
     if a.only:
         client, up, _ = pairs[a.only]
         run(client, up, 100)
@@ -228,6 +271,8 @@ async def main() -> int:
     for name, us in best.items():
         print(f"{name:10} {us:6.2f} us per request (best of {a.rounds})")
     print(f"ratio      {best['wakeproxy'] / best['floor']:6.2f}x the floor")
+    if "featured" in best:
+        print(f"featured   {best['featured'] / best['floor']:6.2f}x the floor")
     return 0
 
 
