@@ -12,6 +12,9 @@ proxy with no features) is driven the same way, alternating with wakeproxy, and 
 of the two is printed: on a shared machine the ratio moves much less than either time.
 The access log is on, written to /dev/null, as `compare.py` runs wakeproxy.
 `--profile` prints the Python calls one request makes (cProfile counts, not times).
+`--featured` drives `benchmarks/featured_floor.py` as a third contender, the same way (the
+floor plus wakeproxy's common-path work written flat; `--featured-off log,stats,rules,cut`
+runs it without those features).
 `--instructions` counts instead of timing: each side runs under callgrind twice, for 1,000
 and for 3,000 requests, and the difference over 2,000 is its instructions per request,
 start-up excluded. The counts repeat to a few hundred instructions on a loaded machine.
