@@ -137,11 +137,12 @@ def devnull_sink(*, enabled: bool) -> JsonLines:
     return JsonLines(open(os.devnull, "w"), enabled=enabled)
 
 
-def load_floor() -> Any:
-    """A fresh copy of `benchmarks/floor_proxy.py` as a module (its own idle pool)."""
-    spec = importlib.util.spec_from_file_location("floor_proxy", HERE.parent / "floor_proxy.py")
+def load_floor(name: str = "floor_proxy") -> Any:
+    """A fresh copy of `benchmarks/floor_proxy.py` (or another `<name>.py` there) as a
+    module (its own idle pool)."""
+    spec = importlib.util.spec_from_file_location(name, HERE.parent / f"{name}.py")
     assert spec is not None and spec.loader is not None
-    argv, sys.argv = sys.argv, ["floor_proxy.py"]
+    argv, sys.argv = sys.argv, [f"{name}.py"]
     try:
         floor = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(floor)
@@ -150,8 +151,9 @@ def load_floor() -> Any:
     return floor
 
 
-def floor_pair() -> tuple[Any, Any, FakeTransport]:
-    floor = load_floor()
+def floor_pair(floor: Any = None) -> tuple[Any, Any, FakeTransport]:
+    """A connected pair of the floor's classes (or of `floor`, a module shaped like it)."""
+    floor = floor or load_floor()
     client = floor.Client()
     client_t = FakeTransport(("127.0.0.1", 40000))
     client.connection_made(client_t)
@@ -165,16 +167,7 @@ def load_featured(off: str = "") -> Any:
     """A fresh copy of `benchmarks/featured_floor.py` (the floor plus wakeproxy's common-path
     work, hand-written), its access lines to /dev/null, the features named in `off` (comma
     separated: log, stats, rules, cut, deadlines) turned off."""
-    spec = importlib.util.spec_from_file_location(
-        "featured_floor", HERE.parent / "featured_floor.py"
-    )
-    assert spec is not None and spec.loader is not None
-    argv, sys.argv = sys.argv, ["featured_floor.py"]
-    try:
-        featured = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(featured)
-    finally:
-        sys.argv = argv
+    featured = load_floor("featured_floor")
     featured.log_out = io.FileIO(os.devnull, "w")  # lives as long as the probe
     for name in filter(None, off.split(",")):
         setattr(featured, name.upper(), False)
@@ -182,14 +175,7 @@ def load_featured(off: str = "") -> Any:
 
 
 def featured_pair(off: str = "") -> tuple[Any, Any, FakeTransport]:
-    featured = load_featured(off)
-    client = featured.Client()
-    client_t = FakeTransport(("127.0.0.1", 40000))
-    client.connection_made(client_t)
-    up = featured.Upstream()
-    up.connection_made(FakeTransport())
-    featured.pool.append(up)
-    return client, up, client_t
+    return floor_pair(load_featured(off))
 
 
 def run(client: Any, up: Any, n: int) -> float:
