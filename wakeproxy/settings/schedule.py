@@ -15,7 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from croniter import croniter
 
 from wakeproxy.model.apps import AwakeSchedule, AwakeWindow
 from wakeproxy.settings.values import positive_duration
@@ -47,6 +46,10 @@ def _window(raw: object) -> AwakeWindow:
         cron, seconds = f"{start % 60} {start // 60} * * {_DAYS.get(days, days)}", length * 60.0
     else:
         raise ValueError(raw)
+    # Imported here, as in controlplane/schedule.py: only a config with a schedule pays
+    # for croniter.
+    from croniter import croniter
+
     if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
         raise ValueError(cron)
     return AwakeWindow(cron=" ".join(cron.split()), seconds=float(seconds))
