@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hot_path as hp
 
 from wakeproxy.dataplane.accounting import begin_counting, settle
-from wakeproxy.dataplane.headers import NONE, cut_fields, raw_request_head, upstream_head
+from wakeproxy.dataplane.answers import cut_fields
+from wakeproxy.dataplane.headers import NONE, raw_request_head, upstream_head
 from wakeproxy.dataplane.plain import PlainConnection
 
 STEPS = ("floor", "+ request rules", "+ response rules", "+ routing and counting",

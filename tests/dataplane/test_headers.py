@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wakeproxy.dataplane import errors
+from wakeproxy.dataplane.answers import response_head
 from wakeproxy.dataplane.headers import (
     CHUNKED,
     CLOSE,
@@ -13,7 +14,6 @@ from wakeproxy.dataplane.headers import (
     NONE,
     RequestIds,
     read_request_head,
-    response_head,
     upstream_head,
 )
 from wakeproxy.dataplane.waiting_page import render_waiting_page

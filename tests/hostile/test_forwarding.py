@@ -14,17 +14,19 @@ from hypothesis import strategies as st
 
 from tests.dataplane.conftest import ProxyFactory, Upstream, read_response
 from tests.soak.support import figure
-from wakeproxy.dataplane.headers import (
+from wakeproxy.dataplane.answers import (
     CUT,
     CUT_CLOSE,
-    HOP_BY_HOP,
-    LENGTH,
     NOT_PLAIN,
-    RELAYED,
     answer_field,
     cut_fields,
-    read_request_head,
     response_head,
+)
+from wakeproxy.dataplane.headers import (
+    HOP_BY_HOP,
+    LENGTH,
+    RELAYED,
+    read_request_head,
     upstream_head,
 )
 

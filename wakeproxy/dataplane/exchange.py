@@ -37,6 +37,7 @@ from wakeproxy.dataplane.accounting import (
     settle,
 )
 from wakeproxy.dataplane.activator import HoldQueue
+from wakeproxy.dataplane.answers import response_head
 from wakeproxy.dataplane.context import Context, Route
 from wakeproxy.dataplane.errors import (
     CLOSES_CONNECTION,
@@ -62,7 +63,6 @@ from wakeproxy.dataplane.headers import (
     IDEMPOTENT,
     NONE,
     RequestHead,
-    response_head,
     upstream_head,
 )
 from wakeproxy.dataplane.ports import RESPONSE, Client, Upstream

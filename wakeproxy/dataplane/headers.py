@@ -1,8 +1,9 @@
-"""Header rules of a proxy: hop-by-hop removal, forwarded headers and message framing.
+"""Request header rules of a proxy: hop-by-hop removal, forwarded headers, framing.
 
-Owns reading a parsed request head into a `RequestHead` (checking what llhttp leaves to
-us), writing the head sent upstream, and writing the response head sent to the client.
-It never touches sockets, routes or app state.
+Owns reading a request head into a `RequestHead` (field by field, checking what llhttp
+leaves to us, or read whole from its bytes), writing the head sent upstream, request ids,
+and the names and framing kinds both directions share (`answers.py` has the response's
+rules). It never touches sockets, routes or app state.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 )
 
 # Connection tokens that are options, not header names.
-_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
 # Connection tokens never obeyed: options, and fields that frame or route the message.
 # `Connection: content-length` must not strip the length of a body we still send on:
 # the app would read that body as the next request (request smuggling).
-_NOT_DROPPABLE = _CONNECTION_OPTIONS | {b"content-length", b"host"}
+NOT_DROPPABLE = CONNECTION_OPTIONS | {b"content-length", b"host"}
 
 # Headers by which a proxy tells the app about the client, besides the three we set
 # ourselves (X-Forwarded-For/-Proto/-Host): forwarded only when a trusted proxy sent them,
@@ -171,7 +172,7 @@ class ClaimedRawHead(RawHead):
     __slots__ = ("request_id", "xff", "xfh", "xfp")
 
 
-def _tokens(value: bytes) -> list[bytes]:
+def tokens(value: bytes) -> list[bytes]:
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
 
@@ -246,8 +247,8 @@ def read_request_head(
         elif lname == b"transfer-encoding":
             te = value if te is None else te + b", " + value
         elif lname == b"connection":
-            if value.lower() not in _CONNECTION_OPTIONS:
-                named.extend(t for t in _tokens(value) if t not in _NOT_DROPPABLE)
+            if value.lower() not in CONNECTION_OPTIONS:
+                named.extend(t for t in tokens(value) if t not in NOT_DROPPABLE)
         elif lname == b"upgrade":
             upgrade_value = value
         elif lname == b"x-forwarded-for":
@@ -271,7 +272,7 @@ def read_request_head(
     if te is not None:
         if content_length is not None:
             raise BadRequest("both Transfer-Encoding and Content-Length")
-        codings = _tokens(te)
+        codings = tokens(te)
         if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise BadRequest("Transfer-Encoding must end with chunked")
         if h.http10:
@@ -297,13 +298,13 @@ def read_request_head(
     if upgrade and upgrade_value is not None:
         h.upgrade = upgrade_value
     if named:
-        h.kept = _without(kept, set(named))
+        h.kept = without(kept, set(named))
         if h.relayed:
-            h.relayed = _without(h.relayed, set(named))
+            h.relayed = without(h.relayed, set(named))
     return h
 
 
-def _without(fields: list[bytes], names: set[bytes]) -> list[bytes]:
+def without(fields: list[bytes], names: set[bytes]) -> list[bytes]:
     """Flat header fields (4 parts each) without those whose name is in `names`."""
     out: list[bytes] = []
     for i in range(0, len(fields), 4):
@@ -477,117 +478,6 @@ def upstream_head(h: RequestHead, peer: bytes, trusted: bool, request_id: bytes)
     return b"".join(parts)
 
 
-# How response_head treats a header name, memoized per spelling as the app sends it
-# (apps send the same few names over and over; lowercasing each one costs more than a
-# lookup). Bounded, so names made up by an app cannot grow it without limit.
-_PLAIN, _LENGTH, _TE, _CONNECTION, _UPGRADE, _DROP = 0, 1, 2, 3, 4, 5
-_MEMO_SIZE = 1024
-_response_kinds: dict[bytes, int] = {}
-# The spellings of kind _PLAIN among them: `in` a set is a test without a call, for the
-# plain path's per-field callback, where most fields are these.
-_relayed_names: set[bytes] = set()
-_status_lines: dict[tuple[int, bytes], bytes] = {}
-
-
-def _response_kind(name: bytes) -> int:
-    lname = name.lower()
-    if lname == b"content-length":
-        kind = _LENGTH
-    elif lname == b"transfer-encoding":
-        kind = _TE
-    elif lname == b"connection":
-        kind = _CONNECTION
-    elif lname == b"upgrade":
-        kind = _UPGRADE
-    elif lname in HOP_BY_HOP:
-        kind = _DROP
-    else:
-        kind = _PLAIN
-    if len(_response_kinds) < _MEMO_SIZE:
-        _response_kinds[name] = kind
-        if kind == _PLAIN:
-            _relayed_names.add(name)
-    return kind
-
-
-def response_head(
-    status: int,
-    reason: bytes,
-    headers: list[tuple[bytes, bytes]],
-    *,
-    no_body: bool,
-    http10: bool,
-    keep_alive: bool,
-) -> tuple[bytes, int, bool]:
-    """The head sent to the client → (bytes, framing, whether the client connection stays).
-
-    The body keeps the upstream's framing: Content-Length passes through, chunked is
-    re-encoded chunk by chunk (or delimited by close for an HTTP/1.0 client), and a body
-    delimited by the upstream closing is delimited by closing the client connection too.
-    A 1xx head (interim) never carries framing or `Connection`.
-    """
-    line = _status_lines.get((status, reason))
-    if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-        if len(_status_lines) < _MEMO_SIZE:
-            _status_lines[(status, reason)] = line
-    lines = [line]
-    has_length = False
-    te: bytes | None = None
-    named: list[bytes] = []
-    upgrade_value: bytes | None = None
-    kinds = _response_kinds
-    for name, value in headers:
-        kind = kinds.get(name)
-        if kind is None:
-            kind = _response_kind(name)
-        if kind == _PLAIN:
-            lines += (name, b": ", value, CRLF)
-        elif kind == _LENGTH:
-            has_length = True
-            lines += (name, b": ", value, CRLF)
-        elif kind == _CONNECTION:
-            if value.lower() not in _CONNECTION_OPTIONS:
-                named.extend(t for t in _tokens(value) if t not in _NOT_DROPPABLE)
-        elif kind == _TE:
-            te = value if te is None else te + b", " + value
-        elif kind == _UPGRADE:
-            upgrade_value = value
-        # other hop-by-hop fields: dropped
-    if named:
-        lines = [line, *_without(lines[1:], set(named))]
-
-    if status < 200:
-        if status == 101 and upgrade_value is not None:
-            lines.append(b"Connection: upgrade\r\nUpgrade: " + upgrade_value + CRLF)
-        lines.append(CRLF)
-        return b"".join(lines), NONE, keep_alive
-
-    if no_body or status == 204 or status == 304:
-        framing = NONE
-        if te is not None and not http10:
-            lines.append(b"Transfer-Encoding: " + te + CRLF)
-    elif te is not None:
-        chunked = _tokens(te)[-1:] == [b"chunked"]
-        framing = CHUNKED if chunked and not http10 else CLOSE
-        if not http10 and (framing == CHUNKED or not chunked):
-            # chunked is re-encoded as it came; another final coding is close-delimited
-            lines.append(b"Transfer-Encoding: " + te + CRLF)
-    elif has_length:
-        framing = LENGTH
-    else:
-        framing = CLOSE
-    if framing == CLOSE:
-        keep_alive = False
-    if not keep_alive:
-        lines.append(b"Connection: close\r\n\r\n")
-    elif http10:
-        lines.append(b"Connection: keep-alive\r\n\r\n")
-    else:
-        lines.append(CRLF)
-    return b"".join(lines), framing, keep_alive
-
-
 class RequestIds:
     """Short ids unique per process start: a random prefix and a counter."""
 
@@ -598,69 +488,3 @@ class RequestIds:
         # The next id, made in C (a counter mapped through `%`): one call per request
         # with no Python frame.
         self.next: Callable[[], bytes] = map(pattern.__mod__, itertools.count(1)).__next__
-
-
-# How the plain path treats each field of an answer it relays as it came (see plain.py):
-# relayed, relayed and read for the framing, cut out of the bytes (hop-by-hop), or the
-# answer is not plain. (RELAY and RELAY_LENGTH are the memoized kinds themselves: one
-# lookup decides most fields.)
-# CUT_CLOSE: cut, and the app closes the connection after this answer.
-RELAY, RELAY_LENGTH, CUT, CUT_CLOSE, NOT_PLAIN = _PLAIN, _LENGTH, -1, -2, -3
-# A `Connection` that names no field: cut out like the other hop-by-hop fields.
-_CONNECTION_VERDICTS = {
-    b"keep-alive": CUT, b"Keep-Alive": CUT, b"close": CUT_CLOSE, b"Close": CUT_CLOSE
-}
-# Each spelling's kind, as `response_head` memoizes it: one lookup per field; for the
-# kind CONNECTION, the verdict by the value as it usually comes (None: ask `answer_field`).
-answer_field_kind: Callable[[bytes], int | None] = _response_kinds.get
-# Spellings seen before of fields relayed as they came (a subset of what `answer_field`
-# says RELAY for: the others are not seen yet).
-RELAYED_NAMES: frozenset[bytes] | set[bytes] = _relayed_names
-CONNECTION = _CONNECTION
-connection_verdict: Callable[[bytes], int | None] = _CONNECTION_VERDICTS.get
-
-
-def answer_field(name: bytes, value: bytes) -> int:
-    """RELAY, RELAY_LENGTH (Content-Length), CUT, CUT_CLOSE or NOT_PLAIN for a field of
-    an answer the plain path relays as it came: the rules of `response_head` for the case
-    where they only drop fields. Transfer-Encoding (another framing) and a `Connection` naming
-    fields (which may come before it) are not plain."""
-    kind = answer_field_kind(name)
-    if kind is None:
-        kind = _response_kind(name)
-    if kind == _PLAIN:
-        return RELAY
-    if kind == _LENGTH:
-        return RELAY_LENGTH
-    if kind == _CONNECTION:
-        verdict = _CONNECTION_VERDICTS.get(value)
-        if verdict is None:
-            verdict = _CONNECTION_VERDICTS.get(value.strip().lower(), NOT_PLAIN)
-        return verdict
-    if kind == _TE:
-        return NOT_PLAIN
-    return CUT  # Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade
-
-
-def cut_fields(data: bytes, head_end: int, fields: list[tuple[bytes, bytes]]) -> bytes | None:
-    """`data` (an answer's bytes, its head ending at `head_end`, the index of its final
-    CRLF CRLF) without the lines of `fields` (name, value as llhttp read them); None if
-    one cannot be found, which only an unusual spacing around the value causes."""
-    for name, value in fields:
-        line = b"\r\n%s: %s\r\n" % (name, value)
-        # One call finds and splits (`find` and two slices take three).
-        before, found, after = data.partition(line)
-        if found and len(before) < head_end:
-            data = before + b"\r\n" + after  # the CRLF that ends the line before it
-            head_end -= len(line) - 2
-            continue
-        # another spacing: as llhttp reads it, OWS around the value
-        pattern = re.compile(rb"\r\n" + re.escape(name) + rb":[ \t]*" + re.escape(value)
-                             + rb"[ \t]*(?=\r\n)")  # fmt: skip
-        match = pattern.search(data, 0, head_end + 2)
-        if match is None:
-            return None
-        start, stop = match.span()
-        data = data[:start] + data[stop:]
-        head_end -= stop - start
-    return data

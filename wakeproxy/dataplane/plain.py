@@ -5,11 +5,12 @@ for an app that is awake and has an idle pooled connection, is sent upstream as 
 client connection has its head (read whole, or field by field). Its answer is relayed as it
 came, one write per read, when its head is plain: whole in the first read, a final status,
 framed by Content-Length (or a 204/304, which have no body), and with no hop-by-hop field
-but those `headers.answer_field` says to cut (`Connection: keep-alive|close`, Keep-Alive,
+but those `answers.answer_field` says to cut (`Connection: keep-alive|close`, Keep-Alive,
 ...), whose lines are cut from the bytes. The parser the upstream connection keeps for its
-whole life (one per connection) checks the bytes; its only callback is one dictionary
-lookup per field, and the Content-Length tells where the answer ends. That is most
-requests; all they run is in this module, the rules of `headers.py` and `settle`.
+whole life (one per connection) checks the bytes; its only callback is one set test or
+dictionary lookup per field, and the Content-Length tells where the answer ends. That is
+most requests; all they run is in this module, the rules of `headers.py` and
+`answers.py`, and `settle`.
 
 Any other answer makes the request an `Exchange` (`Exchange.adopted`) before a byte of it is
 relayed, and the exchange parses it from the start with its own rules: an answer that is
@@ -27,25 +28,22 @@ from typing import cast
 from httptools import HttpParserError, HttpResponseParser
 
 from wakeproxy.dataplane.accounting import begin_counting, settle
-from wakeproxy.dataplane.context import Context, Route
-from wakeproxy.dataplane.errors import BadRequest
-from wakeproxy.dataplane.exchange import Exchange
-from wakeproxy.dataplane.headers import (
+from wakeproxy.dataplane.answers import (
     CONNECTION,
     CUT_CLOSE,
-    LENGTH,
-    NONE,
     NOT_PLAIN,
     RELAY,
     RELAY_LENGTH,
     RELAYED_NAMES,
-    RequestHead,
     answer_field,
     answer_field_kind,
     connection_verdict,
     cut_fields,
-    upstream_head,
 )
+from wakeproxy.dataplane.context import Context, Route
+from wakeproxy.dataplane.errors import BadRequest
+from wakeproxy.dataplane.exchange import Exchange
+from wakeproxy.dataplane.headers import LENGTH, NONE, RequestHead, upstream_head
 from wakeproxy.dataplane.ports import RESPONSE, Client
 from wakeproxy.dataplane.upstream import UpstreamConnection, UpstreamPool
 from wakeproxy.model.apps import Endpoint
