@@ -152,7 +152,7 @@ _CONNECTION_VERDICTS = {
 answer_field_kind: Callable[[bytes], int | None] = _response_kinds.get
 # Spellings seen before of fields relayed as they came (a subset of what `answer_field`
 # says RELAY for: the others are not seen yet).
-RELAYED_NAMES: frozenset[bytes] | set[bytes] = _relayed_names
+RELAYED_NAMES: set[bytes] = _relayed_names  # the set itself: it grows as names come
 CONNECTION = _CONNECTION
 connection_verdict: Callable[[bytes], int | None] = _CONNECTION_VERDICTS.get
 
